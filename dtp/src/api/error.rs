@@ -1,0 +1,124 @@
+//! `ApiError`: the one place where anything that goes wrong becomes an HTTP answer, always as
+//! RFC 9457 problem JSON.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use common::problem::{Problem, PROBLEM_CONTENT_TYPE};
+
+use crate::queue;
+
+/// Every error the API can answer with, named for what the client sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed (bad id, bad filter, unparsable JSON).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the task's state forbids this, or an idempotency key is reused differently.
+    #[error("{0}")]
+    Conflict(String),
+    /// 422: well-formed but invalid (unknown type, field out of range).
+    #[error("{0}")]
+    Invalid(String),
+    /// A framework rejection that carries its own status (413, 415, ...).
+    #[error("{detail}")]
+    Rejected {
+        /// The status the framework chose.
+        status: StatusCode,
+        /// Its explanation.
+        detail: String,
+    },
+    /// 503: the database is unreachable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected database error; logged in full, answered opaquely.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Rejected { status, .. } => *status,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<queue::Error> for ApiError {
+    fn from(error: queue::Error) -> Self {
+        match error {
+            queue::Error::NotFound(id) => ApiError::NotFound(format!("Task {id} not found")),
+            e @ queue::Error::CannotCancel { .. } => ApiError::Conflict(e.to_string()),
+            e @ queue::Error::IdempotencyConflict(_) => ApiError::Conflict(e.to_string()),
+            queue::Error::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        if is_unavailable(&error) {
+            ApiError::Unavailable(format!("database unavailable: {error}"))
+        } else {
+            ApiError::Internal(error.into())
+        }
+    }
+}
+
+/// Errors that mean "the database cannot be reached right now", as opposed to a bad statement.
+pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, class 08 connection
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// The problem response for `status` with `detail`.
+pub fn problem_response(status: StatusCode, detail: Option<String>) -> Response {
+    let problem = Problem {
+        problem_type: "about:blank".to_owned(),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+    };
+    let mut response = (status, axum::Json(problem)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+    );
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                "internal error; see the server log".to_owned()
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(%detail, "answering 503");
+                detail.clone()
+            }
+            other => other.to_string(),
+        };
+        problem_response(status, Some(detail))
+    }
+}

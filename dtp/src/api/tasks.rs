@@ -1,0 +1,190 @@
+//! `/tasks`: create (with idempotency keys), get, list, cancel.
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use common::{CreateTask, TaskPage, TaskStatus, TaskView};
+use serde::Deserialize;
+
+use super::extract::{ApiJson, TaskIdPath};
+use super::{ApiError, AppState};
+use crate::queue::{self, CancelOutcome, Enqueued, ListFilter, NewTask, TaskId};
+
+/// Allowed `maxAttempts`.
+const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<i32> = 1..=100;
+/// Allowed `priority`.
+const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
+/// Allowed `timeoutMs`: up to a day.
+const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<i64> = 1..=86_400_000;
+/// Longest idempotency key.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// Page size when `limit` is absent, and its ceiling.
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tasks", post(create).get(list))
+        .route("/tasks/{id}", get(get_one))
+        .route("/tasks/{id}/cancel", put(cancel))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateTask>,
+) -> Result<Response, ApiError> {
+    let task = validate(request, &state)?;
+    let mut conn = state.pool.acquire().await?;
+    match queue::enqueue(&mut conn, &task).await? {
+        Enqueued::Created(row) => {
+            tracing::info!(task_id = row.id, task_type = %row.task_type, to = "PENDING", "task created");
+            let location = format!("/tasks/{}", row.id);
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(row.into_view()),
+            )
+                .into_response())
+        }
+        Enqueued::Existing(row) => Ok((StatusCode::OK, Json(row.into_view())).into_response()),
+    }
+}
+
+/// Checks every field; on error nothing is written.
+fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> {
+    if !state.registry.contains(&request.task_type) {
+        return Err(ApiError::Invalid(format!(
+            "unknown task type {:?}; known types: {}",
+            request.task_type,
+            state.registry.names().join(", ")
+        )));
+    }
+    let max_attempts = request
+        .max_attempts
+        .unwrap_or(state.config.default_max_attempts);
+    if !MAX_ATTEMPTS_RANGE.contains(&max_attempts) {
+        return Err(ApiError::Invalid(format!(
+            "maxAttempts must be between 1 and 100, got {max_attempts}"
+        )));
+    }
+    let priority = request.priority.unwrap_or(0);
+    if !PRIORITY_RANGE.contains(&priority) {
+        return Err(ApiError::Invalid(format!(
+            "priority must be between -1000 and 1000, got {priority}"
+        )));
+    }
+    if let Some(timeout) = request.timeout_ms.filter(|t| !TIMEOUT_MS_RANGE.contains(t)) {
+        return Err(ApiError::Invalid(format!(
+            "timeoutMs must be between 1 and 86400000, got {timeout}"
+        )));
+    }
+    if let Some(key) = &request.idempotency_key {
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(ApiError::Invalid(
+                "idempotencyKey must be 1 to 255 bytes long".into(),
+            ));
+        }
+    }
+    Ok(NewTask {
+        task_type: request.task_type,
+        payload: request.payload,
+        priority,
+        max_attempts,
+        timeout_ms: request.timeout_ms,
+        run_at: request.run_at,
+        idempotency_key: request.idempotency_key,
+    })
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<TaskView>, ApiError> {
+    Ok(Json(queue::get(&state.pool, id).await?.into_view()))
+}
+
+/// `GET /tasks` query; every value arrives as text so that bad values get a clear 400.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    task_type: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TaskPage>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let filter = parse_filter(params)?;
+    let rows = queue::list(&state.pool, &filter).await?;
+    let full_page = i64::try_from(rows.len()).unwrap_or(i64::MAX) == filter.limit;
+    let next_after = if full_page {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(TaskPage {
+        tasks: rows.into_iter().map(|r| r.into_view()).collect(),
+        next_after,
+    }))
+}
+
+fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
+    let status = params
+        .status
+        .map(|s| s.parse::<TaskStatus>())
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
+    let limit = match params.limit {
+        None => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be an integer from 1 to {MAX_PAGE}, got {raw:?}"
+                ))
+            })?,
+    };
+    let after = params
+        .after
+        .map(|raw| {
+            raw.parse::<i64>()
+                .ok()
+                .filter(|a| *a > 0)
+                .map(TaskId)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "after must be a positive task id, got {raw:?}"
+                    ))
+                })
+        })
+        .transpose()?;
+    Ok(ListFilter {
+        status,
+        task_type: params.task_type,
+        after,
+        limit,
+    })
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<TaskView>, ApiError> {
+    match queue::cancel(&state.pool, id).await? {
+        CancelOutcome::Canceled { task, was_running } => {
+            let from = if was_running { "RUNNING" } else { "PENDING" };
+            tracing::info!(task_id = %id, from, to = "CANCELED", "task canceled");
+            Ok(Json(task.into_view()))
+        }
+        CancelOutcome::AlreadyCanceled(task) => Ok(Json(task.into_view())),
+    }
+}

@@ -1,0 +1,115 @@
+//! Assembly: `App::build` connects, migrates, binds the listener (port 0 allowed) and wires the
+//! API and the worker; `run_until_stopped` serves until the shutdown token fires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::handlers::HandlerRegistry;
+use crate::worker::Worker;
+
+/// A built DTP service, ready to run.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    worker: Option<Worker>,
+    pool: PgPool,
+}
+
+impl App {
+    /// Builds the service with the built-in handlers.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        Self::build_with_handlers(config, HandlerRegistry::with_builtins()).await
+    }
+
+    /// Builds the service with the handlers of `registry` (an embedding program's own).
+    pub async fn build_with_handlers(
+        config: Config,
+        registry: HandlerRegistry,
+    ) -> anyhow::Result<App> {
+        let pool = crate::db::connect_and_migrate(&config.database_url, config.db_max_connections)
+            .await?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding {}", config.addr))?;
+        let worker = config
+            .worker
+            .then(|| Worker::new(pool.clone(), registry.clone(), config.worker_config()));
+        let state = AppState {
+            pool: pool.clone(),
+            registry,
+            config: Arc::new(config.api_config()),
+        };
+        Ok(App {
+            listener,
+            router: api::router(state),
+            worker,
+            pool,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The queue database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves the API and runs the worker until `shutdown` fires, then shuts both down
+    /// gracefully (the worker hands unfinished tasks back to the queue).
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = ?self.listener.local_addr().ok(), worker = self.worker.is_some(), "dtp listening");
+        let worker = self
+            .worker
+            .map(|w| tokio::spawn(w.run(shutdown.clone())));
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let served = server.await.context("HTTP server failed");
+        shutdown.cancel();
+        if let Some(worker) = worker {
+            worker.await.context("worker task failed")?;
+        }
+        self.pool.close().await;
+        served
+    }
+}
+
+/// Fires `token` on SIGINT (ctrl-c) or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    term.recv().await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT received: shutting down"),
+            _ = terminate => tracing::info!("SIGTERM received: shutting down"),
+        }
+        token.cancel();
+    });
+}

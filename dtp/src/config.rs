@@ -1,0 +1,126 @@
+//! Configuration: command-line flags with environment fallbacks; `dtp --help` lists them all.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::api::ApiConfig;
+use crate::worker::{default_worker_id, Backoff, WorkerConfig};
+
+/// DTP, the execution plane: HTTP API plus workers over one PostgreSQL queue.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "dtp", version, about)]
+pub struct Config {
+    /// Address the HTTP API listens on (port 0 picks a free port).
+    #[arg(long, env = "DTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub addr: SocketAddr,
+
+    /// The queue database; created if missing, migrated at start-up.
+    #[arg(
+        long,
+        env = "DTP_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/dtp"
+    )]
+    pub database_url: String,
+
+    /// Connections in the database pool.
+    #[arg(long, env = "DTP_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    pub db_max_connections: u32,
+
+    /// Run the worker in this process (`false`: API only).
+    #[arg(long, env = "DTP_WORKER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub worker: bool,
+
+    /// Tasks this process runs at once.
+    #[arg(long, env = "DTP_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// Worker id written on the tasks it runs [default: dtp-{hostname}-{pid}].
+    #[arg(long, env = "DTP_WORKER_ID")]
+    pub worker_id: Option<String>,
+
+    /// Polling interval for delayed tasks, retries and missed notifications, in ms.
+    #[arg(long, env = "DTP_POLL_INTERVAL_MS", default_value_t = 1000)]
+    pub poll_interval_ms: u64,
+
+    /// Lease length in ms: a task whose worker stops renewing is rescued this long after.
+    #[arg(long, env = "DTP_LEASE_MS", default_value_t = 15_000)]
+    pub lease_ms: u64,
+
+    /// How often leases are renewed, in ms [default: a third of the lease].
+    #[arg(long, env = "DTP_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+
+    /// How often this process rescues tasks with expired leases, in ms.
+    #[arg(long, env = "DTP_RESCUE_INTERVAL_MS", default_value_t = 5000)]
+    pub rescue_interval_ms: u64,
+
+    /// Retry backoff: ceiling of the first retry's delay, in ms (doubles per attempt).
+    #[arg(long, env = "DTP_BACKOFF_BASE_MS", default_value_t = 1000)]
+    pub backoff_base_ms: u64,
+
+    /// Retry backoff: longest delay, in ms.
+    #[arg(long, env = "DTP_BACKOFF_CAP_MS", default_value_t = 300_000)]
+    pub backoff_cap_ms: u64,
+
+    /// `maxAttempts` of a task that names none (1..=100).
+    #[arg(long, env = "DTP_DEFAULT_MAX_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub default_max_attempts: i32,
+
+    /// Execution timeout when neither the task nor its type sets one, in ms.
+    #[arg(long, env = "DTP_TASK_TIMEOUT_MS", default_value_t = 300_000)]
+    pub task_timeout_ms: u64,
+
+    /// On SIGTERM/SIGINT, how long running handlers may finish before their tasks go back to
+    /// the queue, in ms.
+    #[arg(long, env = "DTP_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+
+    /// Largest request body, in bytes; larger is 413.
+    #[arg(long, env = "DTP_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Requests taking longer are answered 408, in ms.
+    #[arg(long, env = "DTP_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+}
+
+impl Config {
+    /// The defaults, as if no flag or variable were given.
+    pub fn defaults() -> Self {
+        Config::parse_from(["dtp"])
+    }
+
+    /// The worker's settings.
+    pub fn worker_config(&self) -> WorkerConfig {
+        let lease = Duration::from_millis(self.lease_ms);
+        WorkerConfig {
+            worker_id: self.worker_id.clone().unwrap_or_else(default_worker_id),
+            concurrency: self.concurrency.max(1),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            lease,
+            heartbeat_interval: self
+                .heartbeat_ms
+                .map(Duration::from_millis)
+                .unwrap_or(lease / 3),
+            rescue_interval: Duration::from_millis(self.rescue_interval_ms),
+            backoff: Backoff {
+                base: Duration::from_millis(self.backoff_base_ms),
+                cap: Duration::from_millis(self.backoff_cap_ms),
+            },
+            default_timeout: Duration::from_millis(self.task_timeout_ms),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        }
+    }
+
+    /// The API's settings.
+    pub fn api_config(&self) -> ApiConfig {
+        ApiConfig {
+            default_max_attempts: self.default_max_attempts,
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The `dtp` binary: read the configuration, start logging, build, run until SIGTERM/SIGINT.
+
+use clap::Parser;
+use dtp::{App, Config};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    dtp::telemetry::init();
+    let app = App::build(config).await?;
+    let shutdown = CancellationToken::new();
+    dtp::app::cancel_on_signals(shutdown.clone());
+    app.run_until_stopped(shutdown).await
+}

@@ -1,0 +1,113 @@
+//! Transitions out of RUNNING: success, failure (retry or FAILED), and release on shutdown.
+//!
+//! Each is fenced by `status = 'RUNNING' and attempt_count = $2`: when it matches no row the
+//! attempt is no longer this worker's (canceled, or rescued and claimed again) and nothing changes.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::TaskStatus;
+use serde_json::Value;
+use sqlx::PgExecutor;
+
+use super::{millis, TaskId, CHANNEL_TASK_AVAILABLE};
+
+/// Marks the attempt SUCCEEDED with its result. `false` when the fence did not match.
+pub async fn mark_succeeded(
+    db: impl PgExecutor<'_>,
+    id: TaskId,
+    attempt: i32,
+    result: &Value,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        r#"
+        update tasks
+        set status = 'SUCCEEDED', result = $3, completed_at = now(),
+            lease_expires_at = null, updated_at = now()
+        where id = $1 and status = 'RUNNING' and attempt_count = $2
+        "#,
+    )
+    .bind(id.0)
+    .bind(attempt)
+    .bind(result)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Where a failed attempt left its task.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FailedAttempt {
+    /// PENDING (retry scheduled) or FAILED.
+    pub status: String,
+    /// When the retry is due, if one was scheduled.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl FailedAttempt {
+    /// The new state.
+    pub fn status(&self) -> TaskStatus {
+        self.status.parse().unwrap_or(TaskStatus::Failed)
+    }
+}
+
+/// Records a failed attempt: the task is retried after `retry_delay` while attempts remain and
+/// the error is not `permanent`, else it is FAILED. `None` when the fence did not match.
+pub async fn mark_failed_or_retry(
+    db: impl PgExecutor<'_>,
+    id: TaskId,
+    attempt: i32,
+    error: &str,
+    retry_delay: Duration,
+    permanent: bool,
+) -> Result<Option<FailedAttempt>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        update tasks
+        set status = case when $5 or attempt_count >= max_attempts then 'FAILED' else 'PENDING' end,
+            last_error = $3,
+            run_at = case when $5 or attempt_count >= max_attempts then run_at
+                          else now() + $4 * interval '1 millisecond' end,
+            next_attempt_at = case when $5 or attempt_count >= max_attempts then null
+                                   else now() + $4 * interval '1 millisecond' end,
+            completed_at = case when $5 or attempt_count >= max_attempts then now() end,
+            lease_expires_at = null,
+            updated_at = now()
+        where id = $1 and status = 'RUNNING' and attempt_count = $2
+        returning status, next_attempt_at
+        "#,
+    )
+    .bind(id.0)
+    .bind(attempt)
+    .bind(error)
+    .bind(millis(retry_delay))
+    .bind(permanent)
+    .fetch_optional(db)
+    .await
+}
+
+/// Gives an interrupted attempt back to the queue at once, without counting it (the worker is
+/// shutting down; the task did nothing wrong), and wakes the other workers.
+/// `false` when the fence did not match.
+pub async fn release(db: impl PgExecutor<'_>, id: TaskId, attempt: i32) -> Result<bool, sqlx::Error> {
+    let released: Option<(i64,)> = sqlx::query_as(&format!(
+        r#"
+        with released as (
+            update tasks
+            set status = 'PENDING',
+                attempt_count = attempt_count - 1,
+                processing_started_at = case when attempt_count = 1 then null
+                                             else processing_started_at end,
+                run_at = now(), lease_expires_at = null, updated_at = now()
+            where id = $1 and status = 'RUNNING' and attempt_count = $2
+            returning id
+        )
+        select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')) n
+        "#
+    ))
+    .bind(id.0)
+    .bind(attempt)
+    .fetch_optional(db)
+    .await?;
+    Ok(released.is_some())
+}

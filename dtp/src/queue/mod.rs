@@ -1,0 +1,68 @@
+//! The queue: ALL SQL about tasks lives here, one function per statement, named for its intent.
+//!
+//! Functions take an executor (pool, connection or transaction) so the caller owns the
+//! transaction. Every transition out of RUNNING is fenced by `status = 'RUNNING' and
+//! attempt_count = $attempt`, so a worker whose lease was taken over can never overwrite a newer
+//! outcome. This module knows nothing about timing, HTTP or handlers.
+
+mod cancel;
+mod claim;
+mod complete;
+mod enqueue;
+mod read;
+mod rescue;
+mod row;
+
+pub use cancel::{cancel, CancelOutcome};
+pub use claim::{claim_available, renew_leases, ClaimedTask};
+pub use complete::{mark_failed_or_retry, mark_succeeded, release, FailedAttempt};
+pub use enqueue::{enqueue, Enqueued, NewTask};
+pub use read::{get, list, ListFilter};
+pub use rescue::{fail_expired, lock_expired, ExpiredLease};
+pub use row::TaskRow;
+
+use std::fmt;
+
+use common::TaskStatus;
+
+/// Notified (payload empty) when a task becomes claimable now.
+pub const CHANNEL_TASK_AVAILABLE: &str = "dtp_task_available";
+/// Notified with the task id when a RUNNING task is canceled, so its worker aborts the handler.
+pub const CHANNEL_TASK_CANCELED: &str = "dtp_task_canceled";
+
+/// A DTP task id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub i64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What the queue can refuse, plus the database failing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No task has this id.
+    #[error("task {0} not found")]
+    NotFound(TaskId),
+    /// Cancel of a task that already SUCCEEDED or FAILED.
+    #[error("Cannot cancel task in state {status}")]
+    CannotCancel {
+        /// The task.
+        id: TaskId,
+        /// Its terminal state.
+        status: TaskStatus,
+    },
+    /// The idempotency key was first used with a different request.
+    #[error("idempotency key {0:?} was already used for a different request")]
+    IdempotencyConflict(String),
+    /// The database failed or is unreachable.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Milliseconds as the `bigint` the SQL multiplies by `interval '1 millisecond'`.
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,82 @@
+//! Rescuing tasks whose lease expired: their worker died, hung, or lost the network.
+
+use std::time::Duration;
+
+use sqlx::PgConnection;
+
+use super::{millis, TaskId};
+
+/// A RUNNING task whose lease ran out, locked by the rescuer's transaction.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExpiredLease {
+    /// Task id.
+    pub id: i64,
+    /// The lost attempt.
+    pub attempt_count: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// The worker that lost it.
+    pub worker_id: Option<String>,
+}
+
+impl ExpiredLease {
+    /// The task id.
+    pub fn task_id(&self) -> TaskId {
+        TaskId(self.id)
+    }
+}
+
+/// Locks up to `limit` RUNNING tasks whose lease expired (database clock), skipping those
+/// another rescuer holds. Call inside a transaction, then [`fail_expired`] in the same one.
+pub async fn lock_expired(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<ExpiredLease>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        select id, attempt_count, max_attempts, worker_id from tasks
+        where status = 'RUNNING' and lease_expires_at < now()
+        order by lease_expires_at
+        limit $1
+        for update skip locked
+        "#,
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Counts each lost attempt as failed with "worker lost": retried after its delay, or FAILED
+/// when attempts are used up. Returns `(id, new status)` per task changed.
+pub async fn fail_expired(
+    conn: &mut PgConnection,
+    lost: &[(ExpiredLease, Duration)],
+) -> Result<Vec<(TaskId, String)>, sqlx::Error> {
+    let ids: Vec<i64> = lost.iter().map(|(t, _)| t.id).collect();
+    let attempts: Vec<i32> = lost.iter().map(|(t, _)| t.attempt_count).collect();
+    let delays: Vec<i64> = lost.iter().map(|(_, d)| millis(*d)).collect();
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        r#"
+        update tasks t
+        set status = case when t.attempt_count >= t.max_attempts then 'FAILED' else 'PENDING' end,
+            last_error = 'worker lost',
+            run_at = case when t.attempt_count >= t.max_attempts then t.run_at
+                          else now() + lost.delay_ms * interval '1 millisecond' end,
+            next_attempt_at = case when t.attempt_count >= t.max_attempts then null
+                                   else now() + lost.delay_ms * interval '1 millisecond' end,
+            completed_at = case when t.attempt_count >= t.max_attempts then now() end,
+            lease_expires_at = null,
+            updated_at = now()
+        from unnest($1::bigint[], $2::integer[], $3::bigint[]) as lost(id, attempt, delay_ms)
+        where t.id = lost.id and t.status = 'RUNNING' and t.attempt_count = lost.attempt
+          and t.lease_expires_at < now()
+        returning t.id, t.status
+        "#,
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&delays)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(id, s)| (TaskId(id), s)).collect())
+}

@@ -1,0 +1,77 @@
+//! The claim loop: claim as many due tasks as there are free slots, in one statement, and wait
+//! for a notification, a freed slot or the poll interval when there is nothing to do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{executor, Shared};
+use crate::queue;
+
+/// Pause after a failed claim (database down), so the loop does not spin.
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let free = shared.slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = shared.slot_freed.notified() => {}
+                _ = shutdown.cancelled() => {}
+            }
+            continue;
+        }
+        match claim_and_start(shared, free).await {
+            // Every free slot got a task: there may be more, go again at once.
+            Ok(claimed) if claimed == free => {}
+            Ok(_) => wait_for_work(shared, shutdown).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim failed; retrying shortly");
+                sleep_unless(ERROR_PAUSE, shutdown).await;
+            }
+        }
+    }
+}
+
+async fn claim_and_start(shared: &Arc<Shared>, free: usize) -> Result<usize, sqlx::Error> {
+    let limit = i64::try_from(free).unwrap_or(i64::MAX);
+    let claimed = queue::claim_available(
+        &shared.pool,
+        &shared.config.worker_id,
+        limit,
+        shared.config.lease,
+    )
+    .await?;
+    let count = claimed.len();
+    for task in claimed {
+        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+            // Cannot happen (we claimed at most the free slots and only this loop takes them),
+            // but if it did, the task's lease would simply expire and it would be rescued.
+            tracing::error!(task_id = task.id, "claimed a task without a free slot");
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            executor::execute(shared.clone(), task).await;
+            drop(slot);
+            shared.slot_freed.notify_one();
+        });
+    }
+    Ok(count)
+}
+
+async fn wait_for_work(shared: &Shared, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shared.work_available.notified() => {}
+        _ = tokio::time::sleep(shared.config.poll_interval) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+async fn sleep_unless(pause: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}

@@ -1,0 +1,139 @@
+//! Running one claimed task: the handler under its timeout and abort token, then recording the
+//! outcome through the fenced queue transitions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Shared;
+use crate::handlers::{HandlerError, TaskContext};
+use crate::queue::{self, ClaimedTask, TaskId};
+
+/// How an attempt ended, as far as the worker can tell.
+#[derive(Debug)]
+enum Outcome {
+    Succeeded(Value),
+    Failed(HandlerError),
+    /// The task was canceled or its lease lost: the database already holds the truth.
+    Aborted,
+    /// The worker is shutting down past its grace period: hand the task back.
+    Interrupted,
+}
+
+/// Attempts at recording an outcome while the database is briefly unavailable.
+const RECORD_ATTEMPTS: u32 = 5;
+
+pub(super) async fn execute(shared: Arc<Shared>, task: ClaimedTask) {
+    let id = task.task_id();
+    let attempt = task.attempt_count;
+    tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %shared.config.worker_id, "task claimed");
+    let abort = shared.abort_all.child_token();
+    shared.running.insert(id, attempt, abort.clone());
+    let outcome = run_handler(&shared, task, abort).await;
+    record_with_retries(&shared, id, attempt, outcome).await;
+    shared.running.remove(id);
+}
+
+async fn run_handler(
+    shared: &Shared,
+    task: ClaimedTask,
+    abort: tokio_util::sync::CancellationToken,
+) -> Outcome {
+    let Some(handler) = shared.registry.get(&task.task_type) else {
+        return Outcome::Failed(HandlerError::Permanent(format!(
+            "no handler registered for type {:?}",
+            task.task_type
+        )));
+    };
+    let timeout = task
+        .timeout_ms
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(Duration::from_millis)
+        .or_else(|| handler.timeout())
+        .unwrap_or(shared.config.default_timeout);
+    let ctx = TaskContext {
+        id: task.task_id(),
+        attempt: task.attempt_count,
+        max_attempts: task.max_attempts,
+        payload: task.payload,
+        cancel: abort.clone(),
+    };
+    // The handler runs in its own tokio task so that a panic fails the attempt instead of the
+    // worker, and so that aborting it is immediate whatever the handler does.
+    let mut run = tokio::spawn(async move { handler.run(ctx).await });
+    tokio::select! {
+        biased;
+        _ = abort.cancelled() => {
+            run.abort();
+            if shared.abort_all.is_cancelled() { Outcome::Interrupted } else { Outcome::Aborted }
+        }
+        _ = tokio::time::sleep(timeout) => {
+            run.abort();
+            Outcome::Failed(HandlerError::Retryable(format!("timed out after {} ms", timeout.as_millis())))
+        }
+        joined = &mut run => match joined {
+            Ok(Ok(result)) => Outcome::Succeeded(result),
+            Ok(Err(error)) => Outcome::Failed(error),
+            Err(e) => Outcome::Failed(HandlerError::Retryable(format!("handler panicked: {e}"))),
+        },
+    }
+}
+
+async fn record_with_retries(shared: &Shared, id: TaskId, attempt: i32, outcome: Outcome) {
+    let mut pause = Duration::from_millis(100);
+    for tries_left in (0..RECORD_ATTEMPTS).rev() {
+        match record(shared, id, attempt, &outcome).await {
+            Ok(()) => return,
+            Err(e) if tries_left > 0 => {
+                tracing::warn!(task_id = %id, attempt, error = %e, "recording outcome failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => {
+                // The lease will expire and the rescuer will retry the task: at-least-once.
+                tracing::error!(task_id = %id, attempt, error = %e, "outcome lost; the task will be rescued when its lease expires");
+            }
+        }
+    }
+}
+
+async fn record(
+    shared: &Shared,
+    id: TaskId,
+    attempt: i32,
+    outcome: &Outcome,
+) -> Result<(), sqlx::Error> {
+    let pool = &shared.pool;
+    match outcome {
+        Outcome::Succeeded(result) => {
+            if queue::mark_succeeded(pool, id, attempt, result).await? {
+                tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
+            } else {
+                discarded(id, attempt);
+            }
+        }
+        Outcome::Failed(error) => {
+            let permanent = matches!(error, HandlerError::Permanent(_));
+            let delay = shared.config.backoff.delay(attempt);
+            let message = error.to_string();
+            match queue::mark_failed_or_retry(pool, id, attempt, &message, delay, permanent).await? {
+                Some(failed) => tracing::info!(task_id = %id, attempt, from = "RUNNING", to = %failed.status(), next_attempt_at = ?failed.next_attempt_at, error = %message, "task attempt failed"),
+                None => discarded(id, attempt),
+            }
+        }
+        Outcome::Aborted => {
+            tracing::info!(task_id = %id, attempt, "handler aborted: task canceled or its lease lost")
+        }
+        Outcome::Interrupted => {
+            if queue::release(pool, id, attempt).await? {
+                tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "PENDING", "task handed back on shutdown");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn discarded(id: TaskId, attempt: i32) {
+    tracing::info!(task_id = %id, attempt, "late outcome discarded: task was canceled or rescued");
+}
