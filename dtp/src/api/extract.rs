@@ -75,12 +75,7 @@ pub async fn problem_for_bare_errors(response: Response) -> Response {
         (false, _) => Some(text.chars().take(MAX_DETAIL).collect()),
         (true, StatusCode::NOT_FOUND) => Some("no such route".to_owned()),
         (true, StatusCode::METHOD_NOT_ALLOWED) => {
-            let allowed = parts
-                .headers
-                .get(header::ALLOW)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            Some(format!("method not allowed here; allowed: {allowed}"))
+            Some("method not allowed on this route; see the Allow header".to_owned())
         }
         (true, _) => None,
     };

@@ -1,0 +1,327 @@
+//! The HTTP API of DTP, row by row of the SPEC's table, against a real PostgreSQL.
+
+mod support;
+
+use common::{RetryState, TaskPage, TaskStatus};
+use dtp::queue::{self, TaskId};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::{assert_problem, spawn_app_with, TestApp};
+
+/// API only: tasks stay where the test puts them.
+async fn api_only() -> TestApp {
+    spawn_app_with(|c| c.worker = false).await
+}
+
+#[tokio::test]
+async fn create_answers_201_with_location_and_a_pending_task() {
+    let app = api_only().await;
+
+    let response = app
+        .post_task(json!({"type": "demo", "payload": "hello", "maxAttempts": 5, "priority": 7}))
+        .await;
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().expect("ascii").to_owned();
+    let task: common::TaskView = response.json().await.expect("task");
+    assert_eq!(location, format!("/tasks/{}", task.id));
+    assert_eq!(task.task_type, "demo");
+    assert_eq!(task.payload, json!("hello"));
+    assert_eq!(task.status, TaskStatus::Pending);
+    assert_eq!(task.retry_state, RetryState::None);
+    assert_eq!((task.attempt_count, task.max_attempts, task.priority), (0, 5, 7));
+    assert_eq!(task.scheduled_for, task.created_at);
+    assert!(task.processing_started_at.is_none() && task.completed_at.is_none());
+}
+
+#[tokio::test]
+async fn task_bodies_use_camel_case_and_millisecond_utc_timestamps() {
+    let app = api_only().await;
+    let id = app.create(json!({"type": "noop"})).await.id;
+
+    let body: Value = app
+        .client
+        .get(app.url(&format!("/tasks/{id}")))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+
+    for key in [
+        "id", "type", "payload", "status", "attemptCount", "maxAttempts", "retryState",
+        "scheduledFor", "processingStartedAt", "completedAt", "nextAttemptAt", "lastError",
+        "result", "workerId", "createdAt", "updatedAt",
+    ] {
+        assert!(body.get(key).is_some(), "missing {key} in {body}");
+    }
+    let created = body["createdAt"].as_str().expect("string");
+    assert_eq!(created.len(), "2026-01-29T20:51:42.077Z".len(), "{created}");
+    assert!(created.ends_with('Z'));
+}
+
+#[tokio::test]
+async fn default_max_attempts_is_three() {
+    let app = api_only().await;
+    assert_eq!(app.create(json!({"type": "demo"})).await.max_attempts, 3);
+}
+
+#[tokio::test]
+async fn a_future_run_at_is_the_scheduled_time_and_is_not_claimed_early() {
+    let app = api_only().await;
+    let run_at = "2099-01-01T00:00:00.000Z";
+
+    let task = app.create(json!({"type": "demo", "runAt": run_at})).await;
+    let claimed = queue::claim_available(&app.pool, "w", 10, std::time::Duration::from_secs(5))
+        .await
+        .expect("claim");
+
+    assert_eq!(task.scheduled_for.to_rfc3339(), "2099-01-01T00:00:00+00:00");
+    assert!(claimed.is_empty());
+}
+
+#[tokio::test]
+async fn get_of_an_unknown_task_is_404_problem() {
+    let app = api_only().await;
+    let response = app.client.get(app.url("/tasks/424242")).send().await.expect("sent");
+    let detail = assert_problem(response, StatusCode::NOT_FOUND).await;
+    assert!(detail.contains("424242"), "{detail}");
+}
+
+#[tokio::test]
+async fn list_is_newest_first_filtered_and_paged() {
+    let app = api_only().await;
+    let mut ids = Vec::new();
+    for task_type in ["demo", "noop", "demo", "noop", "demo"] {
+        ids.push(app.create(json!({"type": task_type})).await.id);
+    }
+    app.cancel(ids[0]).await;
+
+    let page = |query: &'static str| {
+        let app = &app;
+        async move {
+            let response = app.client.get(app.url(&format!("/tasks?{query}"))).send().await.expect("sent");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<TaskPage>().await.expect("page")
+        }
+    };
+    let all = page("").await;
+    let demos = page("type=demo").await;
+    let canceled = page("status=CANCELED").await;
+    let first_two = page("limit=2").await;
+
+    let all_ids: Vec<i64> = all.tasks.iter().map(|t| t.id).collect();
+    assert_eq!(all_ids, ids.iter().rev().copied().collect::<Vec<_>>());
+    assert_eq!(demos.tasks.len(), 3);
+    assert!(demos.tasks.iter().all(|t| t.task_type == "demo"));
+    assert_eq!(canceled.tasks.len(), 1);
+    assert_eq!(canceled.tasks[0].id, ids[0]);
+    assert_eq!(first_two.tasks.len(), 2);
+    let next = first_two.next_after.expect("more pages");
+    let rest = app
+        .client
+        .get(app.url(&format!("/tasks?limit=10&after={next}")))
+        .send()
+        .await
+        .expect("sent")
+        .json::<TaskPage>()
+        .await
+        .expect("page");
+    assert_eq!(rest.tasks.len(), 3);
+    assert_eq!(rest.next_after, None);
+}
+
+#[tokio::test]
+async fn bad_list_filters_are_400_problem() {
+    let app = api_only().await;
+    for query in ["status=DONE", "limit=0", "limit=501", "limit=x", "after=-1", "colour=red"] {
+        let response = app.client.get(app.url(&format!("/tasks?{query}"))).send().await.expect("sent");
+        assert_problem(response, StatusCode::BAD_REQUEST).await;
+    }
+}
+
+#[tokio::test]
+async fn cancel_of_a_pending_task_makes_it_canceled_and_repeating_it_is_idempotent() {
+    let app = api_only().await;
+    let id = app.create(json!({"type": "demo"})).await.id;
+
+    let first = app.cancel(id).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: common::TaskView = first.json().await.expect("task");
+    let second = app.cancel(id).await;
+    assert_eq!(second.status(), StatusCode::OK);
+    let second: common::TaskView = second.json().await.expect("task");
+
+    assert_eq!(first.status, TaskStatus::Canceled);
+    assert_eq!(first.retry_state, RetryState::Canceled);
+    assert!(first.completed_at.is_some());
+    assert_eq!(second.status, TaskStatus::Canceled);
+    assert_eq!(second.completed_at, first.completed_at);
+    let claimed = queue::claim_available(&app.pool, "w", 10, std::time::Duration::from_secs(5))
+        .await
+        .expect("claim");
+    assert!(claimed.is_empty(), "a canceled task must never be claimed");
+}
+
+#[tokio::test]
+async fn cancel_of_a_succeeded_task_is_409_naming_the_state() {
+    let app = api_only().await;
+    let id = app.create(json!({"type": "demo"})).await.id;
+    let claimed = queue::claim_available(&app.pool, "w", 1, std::time::Duration::from_secs(5))
+        .await
+        .expect("claim");
+    assert!(queue::mark_succeeded(&app.pool, TaskId(id), claimed[0].attempt_count, &json!("ok"))
+        .await
+        .expect("complete"));
+
+    let detail = assert_problem(app.cancel(id).await, StatusCode::CONFLICT).await;
+
+    assert_eq!(detail, "Cannot cancel task in state SUCCEEDED");
+    assert_eq!(app.get_task(id).await.status, TaskStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn cancel_of_a_failed_task_is_409_naming_the_state() {
+    let app = api_only().await;
+    let id = app.create(json!({"type": "demo", "maxAttempts": 1})).await.id;
+    let claimed = queue::claim_available(&app.pool, "w", 1, std::time::Duration::from_secs(5))
+        .await
+        .expect("claim");
+    queue::mark_failed_or_retry(&app.pool, TaskId(id), claimed[0].attempt_count, "boom", std::time::Duration::ZERO, false)
+        .await
+        .expect("fail")
+        .expect("fence held");
+
+    let detail = assert_problem(app.cancel(id).await, StatusCode::CONFLICT).await;
+
+    assert_eq!(detail, "Cannot cancel task in state FAILED");
+    assert_eq!(app.get_task(id).await.status, TaskStatus::Failed);
+}
+
+#[tokio::test]
+async fn cancel_of_an_unknown_task_is_404_problem() {
+    let app = api_only().await;
+    assert_problem(app.cancel(999).await, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_returns_the_first_task_with_200() {
+    let app = api_only().await;
+    let request = json!({"type": "demo", "payload": {"a": 1, "b": 2}, "idempotencyKey": "k-1"});
+    let first = app.create(request).await;
+
+    let again = app
+        .post_task(json!({"idempotencyKey": "k-1", "payload": {"b": 2, "a": 1}, "type": "demo"}))
+        .await;
+
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: common::TaskView = again.json().await.expect("task");
+    assert_eq!(again.id, first.id);
+    assert_eq!(app.count_tasks().await, 1);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_request_is_409() {
+    let app = api_only().await;
+    app.create(json!({"type": "demo", "payload": 1, "idempotencyKey": "k-2"})).await;
+
+    let other = app.post_task(json!({"type": "demo", "payload": 2, "idempotencyKey": "k-2"})).await;
+
+    assert_problem(other, StatusCode::CONFLICT).await;
+    assert_eq!(app.count_tasks().await, 1);
+}
+
+#[tokio::test]
+async fn ten_concurrent_creates_with_one_key_make_one_task() {
+    let app = api_only().await;
+    let request = json!({"type": "demo", "payload": "same", "idempotencyKey": "race"});
+
+    let sends: Vec<_> = (0..10)
+        .map(|_| {
+            let (client, url, body) = (app.client.clone(), app.url("/tasks"), request.clone());
+            tokio::spawn(async move { client.post(url).json(&body).send().await.expect("sent") })
+        })
+        .collect();
+
+    let mut ids = Vec::new();
+    let mut created = 0;
+    for send in sends {
+        let answer = send.await.expect("joined");
+        assert!(answer.status() == StatusCode::CREATED || answer.status() == StatusCode::OK);
+        created += usize::from(answer.status() == StatusCode::CREATED);
+        ids.push(answer.json::<common::TaskView>().await.expect("task").id);
+    }
+    assert_eq!(created, 1);
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    assert_eq!(app.count_tasks().await, 1);
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_problem_and_writes_nothing() {
+    let app = api_only().await;
+    let post_raw = |body: &'static str, content_type: &'static str| {
+        app.client
+            .post(app.url("/tasks"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let json_type = "application/json";
+
+    let cases: Vec<(reqwest::Response, StatusCode, &str)> = vec![
+        (post_raw(r#"{"type": "demo""#, json_type).await.expect("sent"), StatusCode::BAD_REQUEST, "JSON"),
+        (post_raw(r#"{"type": "nope"}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "demo-slow"),
+        (post_raw(r#"{"type": "demo", "maxAttempts": 0}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "maxAttempts"),
+        (post_raw(r#"{"type": "demo", "maxAttempts": 101}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "maxAttempts"),
+        (post_raw(r#"{"type": "demo", "maxAttempts": "3"}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "maxAttempts"),
+        (post_raw(r#"{"type": "demo", "priority": 5000}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "priority"),
+        (post_raw(r#"{"type": "demo", "timeoutMs": 0}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "timeoutMs"),
+        (post_raw(r#"{"type": "demo", "idempotencyKey": ""}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "idempotencyKey"),
+        (post_raw(r#"{"type": "demo", "runAt": "tomorrow"}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "RFC 3339"),
+        (post_raw(r#"{"type": "demo", "surprise": 1}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "surprise"),
+        (post_raw(r#"{"payload": 1}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "type"),
+        (post_raw(r#"{"type": "demo"}"#, "text/plain").await.expect("sent"), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
+    ];
+    for (response, status, mentions) in cases {
+        let detail = assert_problem(response, status).await;
+        assert!(detail.contains(mentions), "{status}: {detail:?} should mention {mentions:?}");
+    }
+
+    let oversized = format!(r#"{{"type": "demo", "payload": "{}"}}"#, "x".repeat(2 * 1024 * 1024));
+    let response = app
+        .client
+        .post(app.url("/tasks"))
+        .header("content-type", json_type)
+        .body(oversized)
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+
+    assert_eq!(app.count_tasks().await, 0);
+}
+
+#[tokio::test]
+async fn bad_ids_unknown_routes_and_wrong_methods_are_problem_json() {
+    let app = api_only().await;
+    let get = |path: &str| app.client.get(app.url(path)).send();
+
+    assert_problem(get("/tasks/abc").await.expect("sent"), StatusCode::BAD_REQUEST).await;
+    assert_problem(get("/tasks/0").await.expect("sent"), StatusCode::BAD_REQUEST).await;
+    assert_problem(get("/tasks/-5").await.expect("sent"), StatusCode::BAD_REQUEST).await;
+    assert_problem(get("/tasks/99999999999999999999").await.expect("sent"), StatusCode::BAD_REQUEST).await;
+    assert_problem(app.client.put(app.url("/tasks/abc/cancel")).send().await.expect("sent"), StatusCode::BAD_REQUEST).await;
+    assert_problem(get("/no/such/route").await.expect("sent"), StatusCode::NOT_FOUND).await;
+    assert_problem(app.client.delete(app.url("/tasks/1")).send().await.expect("sent"), StatusCode::METHOD_NOT_ALLOWED).await;
+    assert_problem(get("/tasks/1/cancel").await.expect("sent"), StatusCode::METHOD_NOT_ALLOWED).await;
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer_200_with_a_database() {
+    let app = api_only().await;
+    for path in ["/healthz", "/readyz"] {
+        let response = app.client.get(app.url(path)).send().await.expect("sent");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+}

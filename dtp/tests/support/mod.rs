@@ -1,0 +1,283 @@
+//! Shared test helpers: a DTP service on an ephemeral port over a fresh database.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{TaskStatus, TaskView};
+use dtp::handlers::{handler_fn, HandlerError, HandlerRegistry};
+use dtp::{App, Config};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use testkit::TestDb;
+use tokio_util::sync::CancellationToken;
+
+/// Settings fast enough for tests: short polls, leases and backoffs.
+pub fn fast_config(db: &TestDb) -> Config {
+    let mut config = Config::defaults();
+    config.addr = "127.0.0.1:0".parse().expect("valid address");
+    config.database_url = db.url.clone();
+    config.db_max_connections = 10;
+    config.concurrency = 8;
+    config.poll_interval_ms = 50;
+    config.lease_ms = 1000;
+    config.heartbeat_ms = Some(200);
+    config.rescue_interval_ms = 200;
+    config.backoff_base_ms = 20;
+    config.backoff_cap_ms = 100;
+    config.shutdown_grace_ms = 500;
+    config
+}
+
+/// A running service plus what tests need to talk to it and look behind it.
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    pub probes: Probes,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub db: TestDb,
+}
+
+/// Counters the test handlers write, so tests can see what ran.
+#[derive(Clone, Default)]
+pub struct Probes {
+    /// Runs per task id of the `count` handler.
+    pub runs: Arc<Mutex<HashMap<i64, u32>>>,
+    /// Task ids whose `probe-slow` handler was stopped before it finished.
+    pub aborted: Arc<Mutex<Vec<i64>>>,
+}
+
+impl Probes {
+    pub fn runs_of(&self, id: i64) -> u32 {
+        self.runs
+            .lock()
+            .expect("probe lock")
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn was_aborted(&self, id: i64) -> bool {
+        self.aborted.lock().expect("probe lock").contains(&id)
+    }
+}
+
+/// Records an abort when dropped before `finished` is set.
+struct AbortProbe {
+    id: i64,
+    finished: bool,
+    aborted: Arc<Mutex<Vec<i64>>>,
+}
+
+impl Drop for AbortProbe {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.aborted.lock().expect("probe lock").push(self.id);
+        }
+    }
+}
+
+/// The built-ins plus test handlers: `count` (counts runs per task, sleeps `payload.ms`) and
+/// `probe-slow` (sleeps `payload.ms`, records being aborted).
+pub fn test_registry(probes: &Probes) -> HandlerRegistry {
+    let runs = probes.runs.clone();
+    let aborted = probes.aborted.clone();
+    HandlerRegistry::with_builtins()
+        .register(
+            "count",
+            handler_fn(move |ctx| {
+                let runs = runs.clone();
+                async move {
+                    *runs.lock().expect("probe lock").entry(ctx.id.0).or_insert(0) += 1;
+                    let ms = ctx.payload.get("ms").and_then(Value::as_u64).unwrap_or(0);
+                    if ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
+                    Ok(json!({ "attempt": ctx.attempt }))
+                }
+            }),
+        )
+        .register(
+            "probe-slow",
+            handler_fn(move |ctx| {
+                let aborted = aborted.clone();
+                async move {
+                    let mut probe = AbortProbe {
+                        id: ctx.id.0,
+                        finished: false,
+                        aborted,
+                    };
+                    let ms = ctx.payload.get("ms").and_then(Value::as_u64).unwrap_or(60_000);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    probe.finished = true;
+                    Ok::<_, HandlerError>(json!("finished"))
+                }
+            }),
+        )
+}
+
+/// A service with the worker running and fast settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A service whose settings `tweak` adjusts.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let db = TestDb::create().await;
+    let mut config = fast_config(&db);
+    tweak(&mut config);
+    let probes = Probes::default();
+    let app = App::build_with_handlers(config, test_registry(&probes))
+        .await
+        .expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let pool = app.pool().clone();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        address,
+        pool,
+        client: reqwest::Client::new(),
+        probes,
+        shutdown,
+        server: Some(server),
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_task(&self, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/tasks"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Creates a task and asserts 201.
+    pub async fn create(&self, body: Value) -> TaskView {
+        let response = self.post_task(body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("task body")
+    }
+
+    /// Reads a task and asserts 200.
+    pub async fn get_task(&self, id: i64) -> TaskView {
+        let response = self
+            .client
+            .get(self.url(&format!("/tasks/{id}")))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("task body")
+    }
+
+    pub async fn cancel(&self, id: i64) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/tasks/{id}/cancel")))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Polls until the task reaches `status`; panics after a generous bound (a hang, not a
+    /// timing goal).
+    pub async fn wait_for(&self, id: i64, status: TaskStatus) -> TaskView {
+        wait_for_status(&self.pool, id, status).await;
+        self.get_task(id).await
+    }
+
+    pub async fn count_tasks(&self) -> i64 {
+        count_tasks(&self.pool).await
+    }
+
+    /// Stops the service gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Upper bound for anything a test waits on.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub async fn wait_for_status(pool: &PgPool, id: i64, status: TaskStatus) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let current: String = sqlx::query_scalar("select status from tasks where id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("task exists");
+        if current == status.as_str() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task {id} still {current} after {PATIENCE:?}, expected {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until no task is PENDING or RUNNING.
+pub async fn wait_until_all_terminal(pool: &PgPool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "select count(*) from tasks where status in ('PENDING', 'RUNNING')",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("count");
+        if open == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{open} tasks still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn count_tasks(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("select count(*) from tasks")
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+/// Asserts a problem-JSON answer with `status`, returning its `detail`.
+pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let problem: common::Problem = response.json().await.expect("problem body");
+    assert_eq!(problem.status, status.as_u16());
+    assert_eq!(problem.title, status.canonical_reason().unwrap_or_default());
+    problem.detail.unwrap_or_default()
+}
