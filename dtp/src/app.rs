@@ -33,8 +33,8 @@ impl App {
         config: Config,
         registry: HandlerRegistry,
     ) -> anyhow::Result<App> {
-        let pool = crate::db::connect_and_migrate(&config.database_url, config.db_max_connections)
-            .await?;
+        let pool =
+            crate::db::connect_and_migrate(&config.database_url, config.db_max_connections).await?;
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {}", config.addr))?;
@@ -73,9 +73,7 @@ impl App {
     /// gracefully (the worker hands unfinished tasks back to the queue).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = ?self.listener.local_addr().ok(), worker = self.worker.is_some(), "dtp listening");
-        let worker = self
-            .worker
-            .map(|w| tokio::spawn(w.run(shutdown.clone())));
+        let worker = self.worker.map(|w| tokio::spawn(w.run(shutdown.clone())));
         let server = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let served = server.await.context("HTTP server failed");

@@ -22,14 +22,20 @@ async fn create_answers_201_with_location_and_a_pending_task() {
         .await;
 
     assert_eq!(response.status(), StatusCode::CREATED);
-    let location = response.headers()["location"].to_str().expect("ascii").to_owned();
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     let task: common::TaskView = response.json().await.expect("task");
     assert_eq!(location, format!("/tasks/{}", task.id));
     assert_eq!(task.task_type, "demo");
     assert_eq!(task.payload, json!("hello"));
     assert_eq!(task.status, TaskStatus::Pending);
     assert_eq!(task.retry_state, RetryState::None);
-    assert_eq!((task.attempt_count, task.max_attempts, task.priority), (0, 5, 7));
+    assert_eq!(
+        (task.attempt_count, task.max_attempts, task.priority),
+        (0, 5, 7)
+    );
     assert_eq!(task.scheduled_for, task.created_at);
     assert!(task.processing_started_at.is_none() && task.completed_at.is_none());
 }
@@ -50,9 +56,22 @@ async fn task_bodies_use_camel_case_and_millisecond_utc_timestamps() {
         .expect("json");
 
     for key in [
-        "id", "type", "payload", "status", "attemptCount", "maxAttempts", "retryState",
-        "scheduledFor", "processingStartedAt", "completedAt", "nextAttemptAt", "lastError",
-        "result", "workerId", "createdAt", "updatedAt",
+        "id",
+        "type",
+        "payload",
+        "status",
+        "attemptCount",
+        "maxAttempts",
+        "retryState",
+        "scheduledFor",
+        "processingStartedAt",
+        "completedAt",
+        "nextAttemptAt",
+        "lastError",
+        "result",
+        "workerId",
+        "createdAt",
+        "updatedAt",
     ] {
         assert!(body.get(key).is_some(), "missing {key} in {body}");
     }
@@ -84,7 +103,12 @@ async fn a_future_run_at_is_the_scheduled_time_and_is_not_claimed_early() {
 #[tokio::test]
 async fn get_of_an_unknown_task_is_404_problem() {
     let app = api_only().await;
-    let response = app.client.get(app.url("/tasks/424242")).send().await.expect("sent");
+    let response = app
+        .client
+        .get(app.url("/tasks/424242"))
+        .send()
+        .await
+        .expect("sent");
     let detail = assert_problem(response, StatusCode::NOT_FOUND).await;
     assert!(detail.contains("424242"), "{detail}");
 }
@@ -101,7 +125,12 @@ async fn list_is_newest_first_filtered_and_paged() {
     let page = |query: &'static str| {
         let app = &app;
         async move {
-            let response = app.client.get(app.url(&format!("/tasks?{query}"))).send().await.expect("sent");
+            let response = app
+                .client
+                .get(app.url(&format!("/tasks?{query}")))
+                .send()
+                .await
+                .expect("sent");
             assert_eq!(response.status(), StatusCode::OK);
             response.json::<TaskPage>().await.expect("page")
         }
@@ -135,8 +164,20 @@ async fn list_is_newest_first_filtered_and_paged() {
 #[tokio::test]
 async fn bad_list_filters_are_400_problem() {
     let app = api_only().await;
-    for query in ["status=DONE", "limit=0", "limit=501", "limit=x", "after=-1", "colour=red"] {
-        let response = app.client.get(app.url(&format!("/tasks?{query}"))).send().await.expect("sent");
+    for query in [
+        "status=DONE",
+        "limit=0",
+        "limit=501",
+        "limit=x",
+        "after=-1",
+        "colour=red",
+    ] {
+        let response = app
+            .client
+            .get(app.url(&format!("/tasks?{query}")))
+            .send()
+            .await
+            .expect("sent");
         assert_problem(response, StatusCode::BAD_REQUEST).await;
     }
 }
@@ -171,9 +212,14 @@ async fn cancel_of_a_succeeded_task_is_409_naming_the_state() {
     let claimed = queue::claim_available(&app.pool, "w", 1, std::time::Duration::from_secs(5))
         .await
         .expect("claim");
-    assert!(queue::mark_succeeded(&app.pool, TaskId(id), claimed[0].attempt_count, &json!("ok"))
-        .await
-        .expect("complete"));
+    assert!(queue::mark_succeeded(
+        &app.pool,
+        TaskId(id),
+        claimed[0].attempt_count,
+        &json!("ok")
+    )
+    .await
+    .expect("complete"));
 
     let detail = assert_problem(app.cancel(id).await, StatusCode::CONFLICT).await;
 
@@ -184,14 +230,24 @@ async fn cancel_of_a_succeeded_task_is_409_naming_the_state() {
 #[tokio::test]
 async fn cancel_of_a_failed_task_is_409_naming_the_state() {
     let app = api_only().await;
-    let id = app.create(json!({"type": "demo", "maxAttempts": 1})).await.id;
+    let id = app
+        .create(json!({"type": "demo", "maxAttempts": 1}))
+        .await
+        .id;
     let claimed = queue::claim_available(&app.pool, "w", 1, std::time::Duration::from_secs(5))
         .await
         .expect("claim");
-    queue::mark_failed_or_retry(&app.pool, TaskId(id), claimed[0].attempt_count, "boom", std::time::Duration::ZERO, false)
-        .await
-        .expect("fail")
-        .expect("fence held");
+    queue::mark_failed_or_retry(
+        &app.pool,
+        TaskId(id),
+        claimed[0].attempt_count,
+        "boom",
+        std::time::Duration::ZERO,
+        false,
+    )
+    .await
+    .expect("fail")
+    .expect("fence held");
 
     let detail = assert_problem(app.cancel(id).await, StatusCode::CONFLICT).await;
 
@@ -224,9 +280,12 @@ async fn a_repeated_idempotency_key_returns_the_first_task_with_200() {
 #[tokio::test]
 async fn an_idempotency_key_reused_for_another_request_is_409() {
     let app = api_only().await;
-    app.create(json!({"type": "demo", "payload": 1, "idempotencyKey": "k-2"})).await;
+    app.create(json!({"type": "demo", "payload": 1, "idempotencyKey": "k-2"}))
+        .await;
 
-    let other = app.post_task(json!({"type": "demo", "payload": 2, "idempotencyKey": "k-2"})).await;
+    let other = app
+        .post_task(json!({"type": "demo", "payload": 2, "idempotencyKey": "k-2"}))
+        .await;
 
     assert_problem(other, StatusCode::CONFLICT).await;
     assert_eq!(app.count_tasks().await, 1);
@@ -270,25 +329,103 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
     let json_type = "application/json";
 
     let cases: Vec<(reqwest::Response, StatusCode, &str)> = vec![
-        (post_raw(r#"{"type": "demo""#, json_type).await.expect("sent"), StatusCode::BAD_REQUEST, "JSON"),
-        (post_raw(r#"{"type": "nope"}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "demo-slow"),
-        (post_raw(r#"{"type": "demo", "maxAttempts": 0}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "maxAttempts"),
-        (post_raw(r#"{"type": "demo", "maxAttempts": 101}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "maxAttempts"),
-        (post_raw(r#"{"type": "demo", "maxAttempts": "3"}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "maxAttempts"),
-        (post_raw(r#"{"type": "demo", "priority": 5000}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "priority"),
-        (post_raw(r#"{"type": "demo", "timeoutMs": 0}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "timeoutMs"),
-        (post_raw(r#"{"type": "demo", "idempotencyKey": ""}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "idempotencyKey"),
-        (post_raw(r#"{"type": "demo", "runAt": "tomorrow"}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "RFC 3339"),
-        (post_raw(r#"{"type": "demo", "surprise": 1}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "surprise"),
-        (post_raw(r#"{"payload": 1}"#, json_type).await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY, "type"),
-        (post_raw(r#"{"type": "demo"}"#, "text/plain").await.expect("sent"), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
+        (
+            post_raw(r#"{"type": "demo""#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::BAD_REQUEST,
+            "JSON",
+        ),
+        (
+            post_raw(r#"{"type": "nope"}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "demo-slow",
+        ),
+        (
+            post_raw(r#"{"type": "demo", "maxAttempts": 0}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "maxAttempts",
+        ),
+        (
+            post_raw(r#"{"type": "demo", "maxAttempts": 101}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "maxAttempts",
+        ),
+        (
+            post_raw(r#"{"type": "demo", "maxAttempts": "3"}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "maxAttempts",
+        ),
+        (
+            post_raw(r#"{"type": "demo", "priority": 5000}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "priority",
+        ),
+        (
+            post_raw(r#"{"type": "demo", "timeoutMs": 0}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "timeoutMs",
+        ),
+        (
+            post_raw(r#"{"type": "demo", "idempotencyKey": ""}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotencyKey",
+        ),
+        (
+            post_raw(r#"{"type": "demo", "runAt": "tomorrow"}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "RFC 3339",
+        ),
+        (
+            post_raw(r#"{"type": "demo", "surprise": 1}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "surprise",
+        ),
+        (
+            post_raw(r#"{"payload": 1}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "type",
+        ),
+        (
+            post_raw(r#"{"type": "demo"}"#, "text/plain")
+                .await
+                .expect("sent"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type",
+        ),
     ];
     for (response, status, mentions) in cases {
         let detail = assert_problem(response, status).await;
-        assert!(detail.contains(mentions), "{status}: {detail:?} should mention {mentions:?}");
+        assert!(
+            detail.contains(mentions),
+            "{status}: {detail:?} should mention {mentions:?}"
+        );
     }
 
-    let oversized = format!(r#"{{"type": "demo", "payload": "{}"}}"#, "x".repeat(2 * 1024 * 1024));
+    let oversized = format!(
+        r#"{{"type": "demo", "payload": "{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
     let response = app
         .client
         .post(app.url("/tasks"))
@@ -307,14 +444,54 @@ async fn bad_ids_unknown_routes_and_wrong_methods_are_problem_json() {
     let app = api_only().await;
     let get = |path: &str| app.client.get(app.url(path)).send();
 
-    assert_problem(get("/tasks/abc").await.expect("sent"), StatusCode::BAD_REQUEST).await;
-    assert_problem(get("/tasks/0").await.expect("sent"), StatusCode::BAD_REQUEST).await;
-    assert_problem(get("/tasks/-5").await.expect("sent"), StatusCode::BAD_REQUEST).await;
-    assert_problem(get("/tasks/99999999999999999999").await.expect("sent"), StatusCode::BAD_REQUEST).await;
-    assert_problem(app.client.put(app.url("/tasks/abc/cancel")).send().await.expect("sent"), StatusCode::BAD_REQUEST).await;
-    assert_problem(get("/no/such/route").await.expect("sent"), StatusCode::NOT_FOUND).await;
-    assert_problem(app.client.delete(app.url("/tasks/1")).send().await.expect("sent"), StatusCode::METHOD_NOT_ALLOWED).await;
-    assert_problem(get("/tasks/1/cancel").await.expect("sent"), StatusCode::METHOD_NOT_ALLOWED).await;
+    assert_problem(
+        get("/tasks/abc").await.expect("sent"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_problem(
+        get("/tasks/0").await.expect("sent"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_problem(
+        get("/tasks/-5").await.expect("sent"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_problem(
+        get("/tasks/99999999999999999999").await.expect("sent"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_problem(
+        app.client
+            .put(app.url("/tasks/abc/cancel"))
+            .send()
+            .await
+            .expect("sent"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_problem(
+        get("/no/such/route").await.expect("sent"),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_problem(
+        app.client
+            .delete(app.url("/tasks/1"))
+            .send()
+            .await
+            .expect("sent"),
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .await;
+    assert_problem(
+        get("/tasks/1/cancel").await.expect("sent"),
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .await;
 }
 
 #[tokio::test]

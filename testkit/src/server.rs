@@ -81,7 +81,9 @@ async fn start_container() -> Result<String, String> {
     // Statics are never dropped, so the container outlives this future on purpose; the exit
     // hook below removes it.
     std::mem::forget(container);
-    Ok(format!("postgres://postgres:postgres@{host}:{port}/postgres"))
+    Ok(format!(
+        "postgres://postgres:postgres@{host}:{port}/postgres"
+    ))
 }
 
 #[ctor::dtor]

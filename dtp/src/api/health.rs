@@ -27,6 +27,8 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     match tokio::time::timeout(READY_TIMEOUT, ping).await {
         Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
         Ok(Err(e)) => Err(ApiError::Unavailable(format!("database unavailable: {e}"))),
-        Err(_) => Err(ApiError::Unavailable("database did not answer in time".into())),
+        Err(_) => Err(ApiError::Unavailable(
+            "database did not answer in time".into(),
+        )),
     }
 }

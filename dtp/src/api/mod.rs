@@ -50,7 +50,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(extract::no_such_route)
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(axum::middleware::map_response(extract::problem_for_bare_errors))
+        .layer(axum::middleware::map_response(
+            extract::problem_for_bare_errors,
+        ))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,

@@ -161,9 +161,7 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
                 .filter(|a| *a > 0)
                 .map(TaskId)
                 .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "after must be a positive task id, got {raw:?}"
-                    ))
+                    ApiError::BadRequest(format!("after must be a positive task id, got {raw:?}"))
                 })
         })
         .transpose()?;

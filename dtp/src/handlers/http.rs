@@ -98,7 +98,10 @@ mod tests {
     fn urls_other_than_http_are_refused_permanently() {
         let refused = parse_url(&json!({ "url": "file:///etc/passwd" }));
         assert!(matches!(refused, Err(HandlerError::Permanent(_))));
-        assert!(matches!(parse_url(&json!({})), Err(HandlerError::Permanent(_))));
+        assert!(matches!(
+            parse_url(&json!({})),
+            Err(HandlerError::Permanent(_))
+        ));
         assert!(parse_url(&json!({ "url": "https://example.com/hook" })).is_ok());
     }
 }

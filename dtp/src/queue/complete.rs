@@ -89,7 +89,11 @@ pub async fn mark_failed_or_retry(
 /// Gives an interrupted attempt back to the queue at once, without counting it (the worker is
 /// shutting down; the task did nothing wrong), and wakes the other workers.
 /// `false` when the fence did not match.
-pub async fn release(db: impl PgExecutor<'_>, id: TaskId, attempt: i32) -> Result<bool, sqlx::Error> {
+pub async fn release(
+    db: impl PgExecutor<'_>,
+    id: TaskId,
+    attempt: i32,
+) -> Result<bool, sqlx::Error> {
     let released: Option<(i64,)> = sqlx::query_as(&format!(
         r#"
         with released as (

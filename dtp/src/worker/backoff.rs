@@ -19,7 +19,9 @@ pub struct Backoff {
 impl Backoff {
     /// The largest delay allowed after failed attempt `attempt` (1-based).
     pub fn ceiling(&self, attempt: i32) -> Duration {
-        let doublings = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(31);
+        let doublings = u32::try_from(attempt.saturating_sub(1))
+            .unwrap_or(0)
+            .min(31);
         self.base
             .checked_mul(1u32 << doublings)
             .unwrap_or(self.cap)

@@ -117,8 +117,11 @@ async fn record(
             let permanent = matches!(error, HandlerError::Permanent(_));
             let delay = shared.config.backoff.delay(attempt);
             let message = error.to_string();
-            match queue::mark_failed_or_retry(pool, id, attempt, &message, delay, permanent).await? {
-                Some(failed) => tracing::info!(task_id = %id, attempt, from = "RUNNING", to = %failed.status(), next_attempt_at = ?failed.next_attempt_at, error = %message, "task attempt failed"),
+            match queue::mark_failed_or_retry(pool, id, attempt, &message, delay, permanent).await?
+            {
+                Some(failed) => {
+                    tracing::info!(task_id = %id, attempt, from = "RUNNING", to = %failed.status(), next_attempt_at = ?failed.next_attempt_at, error = %message, "task attempt failed")
+                }
                 None => discarded(id, attempt),
             }
         }

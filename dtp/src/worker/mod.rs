@@ -165,7 +165,9 @@ impl Worker {
                 .await
                 .is_err()
             {
-                tracing::error!("tasks not handed back in time; their leases will expire and be rescued");
+                tracing::error!(
+                    "tasks not handed back in time; their leases will expire and be rescued"
+                );
             }
         }
     }

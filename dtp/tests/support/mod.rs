@@ -81,8 +81,8 @@ impl Drop for AbortProbe {
     }
 }
 
-/// The built-ins plus test handlers: `count` (counts runs per task, sleeps `payload.ms`) and
-/// `probe-slow` (sleeps `payload.ms`, records being aborted).
+/// The built-ins plus test handlers: `count` (counts runs per task, sleeps `payload.ms`),
+/// `probe-slow` (sleeps `payload.ms`, records being aborted) and `panic`.
 pub fn test_registry(probes: &Probes) -> HandlerRegistry {
     let runs = probes.runs.clone();
     let aborted = probes.aborted.clone();
@@ -92,7 +92,11 @@ pub fn test_registry(probes: &Probes) -> HandlerRegistry {
             handler_fn(move |ctx| {
                 let runs = runs.clone();
                 async move {
-                    *runs.lock().expect("probe lock").entry(ctx.id.0).or_insert(0) += 1;
+                    *runs
+                        .lock()
+                        .expect("probe lock")
+                        .entry(ctx.id.0)
+                        .or_insert(0) += 1;
                     let ms = ctx.payload.get("ms").and_then(Value::as_u64).unwrap_or(0);
                     if ms > 0 {
                         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -111,13 +115,38 @@ pub fn test_registry(probes: &Probes) -> HandlerRegistry {
                         finished: false,
                         aborted,
                     };
-                    let ms = ctx.payload.get("ms").and_then(Value::as_u64).unwrap_or(60_000);
+                    let ms = ctx
+                        .payload
+                        .get("ms")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(60_000);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     probe.finished = true;
                     Ok::<_, HandlerError>(json!("finished"))
                 }
             }),
         )
+        .register(
+            "panic",
+            handler_fn(|_ctx| async move {
+                if true {
+                    panic!("handler bug");
+                }
+                Ok(Value::Null)
+            }),
+        )
+}
+
+/// A worker over `app`'s database with `app`'s test handlers and fast settings.
+pub fn worker_for(app: &TestApp, id: &str, tweak: impl FnOnce(&mut Config)) -> dtp::worker::Worker {
+    let mut config = fast_config(&app.db);
+    config.worker_id = Some(id.to_owned());
+    tweak(&mut config);
+    dtp::worker::Worker::new(
+        app.pool.clone(),
+        test_registry(&app.probes),
+        config.worker_config(),
+    )
 }
 
 /// A service with the worker running and fast settings.
@@ -205,7 +234,10 @@ impl TestApp {
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
-            server.await.expect("server task").expect("server stopped cleanly");
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
         }
     }
 }
@@ -242,12 +274,11 @@ pub async fn wait_for_status(pool: &PgPool, id: i64, status: TaskStatus) {
 pub async fn wait_until_all_terminal(pool: &PgPool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let open: i64 = sqlx::query_scalar(
-            "select count(*) from tasks where status in ('PENDING', 'RUNNING')",
-        )
-        .fetch_one(pool)
-        .await
-        .expect("count");
+        let open: i64 =
+            sqlx::query_scalar("select count(*) from tasks where status in ('PENDING', 'RUNNING')")
+                .fetch_one(pool)
+                .await
+                .expect("count");
         if open == 0 {
             return;
         }

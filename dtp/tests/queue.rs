@@ -1,0 +1,145 @@
+//! Queue statements against a real PostgreSQL: claim order, skip-locked, fencing, schema
+//! invariants.
+
+mod support;
+
+use std::time::Duration;
+
+use common::TaskStatus;
+use dtp::queue::{self, TaskId};
+use serde_json::json;
+use support::spawn_app_with;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn claim_takes_higher_priority_first_then_the_longest_due() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let low = app.create(json!({"type": "noop", "priority": -5})).await.id;
+    let older = app.create(json!({"type": "noop"})).await.id;
+    let newer = app.create(json!({"type": "noop"})).await.id;
+    let urgent = app.create(json!({"type": "noop", "priority": 10})).await.id;
+
+    let mut order = Vec::new();
+    while let Some(task) = queue::claim_available(&app.pool, "w", 1, LEASE)
+        .await
+        .expect("claim")
+        .pop()
+    {
+        order.push(task.id);
+    }
+
+    assert_eq!(order, vec![urgent, older, newer, low]);
+}
+
+#[tokio::test]
+async fn claim_takes_at_most_the_free_slots() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    for _ in 0..5 {
+        app.create(json!({"type": "noop"})).await;
+    }
+
+    let claimed = queue::claim_available(&app.pool, "w", 3, LEASE)
+        .await
+        .expect("claim");
+
+    assert_eq!(claimed.len(), 3);
+    assert!(claimed.iter().all(|t| t.attempt_count == 1));
+}
+
+#[tokio::test]
+async fn claim_skips_rows_locked_by_another_worker() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let first = app.create(json!({"type": "noop"})).await.id;
+    let second = app.create(json!({"type": "noop"})).await.id;
+    let mut other = app.pool.begin().await.expect("tx");
+    sqlx::query("select id from tasks where id = $1 for update")
+        .bind(first)
+        .execute(&mut *other)
+        .await
+        .expect("lock");
+
+    let claimed = queue::claim_available(&app.pool, "w", 2, LEASE)
+        .await
+        .expect("claim");
+    other.rollback().await.expect("rollback");
+
+    let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
+    assert_eq!(ids, vec![second]);
+}
+
+#[tokio::test]
+async fn no_transition_leaves_a_terminal_state() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let id = app.create(json!({"type": "noop"})).await.id;
+    let attempt = queue::claim_available(&app.pool, "w", 1, LEASE)
+        .await
+        .expect("claim")[0]
+        .attempt_count;
+    app.cancel(id).await;
+    let task = TaskId(id);
+
+    let succeeded = queue::mark_succeeded(&app.pool, task, attempt, &json!(1))
+        .await
+        .expect("query");
+    let failed = queue::mark_failed_or_retry(&app.pool, task, attempt, "x", Duration::ZERO, true)
+        .await
+        .expect("query");
+    let released = queue::release(&app.pool, task, attempt)
+        .await
+        .expect("query");
+    let claimed = queue::claim_available(&app.pool, "w", 1, LEASE)
+        .await
+        .expect("claim");
+
+    assert!(!succeeded && failed.is_none() && !released && claimed.is_empty());
+    assert_eq!(app.get_task(id).await.status, TaskStatus::Canceled);
+}
+
+#[tokio::test]
+async fn the_schema_refuses_a_running_task_without_a_lease() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let id = app.create(json!({"type": "noop"})).await.id;
+
+    let refused = sqlx::query("update tasks set status = 'RUNNING', worker_id = 'w' where id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await;
+
+    assert!(refused.is_err());
+}
+
+#[tokio::test]
+async fn the_schema_refuses_a_terminal_state_without_completed_at() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let id = app.create(json!({"type": "noop"})).await.id;
+
+    let refused = sqlx::query("update tasks set status = 'SUCCEEDED' where id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await;
+
+    assert!(refused.is_err());
+}
+
+#[tokio::test]
+async fn lease_renewal_only_extends_leases_still_held_at_that_attempt() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let held = app.create(json!({"type": "noop"})).await.id;
+    let canceled = app.create(json!({"type": "noop"})).await.id;
+    let claimed = queue::claim_available(&app.pool, "w", 2, LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    app.cancel(canceled).await;
+
+    let renewed = queue::renew_leases(
+        &app.pool,
+        &[(TaskId(held), 1), (TaskId(canceled), 1), (TaskId(held), 7)],
+        LEASE,
+    )
+    .await
+    .expect("renew");
+
+    assert_eq!(renewed, vec![TaskId(held)]);
+}
