@@ -33,6 +33,7 @@ impl App {
         config: Config,
         registry: HandlerRegistry,
     ) -> anyhow::Result<App> {
+        config.validate()?;
         let pool =
             crate::db::connect_and_migrate(&config.database_url, config.db_max_connections).await?;
         let listener = TcpListener::bind(config.addr)

@@ -93,6 +93,29 @@ impl Config {
         Config::parse_from(["dtp"])
     }
 
+    /// Refuses settings that cannot work (a lease renewed no faster than it expires, zero
+    /// intervals), so that a typo fails at start-up instead of losing leases at run time.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let worker = self.worker_config();
+        anyhow::ensure!(self.lease_ms > 0, "DTP_LEASE_MS must be positive");
+        anyhow::ensure!(
+            worker.heartbeat_interval < worker.lease && !worker.heartbeat_interval.is_zero(),
+            "DTP_HEARTBEAT_MS ({:?}) must be positive and shorter than DTP_LEASE_MS ({:?})",
+            worker.heartbeat_interval,
+            worker.lease
+        );
+        anyhow::ensure!(
+            self.poll_interval_ms > 0 && self.rescue_interval_ms > 0,
+            "DTP_POLL_INTERVAL_MS and DTP_RESCUE_INTERVAL_MS must be positive"
+        );
+        anyhow::ensure!(
+            self.backoff_base_ms <= self.backoff_cap_ms,
+            "DTP_BACKOFF_BASE_MS must not exceed DTP_BACKOFF_CAP_MS"
+        );
+        anyhow::ensure!(self.db_max_connections >= 2, "DTP_DB_MAX_CONNECTIONS must be at least 2");
+        Ok(())
+    }
+
     /// The worker's settings.
     pub fn worker_config(&self) -> WorkerConfig {
         let lease = Duration::from_millis(self.lease_ms);
