@@ -112,7 +112,10 @@ impl Config {
             self.backoff_base_ms <= self.backoff_cap_ms,
             "DTP_BACKOFF_BASE_MS must not exceed DTP_BACKOFF_CAP_MS"
         );
-        anyhow::ensure!(self.db_max_connections >= 2, "DTP_DB_MAX_CONNECTIONS must be at least 2");
+        anyhow::ensure!(
+            self.db_max_connections >= 2,
+            "DTP_DB_MAX_CONNECTIONS must be at least 2"
+        );
         Ok(())
     }
 
