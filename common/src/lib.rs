@@ -1,11 +1,15 @@
 //! Wire types that cross HTTP between `dtp`, `taskpilot`, tests and clients.
 //!
-//! This crate holds exactly the JSON contract of `SPEC.md`: requests, task bodies, states and the
-//! RFC 9457 problem body. It must not grow helpers, database code or behaviour.
+//! This crate holds exactly the JSON contract of `SPEC.md`: DTP's task, TaskPilot's web task and
+//! execution view, states, and the RFC 9457 problem body. It must not grow helpers, database code or behaviour.
 
+pub mod execution;
 pub mod problem;
 pub mod task;
 pub mod timestamp;
+pub mod web_task;
 
+pub use execution::ExecutionView;
 pub use problem::Problem;
 pub use task::{CreateTask, RetryState, TaskPage, TaskStatus, TaskView};
+pub use web_task::{BindRequest, CreateWebTask, WebTask, WebTaskPage, WebTaskStatus};

@@ -22,7 +22,7 @@
 //! );
 //! let app = App::build_with_handlers(Config::defaults(), registry).await?;
 //! let shutdown = CancellationToken::new();
-//! dtp::app::cancel_on_signals(shutdown.clone());
+//! apikit::cancel_on_signals(shutdown.clone());
 //! app.run_until_stopped(shutdown).await
 //! # }
 //! ```

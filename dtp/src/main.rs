@@ -10,6 +10,6 @@ async fn main() -> anyhow::Result<()> {
     dtp::telemetry::init();
     let app = App::build(config).await?;
     let shutdown = CancellationToken::new();
-    dtp::app::cancel_on_signals(shutdown.clone());
+    apikit::cancel_on_signals(shutdown.clone());
     app.run_until_stopped(shutdown).await
 }

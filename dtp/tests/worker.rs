@@ -175,7 +175,11 @@ async fn a_panicking_handler_fails_its_attempt_and_the_worker_carries_on() {
 #[tokio::test]
 async fn cancel_of_a_running_task_aborts_its_handler_and_it_stays_canceled() {
     // Heartbeats too rare to matter: the abort must come from the cancel notification.
-    let app = spawn_app_with(|c| c.heartbeat_ms = Some(600_000)).await;
+    let app = spawn_app_with(|c| {
+        c.lease_ms = 1_200_000;
+        c.heartbeat_ms = Some(600_000);
+    })
+    .await;
     let id = app
         .create(json!({"type": "probe-slow", "payload": {"ms": 1500}}))
         .await

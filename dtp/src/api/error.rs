@@ -1,9 +1,8 @@
 //! `ApiError`: the one place where anything that goes wrong becomes an HTTP answer, always as
 //! RFC 9457 problem JSON.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::problem::{Problem, PROBLEM_CONTENT_TYPE};
 
 use crate::queue;
 
@@ -22,14 +21,6 @@ pub enum ApiError {
     /// 422: well-formed but invalid (unknown type, field out of range).
     #[error("{0}")]
     Invalid(String),
-    /// A framework rejection that carries its own status (413, 415, ...).
-    #[error("{detail}")]
-    Rejected {
-        /// The status the framework chose.
-        status: StatusCode,
-        /// Its explanation.
-        detail: String,
-    },
     /// 503: the database is unreachable.
     #[error("{0}")]
     Unavailable(String),
@@ -45,7 +36,6 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Rejected { status, .. } => *status,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -65,44 +55,12 @@ impl From<queue::Error> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if is_unavailable(&error) {
+        if dbsetup::is_unavailable(&error) {
             ApiError::Unavailable(format!("database unavailable: {error}"))
         } else {
             ApiError::Internal(error.into())
         }
     }
-}
-
-/// Errors that mean "the database cannot be reached right now", as opposed to a bad statement.
-pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, class 08 connection
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
-        _ => false,
-    }
-}
-
-/// The problem response for `status` with `detail`.
-pub fn problem_response(status: StatusCode, detail: Option<String>) -> Response {
-    let problem = Problem {
-        problem_type: "about:blank".to_owned(),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        detail,
-    };
-    let mut response = (status, axum::Json(problem)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
-    );
-    response
 }
 
 impl IntoResponse for ApiError {
@@ -119,6 +77,6 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        problem_response(status, Some(detail))
+        apikit::problem_response(status, Some(detail))
     }
 }

@@ -2,8 +2,6 @@
 //! No SQL and no retry logic here; every error leaves through [`error::ApiError`].
 
 pub mod error;
-mod extract;
-mod health;
 mod tasks;
 
 use std::sync::Arc;
@@ -13,7 +11,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use sqlx::PgPool;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::handlers::HandlerRegistry;
 
@@ -41,21 +38,24 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
 }
 
-/// The whole API: task routes, health routes, problem-JSON fallbacks, tracing, limits.
+/// The whole API: task routes, health routes, problem-JSON fallbacks, limits, request ids and
+/// request logging.
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
-    Router::new()
+    let health = apikit::health_router(state.pool.clone());
+    let router = Router::new()
         .merge(tasks::router())
-        .merge(health::router())
-        .fallback(extract::no_such_route)
+        .fallback(apikit::no_such_route)
         .with_state(state)
+        .merge(health)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(axum::middleware::map_response(
-            extract::problem_for_bare_errors,
-        ))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ))
-        .layer(TraceLayer::new_for_http())
+        // Outermost, so that it also sees the answers of the layers above.
+        .layer(axum::middleware::map_response(
+            apikit::problem_for_bare_errors,
+        ));
+    apikit::with_request_id(router)
 }

@@ -8,9 +8,9 @@ use axum::{Json, Router};
 use common::{CreateTask, TaskPage, TaskStatus, TaskView};
 use serde::Deserialize;
 
-use super::extract::{ApiJson, TaskIdPath};
 use super::{ApiError, AppState};
 use crate::queue::{self, CancelOutcome, Enqueued, ListFilter, NewTask, TaskId};
+use apikit::{ApiJson, PathId};
 
 /// Allowed `maxAttempts`.
 const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<i32> = 1..=100;
@@ -100,9 +100,9 @@ fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> 
 
 async fn get_one(
     State(state): State<AppState>,
-    TaskIdPath(id): TaskIdPath,
+    PathId(id): PathId,
 ) -> Result<Json<TaskView>, ApiError> {
-    Ok(Json(queue::get(&state.pool, id).await?.into_view()))
+    Ok(Json(queue::get(&state.pool, TaskId(id)).await?.into_view()))
 }
 
 /// `GET /tasks` query; every value arrives as text so that bad values get a clear 400.
@@ -114,6 +114,8 @@ struct ListParams {
     task_type: Option<String>,
     limit: Option<String>,
     after: Option<String>,
+    #[serde(rename = "idempotencyKey")]
+    idempotency_key: Option<String>,
 }
 
 async fn list(
@@ -168,6 +170,7 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
     Ok(ListFilter {
         status,
         task_type: params.task_type,
+        idempotency_key: params.idempotency_key,
         after,
         limit,
     })
@@ -175,8 +178,9 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
 
 async fn cancel(
     State(state): State<AppState>,
-    TaskIdPath(id): TaskIdPath,
+    PathId(id): PathId,
 ) -> Result<Json<TaskView>, ApiError> {
+    let id = TaskId(id);
     match queue::cancel(&state.pool, id).await? {
         CancelOutcome::Canceled { task, was_running } => {
             let from = if was_running { "RUNNING" } else { "PENDING" };

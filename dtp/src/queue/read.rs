@@ -22,6 +22,8 @@ pub struct ListFilter {
     pub status: Option<TaskStatus>,
     /// Only tasks of this handler type.
     pub task_type: Option<String>,
+    /// Only the task created with this idempotency key.
+    pub idempotency_key: Option<String>,
     /// Only tasks older than this id (the cursor of the previous page).
     pub after: Option<TaskId>,
     /// At most this many.
@@ -36,6 +38,7 @@ pub async fn list(db: impl PgExecutor<'_>, filter: &ListFilter) -> Result<Vec<Ta
         where ($1::text is null or status = $1)
           and ($2::text is null or type = $2)
           and ($3::bigint is null or id < $3)
+          and ($5::text is null or idempotency_key = $5)
         order by id desc
         limit $4
         "#
@@ -44,6 +47,7 @@ pub async fn list(db: impl PgExecutor<'_>, filter: &ListFilter) -> Result<Vec<Ta
     .bind(&filter.task_type)
     .bind(filter.after.map(|id| id.0))
     .bind(filter.limit)
+    .bind(&filter.idempotency_key)
     .fetch_all(db)
     .await?;
     Ok(rows)

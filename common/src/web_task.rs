@@ -1,0 +1,82 @@
+//! TaskPilot's web task on the wire: create and bind requests, the web task body, a page.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Control-plane intent; never execution state (that is read through `/execution`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WebTaskStatus {
+    /// Not bound to a DTP task yet.
+    Pending,
+    /// Bound: a DTP task exists for it.
+    Submitted,
+}
+
+impl WebTaskStatus {
+    /// The name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebTaskStatus::Pending => "PENDING",
+            WebTaskStatus::Submitted => "SUBMITTED",
+        }
+    }
+}
+
+/// `POST /api/tasks` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebTask {
+    /// The task type; also the default DTP type at bind.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// Any JSON; handed to DTP at bind. `null` when absent.
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// `POST /api/tasks/{id}/scheduler` body; every field optional, and so is the body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BindRequest {
+    /// DTP task type; the web task's type when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_type: Option<String>,
+    /// Attempts DTP allows (1..=100); DTP's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<i32>,
+}
+
+/// The web task body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebTask {
+    /// Web task id.
+    pub id: i64,
+    /// Task type.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// Payload.
+    pub payload: Value,
+    /// PENDING until bound, SUBMITTED after.
+    pub status: WebTaskStatus,
+    /// The bound DTP task, or `null`.
+    pub scheduler_task_id: Option<i64>,
+    /// Creation time.
+    #[serde(with = "crate::timestamp")]
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    #[serde(with = "crate::timestamp")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET /api/tasks` answer: newest first; pass `nextAfter` as `after` for the next page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebTaskPage {
+    /// The web tasks of this page, newest first.
+    pub tasks: Vec<WebTask>,
+    /// The cursor for the next page; `null` on the last page.
+    pub next_after: Option<i64>,
+}

@@ -1,0 +1,96 @@
+//! `POST /api/tasks/{id}/scheduler`: bind a web task to a DTP task, exactly once.
+//!
+//! The DTP task is created with an idempotency key derived from the web task id, so racing binds
+//! and a bind retried after TaskPilot died between DTP's answer and its own write all end on the
+//! same DTP task. No database transaction is held across the call to DTP.
+
+use apikit::{OptionalJson, PathId, RequestId};
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use common::{BindRequest, CreateTask, TaskView, WebTask};
+
+use super::{ApiError, AppState};
+use crate::scheduler_client;
+use crate::store::{self, WebTaskRow};
+
+/// Allowed `maxAttempts`, as DTP allows.
+const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<i32> = 1..=100;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/api/tasks/{id}/scheduler", post(bind))
+}
+
+/// The DTP idempotency key of web task `id`: one DTP task per web task, ever.
+pub fn scheduler_key(id: i64) -> String {
+    format!("taskpilot-web-task-{id}")
+}
+
+async fn bind(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    RequestId(request_id): RequestId,
+    OptionalJson(request): OptionalJson<BindRequest>,
+) -> Result<Json<WebTask>, ApiError> {
+    validate(&request)?;
+    let task = store::get(&state.pool, id).await?;
+    if task.scheduler_task_id.is_some() {
+        return Ok(Json(task.into_web_task()));
+    }
+    let scheduled = create_or_adopt(&state, &task, request, &request_id).await?;
+    let mut conn = state.pool.acquire().await?;
+    let bound = store::bind(&mut conn, id, scheduled.id).await?;
+    tracing::info!(web_task_id = id, scheduler_task_id = ?bound.scheduler_task_id, "web task bound");
+    Ok(Json(bound.into_web_task()))
+}
+
+fn validate(request: &BindRequest) -> Result<(), ApiError> {
+    if let Some(scheduler_type) = &request.scheduler_type {
+        if scheduler_type.trim().is_empty() || scheduler_type.len() > 100 {
+            return Err(ApiError::Invalid(
+                "schedulerType must be a non-blank string of at most 100 bytes".into(),
+            ));
+        }
+    }
+    if let Some(max) = request
+        .max_attempts
+        .filter(|m| !MAX_ATTEMPTS_RANGE.contains(m))
+    {
+        return Err(ApiError::Invalid(format!(
+            "maxAttempts must be between 1 and 100, got {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates the DTP task of `task`, or finds the one an earlier, interrupted bind created.
+async fn create_or_adopt(
+    state: &AppState,
+    task: &WebTaskRow,
+    request: BindRequest,
+    request_id: &str,
+) -> Result<TaskView, ApiError> {
+    let key = scheduler_key(task.id);
+    let mut create = CreateTask::new(
+        request
+            .scheduler_type
+            .unwrap_or_else(|| task.task_type.clone()),
+        task.payload.clone(),
+    );
+    create.max_attempts = request.max_attempts;
+    create.idempotency_key = Some(key.clone());
+    match state.scheduler.create_task(&create, request_id).await {
+        Ok(created) => Ok(created),
+        // The key was used by an earlier bind with other options: that task is the one.
+        Err(scheduler_client::Error::Conflict(_)) => state
+            .scheduler
+            .find_by_idempotency_key(&key, request_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::BadGateway(format!(
+                    "scheduler refused key {key:?} as used but has no task with it"
+                ))
+            }),
+        Err(e) => Err(e.into()),
+    }
+}

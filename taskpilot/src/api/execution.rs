@@ -1,0 +1,54 @@
+//! `/api/tasks/{id}/execution`: read DTP's execution state as an ExecutionView, and forward
+//! cancel. TaskPilot decides nothing here: DTP's answers are translated (see `api::error`).
+
+use apikit::{PathId, RequestId};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use common::ExecutionView;
+
+use super::{ApiError, AppState};
+use crate::execution::execution_view;
+use crate::store;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/tasks/{id}/execution", get(view))
+        .route("/api/tasks/{id}/execution/cancel", put(cancel))
+}
+
+async fn view(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    RequestId(request_id): RequestId,
+) -> Result<Json<ExecutionView>, ApiError> {
+    let scheduler_task_id = bound_scheduler_task(&state, id).await?;
+    let task = state
+        .scheduler
+        .get_task(scheduler_task_id, &request_id)
+        .await?;
+    Ok(Json(execution_view(task)))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    RequestId(request_id): RequestId,
+) -> Result<StatusCode, ApiError> {
+    let scheduler_task_id = bound_scheduler_task(&state, id).await?;
+    state
+        .scheduler
+        .cancel_task(scheduler_task_id, &request_id)
+        .await?;
+    tracing::info!(web_task_id = id, scheduler_task_id, "cancel forwarded");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The DTP task of web task `id`: 404 when the web task is unknown, 409 when it is not bound.
+async fn bound_scheduler_task(state: &AppState, id: i64) -> Result<i64, ApiError> {
+    store::get(&state.pool, id)
+        .await?
+        .scheduler_task_id
+        .ok_or_else(|| ApiError::Conflict("Task is not bound to scheduler yet.".into()))
+}

@@ -1,0 +1,64 @@
+//! The REST façade: parses and validates requests, calls the `store` and the
+//! `scheduler_client`, renders answers. No SQL, no DTP URLs; every error leaves through
+//! [`error::ApiError`].
+
+mod binding;
+pub mod error;
+mod execution;
+mod tasks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use sqlx::PgPool;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::scheduler_client::SchedulerClient;
+
+pub use error::ApiError;
+
+/// HTTP settings of the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body accepted; larger is 413.
+    pub max_body_bytes: usize,
+    /// Requests taking longer are answered 408.
+    pub request_timeout: Duration,
+}
+
+/// Shared by every request handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The web task database.
+    pub pool: PgPool,
+    /// DTP.
+    pub scheduler: SchedulerClient,
+    /// API settings.
+    pub config: Arc<ApiConfig>,
+}
+
+/// The whole API: web task routes, execution routes, health, problem-JSON fallbacks, limits,
+/// request ids and request logging.
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    let health = apikit::health_router(state.pool.clone());
+    let router = Router::new()
+        .merge(tasks::router())
+        .merge(binding::router())
+        .merge(execution::router())
+        .fallback(apikit::no_such_route)
+        .with_state(state)
+        .merge(health)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        // Outermost, so that it also sees the answers of the layers above.
+        .layer(axum::middleware::map_response(
+            apikit::problem_for_bare_errors,
+        ));
+    apikit::with_request_id(router)
+}

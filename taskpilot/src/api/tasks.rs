@@ -1,0 +1,141 @@
+//! `/api/tasks`: create (with `Idempotency-Key`), get, list.
+
+use apikit::{ApiJson, PathId};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::{CreateWebTask, WebTask, WebTaskPage};
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+use crate::store::{self, Created, NewWebTask};
+
+/// Longest task type.
+const MAX_TYPE_LEN: usize = 100;
+/// Longest idempotency key.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// Page size when `limit` is absent, and its ceiling.
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+/// Marks an answer replayed for a repeated `Idempotency-Key`.
+const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/tasks", post(create).get(list))
+        .route("/api/tasks/{id}", get(get_one))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<CreateWebTask>,
+) -> Result<Response, ApiError> {
+    let task = validate(request, idempotency_key(&headers)?)?;
+    let mut conn = state.pool.acquire().await?;
+    let (row, replayed) = match store::create(&mut conn, &task).await? {
+        Created::New(row) => {
+            tracing::info!(web_task_id = row.id, task_type = %row.task_type, "web task created");
+            (row, false)
+        }
+        Created::Replayed(row) => (row, true),
+    };
+    let location = format!("/api/tasks/{}", row.id);
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(row.into_web_task()),
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, header::HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(key.to_owned())),
+        _ => Err(ApiError::BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        )),
+    }
+}
+
+fn validate(
+    request: CreateWebTask,
+    idempotency_key: Option<String>,
+) -> Result<NewWebTask, ApiError> {
+    let task_type = request.task_type.trim();
+    if task_type.is_empty() || task_type.len() > MAX_TYPE_LEN {
+        return Err(ApiError::Invalid(
+            "type must be a non-blank string of at most 100 bytes".into(),
+        ));
+    }
+    Ok(NewWebTask {
+        task_type: task_type.to_owned(),
+        payload: request.payload,
+        idempotency_key,
+    })
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<WebTask>, ApiError> {
+    Ok(Json(store::get(&state.pool, id).await?.into_web_task()))
+}
+
+/// `GET /api/tasks` query; values arrive as text so that bad ones get a clear 400.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<WebTaskPage>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = parse_bounded(params.limit, "limit", 1, MAX_PAGE)?.unwrap_or(DEFAULT_PAGE);
+    let after = parse_bounded(params.after, "after", 1, i64::MAX)?;
+    let rows = store::list(&state.pool, after, limit).await?;
+    let full_page = i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit;
+    let next_after = if full_page {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(WebTaskPage {
+        tasks: rows.into_iter().map(|r| r.into_web_task()).collect(),
+        next_after,
+    }))
+}
+
+fn parse_bounded(
+    raw: Option<String>,
+    name: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, ApiError> {
+    raw.map(|raw| {
+        raw.parse::<i64>()
+            .ok()
+            .filter(|v| (min..=max).contains(v))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{name} must be an integer from {min} to {max}, got {raw:?}"
+                ))
+            })
+    })
+    .transpose()
+}

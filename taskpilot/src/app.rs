@@ -1,0 +1,87 @@
+//! Assembly: `App::build` connects, migrates, binds the listener (port 0 allowed) and wires the
+//! API to the DTP client; `run_until_stopped` serves until the shutdown token fires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiConfig, AppState};
+use crate::config::Config;
+use crate::scheduler_client::SchedulerClient;
+
+/// TaskPilot's migrations, embedded at build time from `migrations/webdb`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/webdb");
+
+/// A built TaskPilot service, ready to run.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    pool: PgPool,
+}
+
+impl App {
+    /// Connects to webdb (creating and migrating it), binds, and wires the DTP client.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        config.validate()?;
+        let pool = dbsetup::connect_and_migrate(
+            &config.database_url,
+            config.db_max_connections,
+            &MIGRATOR,
+        )
+        .await?;
+        let scheduler = SchedulerClient::new(
+            &config.dtp_url,
+            config.dtp_connect_timeout(),
+            config.dtp_timeout(),
+        )?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding {}", config.addr))?;
+        let state = AppState {
+            pool: pool.clone(),
+            scheduler,
+            config: Arc::new(ApiConfig {
+                max_body_bytes: config.max_body_bytes,
+                request_timeout: Duration::from_millis(config.request_timeout_ms),
+            }),
+        };
+        tracing::info!(dtp_url = %config.dtp_url, "taskpilot configured");
+        Ok(App {
+            listener,
+            router: api::router(state),
+            pool,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The webdb pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until `shutdown` fires, then finishes the requests in flight.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = ?self.listener.local_addr().ok(), "taskpilot listening");
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("HTTP server failed");
+        self.pool.close().await;
+        served
+    }
+}

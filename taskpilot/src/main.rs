@@ -1,0 +1,16 @@
+//! The `taskpilot` binary: read the configuration, start logging, build, run until
+//! SIGTERM/SIGINT.
+
+use clap::Parser;
+use taskpilot::{App, Config};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    taskpilot::telemetry::init();
+    let app = App::build(config).await?;
+    let shutdown = CancellationToken::new();
+    apikit::cancel_on_signals(shutdown.clone());
+    app.run_until_stopped(shutdown).await
+}

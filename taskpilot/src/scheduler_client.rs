@@ -1,0 +1,177 @@
+//! The typed client for DTP: the only code in TaskPilot that knows DTP's URLs.
+//!
+//! Every call has connect and request timeouts, follows no redirects, passes the request id on,
+//! and answers with a typed outcome; the API maps those to HTTP in one place (`api::error`).
+
+use std::time::Duration;
+
+use common::{CreateTask, Problem, TaskPage, TaskView};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+/// How a call to DTP can fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// DTP has no task with this id.
+    #[error("Scheduler task not found: {0}")]
+    NotFound(i64),
+    /// DTP refused because of the task's state (409), with its reason.
+    #[error("{0}")]
+    Conflict(String),
+    /// DTP refused the request itself (another 4xx), with its status and reason.
+    #[error("scheduler rejected the request ({status}): {detail}")]
+    Rejected {
+        /// DTP's status.
+        status: u16,
+        /// DTP's reason.
+        detail: String,
+    },
+    /// DTP answered 2xx without a usable body.
+    #[error("scheduler answered without a usable body: {0}")]
+    BadBody(String),
+    /// DTP failed (5xx), or the exchange broke after connecting.
+    #[error("scheduler failed: {0}")]
+    Upstream(String),
+    /// DTP could not be reached.
+    #[error("scheduler unreachable: {0}")]
+    Unreachable(String),
+    /// DTP did not answer within the timeout.
+    #[error("scheduler did not answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+/// A client for one DTP base URL.
+#[derive(Debug, Clone)]
+pub struct SchedulerClient {
+    http: reqwest::Client,
+    base: Url,
+    timeout: Duration,
+}
+
+impl SchedulerClient {
+    /// A client for DTP at `base_url`.
+    pub fn new(
+        base_url: &str,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let base = Url::parse(base_url)?;
+        Ok(SchedulerClient {
+            http,
+            base,
+            timeout,
+        })
+    }
+
+    /// `POST /tasks`: creates a task (or returns the one its idempotency key already made).
+    pub async fn create_task(
+        &self,
+        request: &CreateTask,
+        request_id: &str,
+    ) -> Result<TaskView, Error> {
+        let call = self
+            .request(Method::POST, "/tasks", request_id)
+            .json(request);
+        self.send(call, None).await
+    }
+
+    /// `GET /tasks/{id}`.
+    pub async fn get_task(&self, id: i64, request_id: &str) -> Result<TaskView, Error> {
+        let call = self.request(Method::GET, &format!("/tasks/{id}"), request_id);
+        self.send(call, Some(id)).await
+    }
+
+    /// `PUT /tasks/{id}/cancel`: succeeds when the task is (now or already) CANCELED. The body
+    /// is not needed: any 2xx is success.
+    pub async fn cancel_task(&self, id: i64, request_id: &str) -> Result<(), Error> {
+        let call = self.request(Method::PUT, &format!("/tasks/{id}/cancel"), request_id);
+        let response = self.exchange(call).await?;
+        check_status(response, Some(id)).await.map(drop)
+    }
+
+    /// The task created with `key`, if any (`GET /tasks?idempotencyKey=`).
+    pub async fn find_by_idempotency_key(
+        &self,
+        key: &str,
+        request_id: &str,
+    ) -> Result<Option<TaskView>, Error> {
+        let call = self
+            .request(Method::GET, "/tasks", request_id)
+            .query(&[("idempotencyKey", key), ("limit", "1")]);
+        let page: TaskPage = self.send(call, None).await?;
+        Ok(page.tasks.into_iter().next())
+    }
+
+    fn request(&self, method: Method, path: &str, request_id: &str) -> reqwest::RequestBuilder {
+        let mut url = self.base.clone();
+        url.set_path(path);
+        self.http
+            .request(method, url)
+            .header(apikit::REQUEST_ID_HEADER, request_id)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        call: reqwest::RequestBuilder,
+        id: Option<i64>,
+    ) -> Result<T, Error> {
+        let response = check_status(self.exchange(call).await?, id).await?;
+        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::BadBody(e.to_string()))
+    }
+
+    async fn exchange(&self, call: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
+        call.send().await.map_err(|e| self.transport(e))
+    }
+
+    fn transport(&self, error: reqwest::Error) -> Error {
+        if error.is_timeout() {
+            Error::TimedOut(self.timeout)
+        } else if error.is_connect() {
+            Error::Unreachable(error_chain(&error))
+        } else {
+            Error::Upstream(error_chain(&error))
+        }
+    }
+}
+
+/// Passes 2xx answers on; turns every other status into its typed error.
+async fn check_status(
+    response: reqwest::Response,
+    id: Option<i64>,
+) -> Result<reqwest::Response, Error> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response.text().await.unwrap_or_default();
+    let detail = serde_json::from_str::<Problem>(&text)
+        .ok()
+        .and_then(|p| p.detail)
+        .unwrap_or_else(|| text.chars().take(500).collect());
+    Err(match (status, id) {
+        (StatusCode::NOT_FOUND, Some(id)) => Error::NotFound(id),
+        (StatusCode::CONFLICT, _) => Error::Conflict(detail),
+        (s, _) if s.is_server_error() => Error::Upstream(format!("{status}: {detail}")),
+        (s, _) => Error::Rejected {
+            status: s.as_u16(),
+            detail,
+        },
+    })
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,567 @@
+//! TaskPilot against a real DTP and a real PostgreSQL: create, bind, execution view, cancel, and
+//! every row of the SPEC's error-translation table that a healthy DTP can produce.
+
+mod support;
+
+use common::{RetryState, TaskStatus, WebTaskPage, WebTaskStatus};
+use reqwest::StatusCode;
+use serde_json::json;
+use support::{assert_problem, dtp_task_count, spawn_system};
+
+#[tokio::test]
+async fn create_answers_201_with_a_pending_unbound_web_task() {
+    let system = spawn_system().await;
+
+    let response = system
+        .api()
+        .post("/api/tasks", json!({"type": "demo", "payload": "hello"}))
+        .await;
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let task: common::WebTask = response.json().await.expect("web task");
+    assert_eq!(location, format!("/api/tasks/{}", task.id));
+    assert_eq!(task.task_type, "demo");
+    assert_eq!(task.payload, json!("hello"));
+    assert_eq!(task.status, WebTaskStatus::Pending);
+    assert_eq!(task.scheduler_task_id, None);
+    assert_eq!(
+        dtp_task_count(&system.dtp).await,
+        0,
+        "create alone asks nothing of DTP"
+    );
+}
+
+#[tokio::test]
+async fn get_returns_the_web_task_and_404_for_an_unknown_one() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let created = api.create(json!({"type": "demo"})).await;
+
+    let found = api.get(&format!("/api/tasks/{}", created.id)).await;
+    let missing = api.get("/api/tasks/987654").await;
+
+    assert_eq!(found.status(), StatusCode::OK);
+    assert_eq!(
+        found.json::<common::WebTask>().await.expect("web task"),
+        created
+    );
+    assert_problem(missing, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn list_pages_newest_first() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(api.create(json!({"type": "demo"})).await.id);
+    }
+
+    let first: WebTaskPage = api
+        .get("/api/tasks?limit=2")
+        .await
+        .json()
+        .await
+        .expect("page");
+    let after = first.next_after.expect("a next page");
+    let second: WebTaskPage = api
+        .get(&format!("/api/tasks?limit=2&after={after}"))
+        .await
+        .json()
+        .await
+        .expect("page");
+
+    let first_ids: Vec<i64> = first.tasks.iter().map(|t| t.id).collect();
+    assert_eq!(first_ids, vec![ids[2], ids[1]]);
+    assert_eq!(second.tasks.len(), 1);
+    assert_eq!(second.tasks[0].id, ids[0]);
+    assert_eq!(second.next_after, None);
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_replays_the_first_answer() {
+    let system = spawn_system().await;
+    let send = |payload: serde_json::Value| {
+        system
+            .client
+            .post(system.taskpilot.url("/api/tasks"))
+            .header("idempotency-key", "order-42")
+            .json(&json!({"type": "demo", "payload": payload}))
+            .send()
+    };
+
+    let first = send(json!({"n": 1})).await.expect("sent");
+    let again = send(json!({"n": 1})).await.expect("sent");
+    let different = send(json!({"n": 2})).await.expect("sent");
+
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let first: common::WebTask = first.json().await.expect("web task");
+    let again: common::WebTask = again.json().await.expect("web task");
+    assert_eq!(first, again);
+    assert_problem(different, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let count: i64 = sqlx::query_scalar("select count(*) from web_tasks")
+        .fetch_one(&system.taskpilot.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn bind_creates_one_dtp_task_and_marks_the_web_task_submitted() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let created = api
+        .create(json!({"type": "demo", "payload": "hello"}))
+        .await;
+
+    let bound = api
+        .bind(
+            created.id,
+            json!({"schedulerType": "demo-slow", "maxAttempts": 2}),
+        )
+        .await;
+
+    assert_eq!(bound.status, WebTaskStatus::Submitted);
+    let scheduler_task_id = bound.scheduler_task_id.expect("bound");
+    let (task_type, max_attempts): (String, i32) =
+        sqlx::query_as("select type, max_attempts from tasks where id = $1")
+            .bind(scheduler_task_id)
+            .fetch_one(&system.dtp.pool)
+            .await
+            .expect("dtp task");
+    assert_eq!((task_type.as_str(), max_attempts), ("demo-slow", 2));
+}
+
+#[tokio::test]
+async fn bind_without_a_body_uses_the_web_task_type() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let created = api.create(json!({"type": "noop"})).await;
+
+    let response = system
+        .client
+        .post(
+            system
+                .taskpilot
+                .url(&format!("/api/tasks/{}/scheduler", created.id)),
+        )
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let bound: common::WebTask = response.json().await.expect("web task");
+    api.wait_for(bound.id, TaskStatus::Succeeded).await;
+}
+
+#[tokio::test]
+async fn binding_a_bound_task_returns_it_unchanged_and_asks_dtp_for_nothing() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let created = api.create(json!({"type": "demo"})).await;
+    let first = api.bind(created.id, json!({})).await;
+
+    // With DTP gone, a call to it would fail: the second bind must not make one.
+    system.dtp.stop();
+    let second = api.bind(created.id, json!({"schedulerType": "noop"})).await;
+
+    assert_eq!(second, first);
+    assert_eq!(dtp_task_count(&system.dtp).await, 1);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_binds_leave_one_dtp_task() {
+    let system = spawn_system().await;
+    let id = system.api().create(json!({"type": "demo"})).await.id;
+
+    let binds: Vec<_> = (0..20)
+        .map(|_| {
+            let client = system.client.clone();
+            let url = system.taskpilot.url(&format!("/api/tasks/{id}/scheduler"));
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .expect("sent")
+            })
+        })
+        .collect();
+    let mut scheduler_ids = Vec::new();
+    for bind in binds {
+        let response = bind.await.expect("joined");
+        assert_eq!(response.status(), StatusCode::OK);
+        let task: common::WebTask = response.json().await.expect("web task");
+        scheduler_ids.push(task.scheduler_task_id.expect("bound"));
+    }
+
+    assert!(
+        scheduler_ids.windows(2).all(|w| w[0] == w[1]),
+        "{scheduler_ids:?}"
+    );
+    assert_eq!(dtp_task_count(&system.dtp).await, 1);
+}
+
+#[tokio::test]
+async fn bind_adopts_the_dtp_task_an_interrupted_bind_already_created() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let id = api.create(json!({"type": "demo", "payload": "p"})).await.id;
+    // TaskPilot died after DTP created the task and before webdb recorded it.
+    let orphan: common::TaskView = system
+        .client
+        .post(system.dtp.url("/tasks"))
+        .json(&json!({"type": "demo", "payload": "p", "idempotencyKey": format!("taskpilot-web-task-{id}")}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("task");
+
+    let bound = api.bind(id, json!({})).await;
+
+    assert_eq!(bound.scheduler_task_id, Some(orphan.id));
+    assert_eq!(dtp_task_count(&system.dtp).await, 1);
+}
+
+#[tokio::test]
+async fn bind_adopts_the_earlier_dtp_task_even_when_retried_with_other_options() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let id = api.create(json!({"type": "demo"})).await.id;
+    let orphan: common::TaskView = system
+        .client
+        .post(system.dtp.url("/tasks"))
+        .json(&json!({"type": "demo-slow", "idempotencyKey": format!("taskpilot-web-task-{id}")}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("task");
+
+    let bound = api.bind(id, json!({"schedulerType": "noop"})).await;
+
+    assert_eq!(bound.scheduler_task_id, Some(orphan.id));
+    assert_eq!(dtp_task_count(&system.dtp).await, 1);
+}
+
+#[tokio::test]
+async fn bind_with_a_type_dtp_does_not_know_is_422_and_leaves_the_task_unbound() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let id = api.create(json!({"type": "no-such-handler"})).await.id;
+
+    let response = api
+        .post(&format!("/api/tasks/{id}/scheduler"), json!({}))
+        .await;
+
+    let detail = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(detail.contains("no-such-handler"), "{detail}");
+    let task: common::WebTask = api
+        .get(&format!("/api/tasks/{id}"))
+        .await
+        .json()
+        .await
+        .expect("web task");
+    assert_eq!(task.status, WebTaskStatus::Pending);
+    assert_eq!(dtp_task_count(&system.dtp).await, 0);
+}
+
+#[tokio::test]
+async fn bind_of_an_unknown_web_task_is_404() {
+    let system = spawn_system().await;
+    let response = system
+        .api()
+        .post("/api/tasks/5555/scheduler", json!({}))
+        .await;
+    assert_problem(response, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn the_execution_view_of_a_succeeded_task_has_consistent_latencies() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let id = api
+        .create(json!({"type": "demo", "payload": "hello"}))
+        .await
+        .id;
+    let scheduler_task_id = api.bind(id, json!({})).await.scheduler_task_id;
+
+    let view = api.wait_for(id, TaskStatus::Succeeded).await;
+
+    assert_eq!(Some(view.scheduler_task_id), scheduler_task_id);
+    assert_eq!((view.attempt_count, view.max_attempts), (1, 3));
+    assert_eq!(view.retry_state, RetryState::Completed);
+    let queue = view.queue_latency_ms.expect("queue latency");
+    let processing = view.processing_latency_ms.expect("processing latency");
+    let end_to_end = view.end_to_end_latency_ms.expect("end-to-end latency");
+    assert!(
+        queue >= 0 && processing >= 100,
+        "demo sleeps 100 ms: {processing}"
+    );
+    assert_eq!(queue + processing, end_to_end);
+    let started = view.processing_started_at.expect("started");
+    assert_eq!(queue, (started - view.scheduled_for).num_milliseconds());
+}
+
+#[tokio::test]
+async fn cancel_of_a_running_task_is_204_then_the_view_shows_canceled_and_repeating_is_204() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let id = api
+        .create(json!({"type": "demo-slow", "payload": {"ms": 30000}}))
+        .await
+        .id;
+    api.bind(id, json!({})).await;
+    api.wait_for(id, TaskStatus::Running).await;
+
+    let first = api.cancel(id).await;
+    let view = api.execution(id).await;
+    let again = api.cancel(id).await;
+
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+    assert_eq!(first.text().await.expect("body"), "");
+    assert_eq!(view.status, TaskStatus::Canceled);
+    assert_eq!(view.retry_state, RetryState::Canceled);
+    assert_eq!(again.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn cancel_of_a_succeeded_task_is_409_with_dtps_reason() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let id = api.create(json!({"type": "noop"})).await.id;
+    api.bind(id, json!({})).await;
+    api.wait_for(id, TaskStatus::Succeeded).await;
+
+    let detail = assert_problem(api.cancel(id).await, StatusCode::CONFLICT).await;
+
+    assert_eq!(detail, "Cannot cancel task in state SUCCEEDED");
+    assert_eq!(api.execution(id).await.status, TaskStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn execution_and_cancel_of_an_unbound_task_are_409() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let id = api.create(json!({"type": "demo"})).await.id;
+
+    let view = api.get(&format!("/api/tasks/{id}/execution")).await;
+    let cancel = api.cancel(id).await;
+
+    assert_eq!(
+        assert_problem(view, StatusCode::CONFLICT).await,
+        "Task is not bound to scheduler yet."
+    );
+    assert_eq!(
+        assert_problem(cancel, StatusCode::CONFLICT).await,
+        "Task is not bound to scheduler yet."
+    );
+}
+
+#[tokio::test]
+async fn execution_and_cancel_of_an_unknown_web_task_are_404() {
+    let system = spawn_system().await;
+    let api = system.api();
+    assert_problem(
+        api.get("/api/tasks/4040/execution").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_problem(api.cancel(4040).await, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn a_bound_task_whose_dtp_row_is_gone_is_404_naming_the_scheduler_task() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let id = api
+        .create(json!({"type": "demo", "payload": {"ms": 1}}))
+        .await
+        .id;
+    let scheduler_task_id = api
+        .bind(id, json!({"schedulerType": "demo-slow"}))
+        .await
+        .scheduler_task_id
+        .expect("bound");
+    sqlx::query("delete from tasks where id = $1")
+        .bind(scheduler_task_id)
+        .execute(&system.dtp.pool)
+        .await
+        .expect("delete");
+
+    let view = api.get(&format!("/api/tasks/{id}/execution")).await;
+    let cancel = api.cancel(id).await;
+
+    let expected = format!("Scheduler task not found: {scheduler_task_id}");
+    assert_eq!(assert_problem(view, StatusCode::NOT_FOUND).await, expected);
+    assert_eq!(
+        assert_problem(cancel, StatusCode::NOT_FOUND).await,
+        expected
+    );
+}
+
+#[tokio::test]
+async fn a_flaky_task_succeeds_after_a_retry() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let id = api.create(json!({"type": "demo-flaky"})).await.id;
+    api.bind(id, json!({})).await;
+
+    let view = api.wait_for(id, TaskStatus::Succeeded).await;
+
+    assert_eq!(view.attempt_count, 2);
+    assert_eq!(view.retry_state, RetryState::Completed);
+    assert!(view.last_error.is_some());
+}
+
+#[tokio::test]
+async fn a_failing_task_is_failed_and_exhausted_after_its_attempts() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let id = api.create(json!({"type": "demo-fail"})).await.id;
+    api.bind(id, json!({"maxAttempts": 3})).await;
+
+    let view = api.wait_for(id, TaskStatus::Failed).await;
+
+    assert_eq!(view.attempt_count, 3);
+    assert_eq!(view.retry_state, RetryState::Exhausted);
+    assert!(view.end_to_end_latency_ms.is_some());
+}
+
+#[tokio::test]
+async fn bad_input_gets_problem_json_and_writes_nothing() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let raw = |path: &'static str, body: &'static str, content_type: &'static str| {
+        system
+            .client
+            .post(system.taskpilot.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let json_type = "application/json";
+
+    let cases = vec![
+        (
+            raw("/api/tasks", r#"{"type": "demo""#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            raw("/api/tasks", r#"{"payload": 1}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw("/api/tasks", r#"{"type": "  "}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw("/api/tasks", r#"{"type": 7}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw("/api/tasks", r#"{"type": "demo", "extra": 1}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw("/api/tasks", r#"{"type": "demo"}"#, "text/plain")
+                .await
+                .expect("sent"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            raw("/api/tasks/1/scheduler", r#"{"maxAttempts": "#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            raw("/api/tasks/1/scheduler", r#"{"maxAttempts": 0}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw("/api/tasks/1/scheduler", r#"{"colour": "red"}"#, json_type)
+                .await
+                .expect("sent"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw("/api/tasks/1/scheduler", r#"{}"#, "text/plain")
+                .await
+                .expect("sent"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            raw("/api/tasks/abc/scheduler", "", json_type)
+                .await
+                .expect("sent"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (api.get("/api/tasks/abc").await, StatusCode::BAD_REQUEST),
+        (
+            api.get("/api/tasks/0/execution").await,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            api.put("/api/tasks/-1/execution/cancel").await,
+            StatusCode::BAD_REQUEST,
+        ),
+        (api.get("/api/tasks?limit=0").await, StatusCode::BAD_REQUEST),
+        (api.get("/api/tasks?page=2").await, StatusCode::BAD_REQUEST),
+        (api.get("/api/nothing").await, StatusCode::NOT_FOUND),
+        (
+            system
+                .client
+                .delete(system.taskpilot.url("/api/tasks/1"))
+                .send()
+                .await
+                .expect("sent"),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ];
+    for (response, status) in cases {
+        assert_problem(response, status).await;
+    }
+    let oversized = format!(
+        r#"{{"type": "demo", "payload": "{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let response = system
+        .client
+        .post(system.taskpilot.url("/api/tasks"))
+        .header("content-type", json_type)
+        .body(oversized)
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+
+    let count: i64 = sqlx::query_scalar("select count(*) from web_tasks")
+        .fetch_one(&system.taskpilot.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+    assert_eq!(dtp_task_count(&system.dtp).await, 0);
+}

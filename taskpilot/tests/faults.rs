@@ -1,0 +1,135 @@
+//! The fault rows of the SPEC's error-translation table, which a healthy DTP cannot produce:
+//! TaskPilot pointed at a stand-in that fails, stalls or answers nonsense, or at a closed port.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use support::{
+    assert_problem, closed_port, force_bind, spawn_taskpilot, stand_in, Api, Misbehaviour,
+};
+
+/// Asserts both execution endpoints of a bound web task answer `status`, and that a bind of an
+/// unbound one does too while leaving it unbound.
+async fn assert_all_endpoints(dtp_url: &str, status: StatusCode) {
+    let taskpilot = spawn_taskpilot(dtp_url).await;
+    let client = reqwest::Client::new();
+    let api = Api {
+        base: &taskpilot,
+        client: &client,
+    };
+    let bound = api.create(json!({"type": "demo"})).await.id;
+    force_bind(&taskpilot, bound, 77).await;
+    let unbound = api.create(json!({"type": "demo"})).await.id;
+
+    let view = api.get(&format!("/api/tasks/{bound}/execution")).await;
+    let cancel = api.cancel(bound).await;
+    let bind = api
+        .post(&format!("/api/tasks/{unbound}/scheduler"), json!({}))
+        .await;
+
+    assert_problem(view, status).await;
+    assert_problem(cancel, status).await;
+    assert_problem(bind, status).await;
+    let still: common::WebTask = api
+        .get(&format!("/api/tasks/{unbound}"))
+        .await
+        .json()
+        .await
+        .expect("web task");
+    assert_eq!(
+        still.scheduler_task_id, None,
+        "a failed bind changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn dtp_answering_5xx_is_502() {
+    let dtp = stand_in(Misbehaviour::Answer(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "boom",
+    ))
+    .await;
+    assert_all_endpoints(&dtp.address, StatusCode::BAD_GATEWAY).await;
+}
+
+#[tokio::test]
+async fn dtp_unreachable_is_503() {
+    assert_all_endpoints(&closed_port().await, StatusCode::SERVICE_UNAVAILABLE).await;
+}
+
+#[tokio::test]
+async fn dtp_slower_than_the_timeout_is_504() {
+    let dtp = stand_in(Misbehaviour::Slow(Duration::from_secs(3))).await;
+    assert_all_endpoints(&dtp.address, StatusCode::GATEWAY_TIMEOUT).await;
+}
+
+#[tokio::test]
+async fn dtp_answering_2xx_without_a_task_is_409_scheduler_task_not_available() {
+    let dtp = stand_in(Misbehaviour::Answer(StatusCode::OK, "not json")).await;
+    let taskpilot = spawn_taskpilot(&dtp.address).await;
+    let client = reqwest::Client::new();
+    let api = Api {
+        base: &taskpilot,
+        client: &client,
+    };
+    let id = api.create(json!({"type": "demo"})).await.id;
+    force_bind(&taskpilot, id, 77).await;
+
+    let view = api.get(&format!("/api/tasks/{id}/execution")).await;
+
+    assert_eq!(
+        assert_problem(view, StatusCode::CONFLICT).await,
+        "scheduler task not available"
+    );
+}
+
+#[tokio::test]
+async fn dtp_answering_another_4xx_is_409_scheduler_task_not_available() {
+    let dtp = stand_in(Misbehaviour::Answer(StatusCode::BAD_REQUEST, "nope")).await;
+    let taskpilot = spawn_taskpilot(&dtp.address).await;
+    let client = reqwest::Client::new();
+    let api = Api {
+        base: &taskpilot,
+        client: &client,
+    };
+    let id = api.create(json!({"type": "demo"})).await.id;
+    force_bind(&taskpilot, id, 77).await;
+
+    let view = api.get(&format!("/api/tasks/{id}/execution")).await;
+
+    assert_eq!(
+        assert_problem(view, StatusCode::CONFLICT).await,
+        "scheduler task not available"
+    );
+}
+
+#[tokio::test]
+async fn the_request_id_is_passed_to_dtp_and_echoed_to_the_client() {
+    let dtp = stand_in(Misbehaviour::Answer(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "boom",
+    ))
+    .await;
+    let taskpilot = spawn_taskpilot(&dtp.address).await;
+    let client = reqwest::Client::new();
+    let api = Api {
+        base: &taskpilot,
+        client: &client,
+    };
+    let id = api.create(json!({"type": "demo"})).await.id;
+    force_bind(&taskpilot, id, 77).await;
+
+    let response = client
+        .get(taskpilot.url(&format!("/api/tasks/{id}/execution")))
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(response.headers()["x-request-id"], "trace-me-123");
+    let seen = dtp.request_ids.lock().expect("lock").clone();
+    assert_eq!(seen, vec!["trace-me-123".to_owned()]);
+}

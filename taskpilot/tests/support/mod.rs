@@ -1,0 +1,291 @@
+//! Shared helpers: TaskPilot on an ephemeral port over a fresh webdb, pointed at a real DTP
+//! (in-process, its own fresh database) or at a stand-in server that misbehaves on purpose.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use common::{TaskStatus, WebTask};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use testkit::TestDb;
+use tokio_util::sync::CancellationToken;
+
+/// A running service with its database.
+pub struct Service {
+    pub address: String,
+    pub pool: PgPool,
+    shutdown: CancellationToken,
+    pub db: TestDb,
+}
+
+impl Service {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// DTP in-process with fast test settings and its worker running.
+pub async fn spawn_dtp() -> Service {
+    let db = TestDb::create().await;
+    let mut config = dtp::Config::defaults();
+    config.addr = "127.0.0.1:0".parse().expect("address");
+    config.database_url = db.url.clone();
+    config.db_max_connections = 10;
+    config.concurrency = 8;
+    config.poll_interval_ms = 50;
+    config.lease_ms = 1000;
+    config.heartbeat_ms = Some(200);
+    config.rescue_interval_ms = 200;
+    config.backoff_base_ms = 20;
+    config.backoff_cap_ms = 100;
+    config.shutdown_grace_ms = 200;
+    let app = dtp::App::build(config).await.expect("dtp builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let pool = app.pool().clone();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    Service {
+        address,
+        pool,
+        shutdown,
+        db,
+    }
+}
+
+/// TaskPilot pointed at `dtp_url`, with a short DTP timeout.
+pub async fn spawn_taskpilot(dtp_url: &str) -> Service {
+    let db = TestDb::create().await;
+    let mut config = taskpilot::Config::defaults();
+    config.addr = "127.0.0.1:0".parse().expect("address");
+    config.database_url = db.url.clone();
+    config.dtp_url = dtp_url.to_owned();
+    config.dtp_timeout_ms = 500;
+    config.dtp_connect_timeout_ms = 500;
+    let app = taskpilot::App::build(config)
+        .await
+        .expect("taskpilot builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let pool = app.pool().clone();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    Service {
+        address,
+        pool,
+        shutdown,
+        db,
+    }
+}
+
+/// Both services, TaskPilot talking to DTP over real HTTP.
+pub struct System {
+    pub taskpilot: Service,
+    pub dtp: Service,
+    pub client: reqwest::Client,
+}
+
+pub async fn spawn_system() -> System {
+    let dtp = spawn_dtp().await;
+    let taskpilot = spawn_taskpilot(&dtp.address).await;
+    System {
+        taskpilot,
+        dtp,
+        client: reqwest::Client::new(),
+    }
+}
+
+/// A TaskPilot client: typed helpers that assert the expected status.
+pub struct Api<'a> {
+    pub base: &'a Service,
+    pub client: &'a reqwest::Client,
+}
+
+impl System {
+    pub fn api(&self) -> Api<'_> {
+        Api {
+            base: &self.taskpilot,
+            client: &self.client,
+        }
+    }
+}
+
+impl Api<'_> {
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.base.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.base.url(path))
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    pub async fn put(&self, path: &str) -> reqwest::Response {
+        self.client
+            .put(self.base.url(path))
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    /// Creates a web task; asserts 201.
+    pub async fn create(&self, body: Value) -> WebTask {
+        let response = self.post("/api/tasks", body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("web task")
+    }
+
+    /// Binds; asserts 200.
+    pub async fn bind(&self, id: i64, body: Value) -> WebTask {
+        let response = self.post(&format!("/api/tasks/{id}/scheduler"), body).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("web task")
+    }
+
+    /// Reads the execution view; asserts 200.
+    pub async fn execution(&self, id: i64) -> common::ExecutionView {
+        let response = self.get(&format!("/api/tasks/{id}/execution")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("execution view")
+    }
+
+    pub async fn cancel(&self, id: i64) -> reqwest::Response {
+        self.put(&format!("/api/tasks/{id}/execution/cancel")).await
+    }
+
+    /// Polls the execution view until `status`; panics after a generous bound.
+    pub async fn wait_for(&self, id: i64, status: TaskStatus) -> common::ExecutionView {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let view = self.execution(id).await;
+            if view.status == status {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "web task {id} still {:?}, expected {status}",
+                view.status
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Counts DTP's tasks.
+pub async fn dtp_task_count(dtp: &Service) -> i64 {
+    sqlx::query_scalar("select count(*) from tasks")
+        .fetch_one(&dtp.pool)
+        .await
+        .expect("count")
+}
+
+/// Asserts a problem-JSON answer with `status`, returning its `detail`.
+pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let problem: common::Problem = response.json().await.expect("problem body");
+    assert_eq!(problem.status, status.as_u16());
+    problem.detail.unwrap_or_default()
+}
+
+/// How a stand-in DTP misbehaves.
+#[derive(Clone)]
+pub enum Misbehaviour {
+    /// Answers every request with this status and body.
+    Answer(StatusCode, &'static str),
+    /// Waits this long before answering 200.
+    Slow(Duration),
+}
+
+/// A local stand-in for DTP that misbehaves on purpose, recording the request ids it saw.
+pub struct StandIn {
+    pub address: String,
+    pub request_ids: Arc<Mutex<Vec<String>>>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn stand_in(misbehaviour: Misbehaviour) -> StandIn {
+    let request_ids = Arc::new(Mutex::new(Vec::new()));
+    let seen = request_ids.clone();
+    let router = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let misbehaviour = misbehaviour.clone();
+        let seen = seen.clone();
+        async move {
+            if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+                seen.lock().expect("lock").push(id.to_owned());
+            }
+            match misbehaviour {
+                Misbehaviour::Answer(status, body) => (status, body).into_response(),
+                Misbehaviour::Slow(pause) => {
+                    tokio::time::sleep(pause).await;
+                    axum::Json(json!({})).into_response()
+                }
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("addr"));
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    StandIn {
+        address,
+        request_ids,
+        shutdown,
+    }
+}
+
+/// An address where nothing listens.
+pub async fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("addr"));
+    drop(listener);
+    address
+}
+
+/// Binds web task `id` to DTP task `scheduler_task_id` directly in webdb.
+pub async fn force_bind(taskpilot: &Service, id: i64, scheduler_task_id: i64) {
+    sqlx::query("update web_tasks set scheduler_task_id = $2, status = 'SUBMITTED' where id = $1")
+        .bind(id)
+        .bind(scheduler_task_id)
+        .execute(&taskpilot.pool)
+        .await
+        .expect("bind");
+}
