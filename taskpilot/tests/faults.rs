@@ -7,19 +7,13 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{
-    assert_problem, closed_port, force_bind, spawn_taskpilot, stand_in, Api, Misbehaviour,
-};
+use support::{assert_problem, closed_port, force_bind, spawn_taskpilot, stand_in, Misbehaviour};
 
 /// Asserts both execution endpoints of a bound web task answer `status`, and that a bind of an
 /// unbound one does too while leaving it unbound.
 async fn assert_all_endpoints(dtp_url: &str, status: StatusCode) {
     let taskpilot = spawn_taskpilot(dtp_url).await;
-    let client = reqwest::Client::new();
-    let api = Api {
-        base: &taskpilot,
-        client: &client,
-    };
+    let api = taskpilot.api();
     let bound = api.create(json!({"type": "demo"})).await.id;
     force_bind(&taskpilot, bound, 77).await;
     let unbound = api.create(json!({"type": "demo"})).await.id;
@@ -70,11 +64,7 @@ async fn dtp_slower_than_the_timeout_is_504() {
 async fn dtp_answering_2xx_without_a_task_is_409_scheduler_task_not_available() {
     let dtp = stand_in(Misbehaviour::Answer(StatusCode::OK, "not json")).await;
     let taskpilot = spawn_taskpilot(&dtp.address).await;
-    let client = reqwest::Client::new();
-    let api = Api {
-        base: &taskpilot,
-        client: &client,
-    };
+    let api = taskpilot.api();
     let id = api.create(json!({"type": "demo"})).await.id;
     force_bind(&taskpilot, id, 77).await;
 
@@ -90,11 +80,7 @@ async fn dtp_answering_2xx_without_a_task_is_409_scheduler_task_not_available() 
 async fn dtp_answering_another_4xx_is_409_scheduler_task_not_available() {
     let dtp = stand_in(Misbehaviour::Answer(StatusCode::BAD_REQUEST, "nope")).await;
     let taskpilot = spawn_taskpilot(&dtp.address).await;
-    let client = reqwest::Client::new();
-    let api = Api {
-        base: &taskpilot,
-        client: &client,
-    };
+    let api = taskpilot.api();
     let id = api.create(json!({"type": "demo"})).await.id;
     force_bind(&taskpilot, id, 77).await;
 
@@ -114,15 +100,12 @@ async fn the_request_id_is_passed_to_dtp_and_echoed_to_the_client() {
     ))
     .await;
     let taskpilot = spawn_taskpilot(&dtp.address).await;
-    let client = reqwest::Client::new();
-    let api = Api {
-        base: &taskpilot,
-        client: &client,
-    };
+    let api = taskpilot.api();
     let id = api.create(json!({"type": "demo"})).await.id;
     force_bind(&taskpilot, id, 77).await;
 
-    let response = client
+    let response = api
+        .http
         .get(taskpilot.url(&format!("/api/tasks/{id}/execution")))
         .header("x-request-id", "trace-me-123")
         .send()

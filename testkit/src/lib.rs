@@ -7,7 +7,9 @@
 //! 3. the local server at `postgres://postgres@127.0.0.1:5432/postgres`.
 //!
 //! Each [`TestDb`] is a new database named `tp_test_…`, dropped when the value is dropped.
+//! [`TaskPilotClient`] and [`assert_problem`] are the typed HTTP helpers tests share.
 
+mod client;
 mod server;
 
 use std::time::Duration;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
+pub use client::{assert_problem, TaskPilotClient};
 pub use server::server_url;
 
 /// A fresh, empty database on the test server; dropped with the value.

@@ -1,5 +1,5 @@
 //! Shared test helpers: a DTP service on an ephemeral port over a fresh database.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,7 @@ use dtp::{App, Config};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
+pub use testkit::assert_problem;
 use testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 
@@ -295,20 +296,4 @@ pub async fn count_tasks(pool: &PgPool) -> i64 {
         .fetch_one(pool)
         .await
         .expect("count")
-}
-
-/// Asserts a problem-JSON answer with `status`, returning its `detail`.
-pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> String {
-    assert_eq!(response.status(), status, "unexpected status");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let problem: common::Problem = response.json().await.expect("problem body");
-    assert_eq!(problem.status, status.as_u16());
-    assert_eq!(problem.title, status.canonical_reason().unwrap_or_default());
-    problem.detail.unwrap_or_default()
 }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use common::{TaskStatus, WebTask};
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::PgPool;
 use testkit::TestDb;
+pub use testkit::{assert_problem, TaskPilotClient};
 use tokio_util::sync::CancellationToken;
 
 /// A running service with its database.
@@ -106,87 +106,17 @@ pub async fn spawn_system() -> System {
     }
 }
 
-/// A TaskPilot client: typed helpers that assert the expected status.
-pub struct Api<'a> {
-    pub base: &'a Service,
-    pub client: &'a reqwest::Client,
-}
-
 impl System {
-    pub fn api(&self) -> Api<'_> {
-        Api {
-            base: &self.taskpilot,
-            client: &self.client,
-        }
+    /// A typed client for this TaskPilot.
+    pub fn api(&self) -> TaskPilotClient {
+        TaskPilotClient::new(self.taskpilot.address.clone())
     }
 }
 
-impl Api<'_> {
-    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
-        self.client
-            .post(self.base.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("sent")
-    }
-
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.base.url(path))
-            .send()
-            .await
-            .expect("sent")
-    }
-
-    pub async fn put(&self, path: &str) -> reqwest::Response {
-        self.client
-            .put(self.base.url(path))
-            .send()
-            .await
-            .expect("sent")
-    }
-
-    /// Creates a web task; asserts 201.
-    pub async fn create(&self, body: Value) -> WebTask {
-        let response = self.post("/api/tasks", body).await;
-        assert_eq!(response.status(), StatusCode::CREATED);
-        response.json().await.expect("web task")
-    }
-
-    /// Binds; asserts 200.
-    pub async fn bind(&self, id: i64, body: Value) -> WebTask {
-        let response = self.post(&format!("/api/tasks/{id}/scheduler"), body).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.expect("web task")
-    }
-
-    /// Reads the execution view; asserts 200.
-    pub async fn execution(&self, id: i64) -> common::ExecutionView {
-        let response = self.get(&format!("/api/tasks/{id}/execution")).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.expect("execution view")
-    }
-
-    pub async fn cancel(&self, id: i64) -> reqwest::Response {
-        self.put(&format!("/api/tasks/{id}/execution/cancel")).await
-    }
-
-    /// Polls the execution view until `status`; panics after a generous bound.
-    pub async fn wait_for(&self, id: i64, status: TaskStatus) -> common::ExecutionView {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let view = self.execution(id).await;
-            if view.status == status {
-                return view;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "web task {id} still {:?}, expected {status}",
-                view.status
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+impl Service {
+    /// A typed TaskPilot client for this service.
+    pub fn api(&self) -> TaskPilotClient {
+        TaskPilotClient::new(self.address.clone())
     }
 }
 
@@ -196,21 +126,6 @@ pub async fn dtp_task_count(dtp: &Service) -> i64 {
         .fetch_one(&dtp.pool)
         .await
         .expect("count")
-}
-
-/// Asserts a problem-JSON answer with `status`, returning its `detail`.
-pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> String {
-    assert_eq!(response.status(), status, "unexpected status");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let problem: common::Problem = response.json().await.expect("problem body");
-    assert_eq!(problem.status, status.as_u16());
-    problem.detail.unwrap_or_default()
 }
 
 /// How a stand-in DTP misbehaves.

@@ -1,0 +1,224 @@
+//! One service process: started with its environment, waited for until ready, logged to a
+//! file, stopped (SIGTERM), killed (SIGKILL) or restarted on the same port.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Which binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// The execution plane.
+    Dtp,
+    /// The control plane.
+    TaskPilot,
+}
+
+impl ServiceKind {
+    fn binary(self) -> &'static str {
+        match self {
+            ServiceKind::Dtp => "dtp",
+            ServiceKind::TaskPilot => "taskpilot",
+        }
+    }
+
+    fn addr_variable(self) -> &'static str {
+        match self {
+            ServiceKind::Dtp => "DTP_ADDR",
+            ServiceKind::TaskPilot => "TASKPILOT_ADDR",
+        }
+    }
+}
+
+/// A running (or stopped) service process.
+pub struct Service {
+    kind: ServiceKind,
+    name: String,
+    port: u16,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    log: PathBuf,
+    restarts: u32,
+}
+
+/// How long a service may take to answer `/healthz` after starting.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
+impl Service {
+    /// Starts `kind` on a free port with `env`, and waits until it answers `/healthz`.
+    pub async fn start(kind: ServiceKind, name: &str, env: Vec<(String, String)>) -> Service {
+        let mut service = Service {
+            kind,
+            name: name.to_owned(),
+            port: free_port(),
+            env,
+            child: None,
+            log: log_dir().join(format!("{name}-{:08x}.log", rand_suffix())),
+            restarts: 0,
+        };
+        service.spawn().await;
+        service
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The name it was started as (also its DTP worker id in [`crate::System`]).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: the process dies at once, without any cleanup.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a graceful exit (SIGKILL after `patience`).
+    pub fn terminate(&mut self, patience: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts it again on the same port with the same environment.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.restarts += 1;
+        self.spawn().await;
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn spawn(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("cannot open log {}: {e}", self.log.display()));
+        let err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
+        let child = Command::new(binary_path(self.kind.binary()))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(
+                self.kind.addr_variable(),
+                format!("127.0.0.1:{}", self.port),
+            )
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name));
+        self.child = Some(child);
+        self.wait_until_healthy().await;
+    }
+
+    async fn wait_until_healthy(&mut self) {
+        let client = reqwest::Client::new();
+        let url = format!("{}/healthz", self.url());
+        let deadline = tokio::time::Instant::now() + START_PATIENCE;
+        loop {
+            if let Ok(response) = client.get(&url).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "{} exited with {status} before it was ready; its log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} not ready after {START_PATIENCE:?}; its log:\n{}",
+                self.name,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- log of {} ({}) -----\n{}",
+                self.name,
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// The built binary `name`, next to this test executable's directory (`target/<profile>/`).
+fn binary_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("no current exe: {e}"));
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test executable path {}", exe.display()));
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests with `cargo test --workspace` (which builds it) or `cargo build -p {name}` first",
+        path.display()
+    );
+    path
+}
+
+fn log_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join("taskpilot-e2e-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+fn rand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id()
+}
+
+/// A port nothing listens on right now (the OS picks it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}

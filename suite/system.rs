@@ -1,0 +1,97 @@
+//! The whole system: one or more `dtp` processes sharing one queue database, and a `taskpilot`
+//! pointed at the first of them, each database fresh.
+
+use sqlx::PgPool;
+use testkit::{TaskPilotClient, TestDb};
+
+use crate::process::{Service, ServiceKind};
+
+/// Settings that make leases, rescue, retries and polling fast enough for tests.
+const FAST_DTP: [(&str, &str); 9] = [
+    ("DTP_CONCURRENCY", "8"),
+    ("DTP_POLL_INTERVAL_MS", "100"),
+    ("DTP_LEASE_MS", "2000"),
+    ("DTP_HEARTBEAT_MS", "500"),
+    ("DTP_RESCUE_INTERVAL_MS", "300"),
+    ("DTP_BACKOFF_BASE_MS", "50"),
+    ("DTP_BACKOFF_CAP_MS", "200"),
+    ("DTP_SHUTDOWN_GRACE_MS", "1000"),
+    ("DTP_DB_MAX_CONNECTIONS", "10"),
+];
+
+/// Both services as real processes.
+pub struct System {
+    /// `dtp[0]` is the one TaskPilot talks to.
+    pub dtp: Vec<Service>,
+    /// The control plane.
+    pub taskpilot: Service,
+    /// A pool on DTP's database, for looking behind the API.
+    pub dtp_pool: PgPool,
+    /// A typed client for TaskPilot.
+    pub api: TaskPilotClient,
+    // Dropped last, after the processes.
+    _dtp_db: TestDb,
+    _web_db: TestDb,
+}
+
+impl System {
+    /// One `dtp` (API and worker) and one `taskpilot`.
+    pub async fn start() -> System {
+        Self::start_with(1, false).await
+    }
+
+    /// `dtp_processes` processes over one queue; with `first_api_only`, the first (the one
+    /// TaskPilot talks to) runs no worker, so the others do all the work.
+    pub async fn start_with(dtp_processes: usize, first_api_only: bool) -> System {
+        let dtp_db = TestDb::create().await;
+        let web_db = TestDb::create().await;
+        let mut dtp = Vec::new();
+        for i in 0..dtp_processes.max(1) {
+            let name = format!("dtp-{i}");
+            let mut env = vec![
+                ("DTP_DATABASE_URL".to_owned(), dtp_db.url.clone()),
+                ("DTP_WORKER_ID".to_owned(), name.clone()),
+            ];
+            env.extend(
+                FAST_DTP
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            );
+            if i == 0 && first_api_only {
+                env.push(("DTP_WORKER".to_owned(), "false".to_owned()));
+            }
+            dtp.push(Service::start(ServiceKind::Dtp, &name, env).await);
+        }
+        let taskpilot = Service::start(
+            ServiceKind::TaskPilot,
+            "taskpilot",
+            vec![
+                ("TASKPILOT_DATABASE_URL".to_owned(), web_db.url.clone()),
+                ("DTP_URL".to_owned(), dtp[0].url()),
+                ("TASKPILOT_DTP_TIMEOUT_MS".to_owned(), "2000".to_owned()),
+            ],
+        )
+        .await;
+        let dtp_pool = PgPool::connect(&dtp_db.url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", dtp_db.url));
+        let api = TaskPilotClient::new(taskpilot.url());
+        System {
+            dtp,
+            taskpilot,
+            dtp_pool,
+            api,
+            _dtp_db: dtp_db,
+            _web_db: web_db,
+        }
+    }
+
+    /// The DTP task's `worker_id`, once a worker has claimed it.
+    pub async fn worker_of(&self, scheduler_task_id: i64) -> Option<String> {
+        sqlx::query_scalar("select worker_id from tasks where id = $1")
+            .bind(scheduler_task_id)
+            .fetch_one(&self.dtp_pool)
+            .await
+            .unwrap_or_else(|e| panic!("cannot read task {scheduler_task_id}: {e}"))
+    }
+}

@@ -1,0 +1,115 @@
+//! Typed HTTP helpers for tests: a TaskPilot client whose helpers assert the expected status, and
+//! the problem-JSON assertion both services' tests use.
+
+use std::time::Duration;
+
+use common::{ExecutionView, TaskStatus, WebTask};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Asserts a problem-JSON answer with `status` (content type, `status` and `title` fields), and
+/// returns its `detail`.
+pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let problem: common::Problem = response.json().await.expect("problem body");
+    assert_eq!(problem.status, status.as_u16());
+    assert_eq!(problem.title, status.canonical_reason().unwrap_or_default());
+    problem.detail.unwrap_or_default()
+}
+
+/// A client for one TaskPilot.
+#[derive(Debug, Clone)]
+pub struct TaskPilotClient {
+    /// Base URL, e.g. `http://127.0.0.1:8081`.
+    pub base: String,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+}
+
+/// How long `wait_for` polls before giving up (a hang guard, not a timing goal).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+impl TaskPilotClient {
+    /// A client for TaskPilot at `base`.
+    pub fn new(base: impl Into<String>) -> Self {
+        TaskPilotClient {
+            base: base.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs JSON.
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    /// GETs.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("sent")
+    }
+
+    /// PUTs without a body.
+    pub async fn put(&self, path: &str) -> reqwest::Response {
+        self.http.put(self.url(path)).send().await.expect("sent")
+    }
+
+    /// Creates a web task; asserts 201.
+    pub async fn create(&self, body: Value) -> WebTask {
+        let response = self.post("/api/tasks", body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("web task")
+    }
+
+    /// Binds; asserts 200.
+    pub async fn bind(&self, id: i64, body: Value) -> WebTask {
+        let response = self.post(&format!("/api/tasks/{id}/scheduler"), body).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("web task")
+    }
+
+    /// Reads the execution view; asserts 200.
+    pub async fn execution(&self, id: i64) -> ExecutionView {
+        let response = self.get(&format!("/api/tasks/{id}/execution")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("execution view")
+    }
+
+    /// Requests cancel.
+    pub async fn cancel(&self, id: i64) -> reqwest::Response {
+        self.put(&format!("/api/tasks/{id}/execution/cancel")).await
+    }
+
+    /// Polls the execution view until `status`.
+    pub async fn wait_for(&self, id: i64, status: TaskStatus) -> ExecutionView {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let view = self.execution(id).await;
+            if view.status == status {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "web task {id} still {:?} after {PATIENCE:?}, expected {status}",
+                view.status
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
