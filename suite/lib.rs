@@ -1,12 +1,13 @@
 //! The system under test: the real `dtp` and `taskpilot` binaries started as child processes on
 //! free ports, each over a fresh database, talking real HTTP. Used by the end-to-end tests in
-//! `tests/` and the benchmarks in `benches/`.
+//! `tests/` and the benchmarks in `benches/` (whose workloads live in [`workloads`]).
 //!
 //! The binaries are the ones `cargo test --workspace` (or `cargo build`) just built next to the
 //! test executable; their logs are kept in files and printed when a test fails.
 
 mod process;
 mod system;
+pub mod workloads;
 
 pub use process::{Service, ServiceKind};
 pub use system::System;

@@ -11,5 +11,5 @@ pub mod web_task;
 
 pub use execution::ExecutionView;
 pub use problem::Problem;
-pub use task::{CreateTask, RetryState, TaskPage, TaskStatus, TaskView};
+pub use task::{BatchCreated, CreateTask, RetryState, TaskPage, TaskStatus, TaskView};
 pub use web_task::{BindRequest, CreateWebTask, WebTask, WebTaskPage, WebTaskStatus};

@@ -197,3 +197,13 @@ pub struct TaskPage {
     /// The cursor for the next page; `null` on the last page.
     pub next_after: Option<i64>,
 }
+
+/// `POST /tasks/batch` answer: one task per request, in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchCreated {
+    /// How many were new (the others repeated an idempotency key).
+    pub created: usize,
+    /// The tasks, in the order of the requests.
+    pub tasks: Vec<TaskView>,
+}

@@ -5,7 +5,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use common::{CreateTask, TaskPage, TaskStatus, TaskView};
+use common::{BatchCreated, CreateTask, TaskPage, TaskStatus, TaskView};
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
@@ -20,6 +20,8 @@ const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
 const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<i64> = 1..=86_400_000;
 /// Longest idempotency key.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// Most requests in one batch.
+const MAX_BATCH: usize = 1000;
 /// Page size when `limit` is absent, and its ceiling.
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
@@ -27,6 +29,7 @@ const MAX_PAGE: i64 = 500;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/tasks", post(create).get(list))
+        .route("/tasks/batch", post(create_batch))
         .route("/tasks/{id}", get(get_one))
         .route("/tasks/{id}/cancel", put(cancel))
 }
@@ -49,6 +52,58 @@ async fn create(
                 .into_response())
         }
         Enqueued::Existing(row) => Ok((StatusCode::OK, Json(row.into_view())).into_response()),
+    }
+}
+
+/// Creates up to 1000 tasks in one transaction with one NOTIFY. Every item is validated first;
+/// any invalid item (422) or reused idempotency key (409) fails the batch and writes nothing.
+async fn create_batch(
+    State(state): State<AppState>,
+    ApiJson(requests): ApiJson<Vec<CreateTask>>,
+) -> Result<Response, ApiError> {
+    if requests.is_empty() || requests.len() > MAX_BATCH {
+        return Err(ApiError::Invalid(format!(
+            "a batch holds 1 to {MAX_BATCH} tasks, got {}",
+            requests.len()
+        )));
+    }
+    let tasks = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, request)| validate(request, &state).map_err(|e| at_index(i, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tx = state.pool.begin().await?;
+    let answers = queue::enqueue_many(&mut tx, &tasks).await?;
+    tx.commit().await?;
+    let created = answers
+        .iter()
+        .filter(|a| matches!(a, Enqueued::Created(_)))
+        .count();
+    tracing::info!(
+        created,
+        requested = tasks.len(),
+        to = "PENDING",
+        "task batch created"
+    );
+    let status = if created > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let tasks = answers
+        .into_iter()
+        .map(|a| match a {
+            Enqueued::Created(row) | Enqueued::Existing(row) => row.into_view(),
+        })
+        .collect();
+    Ok((status, Json(BatchCreated { created, tasks })).into_response())
+}
+
+/// Names the batch item an error is about.
+fn at_index(index: usize, error: ApiError) -> ApiError {
+    match error {
+        ApiError::Invalid(detail) => ApiError::Invalid(format!("tasks[{index}]: {detail}")),
+        other => other,
     }
 }
 

@@ -35,6 +35,33 @@ pub async fn mark_succeeded(
     Ok(done.rows_affected() == 1)
 }
 
+/// Marks many attempts SUCCEEDED in one statement, each fenced like [`mark_succeeded`].
+/// Returns the tasks whose fence held; the others were canceled or rescued meanwhile.
+pub async fn mark_succeeded_many(
+    db: impl PgExecutor<'_>,
+    done: &[(TaskId, i32, Value)],
+) -> Result<Vec<TaskId>, sqlx::Error> {
+    let ids: Vec<i64> = done.iter().map(|(id, _, _)| id.0).collect();
+    let attempts: Vec<i32> = done.iter().map(|(_, attempt, _)| *attempt).collect();
+    let results: Vec<&Value> = done.iter().map(|(_, _, result)| result).collect();
+    let updated: Vec<(i64,)> = sqlx::query_as(
+        r#"
+        update tasks t
+        set status = 'SUCCEEDED', result = done.result, completed_at = now(),
+            lease_expires_at = null, updated_at = now()
+        from unnest($1::bigint[], $2::integer[], $3::jsonb[]) as done(id, attempt, result)
+        where t.id = done.id and t.status = 'RUNNING' and t.attempt_count = done.attempt
+        returning t.id
+        "#,
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&results)
+    .fetch_all(db)
+    .await?;
+    Ok(updated.into_iter().map(|(id,)| TaskId(id)).collect())
+}
+
 /// Where a failed attempt left its task.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FailedAttempt {

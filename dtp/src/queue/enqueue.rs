@@ -127,3 +127,132 @@ async fn find_by_key(
     let same: bool = row.try_get("same_request")?;
     Ok(Some((TaskRow::from_row(&row)?, same)))
 }
+
+/// Inserts many tasks in one statement (call it inside a transaction: one commit, one NOTIFY)
+/// and answers per input, in input order. Idempotency keys are honoured per item as in
+/// [`enqueue`]; the first key used for a different request fails the whole call with
+/// [`Error::IdempotencyConflict`], so the caller's transaction writes nothing.
+pub async fn enqueue_many(
+    conn: &mut PgConnection,
+    tasks: &[NewTask],
+) -> Result<Vec<Enqueued>, Error> {
+    let columns = BatchColumns::of(tasks);
+    // Ids are drawn first so each inserted row maps back to its input position; a conflicting
+    // row leaves a gap in the sequence, which is harmless.
+    let sql = format!(
+        r#"
+        with input as (
+            select nextval(pg_get_serial_sequence('tasks', 'id')) as id, i.*
+            from unnest($1::text[], $2::jsonb[], $3::integer[], $4::integer[], $5::bigint[],
+                        $6::timestamptz[], $7::text[], $8::jsonb[])
+                 with ordinality as i(type, payload, priority, max_attempts, timeout_ms,
+                                      run_at, idempotency_key, fingerprint, position)
+        ),
+        inserted as (
+            insert into tasks (id, type, payload, priority, max_attempts, timeout_ms,
+                               scheduled_for, run_at, idempotency_key, idempotency_request)
+            overriding system value
+            select id, type, payload, priority, max_attempts, timeout_ms,
+                   coalesce(run_at, now()), coalesce(run_at, now()), idempotency_key,
+                   case when idempotency_key is null then null else fingerprint end
+            from input order by position
+            on conflict (idempotency_key) do nothing
+            returning {TASK_COLUMNS}
+        ),
+        notified as (
+            select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')
+            where exists (select 1 from inserted where run_at <= now())
+        )
+        select inserted.*, input.position
+        from input join inserted using (id), (select count(*) from notified) n
+        "#
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&columns.types)
+        .bind(&columns.payloads)
+        .bind(&columns.priorities)
+        .bind(&columns.max_attempts)
+        .bind(&columns.timeouts)
+        .bind(&columns.run_ats)
+        .bind(&columns.keys)
+        .bind(&columns.fingerprints)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut answers: Vec<Option<Enqueued>> = (0..tasks.len()).map(|_| None).collect();
+    for row in rows {
+        use sqlx::{FromRow, Row};
+        let position: i64 = row.try_get("position")?;
+        let slot = usize::try_from(position - 1)
+            .ok()
+            .and_then(|i| answers.get_mut(i));
+        if let Some(slot) = slot {
+            *slot = Some(Enqueued::Created(TaskRow::from_row(&row)?));
+        }
+    }
+    resolve_existing(conn, tasks, &mut answers).await?;
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer.ok_or_else(|| {
+                Error::Database(sqlx::Error::Protocol(
+                    "batch insert left an item neither created nor found".into(),
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Fills in the items that were not inserted because their idempotency key exists.
+async fn resolve_existing(
+    conn: &mut PgConnection,
+    tasks: &[NewTask],
+    answers: &mut [Option<Enqueued>],
+) -> Result<(), Error> {
+    let missing: Vec<usize> = (0..tasks.len()).filter(|&i| answers[i].is_none()).collect();
+    for i in missing {
+        let Some(key) = &tasks[i].idempotency_key else {
+            continue;
+        };
+        let found = find_by_key(&mut *conn, key, &tasks[i]).await?;
+        answers[i] = match found {
+            Some((row, true)) => Some(Enqueued::Existing(row)),
+            Some((_, false)) => return Err(Error::IdempotencyConflict(key.clone())),
+            None => None,
+        };
+    }
+    Ok(())
+}
+
+/// The batch as column arrays for `unnest`.
+struct BatchColumns {
+    types: Vec<String>,
+    payloads: Vec<Value>,
+    priorities: Vec<i32>,
+    max_attempts: Vec<i32>,
+    timeouts: Vec<Option<i64>>,
+    run_ats: Vec<Option<DateTime<Utc>>>,
+    keys: Vec<Option<String>>,
+    fingerprints: Vec<Value>,
+}
+
+impl BatchColumns {
+    fn of(tasks: &[NewTask]) -> Self {
+        BatchColumns {
+            types: tasks.iter().map(|t| t.task_type.clone()).collect(),
+            payloads: tasks.iter().map(|t| t.payload.clone()).collect(),
+            priorities: tasks.iter().map(|t| t.priority).collect(),
+            max_attempts: tasks.iter().map(|t| t.max_attempts).collect(),
+            timeouts: tasks.iter().map(|t| t.timeout_ms).collect(),
+            run_ats: tasks.iter().map(|t| t.run_at).collect(),
+            keys: tasks.iter().map(|t| t.idempotency_key.clone()).collect(),
+            // Only keyed items need one; skipping the rest keeps large batches cheap.
+            fingerprints: tasks
+                .iter()
+                .map(|t| match t.idempotency_key {
+                    Some(_) => t.fingerprint(),
+                    None => Value::Null,
+                })
+                .collect(),
+        }
+    }
+}

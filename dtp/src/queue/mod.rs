@@ -15,8 +15,10 @@ mod row;
 
 pub use cancel::{cancel, CancelOutcome};
 pub use claim::{claim_available, renew_leases, ClaimedTask};
-pub use complete::{mark_failed_or_retry, mark_succeeded, release, FailedAttempt};
-pub use enqueue::{enqueue, Enqueued, NewTask};
+pub use complete::{
+    mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, FailedAttempt,
+};
+pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};
 pub use read::{get, list, ListFilter};
 pub use rescue::{fail_expired, lock_expired, ExpiredLease};
 pub use row::TaskRow;

@@ -51,12 +51,9 @@ async fn claim_and_start(shared: &Arc<Shared>, free: usize) -> Result<usize, sql
             tracing::error!(task_id = task.id, "claimed a task without a free slot");
             continue;
         };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            executor::execute(shared.clone(), task).await;
-            drop(slot);
-            shared.slot_freed.notify_one();
-        });
+        shared
+            .executions
+            .spawn(executor::execute(shared.clone(), task, Some(slot)));
     }
     Ok(count)
 }

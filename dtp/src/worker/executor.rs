@@ -1,10 +1,11 @@
 //! Running one claimed task: the handler under its timeout and abort token, then recording the
 //! outcome through the fenced queue transitions.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::Shared;
 use crate::handlers::{HandlerError, TaskContext};
@@ -24,14 +25,34 @@ enum Outcome {
 /// Attempts at recording an outcome while the database is briefly unavailable.
 const RECORD_ATTEMPTS: u32 = 5;
 
-pub(super) async fn execute(shared: Arc<Shared>, task: ClaimedTask) {
+/// Runs `task` and records its outcome. `slot` is given back as soon as the handler is done,
+/// before the outcome is written, so the claim loop can take the next task meanwhile.
+pub(super) async fn execute(
+    shared: Arc<Shared>,
+    task: ClaimedTask,
+    slot: Option<OwnedSemaphorePermit>,
+) {
     let id = task.task_id();
     let attempt = task.attempt_count;
     tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %shared.config.worker_id, "task claimed");
     let abort = shared.abort_all.child_token();
     shared.running.insert(id, attempt, abort.clone());
     let outcome = run_handler(&shared, task, abort).await;
-    record_with_retries(&shared, id, attempt, outcome).await;
+    if let Some(slot) = slot {
+        drop(slot);
+        shared.slot_freed.notify_one();
+    }
+    let completer = shared
+        .completer
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    match (outcome, completer) {
+        (Outcome::Succeeded(result), Some(completer)) => {
+            completer.complete(id, attempt, result).await;
+        }
+        (outcome, _) => record_with_retries(&shared, id, attempt, outcome).await,
+    }
     shared.running.remove(id);
 }
 

@@ -6,22 +6,25 @@
 
 mod backoff;
 mod claim_loop;
+mod completer;
 mod executor;
 mod heartbeat;
 mod listener;
 mod rescuer;
 mod running;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::handlers::HandlerRegistry;
 
 pub use backoff::Backoff;
+use completer::Completer;
 use running::RunningTasks;
 
 /// How a worker behaves. See [`WorkerConfig::default`] for the defaults.
@@ -87,6 +90,11 @@ struct Shared {
     config: WorkerConfig,
     running: RunningTasks,
     slots: Arc<Semaphore>,
+    /// Every task execution, so that shutdown can wait for them (their slots are given back
+    /// before their outcome is written).
+    executions: TaskTracker,
+    /// Batches successful outcomes while `run` runs; outcomes are written one by one otherwise.
+    completer: RwLock<Option<Completer>>,
     /// A notification said new work is due.
     work_available: Notify,
     /// A slot was freed.
@@ -107,6 +115,8 @@ impl Worker {
                 config,
                 running: RunningTasks::default(),
                 slots,
+                executions: TaskTracker::new(),
+                completer: RwLock::new(None),
                 work_available: Notify::new(),
                 slot_freed: Notify::new(),
                 abort_all: CancellationToken::new(),
@@ -122,14 +132,22 @@ impl Worker {
     /// Runs until `shutdown` fires, then stops claiming, lets running handlers finish within the
     /// grace period, and hands what is left back to the queue.
     pub async fn run(self, shutdown: CancellationToken) {
+        let shared = &self.shared;
         let background = CancellationToken::new();
+        let (completer, completing) = Completer::start(shared.pool.clone(), background.clone());
+        *shared
+            .completer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(completer);
+        shared.executions.reopen();
         let tasks = [
-            tokio::spawn(listener::run(self.shared.clone(), background.clone())),
-            tokio::spawn(heartbeat::run(self.shared.clone(), background.clone())),
-            tokio::spawn(rescuer::run(self.shared.clone(), background.clone())),
+            tokio::spawn(listener::run(shared.clone(), background.clone())),
+            tokio::spawn(heartbeat::run(shared.clone(), background.clone())),
+            tokio::spawn(rescuer::run(shared.clone(), background.clone())),
+            completing,
         ];
-        tracing::info!(worker_id = %self.id(), concurrency = self.shared.config.concurrency, "worker started");
-        claim_loop::run(&self.shared, &shutdown).await;
+        tracing::info!(worker_id = %self.id(), concurrency = shared.config.concurrency, "worker started");
+        claim_loop::run(shared, &shutdown).await;
         self.drain().await;
         background.cancel();
         for task in tasks {
@@ -137,22 +155,27 @@ impl Worker {
                 tracing::error!(error = %e, "worker background task failed");
             }
         }
+        *shared
+            .completer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         tracing::info!(worker_id = %self.id(), "worker stopped");
     }
 
-    /// Waits for running handlers up to the grace period, then aborts the rest (their tasks go
-    /// back to the queue) and waits for them to record that.
+    /// Waits for running tasks up to the grace period, then aborts the rest (their tasks go back
+    /// to the queue) and waits for them to record that.
     async fn drain(&self) {
         let shared = &self.shared;
-        let all = u32::try_from(shared.config.concurrency.max(1)).unwrap_or(u32::MAX);
+        shared.executions.close();
         let running = shared.running.len();
         if running > 0 {
             tracing::info!(running, grace = ?shared.config.shutdown_grace, "waiting for running tasks");
         }
-        let finished =
-            tokio::time::timeout(shared.config.shutdown_grace, shared.slots.acquire_many(all))
-                .await;
-        if finished.is_err() {
+        let grace = shared.config.shutdown_grace;
+        if tokio::time::timeout(grace, shared.executions.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 running = shared.running.len(),
                 "grace period over: handing running tasks back to the queue"
@@ -161,7 +184,7 @@ impl Worker {
             // Handlers are aborted by dropping their futures, so this takes one database write
             // per task at most; the bound guards against a database that is gone.
             let handed_back = Duration::from_secs(30);
-            if tokio::time::timeout(handed_back, shared.slots.acquire_many(all))
+            if tokio::time::timeout(handed_back, shared.executions.wait())
                 .await
                 .is_err()
             {
@@ -187,7 +210,7 @@ impl Worker {
         let count = claimed.len();
         let runs: Vec<_> = claimed
             .into_iter()
-            .map(|task| tokio::spawn(executor::execute(self.shared.clone(), task)))
+            .map(|task| tokio::spawn(executor::execute(self.shared.clone(), task, None)))
             .collect();
         for run in runs {
             if let Err(e) = run.await {

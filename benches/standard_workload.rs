@@ -1,0 +1,110 @@
+//! The standard workload, for comparing with other queues on the same database in the same run:
+//!
+//! 1. drain of 20,000 `noop` tasks by one worker with concurrency 10 (from worker start until the
+//!    database shows every task finished);
+//! 2. pickup latency of an idle worker: 500 tasks created one at a time, 10 ms apart, from just
+//!    before the enqueue call to the handler's first line (monotonic clock, one process);
+//! 3. bulk enqueue through DTP's API (`POST /tasks/batch`).
+//!
+//! Runs against the server `DATABASE_URL` names (default: the local server), in a database of
+//! its own that it creates and drops. Prints one `RESULT …` line.
+//!
+//! `cargo bench --bench standard_workload`
+
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+use suite::workloads::{self, percentile, percentile_ms};
+
+const DRAIN_TASKS: usize = 20_000;
+const DRAIN_CONCURRENCY: usize = 10;
+const LATENCY_TASKS: usize = 500;
+const LATENCY_GAP: Duration = Duration::from_millis(10);
+const ENQUEUE_TASKS: usize = 100_000;
+const ENQUEUE_BATCH: usize = 1000;
+const ENQUEUE_IN_FLIGHT: usize = 4;
+
+fn main() {
+    // `cargo bench` passes `--bench`; there is nothing else to parse.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let server = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = format!("tp_bench_{}", std::process::id());
+    let url = replace_database(&server, &name);
+    println!("standard workload on {url}");
+    let pool = workloads::queue_pool(&url).await;
+
+    workloads::enqueue_noops(&pool, DRAIN_TASKS).await;
+    let drain = workloads::drain(&pool, DRAIN_CONCURRENCY).await;
+    let throughput = DRAIN_TASKS as f64 / drain.as_secs_f64();
+    println!("drain: {DRAIN_TASKS} noop tasks, concurrency {DRAIN_CONCURRENCY}: {drain:.2?} = {throughput:.0} tasks/s");
+    workloads::truncate(&pool).await;
+
+    let (latencies, mut db_ms) =
+        workloads::pickup_latencies(&pool, LATENCY_TASKS, LATENCY_GAP).await;
+    let (p50, p95, p99) = (
+        percentile_ms(&latencies, 50.0),
+        percentile_ms(&latencies, 95.0),
+        percentile_ms(&latencies, 99.0),
+    );
+    println!(
+        "pickup latency, {LATENCY_TASKS} tasks {LATENCY_GAP:?} apart: p50 {p50:.3} ms, p95 {p95:.3} ms, p99 {p99:.3} ms \
+         (database processingStartedAt - scheduledFor: p50 {:.3} ms, p99 {:.3} ms)",
+        percentile(&mut db_ms, 50.0),
+        percentile(&mut db_ms, 99.0)
+    );
+    workloads::truncate(&pool).await;
+
+    let (address, stop) = workloads::spawn_dtp_api(&url).await;
+    let enqueue =
+        workloads::enqueue_over_http(&address, ENQUEUE_TASKS, ENQUEUE_BATCH, ENQUEUE_IN_FLIGHT)
+            .await;
+    let enqueue_rate = ENQUEUE_TASKS as f64 / enqueue.as_secs_f64();
+    println!(
+        "enqueue over HTTP: {ENQUEUE_TASKS} tasks, batches of {ENQUEUE_BATCH}, {ENQUEUE_IN_FLIGHT} in flight: {enqueue:.2?} = {enqueue_rate:.0} tasks/s"
+    );
+    stop.cancel();
+    pool.close().await;
+
+    drop_database(&server, &name).await;
+    println!(
+        "RESULT throughput_tasks_s={throughput:.0} latency_p50_ms={p50:.3} latency_p95_ms={p95:.3} latency_p99_ms={p99:.3} enqueue_tasks_s={enqueue_rate:.0}"
+    );
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let cut = base
+        .find("://")
+        .and_then(|i| base[i + 3..].find('/').map(|j| i + 3 + j))
+        .unwrap_or(base.len());
+    match query {
+        Some(q) => format!("{}/{name}?{q}", &base[..cut]),
+        None => format!("{}/{name}", &base[..cut]),
+    }
+}
+
+async fn drop_database(server: &str, name: &str) {
+    // Give the API server's pool a moment to close its connections.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    match PgConnection::connect(server).await {
+        Ok(mut admin) => {
+            if let Err(e) = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                .execute(&mut admin)
+                .await
+            {
+                eprintln!("could not drop {name}: {e}");
+            }
+        }
+        Err(e) => eprintln!("could not connect to drop {name}: {e}"),
+    }
+}

@@ -1,0 +1,129 @@
+//! The completer: successful outcomes are written in batches, one fenced `UPDATE … FROM unnest`
+//! per batch, instead of one transaction per task.
+//!
+//! There is no timer: a batch is flushed as soon as the previous flush is done, so under light
+//! load each success is written at once (no added latency) and under heavy load the batches grow
+//! with it (fewer commits). The executor waits for its outcome to be written before it lets go of
+//! the task, but the task's slot is already free, so claiming does not wait for the database.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::{self, TaskId};
+
+/// Most successes written in one statement.
+const MAX_BATCH: usize = 1000;
+/// Attempts at writing a batch while the database is briefly unavailable.
+const WRITE_ATTEMPTS: u32 = 5;
+
+/// One success waiting to be written; `written` says whether its fence held.
+struct Completion {
+    id: TaskId,
+    attempt: i32,
+    result: Value,
+    written: oneshot::Sender<bool>,
+}
+
+/// The sending side, held by executors.
+#[derive(Clone)]
+pub(super) struct Completer {
+    tx: mpsc::UnboundedSender<Completion>,
+}
+
+impl Completer {
+    /// Starts the batching loop; it ends when `stop` fires, after writing what it holds.
+    pub(super) fn start(
+        pool: PgPool,
+        stop: CancellationToken,
+    ) -> (Completer, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = tokio::spawn(run(pool, rx, stop));
+        (Completer { tx }, handle)
+    }
+
+    /// Queues a success and waits until it is written. `false` when the fence did not hold
+    /// (canceled or rescued meanwhile) or the database stayed unreachable.
+    pub(super) async fn complete(&self, id: TaskId, attempt: i32, result: Value) -> bool {
+        let (written, answer) = oneshot::channel();
+        let queued = self.tx.send(Completion {
+            id,
+            attempt,
+            result,
+            written,
+        });
+        queued.is_ok() && answer.await.unwrap_or(false)
+    }
+}
+
+async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Completion>, stop: CancellationToken) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            received = rx.recv() => match received {
+                Some(completion) => completion,
+                None => return,
+            },
+            _ = stop.cancelled() => {
+                // Executors are done by now; write what is left and end.
+                let mut rest = Vec::new();
+                while let Ok(completion) = rx.try_recv() {
+                    rest.push(completion);
+                }
+                if !rest.is_empty() {
+                    write(&pool, rest).await;
+                }
+                return;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(completion) => batch.push(completion),
+                Err(_) => break,
+            }
+        }
+        write(&pool, batch).await;
+    }
+}
+
+async fn write(pool: &PgPool, batch: Vec<Completion>) {
+    let done: Vec<(TaskId, i32, Value)> = batch
+        .iter()
+        .map(|c| (c.id, c.attempt, c.result.clone()))
+        .collect();
+    let mut pause = Duration::from_millis(100);
+    for tries_left in (0..WRITE_ATTEMPTS).rev() {
+        match queue::mark_succeeded_many(pool, &done).await {
+            Ok(written) => {
+                let written: HashSet<TaskId> = written.into_iter().collect();
+                for completion in batch {
+                    let held = written.contains(&completion.id);
+                    if held {
+                        tracing::info!(task_id = %completion.id, attempt = completion.attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
+                    } else {
+                        tracing::info!(task_id = %completion.id, attempt = completion.attempt, "late outcome discarded: task was canceled or rescued");
+                    }
+                    let _ = completion.written.send(held);
+                }
+                return;
+            }
+            Err(e) if tries_left > 0 => {
+                tracing::warn!(error = %e, batch = batch.len(), "writing successes failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => {
+                // Their leases will expire and the rescuer will retry them: at-least-once.
+                tracing::error!(error = %e, batch = batch.len(), "successes lost; the tasks will be rescued when their leases expire");
+            }
+        }
+    }
+    for completion in batch {
+        let _ = completion.written.send(false);
+    }
+}

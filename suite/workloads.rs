@@ -1,0 +1,254 @@
+//! The benchmark workloads, shared by the criterion benches and the standard-workload runner:
+//! bulk enqueue, draining a queue with one worker, pickup latency of an idle worker, and batch
+//! create through DTP's HTTP API.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::CreateTask;
+use dtp::handlers::{handler_fn, HandlerRegistry};
+use dtp::queue::{self, NewTask};
+use dtp::worker::{Worker, WorkerConfig};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A migrated queue database on `url` (created if missing).
+pub async fn queue_pool(url: &str) -> PgPool {
+    dtp::db::connect_and_migrate(url, 40)
+        .await
+        .unwrap_or_else(|e| panic!("cannot prepare the queue database {url}: {e:#}"))
+}
+
+/// Empties the queue (between benchmark iterations).
+pub async fn truncate(pool: &PgPool) {
+    sqlx::query("truncate tasks")
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("truncate failed: {e}"));
+}
+
+/// Enqueues `count` `noop` tasks through the library's batch call, 1000 per transaction.
+pub async fn enqueue_noops(pool: &PgPool, count: usize) {
+    let task = NewTask {
+        task_type: "noop".into(),
+        payload: Value::Null,
+        priority: 0,
+        max_attempts: 3,
+        timeout_ms: None,
+        run_at: None,
+        idempotency_key: None,
+    };
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(1000);
+        let batch = vec![task.clone(); n];
+        let mut tx = pool.begin().await.unwrap_or_else(|e| panic!("begin: {e}"));
+        queue::enqueue_many(&mut tx, &batch)
+            .await
+            .unwrap_or_else(|e| panic!("enqueue_many: {e}"));
+        tx.commit().await.unwrap_or_else(|e| panic!("commit: {e}"));
+        left -= n;
+    }
+}
+
+/// A worker configuration for benchmarks: `concurrency` slots, the defaults otherwise.
+pub fn bench_worker_config(concurrency: usize) -> WorkerConfig {
+    WorkerConfig {
+        worker_id: format!("bench-worker-{concurrency}"),
+        concurrency,
+        ..WorkerConfig::default()
+    }
+}
+
+/// Starts one worker with `concurrency` slots over a queue already filled and measures the time
+/// until the database shows no task PENDING or RUNNING (worker start-up included).
+pub async fn drain(pool: &PgPool, concurrency: usize) -> Duration {
+    let started = Instant::now();
+    let stop = CancellationToken::new();
+    let worker = Worker::new(
+        pool.clone(),
+        HandlerRegistry::with_builtins(),
+        bench_worker_config(concurrency),
+    );
+    let running = tokio::spawn(worker.run(stop.clone()));
+    wait_until_drained(pool).await;
+    let elapsed = started.elapsed();
+    stop.cancel();
+    let _ = running.await;
+    elapsed
+}
+
+async fn wait_until_drained(pool: &PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let open: bool = sqlx::query_scalar(
+            "select exists (select 1 from tasks where status in ('PENDING', 'RUNNING'))",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap_or(true);
+        if !open {
+            return;
+        }
+        assert!(Instant::now() < deadline, "queue not drained in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Pickup latencies of an idle worker: `count` tasks created one at a time, `gap` apart, each
+/// measured on a monotonic clock from just before the enqueue call to the first line of its
+/// handler. Also returns the database's `processingStartedAt - scheduledFor` per task, in ms.
+pub async fn pickup_latencies(
+    pool: &PgPool,
+    count: usize,
+    gap: Duration,
+) -> (Vec<Duration>, Vec<f64>) {
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel::<(i64, Instant)>();
+    let started_tx = Arc::new(started_tx);
+    let registry = HandlerRegistry::empty().register(
+        "probe",
+        handler_fn(move |ctx| {
+            let at = Instant::now();
+            let started_tx = started_tx.clone();
+            async move {
+                let _ = started_tx.send((ctx.id.0, at));
+                Ok(Value::Null)
+            }
+        }),
+    );
+    let stop = CancellationToken::new();
+    let worker = Worker::new(pool.clone(), registry, bench_worker_config(10));
+    let running = tokio::spawn(worker.run(stop.clone()));
+    // Let the worker connect its listener and go idle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut latencies = Vec::with_capacity(count);
+    let mut conn = pool
+        .acquire()
+        .await
+        .unwrap_or_else(|e| panic!("acquire: {e}"));
+    let task = NewTask {
+        task_type: "probe".into(),
+        payload: json!({}),
+        priority: 0,
+        max_attempts: 1,
+        timeout_ms: None,
+        run_at: None,
+        idempotency_key: None,
+    };
+    for _ in 0..count {
+        let before = Instant::now();
+        let created = queue::enqueue(&mut conn, &task)
+            .await
+            .unwrap_or_else(|e| panic!("enqueue: {e}"));
+        let id = match created {
+            queue::Enqueued::Created(row) | queue::Enqueued::Existing(row) => row.id,
+        };
+        let started = loop {
+            let (started_id, at) = tokio::time::timeout(Duration::from_secs(10), started_rx.recv())
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| panic!("task {id} was not picked up within 10 s"));
+            if started_id == id {
+                break at;
+            }
+        };
+        latencies.push(started.duration_since(before));
+        tokio::time::sleep(gap).await;
+    }
+    stop.cancel();
+    let _ = running.await;
+    let db_ms: Vec<f64> = sqlx::query_scalar(
+        "select extract(epoch from processing_started_at - scheduled_for)::float8 * 1000 \
+         from tasks where type = 'probe' and processing_started_at is not null",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    (latencies, db_ms)
+}
+
+/// Creates `total` `noop` tasks through `POST /tasks/batch` of DTP at `base_url`, `batch` per
+/// request, `in_flight` requests at a time. Returns the elapsed time.
+pub async fn enqueue_over_http(
+    base_url: &str,
+    total: usize,
+    batch: usize,
+    in_flight: usize,
+) -> Duration {
+    let client = reqwest::Client::new();
+    let body: Vec<CreateTask> = (0..batch)
+        .map(|_| CreateTask::new("noop", Value::Null))
+        .collect();
+    let body = Arc::new(serde_json::to_vec(&body).unwrap_or_default());
+    let requests = total.div_ceil(batch);
+    let url = format!("{base_url}/tasks/batch");
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let senders: Vec<_> = (0..in_flight.max(1))
+        .map(|_| {
+            let (client, url, body, next) =
+                (client.clone(), url.clone(), body.clone(), next.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < requests {
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.as_ref().clone())
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("batch create failed: {e}"));
+                    assert_eq!(
+                        response.status().as_u16(),
+                        201,
+                        "batch create answered {}",
+                        response.status()
+                    );
+                    let _ = response.bytes().await;
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        let _ = sender.await;
+    }
+    started.elapsed()
+}
+
+/// The `p`-th percentile (0..=100) of `samples` in milliseconds, nearest rank.
+pub fn percentile_ms(samples: &[Duration], p: f64) -> f64 {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    percentile(&mut ms, p)
+}
+
+/// The `p`-th percentile (0..=100) of `values`, nearest rank; sorts `values`.
+pub fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+/// Starts DTP's API (no worker) in this process over the queue at `url`; returns its base URL
+/// and the token that stops it.
+pub async fn spawn_dtp_api(url: &str) -> (String, CancellationToken) {
+    let mut config = dtp::Config::defaults();
+    config.addr = "127.0.0.1:0"
+        .parse()
+        .unwrap_or_else(|e| panic!("address: {e}"));
+    config.database_url = url.to_owned();
+    config.worker = false;
+    config.db_max_connections = 20;
+    config.max_body_bytes = 16 * 1024 * 1024;
+    let app = dtp::App::build(config)
+        .await
+        .unwrap_or_else(|e| panic!("dtp API: {e:#}"));
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(stop.clone()));
+    (address, stop)
+}
