@@ -502,3 +502,128 @@ async fn health_and_readiness_answer_200_with_a_database() {
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_batch_creates_every_task_in_request_order() {
+    let app = api_only().await;
+    let batch = json!([
+        {"type": "noop", "payload": 1},
+        {"type": "demo", "payload": 2, "priority": 5},
+        {"type": "noop", "payload": 3, "maxAttempts": 7},
+    ]);
+
+    let response = app
+        .client
+        .post(app.url("/tasks/batch"))
+        .json(&batch)
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: common::BatchCreated = response.json().await.expect("batch");
+    assert_eq!(created.created, 3);
+    let payloads: Vec<Value> = created.tasks.iter().map(|t| t.payload.clone()).collect();
+    assert_eq!(payloads, vec![json!(1), json!(2), json!(3)]);
+    assert_eq!(created.tasks[1].priority, 5);
+    assert_eq!(created.tasks[2].max_attempts, 7);
+    assert!(created
+        .tasks
+        .iter()
+        .all(|t| t.status == TaskStatus::Pending));
+    assert_eq!(app.count_tasks().await, 3);
+}
+
+#[tokio::test]
+async fn a_batch_with_one_invalid_item_is_422_naming_it_and_writes_nothing() {
+    let app = api_only().await;
+    let batch = json!([{"type": "noop"}, {"type": "noop", "maxAttempts": 0}]);
+
+    let response = app
+        .client
+        .post(app.url("/tasks/batch"))
+        .json(&batch)
+        .send()
+        .await
+        .expect("sent");
+
+    let detail = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(detail.starts_with("tasks[1]:"), "{detail}");
+    assert_eq!(app.count_tasks().await, 0);
+}
+
+#[tokio::test]
+async fn an_empty_or_oversized_batch_is_422() {
+    let app = api_only().await;
+    let too_many: Vec<Value> = (0..1001).map(|_| json!({"type": "noop"})).collect();
+    for batch in [json!([]), json!(too_many)] {
+        let response = app
+            .client
+            .post(app.url("/tasks/batch"))
+            .json(&batch)
+            .send()
+            .await
+            .expect("sent");
+        assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    assert_eq!(app.count_tasks().await, 0);
+}
+
+#[tokio::test]
+async fn a_repeated_batch_with_idempotency_keys_returns_the_same_tasks_with_200() {
+    let app = api_only().await;
+    let batch = json!([
+        {"type": "noop", "payload": "a", "idempotencyKey": "b-1"},
+        {"type": "noop", "payload": "b"},
+        {"type": "noop", "payload": "a", "idempotencyKey": "b-1"},
+    ]);
+    let first: common::BatchCreated = app
+        .client
+        .post(app.url("/tasks/batch"))
+        .json(&batch)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("batch");
+
+    let keyed_only = json!([{"type": "noop", "payload": "a", "idempotencyKey": "b-1"}]);
+    let again = app
+        .client
+        .post(app.url("/tasks/batch"))
+        .json(&keyed_only)
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(
+        first.created, 2,
+        "the key repeated inside the batch makes one task"
+    );
+    assert_eq!(first.tasks[0].id, first.tasks[2].id);
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: common::BatchCreated = again.json().await.expect("batch");
+    assert_eq!((again.created, again.tasks[0].id), (0, first.tasks[0].id));
+    assert_eq!(app.count_tasks().await, 2);
+}
+
+#[tokio::test]
+async fn a_batch_reusing_a_key_for_another_request_is_409_and_writes_nothing() {
+    let app = api_only().await;
+    app.create(json!({"type": "noop", "payload": 1, "idempotencyKey": "taken"}))
+        .await;
+    let batch =
+        json!([{"type": "noop"}, {"type": "noop", "payload": 2, "idempotencyKey": "taken"}]);
+
+    let response = app
+        .client
+        .post(app.url("/tasks/batch"))
+        .json(&batch)
+        .send()
+        .await
+        .expect("sent");
+
+    assert_problem(response, StatusCode::CONFLICT).await;
+    assert_eq!(app.count_tasks().await, 1);
+}

@@ -451,3 +451,24 @@ async fn wait_until(condition: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_batch_wakes_an_idle_worker_and_every_task_runs_once() {
+    let app = spawn_app_with(|c| c.poll_interval_ms = 600_000).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let batch: Vec<serde_json::Value> = (0..200).map(|_| json!({"type": "count"})).collect();
+
+    let response = app
+        .client
+        .post(app.url("/tasks/batch"))
+        .json(&batch)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    wait_until_all_terminal(&app.pool).await;
+
+    let runs = app.probes.runs.lock().expect("probe lock").clone();
+    assert_eq!(runs.len(), 200);
+    assert!(runs.values().all(|&n| n == 1));
+}

@@ -85,7 +85,7 @@ async fn insert(conn: &mut PgConnection, task: &NewTask) -> Result<Option<TaskRo
                                scheduled_for, run_at, idempotency_key, idempotency_request)
             values ($1, $2, $3, $4, $5, coalesce($6, now()), coalesce($6, now()), $7,
                     case when $7::text is null then null else $8::jsonb end)
-            on conflict (idempotency_key) do nothing
+            on conflict (idempotency_key) where idempotency_key is not null do nothing
             returning *
         )
         select {TASK_COLUMNS} from inserted
@@ -156,7 +156,7 @@ pub async fn enqueue_many(
                    coalesce(run_at, now()), coalesce(run_at, now()), idempotency_key,
                    case when idempotency_key is null then null else fingerprint end
             from input order by position
-            on conflict (idempotency_key) do nothing
+            on conflict (idempotency_key) where idempotency_key is not null do nothing
             returning {TASK_COLUMNS}
         ),
         notified as (

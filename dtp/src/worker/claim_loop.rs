@@ -11,17 +11,21 @@ use crate::queue;
 
 /// Pause after a failed claim (database down), so the loop does not spin.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// How long the loop waits for slots still held by tasks that are finishing before it claims
+/// with some slots empty. Each claim is a commit, and claiming one task per freed slot would cap
+/// throughput at the database's commit rate; a short task frees its slot within microseconds.
+const GATHER_WINDOW: Duration = Duration::from_micros(250);
 
 pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
     while !shutdown.is_cancelled() {
-        let free = shared.slots.available_permits();
-        if free == 0 {
+        if shared.slots.available_permits() == 0 {
             tokio::select! {
                 _ = shared.slot_freed.notified() => {}
                 _ = shutdown.cancelled() => {}
             }
             continue;
         }
+        let free = gather_slots(shared).await;
         match claim_and_start(shared, free).await {
             // Every free slot got a task: there may be more, go again at once.
             Ok(claimed) if claimed == free => {}
@@ -56,6 +60,20 @@ async fn claim_and_start(shared: &Arc<Shared>, free: usize) -> Result<usize, sql
             .spawn(executor::execute(shared.clone(), task, Some(slot)));
     }
     Ok(count)
+}
+
+/// Gives tasks that are finishing up to [`GATHER_WINDOW`] to hand their slots back, so that the
+/// next claim takes a batch; returns the free slots. Costs nothing when all slots are free.
+async fn gather_slots(shared: &Shared) -> usize {
+    let all = shared.config.concurrency;
+    let started = std::time::Instant::now();
+    loop {
+        let free = shared.slots.available_permits();
+        if free >= all || started.elapsed() >= GATHER_WINDOW {
+            return free;
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 async fn wait_for_work(shared: &Shared, shutdown: &CancellationToken) {

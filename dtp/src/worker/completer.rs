@@ -1,10 +1,10 @@
 //! The completer: successful outcomes are written in batches, one fenced `UPDATE … FROM unnest`
 //! per batch, instead of one transaction per task.
 //!
-//! There is no timer: a batch is flushed as soon as the previous flush is done, so under light
-//! load each success is written at once (no added latency) and under heavy load the batches grow
-//! with it (fewer commits). The executor waits for its outcome to be written before it lets go of
-//! the task, but the task's slot is already free, so claiming does not wait for the database.
+//! A batch is written [`LINGER`] after its first success (or when it is full), so under load many
+//! successes share one commit and leave the database's commits to the claims. The executor waits
+//! for its outcome to be written before it lets go of the task, but the task's slot is already
+//! free, so claiming does not wait for the database.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -18,6 +18,10 @@ use crate::queue::{self, TaskId};
 
 /// Most successes written in one statement.
 const MAX_BATCH: usize = 1000;
+/// How long a success may wait for others to share its commit. Commits, not rows, are what the
+/// database runs out of under load; a task's slot is free meanwhile, so this delays only the
+/// task's `completedAt`, never the next claim.
+const LINGER: Duration = Duration::from_millis(2);
 /// Attempts at writing a batch while the database is briefly unavailable.
 const WRITE_ATTEMPTS: u32 = 5;
 
@@ -81,10 +85,14 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Completion>, stop: Ca
             }
         };
         let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(completion) => batch.push(completion),
-                Err(_) => break,
+            tokio::select! {
+                received = rx.recv() => match received {
+                    Some(completion) => batch.push(completion),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
             }
         }
         write(&pool, batch).await;
