@@ -1,11 +1,12 @@
 //! The HTTP edge both services share, so that every error either of them sends is RFC 9457
 //! problem JSON: the problem response itself, extractors whose rejections are problem JSON, the
 //! catch-all for answers the framework produces (unknown route, wrong method, timeout), request
-//! ids, the health endpoints, and shutdown on SIGINT/SIGTERM.
+//! ids, the health endpoints, bearer-token authentication, and shutdown on SIGINT/SIGTERM.
 //!
 //! It knows no service's routes or domain errors; each service's `ApiError` builds on
 //! [`problem_response`].
 
+pub mod auth;
 mod extract;
 mod health;
 mod request_id;

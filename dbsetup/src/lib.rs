@@ -15,14 +15,21 @@ use sqlx::{ConnectOptions, PgPool};
 /// How long a request waits for a pooled connection before the service answers 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Creates the database of `url` if missing, connects a pool of `max_connections` and applies
-/// `migrator` (under sqlx's advisory lock, so processes starting together are safe).
+/// Creates the database of `url` if missing, connects a pool of `max_connections` whose
+/// statements are cut off after `statement_timeout`, and applies `migrator` (under sqlx's
+/// advisory lock, so processes starting together are safe).
 pub async fn connect_and_migrate(
     url: &str,
     max_connections: u32,
+    statement_timeout: Duration,
     migrator: &Migrator,
 ) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url).context("invalid database URL")?;
+    let options = PgConnectOptions::from_str(url)
+        .context("invalid database URL")?
+        .options([(
+            "statement_timeout",
+            format!("{}ms", statement_timeout.as_millis()),
+        )]);
     create_database_if_missing(&options).await?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::handlers::HandlerRegistry;
+use crate::handlers::{HandlerRegistry, HttpHandler};
 use crate::worker::Worker;
 
 /// A built DTP service, ready to run.
@@ -23,9 +23,12 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the service with the built-in handlers.
+    /// Builds the service with the built-in handlers, the `http` one following
+    /// `DTP_HTTP_ALLOW_PRIVATE`.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        Self::build_with_handlers(config, HandlerRegistry::with_builtins()).await
+        let registry = HandlerRegistry::with_builtins()
+            .register("http", HttpHandler::new(config.http_allow_private));
+        Self::build_with_handlers(config, registry).await
     }
 
     /// Builds the service with the handlers of `registry` (an embedding program's own).
@@ -34,8 +37,12 @@ impl App {
         registry: HandlerRegistry,
     ) -> anyhow::Result<App> {
         config.validate()?;
-        let pool =
-            crate::db::connect_and_migrate(&config.database_url, config.db_max_connections).await?;
+        let pool = crate::db::connect_and_migrate(
+            &config.database_url,
+            config.db_max_connections,
+            config.statement_timeout(),
+        )
+        .await?;
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {}", config.addr))?;

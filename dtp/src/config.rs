@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use apikit::auth::{ApiTokens, Secret};
 use clap::Parser;
 
 use crate::api::ApiConfig;
@@ -85,6 +86,20 @@ pub struct Config {
     /// Requests taking longer are answered 408, in ms.
     #[arg(long, env = "DTP_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+
+    /// Longest any SQL statement may run, in ms.
+    #[arg(long, env = "DTP_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub statement_timeout_ms: u64,
+
+    /// Bearer token required on the API (not on /healthz and /readyz) [default: none, no
+    /// authentication, and a warning at start-up].
+    #[arg(long, env = "DTP_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<Secret>,
+
+    /// Let the `http` handler call loopback, link-local and private addresses (refused by
+    /// default, so that tasks cannot reach the internal network).
+    #[arg(long, env = "DTP_HTTP_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub http_allow_private: bool,
 }
 
 impl Config {
@@ -119,6 +134,11 @@ impl Config {
         Ok(())
     }
 
+    /// The statement timeout of every database connection.
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms)
+    }
+
     /// The worker's settings.
     pub fn worker_config(&self) -> WorkerConfig {
         let lease = Duration::from_millis(self.lease_ms);
@@ -147,6 +167,7 @@ impl Config {
             default_max_attempts: self.default_max_attempts,
             max_body_bytes: self.max_body_bytes,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            tokens: ApiTokens::new(self.api_token.iter().cloned().collect()),
         }
     }
 }

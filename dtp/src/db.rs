@@ -1,5 +1,7 @@
 //! The queue database: created if missing and migrated at start-up.
 
+use std::time::Duration;
+
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 
@@ -7,6 +9,10 @@ use sqlx::PgPool;
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/dtp");
 
 /// Creates the database of `url` if missing, connects and applies DTP's migrations.
-pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    dbsetup::connect_and_migrate(url, max_connections, &MIGRATOR).await
+pub async fn connect_and_migrate(
+    url: &str,
+    max_connections: u32,
+    statement_timeout: Duration,
+) -> anyhow::Result<PgPool> {
+    dbsetup::connect_and_migrate(url, max_connections, statement_timeout, &MIGRATOR).await
 }

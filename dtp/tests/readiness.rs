@@ -22,6 +22,7 @@ fn unreachable_state() -> AppState {
             default_max_attempts: 3,
             max_body_bytes: 1024,
             request_timeout: Duration::from_secs(5),
+            tokens: None,
         }),
     }
 }

@@ -29,9 +29,11 @@ impl App {
     /// Connects to webdb (creating and migrating it), binds, and wires the DTP client.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         config.validate()?;
+        let tokens = config.api_tokens()?;
         let pool = dbsetup::connect_and_migrate(
             &config.database_url,
             config.db_max_connections,
+            config.statement_timeout(),
             &MIGRATOR,
         )
         .await?;
@@ -39,6 +41,7 @@ impl App {
             &config.dtp_url,
             config.dtp_connect_timeout(),
             config.dtp_timeout(),
+            config.dtp_api_token.clone(),
         )?;
         let listener = TcpListener::bind(config.addr)
             .await
@@ -49,6 +52,7 @@ impl App {
             config: Arc::new(ApiConfig {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: Duration::from_millis(config.request_timeout_ms),
+                tokens,
             }),
         };
         tracing::info!(dtp_url = %config.dtp_url, "taskpilot configured");

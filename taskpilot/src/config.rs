@@ -1,8 +1,11 @@
 //! Configuration: command-line flags with environment fallbacks; `taskpilot --help` lists them.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
+use apikit::auth::{ApiTokens, Secret};
 use clap::Parser;
 
 /// TaskPilot, the control plane: web tasks bound to DTP tasks.
@@ -44,6 +47,28 @@ pub struct Config {
     /// Requests taking longer are answered 408, in ms (keep it above the DTP timeout).
     #[arg(long, env = "TASKPILOT_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+
+    /// Longest any SQL statement may run, in ms.
+    #[arg(long, env = "TASKPILOT_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub statement_timeout_ms: u64,
+
+    /// Bearer tokens accepted on the API (not on /healthz and /readyz), comma-separated
+    /// [default: none; with no token here or in the file, no authentication and a warning].
+    #[arg(
+        long,
+        env = "TASKPILOT_API_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub api_tokens: Vec<Secret>,
+
+    /// A file of accepted bearer tokens, one per line, added to TASKPILOT_API_TOKENS.
+    #[arg(long, env = "TASKPILOT_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+
+    /// The bearer token TaskPilot presents to DTP (DTP's own DTP_API_TOKEN).
+    #[arg(long, env = "DTP_API_TOKEN", hide_env_values = true)]
+    pub dtp_api_token: Option<Secret>,
 }
 
 impl Config {
@@ -60,6 +85,27 @@ impl Config {
     /// Request timeout for DTP calls.
     pub fn dtp_timeout(&self) -> Duration {
         Duration::from_millis(self.dtp_timeout_ms)
+    }
+
+    /// The statement timeout of every database connection.
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms)
+    }
+
+    /// The accepted API tokens (`None`: authentication off), read from the variable and the file.
+    pub fn api_tokens(&self) -> anyhow::Result<Option<ApiTokens>> {
+        let mut tokens = self.api_tokens.clone();
+        if let Some(path) = &self.api_tokens_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading TASKPILOT_API_TOKENS_FILE {}", path.display()))?;
+            tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(Secret::new),
+            );
+        }
+        Ok(ApiTokens::new(tokens))
     }
 
     /// Refuses settings that cannot work, so a typo fails at start-up.

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use apikit::auth::Secret;
 use common::{CreateTask, Problem, TaskPage, TaskView};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -46,14 +47,16 @@ pub struct SchedulerClient {
     http: reqwest::Client,
     base: Url,
     timeout: Duration,
+    token: Option<Secret>,
 }
 
 impl SchedulerClient {
-    /// A client for DTP at `base_url`.
+    /// A client for DTP at `base_url`, presenting `token` as a bearer token when given.
     pub fn new(
         base_url: &str,
         connect_timeout: Duration,
         timeout: Duration,
+        token: Option<Secret>,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
@@ -65,6 +68,7 @@ impl SchedulerClient {
             http,
             base,
             timeout,
+            token,
         })
     }
 
@@ -110,9 +114,14 @@ impl SchedulerClient {
     fn request(&self, method: Method, path: &str, request_id: &str) -> reqwest::RequestBuilder {
         let mut url = self.base.clone();
         url.set_path(path);
-        self.http
+        let request = self
+            .http
             .request(method, url)
-            .header(apikit::REQUEST_ID_HEADER, request_id)
+            .header(apikit::REQUEST_ID_HEADER, request_id);
+        match &self.token {
+            Some(token) => request.bearer_auth(token.expose()),
+            None => request,
+        }
     }
 
     async fn send<T: DeserializeOwned>(

@@ -7,6 +7,7 @@ mod tasks;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apikit::auth::ApiTokens;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use sqlx::PgPool;
@@ -25,6 +26,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Requests taking longer are answered 408.
     pub request_timeout: Duration,
+    /// Bearer tokens the task routes require; `None`: no authentication.
+    pub tokens: Option<ApiTokens>,
 }
 
 /// Shared by every request handler.
@@ -43,11 +46,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let health = apikit::health_router(state.pool.clone());
-    let router = Router::new()
-        .merge(tasks::router())
-        .fallback(apikit::no_such_route)
-        .with_state(state)
+    let tasks = Router::new().merge(tasks::router()).with_state(state);
+    let router = apikit::auth::protect(tasks, config.tokens.clone(), "dtp")
         .merge(health)
+        .fallback(apikit::no_such_route)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -3,7 +3,14 @@
 //! 2xx is success (the result holds the status and the response body), 5xx, 408, 429, timeouts
 //! and connection errors are retryable, any other status is a permanent failure. Redirects are not
 //! followed: a redirect is an answer, not a success.
+//!
+//! Only http and https, and, unless the operator allows it, no destination that resolves to a
+//! loopback, private, link-local or otherwise internal address: a task's payload must not be a
+//! way into the network DTP runs in (SSRF). The check resolves the name before the request; a
+//! name that changes its answer between the check and the connection (DNS rebinding) is not
+//! covered.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -13,6 +20,7 @@ use super::{BoxFuture, Handler, HandlerError, TaskContext};
 /// The `http` handler with its own client.
 pub struct HttpHandler {
     client: reqwest::Client,
+    allow_private: bool,
 }
 
 /// Per-request timeout of the `http` handler.
@@ -23,19 +31,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_RESULT_BODY: usize = 4096;
 
 impl HttpHandler {
-    /// A handler with a client that follows no redirects and times out.
-    pub fn new() -> Self {
+    /// A handler with a client that follows no redirects and times out; `allow_private` lets it
+    /// call internal addresses (for tests and trusted networks).
+    pub fn new(allow_private: bool) -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        HttpHandler { client }
+        HttpHandler {
+            client,
+            allow_private,
+        }
     }
 
     async fn post(&self, payload: Value) -> Result<Value, HandlerError> {
         let url = parse_url(&payload)?;
+        if !self.allow_private {
+            refuse_internal(&url).await?;
+        }
         let body = payload.get("body").cloned().unwrap_or(Value::Null);
         let response = self
             .client
@@ -64,9 +79,64 @@ impl HttpHandler {
 }
 
 impl Default for HttpHandler {
+    /// Internal addresses refused.
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
+}
+
+/// Fails permanently when `url`'s host is, or resolves to, an internal address.
+async fn refuse_internal(url: &reqwest::Url) -> Result<(), HandlerError> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| HandlerError::Permanent("payload.url has no host".into()))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| HandlerError::Retryable(format!("cannot resolve {host}: {e}")))?
+            .map(|a| a.ip())
+            .collect(),
+    };
+    match addresses.iter().find(|ip| is_internal(**ip)) {
+        Some(ip) => Err(HandlerError::Permanent(format!(
+            "payload.url {host} resolves to the internal address {ip}; \
+             set DTP_HTTP_ALLOW_PRIVATE=true to allow it"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Loopback, private, link-local, shared (CGNAT), unspecified, broadcast, documentation and
+/// unique-local addresses, including IPv4 written as IPv6.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_internal_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_internal_v4(v4),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+                    || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+            }
+        },
+    }
+}
+
+fn is_internal_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || (a == 100 && (64..128).contains(&b)) // shared address space 100.64.0.0/10
+        || a == 0
 }
 
 fn parse_url(payload: &Value) -> Result<reqwest::Url, HandlerError> {
@@ -103,5 +173,56 @@ mod tests {
             Err(HandlerError::Permanent(_))
         ));
         assert!(parse_url(&json!({ "url": "https://example.com/hook" })).is_ok());
+    }
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = internal.parse().expect("ip");
+            assert!(is_internal(ip), "{internal} should be internal");
+        }
+        for public in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "172.32.0.1"] {
+            let ip: IpAddr = public.parse().expect("ip");
+            assert!(!is_internal(ip), "{public} should be public");
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_to_internal_addresses_are_refused_permanently_unless_allowed() {
+        let refusing = HttpHandler::new(false);
+        for url in [
+            "http://127.0.0.1:1/x",
+            "http://localhost:1/x",
+            "http://[::1]:1/x",
+            "http://169.254.169.254/latest",
+        ] {
+            let refused = refusing.post(json!({ "url": url })).await;
+            assert!(
+                matches!(&refused, Err(HandlerError::Permanent(m)) if m.contains("internal")),
+                "{url}: {refused:?}"
+            );
+        }
+        // Allowed: the request is made (and fails to connect, retryably).
+        let allowing = HttpHandler::new(true);
+        let attempted = allowing
+            .post(json!({ "url": "http://127.0.0.1:1/x" }))
+            .await;
+        assert!(
+            matches!(attempted, Err(HandlerError::Retryable(_))),
+            "{attempted:?}"
+        );
     }
 }

@@ -112,7 +112,8 @@ impl HandlerRegistry {
     }
 
     /// A registry with the SPEC's built-ins: `noop`, `demo`, `demo-slow`, `demo-fail`,
-    /// `demo-flaky` and `http`.
+    /// `demo-flaky` and `http` (which refuses internal addresses; register
+    /// `HttpHandler::new(true)` over it to allow them).
     pub fn with_builtins() -> Self {
         Self::empty()
             .register("noop", Noop)
@@ -120,7 +121,7 @@ impl HandlerRegistry {
             .register("demo-slow", DemoSlow)
             .register("demo-fail", DemoFail)
             .register("demo-flaky", DemoFlaky)
-            .register("http", HttpHandler::new())
+            .register("http", HttpHandler::default())
     }
 
     /// Adds (or replaces) the handler of `task_type`.

@@ -63,6 +63,12 @@ impl From<scheduler_client::Error> for ApiError {
                 status: 422,
                 detail,
             } => ApiError::Invalid(detail),
+            // A DTP that refuses our token is a misconfigured upstream, not the client's fault.
+            E::Rejected {
+                status: 401 | 403, ..
+            } => ApiError::BadGateway(
+                "the scheduler refused TaskPilot's credentials; check DTP_API_TOKEN".into(),
+            ),
             E::Rejected { .. } | E::BadBody(_) => {
                 tracing::warn!(error = %error, "DTP gave no usable task");
                 ApiError::Conflict(SCHEDULER_TASK_NOT_AVAILABLE.to_owned())

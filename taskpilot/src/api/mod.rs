@@ -10,6 +10,7 @@ mod tasks;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apikit::auth::ApiTokens;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use sqlx::PgPool;
@@ -26,6 +27,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Requests taking longer are answered 408.
     pub request_timeout: Duration,
+    /// Bearer tokens the `/api` routes require; `None`: no authentication.
+    pub tokens: Option<ApiTokens>,
 }
 
 /// Shared by every request handler.
@@ -44,13 +47,14 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let health = apikit::health_router(state.pool.clone());
-    let router = Router::new()
+    let api = Router::new()
         .merge(tasks::router())
         .merge(binding::router())
         .merge(execution::router())
-        .fallback(apikit::no_such_route)
-        .with_state(state)
+        .with_state(state);
+    let router = apikit::auth::protect(api, config.tokens.clone(), "taskpilot")
         .merge(health)
+        .fallback(apikit::no_such_route)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

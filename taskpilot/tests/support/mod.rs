@@ -39,6 +39,11 @@ impl Drop for Service {
 
 /// DTP in-process with fast test settings and its worker running.
 pub async fn spawn_dtp() -> Service {
+    spawn_dtp_with(|_| {}).await
+}
+
+/// DTP in-process with fast test settings that `tweak` adjusts.
+pub async fn spawn_dtp_with(tweak: impl FnOnce(&mut dtp::Config)) -> Service {
     let db = TestDb::create().await;
     let mut config = dtp::Config::defaults();
     config.addr = "127.0.0.1:0".parse().expect("address");
@@ -52,6 +57,7 @@ pub async fn spawn_dtp() -> Service {
     config.backoff_base_ms = 20;
     config.backoff_cap_ms = 100;
     config.shutdown_grace_ms = 200;
+    tweak(&mut config);
     let app = dtp::App::build(config).await.expect("dtp builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = app.pool().clone();
@@ -67,6 +73,14 @@ pub async fn spawn_dtp() -> Service {
 
 /// TaskPilot pointed at `dtp_url`, with a short DTP timeout.
 pub async fn spawn_taskpilot(dtp_url: &str) -> Service {
+    spawn_taskpilot_with(dtp_url, |_| {}).await
+}
+
+/// TaskPilot pointed at `dtp_url`, with settings that `tweak` adjusts.
+pub async fn spawn_taskpilot_with(
+    dtp_url: &str,
+    tweak: impl FnOnce(&mut taskpilot::Config),
+) -> Service {
     let db = TestDb::create().await;
     let mut config = taskpilot::Config::defaults();
     config.addr = "127.0.0.1:0".parse().expect("address");
@@ -74,6 +88,7 @@ pub async fn spawn_taskpilot(dtp_url: &str) -> Service {
     config.dtp_url = dtp_url.to_owned();
     config.dtp_timeout_ms = 500;
     config.dtp_connect_timeout_ms = 500;
+    tweak(&mut config);
     let app = taskpilot::App::build(config)
         .await
         .expect("taskpilot builds");

@@ -1,0 +1,138 @@
+//! Bearer-token authentication, and the `Secret` wrapper that keeps tokens out of logs.
+//!
+//! Tokens are compared in constant time; a refused request gets `401` problem JSON with
+//! `WWW-Authenticate: Bearer`, and the token it carried is never logged.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use subtle::ConstantTimeEq;
+
+use crate::problem_response;
+
+/// A secret string: `Debug` and `Display` print `[redacted]`, so it cannot reach logs by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send or compare it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let trimmed = s.trim();
+        if trimmed.is_empty() {
+            return Err("a token must not be empty".into());
+        }
+        Ok(Secret(trimmed.to_owned()))
+    }
+}
+
+/// The tokens an API accepts.
+#[derive(Clone, Debug)]
+pub struct ApiTokens(Arc<Vec<Secret>>);
+
+impl ApiTokens {
+    /// Accepts any of `tokens`; `None` when there are none (authentication off).
+    pub fn new(tokens: Vec<Secret>) -> Option<Self> {
+        (!tokens.is_empty()).then(|| ApiTokens(Arc::new(tokens)))
+    }
+
+    /// Whether `presented` is one of the tokens, compared in constant time (every token is
+    /// compared, so the time does not say which one matched either).
+    pub fn accepts(&self, presented: &str) -> bool {
+        self.0.iter().fold(false, |matched, token| {
+            let equal: bool = token.expose().as_bytes().ct_eq(presented.as_bytes()).into();
+            matched | equal
+        })
+    }
+}
+
+/// Middleware: refuses requests without `Authorization: Bearer <one of the tokens>`.
+pub async fn require_bearer(
+    State(tokens): State<ApiTokens>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    match presented {
+        Some(token) if tokens.accepts(token.trim()) => next.run(request).await,
+        Some(_) => unauthorized("the bearer token is not valid"),
+        None => unauthorized("this API needs `Authorization: Bearer <token>`"),
+    }
+}
+
+fn unauthorized(detail: &str) -> Response {
+    let mut response = problem_response(StatusCode::UNAUTHORIZED, Some(detail.to_owned()));
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Wraps `router` in [`require_bearer`] when `tokens` is set, and warns loudly when it is not.
+pub fn protect(router: axum::Router, tokens: Option<ApiTokens>, service: &str) -> axum::Router {
+    match tokens {
+        Some(tokens) => router.layer(axum::middleware::from_fn_with_state(tokens, require_bearer)),
+        None => {
+            tracing::warn!(
+                "{service}: AUTHENTICATION IS OFF: anyone who can reach this port can use the API; \
+                 set the API token variable (see --help) in any deployment"
+            );
+            router
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
+    }
+
+    #[test]
+    fn tokens_accept_exactly_their_values() {
+        let tokens = ApiTokens::new(vec![Secret::new("alpha"), Secret::new("beta")]).expect("some");
+        assert!(tokens.accepts("alpha") && tokens.accepts("beta"));
+        assert!(!tokens.accepts("alph") && !tokens.accepts("alphaa") && !tokens.accepts(""));
+        assert!(ApiTokens::new(Vec::new()).is_none());
+    }
+}

@@ -1,0 +1,70 @@
+//! Bearer-token authentication on DTP's API.
+
+mod support;
+
+use apikit::auth::Secret;
+use reqwest::StatusCode;
+use serde_json::json;
+use support::{assert_problem, spawn_app_with};
+
+const TOKEN: &str = "dtp-test-token";
+
+#[tokio::test]
+async fn requests_without_the_token_are_401_and_change_nothing() {
+    let app = spawn_app_with(|c| {
+        c.worker = false;
+        c.api_token = Some(Secret::new(TOKEN));
+    })
+    .await;
+    let create = || {
+        app.client
+            .post(app.url("/tasks"))
+            .json(&json!({"type": "noop"}))
+    };
+
+    let missing = create().send().await.expect("sent");
+    let wrong = create().bearer_auth("not-it").send().await.expect("sent");
+    let listed = app
+        .client
+        .get(app.url("/tasks"))
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    assert_problem(missing, StatusCode::UNAUTHORIZED).await;
+    assert_problem(wrong, StatusCode::UNAUTHORIZED).await;
+    assert_problem(listed, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(app.count_tasks().await, 0);
+}
+
+#[tokio::test]
+async fn requests_with_the_token_pass_and_health_stays_open() {
+    let app = spawn_app_with(|c| {
+        c.worker = false;
+        c.api_token = Some(Secret::new(TOKEN));
+    })
+    .await;
+
+    let created = app
+        .client
+        .post(app.url("/tasks"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"type": "noop"}))
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(created.status(), StatusCode::CREATED);
+    for path in ["/healthz", "/readyz"] {
+        let response = app.client.get(app.url(path)).send().await.expect("sent");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[test]
+fn the_token_never_appears_in_the_configuration_s_debug_output() {
+    let mut config = dtp::Config::defaults();
+    config.api_token = Some(Secret::new(TOKEN));
+    assert!(!format!("{config:?}").contains(TOKEN));
+}
