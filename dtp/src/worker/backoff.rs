@@ -62,6 +62,38 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_delay_never_exceeds_the_cap_nor_its_attempt_s_ceiling(
+            base_ms in 1u64..10_000,
+            cap_ms in 1u64..1_000_000,
+            attempt in -5i32..200,
+        ) {
+            let policy = Backoff {
+                base: Duration::from_millis(base_ms),
+                cap: Duration::from_millis(cap_ms),
+            };
+            let delay = policy.delay(attempt);
+            proptest::prop_assert!(delay <= policy.cap);
+            proptest::prop_assert!(delay <= policy.ceiling(attempt));
+        }
+
+        #[test]
+        fn the_ceiling_is_base_doubled_per_attempt_up_to_the_cap(
+            base_ms in 1u64..10_000,
+            cap_ms in 1u64..1_000_000,
+            attempt in 1i32..20,
+        ) {
+            let policy = Backoff {
+                base: Duration::from_millis(base_ms),
+                cap: Duration::from_millis(cap_ms),
+            };
+            let doubled = base_ms.saturating_mul(1 << (attempt - 1));
+            proptest::prop_assert_eq!(policy.ceiling(attempt), Duration::from_millis(doubled.min(cap_ms)));
+            proptest::prop_assert!(policy.ceiling(attempt) <= policy.ceiling(attempt + 1));
+        }
+    }
+
     #[test]
     fn delays_are_jittered() {
         let delays: std::collections::HashSet<_> = (0..50).map(|_| POLICY.delay(6)).collect();

@@ -1,0 +1,142 @@
+//! Property test of the state machine against a real PostgreSQL: random sequences of claims,
+//! completions, failures, cancels, lease expiries, rescues and releases, current or stale,
+//! never move a task along an edge the SPEC does not draw, and nothing ever leaves a terminal
+//! state.
+
+mod support;
+
+use std::time::Duration;
+
+use common::TaskStatus;
+use dtp::queue::{self, TaskId};
+use proptest::prelude::*;
+use serde_json::json;
+use sqlx::PgPool;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Claim,
+    Succeed { stale: bool },
+    Fail { permanent: bool, stale: bool },
+    Cancel,
+    ExpireAndRescue,
+    Release { stale: bool },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => Just(Step::Claim),
+        2 => any::<bool>().prop_map(|stale| Step::Succeed { stale }),
+        2 => (any::<bool>(), any::<bool>()).prop_map(|(permanent, stale)| Step::Fail { permanent, stale }),
+        1 => Just(Step::Cancel),
+        2 => Just(Step::ExpireAndRescue),
+        1 => any::<bool>().prop_map(|stale| Step::Release { stale }),
+    ]
+}
+
+/// The SPEC's edges (staying put is always allowed).
+fn allowed(from: TaskStatus, to: TaskStatus) -> bool {
+    use TaskStatus::*;
+    from == to
+        || matches!(
+            (from, to),
+            (Pending, Running)
+                | (Pending, Canceled)
+                | (Running, Succeeded)
+                | (Running, Pending)
+                | (Running, Failed)
+                | (Running, Canceled)
+        )
+}
+
+async fn status_and_attempt(pool: &PgPool, id: i64) -> (TaskStatus, i32) {
+    let (status, attempt): (String, i32) =
+        sqlx::query_as("select status, attempt_count from tasks where id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("task");
+    (status.parse().expect("status"), attempt)
+}
+
+async fn apply(pool: &PgPool, id: i64, step: &Step) {
+    let task = TaskId(id);
+    let (_, attempt) = status_and_attempt(pool, id).await;
+    let token = |stale: bool| if stale { attempt - 1 } else { attempt };
+    let lease = Duration::from_secs(30);
+    match step {
+        Step::Claim => {
+            queue::claim_available(pool, "w", 1, lease)
+                .await
+                .expect("claim");
+        }
+        Step::Succeed { stale } => {
+            queue::mark_succeeded(pool, task, token(*stale), &json!("ok"))
+                .await
+                .expect("succeed");
+        }
+        Step::Fail { permanent, stale } => {
+            queue::mark_failed_or_retry(
+                pool,
+                task,
+                token(*stale),
+                "boom",
+                Duration::ZERO,
+                *permanent,
+            )
+            .await
+            .expect("fail");
+        }
+        Step::Cancel => {
+            let _ = queue::cancel(pool, task).await;
+        }
+        Step::ExpireAndRescue => {
+            sqlx::query("update tasks set lease_expires_at = now() - interval '1 second' where id = $1 and status = 'RUNNING'")
+                .bind(id)
+                .execute(pool)
+                .await
+                .expect("expire");
+            let mut tx = pool.begin().await.expect("tx");
+            let expired = queue::lock_expired(&mut tx, 10).await.expect("lock");
+            let lost: Vec<_> = expired.into_iter().map(|t| (t, Duration::ZERO)).collect();
+            queue::fail_expired(&mut tx, &lost).await.expect("rescue");
+            tx.commit().await.expect("commit");
+        }
+        Step::Release { stale } => {
+            queue::release(pool, task, token(*stale))
+                .await
+                .expect("release");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_sequence_of_operations_breaks_the_state_machine(
+        max_attempts in 1i32..4,
+        steps in proptest::collection::vec(step(), 1..25),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let app = support::spawn_app_with(|c| c.worker = false).await;
+            let id = app.create(json!({"type": "noop", "maxAttempts": max_attempts})).await.id;
+            let mut seen_terminal: Option<TaskStatus> = None;
+            for step in &steps {
+                let (before, attempts_before) = status_and_attempt(&app.pool, id).await;
+                apply(&app.pool, id, step).await;
+                let (after, attempts_after) = status_and_attempt(&app.pool, id).await;
+                assert!(allowed(before, after), "{step:?} moved {before} -> {after}");
+                assert!(attempts_after <= max_attempts, "{attempts_after} attempts of {max_attempts}");
+                if let Some(terminal) = seen_terminal {
+                    assert_eq!(after, terminal, "{step:?} left terminal {terminal}");
+                    assert_eq!(attempts_after, attempts_before);
+                }
+                if after.is_terminal() {
+                    seen_terminal = Some(after);
+                }
+            }
+        });
+    }
+}
