@@ -85,20 +85,21 @@ impl Service {
         }
     }
 
-    /// SIGTERM, then waits for a graceful exit (SIGKILL after `patience`).
-    pub fn terminate(&mut self, patience: Duration) {
+    /// SIGTERM, then waits for a graceful exit (SIGKILL after `patience`), without blocking the
+    /// runtime (the test may be serving requests the process is finishing).
+    pub async fn terminate(&mut self, patience: Duration) {
         let Some(mut child) = self.child.take() else {
             return;
         };
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let deadline = std::time::Instant::now() + patience;
-        while std::time::Instant::now() < deadline {
+        let deadline = tokio::time::Instant::now() + patience;
+        while tokio::time::Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = child.kill();
         let _ = child.wait();

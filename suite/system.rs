@@ -7,7 +7,9 @@ use testkit::{TaskPilotClient, TestDb};
 use crate::process::{Service, ServiceKind};
 
 /// Settings that make leases, rescue, retries and polling fast enough for tests.
-const FAST_DTP: [(&str, &str); 9] = [
+const FAST_DTP: [(&str, &str); 10] = [
+    // Tests call back into themselves on loopback through the `http` handler.
+    ("DTP_HTTP_ALLOW_PRIVATE", "true"),
     ("DTP_CONCURRENCY", "8"),
     ("DTP_POLL_INTERVAL_MS", "100"),
     ("DTP_LEASE_MS", "2000"),

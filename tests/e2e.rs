@@ -164,7 +164,7 @@ async fn a_stopped_dtp_is_503_and_the_same_task_is_readable_once_it_is_back() {
     system.api.bind(id, json!({})).await;
     let before = system.api.wait_for(id, TaskStatus::Succeeded).await;
 
-    system.dtp[0].terminate(Duration::from_secs(10));
+    system.dtp[0].terminate(Duration::from_secs(10)).await;
     let down = system.api.get(&format!("/api/tasks/{id}/execution")).await;
     let down_cancel = system.api.cancel(id).await;
     system.dtp[0].restart().await;
