@@ -217,7 +217,7 @@ fn rand_suffix() -> u32 {
 }
 
 /// A port nothing listens on right now (the OS picks it).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -32,8 +32,7 @@ pub struct System {
     /// A typed client for TaskPilot.
     pub api: TaskPilotClient,
     // Dropped last, after the processes.
-    _dtp_db: TestDb,
-    _web_db: TestDb,
+    _databases: Option<(TestDb, TestDb)>,
 }
 
 impl System {
@@ -47,11 +46,25 @@ impl System {
     pub async fn start_with(dtp_processes: usize, first_api_only: bool) -> System {
         let dtp_db = TestDb::create().await;
         let web_db = TestDb::create().await;
+        let (dtp_url, web_url) = (dtp_db.url.clone(), web_db.url.clone());
+        let mut system = Self::start_on(&dtp_url, &web_url, dtp_processes, first_api_only).await;
+        system._databases = Some((dtp_db, web_db));
+        system
+    }
+
+    /// Like [`System::start_with`], over the databases at `dtp_url` and `web_url` (which the
+    /// services create if missing).
+    pub async fn start_on(
+        dtp_url: &str,
+        web_url: &str,
+        dtp_processes: usize,
+        first_api_only: bool,
+    ) -> System {
         let mut dtp = Vec::new();
         for i in 0..dtp_processes.max(1) {
             let name = format!("dtp-{i}");
             let mut env = vec![
-                ("DTP_DATABASE_URL".to_owned(), dtp_db.url.clone()),
+                ("DTP_DATABASE_URL".to_owned(), dtp_url.to_owned()),
                 ("DTP_WORKER_ID".to_owned(), name.clone()),
             ];
             env.extend(
@@ -68,23 +81,22 @@ impl System {
             ServiceKind::TaskPilot,
             "taskpilot",
             vec![
-                ("TASKPILOT_DATABASE_URL".to_owned(), web_db.url.clone()),
+                ("TASKPILOT_DATABASE_URL".to_owned(), web_url.to_owned()),
                 ("DTP_URL".to_owned(), dtp[0].url()),
                 ("TASKPILOT_DTP_TIMEOUT_MS".to_owned(), "2000".to_owned()),
             ],
         )
         .await;
-        let dtp_pool = PgPool::connect(&dtp_db.url)
+        let dtp_pool = PgPool::connect(dtp_url)
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", dtp_db.url));
+            .unwrap_or_else(|e| panic!("cannot connect to {dtp_url}: {e}"));
         let api = TaskPilotClient::new(taskpilot.url());
         System {
             dtp,
             taskpilot,
             dtp_pool,
             api,
-            _dtp_db: dtp_db,
-            _web_db: web_db,
+            _databases: None,
         }
     }
 

@@ -1,0 +1,220 @@
+//! PostgreSQL crashing under load (`pg_ctl stop -m immediate` on a cluster the test owns) and
+//! coming back: both services answer 503 problem JSON while it is down (never 500, never hang),
+//! recover by themselves, and lose nothing that was acknowledged.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sqlx::PgPool;
+use suite::{System, ThrowawayPostgres};
+
+/// What the load saw: web tasks whose create got 201, DTP tasks whose bind got 200, and every
+/// status answered.
+#[derive(Default)]
+struct Seen {
+    created: Vec<i64>,
+    bound: Vec<i64>,
+    statuses: HashSet<u16>,
+}
+
+/// Creates and binds demo tasks through TaskPilot until `stop`.
+async fn load(taskpilot: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
+    let record = |f: &dyn Fn(&mut Seen)| f(&mut seen.lock().unwrap_or_else(|e| e.into_inner()));
+    while !stop.load(Ordering::Relaxed) {
+        let created = client
+            .post(format!("{taskpilot}/api/tasks"))
+            .json(&json!({"type": "demo", "payload": "under load"}))
+            .send()
+            .await
+            .expect("TaskPilot answers");
+        let status = created.status().as_u16();
+        record(&|s| {
+            s.statuses.insert(status);
+        });
+        if status != 201 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let id = created
+            .json::<common::WebTask>()
+            .await
+            .expect("web task")
+            .id;
+        record(&|s| s.created.push(id));
+        let bound = client
+            .post(format!("{taskpilot}/api/tasks/{id}/scheduler"))
+            .send()
+            .await
+            .expect("TaskPilot answers");
+        let status = bound.status().as_u16();
+        record(&|s| {
+            s.statuses.insert(status);
+        });
+        if status == 200 {
+            let task: common::WebTask = bound.json().await.expect("web task");
+            let scheduler_task_id = task.scheduler_task_id.expect("bound");
+            record(&|s| s.bound.push(scheduler_task_id));
+        }
+    }
+}
+
+/// Asserts a 503 problem answer, within a bound (no hang).
+async fn assert_unavailable(request: reqwest::RequestBuilder, what: &str) {
+    let started = Instant::now();
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let elapsed = started.elapsed();
+    assert_eq!(response.status().as_u16(), 503, "{what}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "{what}"
+    );
+    assert!(elapsed < Duration::from_secs(8), "{what} took {elapsed:?}");
+}
+
+async fn wait_for(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready().await {
+        assert!(Instant::now() < deadline, "not recovered: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_crash_under_load_is_503_then_both_services_recover_and_lose_nothing() {
+    let postgres = ThrowawayPostgres::start();
+    let (dtp_url, web_url) = (postgres.database_url("dtp"), postgres.database_url("webdb"));
+    let system = System::start_on(&dtp_url, &web_url, 1, false).await;
+    let (taskpilot, dtp) = (system.taskpilot.url(), system.dtp[0].url());
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let loader = tokio::spawn(load(taskpilot.clone(), stop.clone(), seen.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    postgres.stop_immediately();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
+    assert_unavailable(
+        client.get(format!("{taskpilot}/api/tasks/1")),
+        "TaskPilot get",
+    )
+    .await;
+    assert_unavailable(
+        client
+            .post(format!("{taskpilot}/api/tasks"))
+            .json(&json!({"type": "demo"})),
+        "TaskPilot create",
+    )
+    .await;
+    assert_unavailable(client.get(format!("{dtp}/tasks/1")), "DTP get").await;
+    assert_unavailable(
+        client
+            .post(format!("{dtp}/tasks"))
+            .json(&json!({"type": "demo"})),
+        "DTP create",
+    )
+    .await;
+    assert_unavailable(client.get(format!("{dtp}/readyz")), "DTP readiness").await;
+    postgres.start_again();
+
+    wait_for("TaskPilot creates again", async || {
+        let response = client
+            .post(format!("{taskpilot}/api/tasks"))
+            .json(&json!({"type": "demo"}))
+            .send()
+            .await;
+        response.is_ok_and(|r| r.status().as_u16() == 201)
+    })
+    .await;
+    wait_for("DTP is ready again", async || {
+        let response = client.get(format!("{dtp}/readyz")).send().await;
+        response.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    loader.await.expect("load");
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
+    assert!(
+        !seen.statuses.contains(&500),
+        "a 500 was answered: {:?}",
+        seen.statuses
+    );
+    let web = PgPool::connect(&web_url).await.expect("webdb");
+    let web_ids: HashSet<i64> = sqlx::query_scalar("select id from web_tasks")
+        .fetch_all(&web)
+        .await
+        .expect("web tasks")
+        .into_iter()
+        .collect();
+    let lost: Vec<_> = seen
+        .created
+        .iter()
+        .filter(|id| !web_ids.contains(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "web tasks acknowledged then lost: {lost:?}"
+    );
+    let dtp_ids: HashSet<i64> = sqlx::query_scalar("select id from tasks")
+        .fetch_all(&system.dtp_pool)
+        .await
+        .expect("tasks")
+        .into_iter()
+        .collect();
+    let lost: Vec<_> = seen
+        .bound
+        .iter()
+        .filter(|id| !dtp_ids.contains(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "DTP tasks acknowledged then lost: {lost:?}"
+    );
+
+    // Every task finishes, and no RUNNING task outlives its lease by more than a rescue round.
+    wait_for("every DTP task finishes", async || {
+        let open: i64 =
+            sqlx::query_scalar("select count(*) from tasks where status in ('PENDING', 'RUNNING')")
+                .fetch_one(&system.dtp_pool)
+                .await
+                .unwrap_or(1);
+        let stale: i64 = sqlx::query_scalar(
+            "select count(*) from tasks where status = 'RUNNING' \
+             and lease_expires_at < now() - interval '1 second'",
+        )
+        .fetch_one(&system.dtp_pool)
+        .await
+        .unwrap_or(0);
+        assert_eq!(
+            stale, 0,
+            "a RUNNING task kept an expired lease past a rescue round"
+        );
+        open == 0
+    })
+    .await;
+    let failed: i64 = sqlx::query_scalar("select count(*) from tasks where status <> 'SUCCEEDED'")
+        .fetch_one(&system.dtp_pool)
+        .await
+        .expect("count");
+    assert_eq!(failed, 0);
+    println!(
+        "{} web tasks created and {} bound under load; statuses seen: {:?}",
+        seen.created.len(),
+        seen.bound.len(),
+        seen.statuses
+    );
+}
