@@ -31,6 +31,7 @@ pub struct System {
     pub dtp_pool: PgPool,
     /// A typed client for TaskPilot.
     pub api: TaskPilotClient,
+    dtp_url: String,
     // Dropped last, after the processes.
     _databases: Option<(TestDb, TestDb)>,
 }
@@ -96,8 +97,28 @@ impl System {
             taskpilot,
             dtp_pool,
             api,
+            dtp_url: dtp_url.to_owned(),
             _databases: None,
         }
+    }
+
+    /// Starts one more `dtp` process over the same queue, worker only, named `name`, with `extra`
+    /// environment (e.g. a faked clock).
+    pub async fn add_worker(&mut self, name: &str, extra: Vec<(String, String)>) -> usize {
+        let dtp_url = self.dtp_url.clone();
+        let mut env = vec![
+            ("DTP_DATABASE_URL".to_owned(), dtp_url),
+            ("DTP_WORKER_ID".to_owned(), name.to_owned()),
+        ];
+        env.extend(
+            FAST_DTP
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        env.extend(extra);
+        self.dtp
+            .push(Service::start(ServiceKind::Dtp, name, env).await);
+        self.dtp.len() - 1
     }
 
     /// The DTP task's `worker_id`, once a worker has claimed it.
