@@ -37,6 +37,21 @@ pub fn problem_response(status: StatusCode, detail: Option<String>) -> Response 
     response
 }
 
+/// The problem response for a service's error: a 500 is logged in full (with its causes) and
+/// answered opaquely, other 5xx are logged and explained, 4xx are explained.
+pub fn error_response(status: StatusCode, error: &(dyn std::error::Error + 'static)) -> Response {
+    let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = ?error, "internal error");
+        "internal error; see the server log".to_owned()
+    } else {
+        if status.is_server_error() {
+            tracing::warn!(%status, detail = %error, "answering with a fault");
+        }
+        error.to_string()
+    };
+    problem_response(status, Some(detail))
+}
+
 /// Fallback for unknown routes: 404 problem JSON.
 pub async fn no_such_route() -> Response {
     problem_response(StatusCode::NOT_FOUND, Some("no such route".to_owned()))

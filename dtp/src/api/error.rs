@@ -65,18 +65,6 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let detail = match &self {
-            ApiError::Internal(e) => {
-                tracing::error!(error = ?e, "internal error");
-                "internal error; see the server log".to_owned()
-            }
-            ApiError::Unavailable(detail) => {
-                tracing::warn!(%detail, "answering 503");
-                detail.clone()
-            }
-            other => other.to_string(),
-        };
-        apikit::problem_response(status, Some(detail))
+        apikit::error_response(self.status(), &self)
     }
 }

@@ -102,18 +102,6 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let detail = match &self {
-            ApiError::Internal(e) => {
-                tracing::error!(error = ?e, "internal error");
-                "internal error; see the server log".to_owned()
-            }
-            other if status.is_server_error() => {
-                tracing::warn!(%status, detail = %other, "upstream or database fault");
-                other.to_string()
-            }
-            other => other.to_string(),
-        };
-        apikit::problem_response(status, Some(detail))
+        apikit::error_response(self.status(), &self)
     }
 }
