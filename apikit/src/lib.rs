@@ -52,6 +52,19 @@ pub fn error_response(status: StatusCode, error: &(dyn std::error::Error + 'stat
     problem_response(status, Some(detail))
 }
 
+/// Whether `value` holds a NUL character in any string or key: PostgreSQL cannot store one in
+/// `text` or `jsonb`, so such input is refused up front.
+pub fn json_has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_has_nul),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| key.contains('\0') || json_has_nul(item)),
+        _ => false,
+    }
+}
+
 /// Fallback for unknown routes: 404 problem JSON.
 pub async fn no_such_route() -> Response {
     problem_response(StatusCode::NOT_FOUND, Some("no such route".to_owned()))

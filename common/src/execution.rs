@@ -8,6 +8,7 @@ use crate::task::{RetryState, TaskStatus};
 /// `GET /api/tasks/{id}/execution` body. Latencies are computed by TaskPilot from DTP's
 /// timestamps, each `null` until both of its ends exist.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionView {
     /// The DTP task.

@@ -8,6 +8,7 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 /// An RFC 9457 problem body, e.g.
 /// `{"type": "about:blank", "title": "Conflict", "status": 409, "detail": "Cannot cancel task in state SUCCEEDED"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// A URI naming the problem class; `about:blank` when the status says it all.
     #[serde(rename = "type", default = "about_blank")]

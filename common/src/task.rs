@@ -9,6 +9,7 @@ use serde_json::Value;
 
 /// Where a task is in its life. SUCCEEDED, FAILED and CANCELED are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
     /// Waiting to be claimed (new, delayed, or waiting for a retry).
@@ -75,6 +76,7 @@ impl FromStr for TaskStatus {
 
 /// Where a task stands with respect to retries; derived from status and attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RetryState {
     /// No failed attempt yet, not terminal.
@@ -93,15 +95,18 @@ pub enum RetryState {
 
 /// `POST /tasks` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTask {
     /// Handler name, e.g. `demo`.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     #[serde(rename = "type")]
     pub task_type: String,
     /// Any JSON; handed to the handler as is. `null` when absent.
     #[serde(default)]
     pub payload: Value,
     /// Attempts allowed, 1..=100; the server's default (3) when absent.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<i32>,
     /// Not before this time; now when absent.
@@ -112,12 +117,15 @@ pub struct CreateTask {
     )]
     pub run_at: Option<DateTime<Utc>>,
     /// Higher runs first; -1000..=1000, default 0.
+    #[cfg_attr(feature = "openapi", schema(minimum = -1000, maximum = 1000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
     /// A repeat of the same request with the same key returns the first task.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     /// Per-task execution timeout in milliseconds; the handler's or server's default when absent.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86_400_000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<i64>,
 }
@@ -139,6 +147,7 @@ impl CreateTask {
 
 /// The task body DTP answers with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskView {
     /// DTP's task id.
@@ -190,6 +199,7 @@ pub struct TaskView {
 
 /// `GET /tasks` answer: newest first; pass `nextAfter` as `after` for the next page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskPage {
     /// The tasks of this page, newest first.
@@ -200,6 +210,7 @@ pub struct TaskPage {
 
 /// `POST /tasks/batch` answer: one task per request, in request order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BatchCreated {
     /// How many were new (the others repeated an idempotency key).

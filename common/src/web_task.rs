@@ -6,6 +6,7 @@ use serde_json::Value;
 
 /// Control-plane intent; never execution state (that is read through `/execution`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum WebTaskStatus {
     /// Not bound to a DTP task yet.
@@ -26,10 +27,15 @@ impl WebTaskStatus {
 
 /// `POST /api/tasks` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebTask {
     /// The task type; also the default DTP type at bind.
     #[serde(rename = "type")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 100, pattern = r"\S")
+    )]
     pub task_type: String,
     /// Any JSON; handed to DTP at bind. `null` when absent.
     #[serde(default)]
@@ -38,18 +44,25 @@ pub struct CreateWebTask {
 
 /// `POST /api/tasks/{id}/scheduler` body; every field optional, and so is the body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BindRequest {
     /// DTP task type; the web task's type when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 100, pattern = r"\S")
+    )]
     pub scheduler_type: Option<String>,
     /// Attempts DTP allows (1..=100); DTP's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub max_attempts: Option<i32>,
 }
 
 /// The web task body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WebTask {
     /// Web task id.
@@ -73,6 +86,7 @@ pub struct WebTask {
 
 /// `GET /api/tasks` answer: newest first; pass `nextAfter` as `after` for the next page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WebTaskPage {
     /// The web tasks of this page, newest first.

@@ -91,3 +91,9 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+/// Whether `error` is PostgreSQL refusing a value (SQLSTATE class 22, data exception: a NUL in
+/// text or JSON, an out-of-range number): the client sent it, so it is a 4xx, not a 500.
+pub fn is_invalid_data(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("22")))
+}

@@ -627,3 +627,57 @@ async fn a_batch_reusing_a_key_for_another_request_is_409_and_writes_nothing() {
     assert_problem(response, StatusCode::CONFLICT).await;
     assert_eq!(app.count_tasks().await, 1);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_the_known_types() {
+    let app = api_only().await;
+
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+
+    for path in [
+        "/tasks",
+        "/tasks/batch",
+        "/tasks/{id}",
+        "/tasks/{id}/cancel",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    let types = &doc["components"]["schemas"]["CreateTask"]["properties"]["type"]["enum"];
+    assert!(
+        types
+            .as_array()
+            .expect("enum")
+            .contains(&json!("demo-slow")),
+        "{types}"
+    );
+}
+
+#[tokio::test]
+async fn nul_characters_are_refused_with_4xx_and_nothing_is_written() {
+    let app = api_only().await;
+    let nul_payload = app
+        .post_task(json!({"type": "demo", "payload": {"k": "a\u{0}b"}}))
+        .await;
+    let nul_key = app
+        .post_task(json!({"type": "demo", "idempotencyKey": "k\u{0}"}))
+        .await;
+    let nul_filter = app
+        .client
+        .get(app.url("/tasks?type=a%00b"))
+        .send()
+        .await
+        .expect("sent");
+
+    assert_problem(nul_payload, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_problem(nul_key, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_problem(nul_filter, StatusCode::BAD_REQUEST).await;
+    assert_eq!(app.count_tasks().await, 0);
+}

@@ -565,3 +565,26 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
     assert_eq!(count, 0);
     assert_eq!(dtp_task_count(&system.dtp).await, 0);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let system = spawn_system().await;
+
+    let doc: serde_json::Value = system
+        .api()
+        .get("/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("json");
+
+    for path in [
+        "/api/tasks",
+        "/api/tasks/{id}",
+        "/api/tasks/{id}/scheduler",
+        "/api/tasks/{id}/execution",
+        "/api/tasks/{id}/execution/cancel",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+}

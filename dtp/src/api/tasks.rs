@@ -5,8 +5,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use common::{BatchCreated, CreateTask, TaskPage, TaskStatus, TaskView};
+use common::{BatchCreated, CreateTask, Problem, TaskPage, TaskStatus, TaskView};
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::{ApiError, AppState};
 use crate::queue::{self, CancelOutcome, Enqueued, ListFilter, NewTask, TaskId};
@@ -26,14 +27,39 @@ const MAX_BATCH: usize = 1000;
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
 
+/// DTP's API description, generated from the handlers above.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "DTP",
+        description = "The execution plane: tasks, their states, cancel."
+    ),
+    paths(create, create_batch, get_one, list, cancel),
+    components(schemas(CreateTask, TaskView, TaskPage, BatchCreated, Problem, TaskStatus))
+)]
+pub struct ApiDoc;
+
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/tasks", post(create).get(list))
         .route("/tasks/batch", post(create_batch))
         .route("/tasks/{id}", get(get_one))
         .route("/tasks/{id}/cancel", put(cancel))
+        .route("/openapi.json", get(openapi))
 }
 
+/// Creates a task; with an `idempotencyKey`, a repeat of the same request returns the first.
+#[utoipa::path(post, path = "/tasks", request_body = CreateTask, tag = "tasks",
+    responses(
+        (status = 201, description = "Created", body = TaskView),
+        (status = 200, description = "Idempotent repeat: the existing task", body = TaskView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown type or invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn create(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateTask>,
@@ -57,6 +83,17 @@ async fn create(
 
 /// Creates up to 1000 tasks in one transaction with one NOTIFY. Every item is validated first;
 /// any invalid item (422) or reused idempotency key (409) fails the batch and writes nothing.
+#[utoipa::path(post, path = "/tasks/batch", request_body = Vec<CreateTask>, tag = "tasks",
+    responses(
+        (status = 201, description = "Created (some or all)", body = BatchCreated),
+        (status = 200, description = "Every item repeated an idempotency key", body = BatchCreated),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An idempotency key used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Empty or oversized batch, or an invalid item", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn create_batch(
     State(state): State<AppState>,
     ApiJson(requests): ApiJson<Vec<CreateTask>>,
@@ -109,6 +146,12 @@ fn at_index(index: usize, error: ApiError) -> ApiError {
 
 /// Checks every field; on error nothing is written.
 fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> {
+    let texts = [Some(&request.task_type), request.idempotency_key.as_ref()];
+    if texts.iter().flatten().any(|t| t.contains('\0')) || apikit::json_has_nul(&request.payload) {
+        return Err(ApiError::Invalid(
+            "NUL characters (\\u0000) cannot be stored; remove them".into(),
+        ));
+    }
     if !state.registry.contains(&request.task_type) {
         return Err(ApiError::Invalid(format!(
             "unknown task type {:?}; known types: {}",
@@ -153,6 +196,15 @@ fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> 
     })
 }
 
+/// One task.
+#[utoipa::path(get, path = "/tasks/{id}", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id", minimum = 1)),
+    responses(
+        (status = 200, description = "The task", body = TaskView),
+        (status = 400, description = "Id not a positive integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn get_one(
     State(state): State<AppState>,
     PathId(id): PathId,
@@ -173,6 +225,20 @@ struct ListParams {
     idempotency_key: Option<String>,
 }
 
+/// A page of tasks, newest first.
+#[utoipa::path(get, path = "/tasks", tag = "tasks",
+    params(
+        ("status" = Option<TaskStatus>, Query, description = "Only tasks in this state"),
+        ("type" = Option<String>, Query, description = "Only tasks of this type"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1..=500 (default 50)", minimum = 1, maximum = 500),
+        ("after" = Option<i64>, Query, description = "Only tasks older than this id", minimum = 1),
+        ("idempotencyKey" = Option<String>, Query, description = "Only the task created with this key"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = TaskPage),
+        (status = 400, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
@@ -193,6 +259,12 @@ async fn list(
 }
 
 fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
+    let texts = [params.task_type.as_ref(), params.idempotency_key.as_ref()];
+    if texts.iter().flatten().any(|t| t.contains('\0')) {
+        return Err(ApiError::BadRequest(
+            "filters cannot contain NUL characters".into(),
+        ));
+    }
     let status = params
         .status
         .map(|s| s.parse::<TaskStatus>())
@@ -231,6 +303,16 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
     })
 }
 
+/// Cancels a PENDING or RUNNING task (idempotent).
+#[utoipa::path(put, path = "/tasks/{id}/cancel", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id", minimum = 1)),
+    responses(
+        (status = 200, description = "The task, now CANCELED", body = TaskView),
+        (status = 400, description = "Id not a positive integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The task already SUCCEEDED or FAILED", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn cancel(
     State(state): State<AppState>,
     PathId(id): PathId,
@@ -244,4 +326,18 @@ async fn cancel(
         }
         CancelOutcome::AlreadyCanceled(task) => Ok(Json(task.into_view())),
     }
+}
+
+/// The API description, with the task types this process actually knows as the `type` enum.
+async fn openapi(State(state): State<AppState>) -> Json<Value> {
+    let mut doc = serde_json::to_value(<ApiDoc as utoipa::OpenApi>::openapi()).unwrap_or_default();
+    if let Some(task_type) = doc.pointer_mut("/components/schemas/CreateTask/properties/type") {
+        task_type["enum"] = Value::from(state.registry.names());
+    }
+    let batch = "/paths/~1tasks~1batch/post/requestBody/content/application~1json/schema";
+    if let Some(Value::Object(schema)) = doc.pointer_mut(batch) {
+        schema.insert("minItems".into(), 1.into());
+        schema.insert("maxItems".into(), MAX_BATCH.into());
+    }
+    Json(doc)
 }

@@ -8,7 +8,7 @@ use apikit::{OptionalJson, PathId, RequestId};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use common::{BindRequest, CreateTask, TaskView, WebTask};
+use common::{BindRequest, CreateTask, Problem, TaskView, WebTask};
 
 use super::{ApiError, AppState};
 use crate::scheduler_client;
@@ -26,7 +26,22 @@ pub fn scheduler_key(id: i64) -> String {
     format!("taskpilot-web-task-{id}")
 }
 
-async fn bind(
+/// Binds a web task to a DTP task, exactly once (idempotent).
+#[utoipa::path(post, path = "/api/tasks/{id}/scheduler", request_body(content = Option<BindRequest>, description = "Optional"), tag = "web tasks",
+    params(("id" = i64, Path, description = "Web task id", minimum = 1)),
+    responses(
+        (status = 200, description = "The web task, bound", body = WebTask),
+        (status = 400, description = "Id not a positive integer, or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such web task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "DTP answered with no usable task", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or DTP rejected the type", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "DTP failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "DTP or the database unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "DTP too slow", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn bind(
     State(state): State<AppState>,
     PathId(id): PathId,
     RequestId(request_id): RequestId,
@@ -46,7 +61,10 @@ async fn bind(
 
 fn validate(request: &BindRequest) -> Result<(), ApiError> {
     if let Some(scheduler_type) = &request.scheduler_type {
-        if scheduler_type.trim().is_empty() || scheduler_type.len() > 100 {
+        if scheduler_type.trim().is_empty()
+            || scheduler_type.len() > 100
+            || scheduler_type.contains('\0')
+        {
             return Err(ApiError::Invalid(
                 "schedulerType must be a non-blank string of at most 100 bytes".into(),
             ));

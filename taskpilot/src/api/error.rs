@@ -94,6 +94,8 @@ impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if dbsetup::is_unavailable(&error) {
             ApiError::Unavailable(format!("database unavailable: {error}"))
+        } else if dbsetup::is_invalid_data(&error) {
+            ApiError::Invalid(format!("the database refused a value: {error}"))
         } else {
             ApiError::Internal(error.into())
         }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use common::ExecutionView;
+use common::{ExecutionView, Problem};
 
 use super::{ApiError, AppState};
 use crate::execution::execution_view;
@@ -18,7 +18,19 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/tasks/{id}/execution/cancel", put(cancel))
 }
 
-async fn view(
+/// The normalized execution view of a bound web task, read from DTP.
+#[utoipa::path(get, path = "/api/tasks/{id}/execution", tag = "execution",
+    params(("id" = i64, Path, description = "Web task id", minimum = 1)),
+    responses(
+        (status = 200, description = "The execution view", body = ExecutionView),
+        (status = 400, description = "Id not a positive integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such web task, or DTP has no such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not bound, or DTP gave no usable task", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "DTP failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "DTP or the database unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "DTP too slow", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn view(
     State(state): State<AppState>,
     PathId(id): PathId,
     RequestId(request_id): RequestId,
@@ -31,7 +43,19 @@ async fn view(
     Ok(Json(execution_view(task)))
 }
 
-async fn cancel(
+/// Asks DTP to cancel the bound task (idempotent).
+#[utoipa::path(put, path = "/api/tasks/{id}/execution/cancel", tag = "execution",
+    params(("id" = i64, Path, description = "Web task id", minimum = 1)),
+    responses(
+        (status = 204, description = "Canceled, now or before"),
+        (status = 400, description = "Id not a positive integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such web task, or DTP has no such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not bound, or the task already SUCCEEDED or FAILED", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "DTP failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "DTP or the database unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "DTP too slow", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn cancel(
     State(state): State<AppState>,
     PathId(id): PathId,
     RequestId(request_id): RequestId,

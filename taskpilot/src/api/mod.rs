@@ -42,6 +42,36 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
 }
 
+/// TaskPilot's API description, generated from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "TaskPilot",
+        description = "The control plane: web tasks, their binding to DTP, execution views, cancel."
+    ),
+    paths(
+        tasks::create,
+        tasks::get_one,
+        tasks::list,
+        binding::bind,
+        execution::view,
+        execution::cancel
+    ),
+    components(schemas(
+        common::CreateWebTask,
+        common::WebTask,
+        common::WebTaskPage,
+        common::BindRequest,
+        common::ExecutionView,
+        common::Problem
+    ))
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
 /// The whole API: web task routes, execution routes, health, problem-JSON fallbacks, limits,
 /// request ids and request logging.
 pub fn router(state: AppState) -> Router {
@@ -54,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state);
     let router = apikit::auth::protect(api, config.tokens.clone(), "taskpilot")
         .merge(health)
+        .route("/openapi.json", axum::routing::get(openapi))
         .fallback(apikit::no_such_route)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

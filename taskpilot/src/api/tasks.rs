@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::{CreateWebTask, WebTask, WebTaskPage};
+use common::{CreateWebTask, Problem, WebTask, WebTaskPage};
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
@@ -28,7 +28,18 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/tasks/{id}", get(get_one))
 }
 
-async fn create(
+/// Creates a web task; with an `Idempotency-Key`, a repeat of the same body replays the answer.
+#[utoipa::path(post, path = "/api/tasks", request_body = CreateWebTask, tag = "web tasks",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same body")),
+    responses(
+        (status = 201, description = "Created (or replayed)", body = WebTask),
+        (status = 400, description = "Malformed JSON or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing or invalid field, or the key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<CreateWebTask>,
@@ -73,6 +84,11 @@ fn validate(
     request: CreateWebTask,
     idempotency_key: Option<String>,
 ) -> Result<NewWebTask, ApiError> {
+    if request.task_type.contains('\0') || apikit::json_has_nul(&request.payload) {
+        return Err(ApiError::Invalid(
+            "NUL characters (\\u0000) cannot be stored; remove them".into(),
+        ));
+    }
     let task_type = request.task_type.trim();
     if task_type.is_empty() || task_type.len() > MAX_TYPE_LEN {
         return Err(ApiError::Invalid(
@@ -86,7 +102,16 @@ fn validate(
     })
 }
 
-async fn get_one(
+/// One web task.
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "web tasks",
+    params(("id" = i64, Path, description = "Web task id", minimum = 1)),
+    responses(
+        (status = 200, description = "The web task", body = WebTask),
+        (status = 400, description = "Id not a positive integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such web task", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn get_one(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<WebTask>, ApiError> {
@@ -96,12 +121,23 @@ async fn get_one(
 /// `GET /api/tasks` query; values arrive as text so that bad ones get a clear 400.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+pub(super) struct ListParams {
     limit: Option<String>,
     after: Option<String>,
 }
 
-async fn list(
+/// A page of web tasks, newest first.
+#[utoipa::path(get, path = "/api/tasks", tag = "web tasks",
+    params(
+        ("limit" = Option<i64>, Query, description = "Page size, 1..=500 (default 50)", minimum = 1, maximum = 500),
+        ("after" = Option<i64>, Query, description = "Only web tasks older than this id", minimum = 1),
+    ),
+    responses(
+        (status = 200, description = "A page", body = WebTaskPage),
+        (status = 400, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<WebTaskPage>, ApiError> {
