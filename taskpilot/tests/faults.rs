@@ -61,6 +61,26 @@ async fn dtp_slower_than_the_timeout_is_504() {
 }
 
 #[tokio::test]
+async fn a_slow_dtp_is_answered_504_within_taskpilots_timeout_not_after_dtp() {
+    let dtp = stand_in(Misbehaviour::Slow(Duration::from_secs(10))).await;
+    let taskpilot = spawn_taskpilot(&dtp.address).await;
+    let api = taskpilot.api();
+    let id = api.create(json!({"type": "demo"})).await.id;
+    force_bind(&taskpilot, id, 77).await;
+
+    let started = std::time::Instant::now();
+    let view = api.get(&format!("/api/tasks/{id}/execution")).await;
+    let elapsed = started.elapsed();
+
+    assert_problem(view, StatusCode::GATEWAY_TIMEOUT).await;
+    // The DTP timeout in these tests is 500 ms; DTP itself would take 10 s.
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "answered after {elapsed:?}"
+    );
+}
+
+#[tokio::test]
 async fn dtp_answering_2xx_without_a_task_is_409_scheduler_task_not_available() {
     let dtp = stand_in(Misbehaviour::Answer(StatusCode::OK, "not json")).await;
     let taskpilot = spawn_taskpilot(&dtp.address).await;
