@@ -39,6 +39,15 @@ async fn assert_all_endpoints(dtp_url: &str, status: StatusCode) {
     );
 }
 
+/// TaskPilot pointed at `dtp_url`, with one web task bound (in webdb only) to DTP task 77.
+async fn bound_task_on(dtp_url: &str) -> (support::Service, support::TaskPilotClient, i64) {
+    let taskpilot = spawn_taskpilot(dtp_url).await;
+    let api = taskpilot.api();
+    let id = api.create(json!({"type": "demo"})).await.id;
+    force_bind(&taskpilot, id, 77).await;
+    (taskpilot, api, id)
+}
+
 #[tokio::test]
 async fn dtp_answering_5xx_is_502() {
     let dtp = stand_in(Misbehaviour::Answer(
@@ -63,10 +72,7 @@ async fn dtp_slower_than_the_timeout_is_504() {
 #[tokio::test]
 async fn a_slow_dtp_is_answered_504_within_taskpilots_timeout_not_after_dtp() {
     let dtp = stand_in(Misbehaviour::Slow(Duration::from_secs(10))).await;
-    let taskpilot = spawn_taskpilot(&dtp.address).await;
-    let api = taskpilot.api();
-    let id = api.create(json!({"type": "demo"})).await.id;
-    force_bind(&taskpilot, id, 77).await;
+    let (_taskpilot, api, id) = bound_task_on(&dtp.address).await;
 
     let started = std::time::Instant::now();
     let view = api.get(&format!("/api/tasks/{id}/execution")).await;
@@ -83,10 +89,7 @@ async fn a_slow_dtp_is_answered_504_within_taskpilots_timeout_not_after_dtp() {
 #[tokio::test]
 async fn dtp_answering_2xx_without_a_task_is_409_scheduler_task_not_available() {
     let dtp = stand_in(Misbehaviour::Answer(StatusCode::OK, "not json")).await;
-    let taskpilot = spawn_taskpilot(&dtp.address).await;
-    let api = taskpilot.api();
-    let id = api.create(json!({"type": "demo"})).await.id;
-    force_bind(&taskpilot, id, 77).await;
+    let (_taskpilot, api, id) = bound_task_on(&dtp.address).await;
 
     let view = api.get(&format!("/api/tasks/{id}/execution")).await;
 
@@ -99,10 +102,7 @@ async fn dtp_answering_2xx_without_a_task_is_409_scheduler_task_not_available() 
 #[tokio::test]
 async fn dtp_answering_another_4xx_is_409_scheduler_task_not_available() {
     let dtp = stand_in(Misbehaviour::Answer(StatusCode::BAD_REQUEST, "nope")).await;
-    let taskpilot = spawn_taskpilot(&dtp.address).await;
-    let api = taskpilot.api();
-    let id = api.create(json!({"type": "demo"})).await.id;
-    force_bind(&taskpilot, id, 77).await;
+    let (_taskpilot, api, id) = bound_task_on(&dtp.address).await;
 
     let view = api.get(&format!("/api/tasks/{id}/execution")).await;
 
@@ -119,10 +119,7 @@ async fn the_request_id_is_passed_to_dtp_and_echoed_to_the_client() {
         "boom",
     ))
     .await;
-    let taskpilot = spawn_taskpilot(&dtp.address).await;
-    let api = taskpilot.api();
-    let id = api.create(json!({"type": "demo"})).await.id;
-    force_bind(&taskpilot, id, 77).await;
+    let (taskpilot, api, id) = bound_task_on(&dtp.address).await;
 
     let response = api
         .http
