@@ -65,6 +65,23 @@ pub fn json_has_nul(value: &serde_json::Value) -> bool {
     }
 }
 
+/// Parses an optional integer query parameter `name` that must lie in `min..=max`; the error is
+/// the sentence a 400 answer should carry.
+pub fn parse_bounded_int(
+    raw: Option<&str>,
+    name: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, String> {
+    raw.map(|raw| {
+        raw.parse::<i64>()
+            .ok()
+            .filter(|v| (min..=max).contains(v))
+            .ok_or_else(|| format!("{name} must be an integer from {min} to {max}, got {raw:?}"))
+    })
+    .transpose()
+}
+
 /// Fallback for unknown routes: 404 problem JSON.
 pub async fn no_such_route() -> Response {
     problem_response(StatusCode::NOT_FOUND, Some("no such route".to_owned()))

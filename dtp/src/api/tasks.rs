@@ -270,30 +270,12 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
         .map(|s| s.parse::<TaskStatus>())
         .transpose()
         .map_err(ApiError::BadRequest)?;
-    let limit = match params.limit {
-        None => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "limit must be an integer from 1 to {MAX_PAGE}, got {raw:?}"
-                ))
-            })?,
-    };
-    let after = params
-        .after
-        .map(|raw| {
-            raw.parse::<i64>()
-                .ok()
-                .filter(|a| *a > 0)
-                .map(TaskId)
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!("after must be a positive task id, got {raw:?}"))
-                })
-        })
-        .transpose()?;
+    let limit = apikit::parse_bounded_int(params.limit.as_deref(), "limit", 1, MAX_PAGE)
+        .map_err(ApiError::BadRequest)?
+        .unwrap_or(DEFAULT_PAGE);
+    let after = apikit::parse_bounded_int(params.after.as_deref(), "after", 1, i64::MAX)
+        .map_err(ApiError::BadRequest)?
+        .map(TaskId);
     Ok(ListFilter {
         status,
         task_type: params.task_type,

@@ -142,8 +142,11 @@ pub(super) async fn list(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<WebTaskPage>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = parse_bounded(params.limit, "limit", 1, MAX_PAGE)?.unwrap_or(DEFAULT_PAGE);
-    let after = parse_bounded(params.after, "after", 1, i64::MAX)?;
+    let limit = apikit::parse_bounded_int(params.limit.as_deref(), "limit", 1, MAX_PAGE)
+        .map_err(ApiError::BadRequest)?
+        .unwrap_or(DEFAULT_PAGE);
+    let after = apikit::parse_bounded_int(params.after.as_deref(), "after", 1, i64::MAX)
+        .map_err(ApiError::BadRequest)?;
     let rows = store::list(&state.pool, after, limit).await?;
     let full_page = i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit;
     let next_after = if full_page {
@@ -155,23 +158,4 @@ pub(super) async fn list(
         tasks: rows.into_iter().map(|r| r.into_web_task()).collect(),
         next_after,
     }))
-}
-
-fn parse_bounded(
-    raw: Option<String>,
-    name: &str,
-    min: i64,
-    max: i64,
-) -> Result<Option<i64>, ApiError> {
-    raw.map(|raw| {
-        raw.parse::<i64>()
-            .ok()
-            .filter(|v| (min..=max).contains(v))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "{name} must be an integer from {min} to {max}, got {raw:?}"
-                ))
-            })
-    })
-    .transpose()
 }
