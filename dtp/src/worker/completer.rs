@@ -100,38 +100,39 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Completion>, stop: Ca
 }
 
 async fn write(pool: &PgPool, batch: Vec<Completion>) {
-    let done: Vec<(TaskId, i32, Value)> = batch
-        .iter()
-        .map(|c| (c.id, c.attempt, c.result.clone()))
-        .collect();
+    // Results move into the statement's arguments; the acknowledgements wait beside them.
+    let (done, waiting): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|c| ((c.id, c.attempt, c.result), (c.id, c.attempt, c.written)))
+        .unzip();
     let mut pause = Duration::from_millis(100);
     for tries_left in (0..WRITE_ATTEMPTS).rev() {
         match queue::mark_succeeded_many(pool, &done).await {
             Ok(written) => {
                 let written: HashSet<TaskId> = written.into_iter().collect();
-                for completion in batch {
-                    let held = written.contains(&completion.id);
+                for (id, attempt, ack) in waiting {
+                    let held = written.contains(&id);
                     if held {
-                        tracing::info!(task_id = %completion.id, attempt = completion.attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
+                        tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
                     } else {
-                        tracing::info!(task_id = %completion.id, attempt = completion.attempt, "late outcome discarded: task was canceled or rescued");
+                        tracing::info!(task_id = %id, attempt, "late outcome discarded: task was canceled or rescued");
                     }
-                    let _ = completion.written.send(held);
+                    let _ = ack.send(held);
                 }
                 return;
             }
             Err(e) if tries_left > 0 => {
-                tracing::warn!(error = %e, batch = batch.len(), "writing successes failed; retrying");
+                tracing::warn!(error = %e, batch = done.len(), "writing successes failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
             Err(e) => {
                 // Their leases will expire and the rescuer will retry them: at-least-once.
-                tracing::error!(error = %e, batch = batch.len(), "successes lost; the tasks will be rescued when their leases expire");
+                tracing::error!(error = %e, batch = done.len(), "successes lost; the tasks will be rescued when their leases expire");
             }
         }
     }
-    for completion in batch {
-        let _ = completion.written.send(false);
+    for (_, _, ack) in waiting {
+        let _ = ack.send(false);
     }
 }
