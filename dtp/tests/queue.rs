@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::TaskStatus;
 use dtp::queue::{self, TaskId};
 use serde_json::json;
-use support::spawn_app_with;
+use support::{forget_claim, spawn_app_with};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -142,4 +142,45 @@ async fn lease_renewal_only_extends_leases_still_held_at_that_attempt() {
     .expect("renew");
 
     assert_eq!(renewed, vec![TaskId(held)]);
+}
+
+#[tokio::test]
+async fn a_claim_lost_in_a_database_crash_cannot_write_over_the_next_claim_of_its_attempt() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let id = app.create(json!({"type": "noop"})).await.id;
+    let task = TaskId(id);
+    let lost = queue::claim_available(&app.pool, "w", 1, LEASE)
+        .await
+        .expect("claim")
+        .remove(0);
+    let mut conn = app.pool.acquire().await.expect("connection");
+    forget_claim(&mut conn, id).await;
+    let next = queue::claim_available(&app.pool, "w", 1, LEASE)
+        .await
+        .expect("claim")
+        .remove(0);
+    assert_eq!(
+        lost.attempt_count, next.attempt_count,
+        "the attempt number is reused"
+    );
+
+    let stale = lost.fence();
+    let renewed = queue::renew_leases(&app.pool, &[(task, stale)], LEASE)
+        .await
+        .expect("renew");
+    let succeeded = queue::mark_succeeded(&app.pool, task, stale, &json!("stale"))
+        .await
+        .expect("query");
+    let failed = queue::mark_failed_or_retry(&app.pool, task, stale, "x", Duration::ZERO, true)
+        .await
+        .expect("query");
+    let released = queue::release(&app.pool, task, stale).await.expect("query");
+    assert!(renewed.is_empty() && !succeeded && failed.is_none() && !released);
+    assert_eq!(app.get_task(id).await.status, TaskStatus::Running);
+
+    let current = queue::mark_succeeded(&app.pool, task, next.fence(), &json!("current"))
+        .await
+        .expect("query");
+    assert!(current);
+    assert_eq!(app.get_task(id).await.status, TaskStatus::Succeeded);
 }

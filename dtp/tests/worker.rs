@@ -9,7 +9,9 @@ use common::{RetryState, TaskStatus};
 use dtp::queue::{self, TaskId};
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{spawn_app, spawn_app_with, wait_for_status, wait_until_all_terminal, worker_for};
+use support::{
+    forget_claim, spawn_app, spawn_app_with, wait_for_status, wait_until_all_terminal, worker_for,
+};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
@@ -450,6 +452,35 @@ async fn wait_until(condition: impl Fn() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn a_worker_whose_claim_the_database_lost_stops_once_the_task_is_claimed_again() {
+    let app = spawn_app().await;
+    let id = app.create(json!({"type": "probe-slow"})).await.id;
+    wait_for_status(&app.pool, id, TaskStatus::Running).await;
+
+    // The database crashes and comes back without the claim; another worker claims the task
+    // under the same attempt number before the first worker hears of anything.
+    let mut tx = app.pool.begin().await.expect("transaction");
+    forget_claim(&mut tx, id).await;
+    let next = queue::claim_available(&mut *tx, "other-worker", 1, Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .remove(0);
+    tx.commit().await.expect("commit");
+    assert_eq!(next.attempt_count, 1);
+
+    // Its lease renewal no longer matches: the first worker aborts its handler.
+    wait_until(|| app.probes.was_aborted(id)).await;
+    let task = app.get_task(id).await;
+    assert_eq!(task.status, TaskStatus::Running);
+    assert_eq!(task.worker_id.as_deref(), Some("other-worker"));
+    assert!(
+        queue::mark_succeeded(&app.pool, TaskId(id), next.fence(), &json!("done"))
+            .await
+            .expect("query")
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Transitions out of RUNNING: success, failure (retry or FAILED), and release on shutdown.
 //!
-//! Each is fenced by `status = 'RUNNING' and attempt_count = $2`: when it matches no row the
+//! Each is fenced by `status = 'RUNNING'` and the attempt's [`Fence`]: when it matches no row the
 //! attempt is no longer this worker's (canceled, or rescued and claimed again) and nothing changes.
 
 use std::time::Duration;
@@ -10,25 +10,28 @@ use common::TaskStatus;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
-use super::{millis, TaskId, CHANNEL_TASK_AVAILABLE};
+use super::{millis, Fence, TaskId, CHANNEL_TASK_AVAILABLE};
 
 /// Marks the attempt SUCCEEDED with its result. `false` when the fence did not match.
 pub async fn mark_succeeded(
     db: impl PgExecutor<'_>,
     id: TaskId,
-    attempt: i32,
+    fence: impl Into<Fence>,
     result: &Value,
 ) -> Result<bool, sqlx::Error> {
+    let fence = fence.into();
     let done = sqlx::query(
         r#"
         update tasks
-        set status = 'SUCCEEDED', result = $3, completed_at = now(),
+        set status = 'SUCCEEDED', result = $4, completed_at = now(),
             lease_expires_at = null, updated_at = now()
         where id = $1 and status = 'RUNNING' and attempt_count = $2
+          and ($3::bigint is null or claim_token = $3)
         "#,
     )
     .bind(id.0)
-    .bind(attempt)
+    .bind(fence.attempt)
+    .bind(fence.claim_token)
     .bind(result)
     .execute(db)
     .await?;
@@ -39,23 +42,27 @@ pub async fn mark_succeeded(
 /// Returns the tasks whose fence held; the others were canceled or rescued meanwhile.
 pub async fn mark_succeeded_many(
     db: impl PgExecutor<'_>,
-    done: &[(TaskId, i32, Value)],
+    done: &[(TaskId, Fence, Value)],
 ) -> Result<Vec<TaskId>, sqlx::Error> {
     let ids: Vec<i64> = done.iter().map(|(id, _, _)| id.0).collect();
-    let attempts: Vec<i32> = done.iter().map(|(_, attempt, _)| *attempt).collect();
+    let attempts: Vec<i32> = done.iter().map(|(_, fence, _)| fence.attempt).collect();
+    let tokens: Vec<Option<i64>> = done.iter().map(|(_, fence, _)| fence.claim_token).collect();
     let results: Vec<&Value> = done.iter().map(|(_, _, result)| result).collect();
     let updated: Vec<(i64,)> = sqlx::query_as(
         r#"
         update tasks t
         set status = 'SUCCEEDED', result = done.result, completed_at = now(),
             lease_expires_at = null, updated_at = now()
-        from unnest($1::bigint[], $2::integer[], $3::jsonb[]) as done(id, attempt, result)
+        from unnest($1::bigint[], $2::integer[], $3::bigint[], $4::jsonb[])
+             as done(id, attempt, token, result)
         where t.id = done.id and t.status = 'RUNNING' and t.attempt_count = done.attempt
+          and (done.token is null or t.claim_token = done.token)
         returning t.id
         "#,
     )
     .bind(&ids)
     .bind(&attempts)
+    .bind(&tokens)
     .bind(&results)
     .fetch_all(db)
     .await?;
@@ -83,29 +90,32 @@ impl FailedAttempt {
 pub async fn mark_failed_or_retry(
     db: impl PgExecutor<'_>,
     id: TaskId,
-    attempt: i32,
+    fence: impl Into<Fence>,
     error: &str,
     retry_delay: Duration,
     permanent: bool,
 ) -> Result<Option<FailedAttempt>, sqlx::Error> {
+    let fence = fence.into();
     sqlx::query_as(
         r#"
         update tasks
-        set status = case when $5 or attempt_count >= max_attempts then 'FAILED' else 'PENDING' end,
-            last_error = $3,
-            run_at = case when $5 or attempt_count >= max_attempts then run_at
-                          else now() + $4 * interval '1 millisecond' end,
-            next_attempt_at = case when $5 or attempt_count >= max_attempts then null
-                                   else now() + $4 * interval '1 millisecond' end,
-            completed_at = case when $5 or attempt_count >= max_attempts then now() end,
+        set status = case when $6 or attempt_count >= max_attempts then 'FAILED' else 'PENDING' end,
+            last_error = $4,
+            run_at = case when $6 or attempt_count >= max_attempts then run_at
+                          else now() + $5 * interval '1 millisecond' end,
+            next_attempt_at = case when $6 or attempt_count >= max_attempts then null
+                                   else now() + $5 * interval '1 millisecond' end,
+            completed_at = case when $6 or attempt_count >= max_attempts then now() end,
             lease_expires_at = null,
             updated_at = now()
         where id = $1 and status = 'RUNNING' and attempt_count = $2
+          and ($3::bigint is null or claim_token = $3)
         returning status, next_attempt_at
         "#,
     )
     .bind(id.0)
-    .bind(attempt)
+    .bind(fence.attempt)
+    .bind(fence.claim_token)
     .bind(error)
     .bind(millis(retry_delay))
     .bind(permanent)
@@ -119,8 +129,9 @@ pub async fn mark_failed_or_retry(
 pub async fn release(
     db: impl PgExecutor<'_>,
     id: TaskId,
-    attempt: i32,
+    fence: impl Into<Fence>,
 ) -> Result<bool, sqlx::Error> {
+    let fence = fence.into();
     let released: Option<(i64,)> = sqlx::query_as(&format!(
         r#"
         with released as (
@@ -131,13 +142,15 @@ pub async fn release(
                                              else processing_started_at end,
                 run_at = now(), lease_expires_at = null, updated_at = now()
             where id = $1 and status = 'RUNNING' and attempt_count = $2
+              and ($3::bigint is null or claim_token = $3)
             returning id
         )
         select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')) n
         "#
     ))
     .bind(id.0)
-    .bind(attempt)
+    .bind(fence.attempt)
+    .bind(fence.claim_token)
     .fetch_optional(db)
     .await?;
     Ok(released.is_some())

@@ -1,9 +1,9 @@
 //! The queue: ALL SQL about tasks lives here, one function per statement, named for its intent.
 //!
 //! Functions take an executor (pool, connection or transaction) so the caller owns the
-//! transaction. Every transition out of RUNNING is fenced by `status = 'RUNNING' and
-//! attempt_count = $attempt`, so a worker whose lease was taken over can never overwrite a newer
-//! outcome. This module knows nothing about timing, HTTP or handlers.
+//! transaction. Every transition out of RUNNING is fenced by `status = 'RUNNING'` and the
+//! attempt's [`Fence`] (attempt number and claim token), so a worker whose lease was taken over
+//! can never overwrite a newer outcome. This module knows nothing about timing, HTTP or handlers.
 
 mod cancel;
 mod claim;
@@ -14,7 +14,7 @@ mod rescue;
 mod row;
 
 pub use cancel::{cancel, CancelOutcome};
-pub use claim::{claim_available, renew_leases, ClaimedTask};
+pub use claim::{claim_available, renew_leases, ClaimedTask, Fence};
 pub use complete::{
     mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, FailedAttempt,
 };

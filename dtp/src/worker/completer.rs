@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::PgPool;
+
+use super::connection::DedicatedConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{self, TaskId};
+use crate::queue::{self, Fence, TaskId};
 
 /// Most successes written in one statement.
 const MAX_BATCH: usize = 1000;
@@ -28,7 +30,7 @@ const WRITE_ATTEMPTS: u32 = 5;
 /// One success waiting to be written; `written` says whether its fence held.
 struct Completion {
     id: TaskId,
-    attempt: i32,
+    fence: Fence,
     result: Value,
     written: oneshot::Sender<bool>,
 }
@@ -46,17 +48,18 @@ impl Completer {
         stop: CancellationToken,
     ) -> (Completer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let handle = tokio::spawn(run(pool, rx, stop));
+        let conn = DedicatedConnection::new(pool.connect_options().as_ref().clone());
+        let handle = tokio::spawn(run(conn, rx, stop));
         (Completer { tx }, handle)
     }
 
     /// Queues a success and waits until it is written. `false` when the fence did not hold
     /// (canceled or rescued meanwhile) or the database stayed unreachable.
-    pub(super) async fn complete(&self, id: TaskId, attempt: i32, result: Value) -> bool {
+    pub(super) async fn complete(&self, id: TaskId, fence: Fence, result: Value) -> bool {
         let (written, answer) = oneshot::channel();
         let queued = self.tx.send(Completion {
             id,
-            attempt,
+            fence,
             result,
             written,
         });
@@ -64,13 +67,17 @@ impl Completer {
     }
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Completion>, stop: CancellationToken) {
+async fn run(
+    mut conn: DedicatedConnection,
+    mut rx: mpsc::UnboundedReceiver<Completion>,
+    stop: CancellationToken,
+) {
     loop {
         let first = tokio::select! {
             biased;
             received = rx.recv() => match received {
                 Some(completion) => completion,
-                None => return,
+                None => break,
             },
             _ = stop.cancelled() => {
                 // Executors are done by now; write what is left and end.
@@ -79,9 +86,9 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Completion>, stop: Ca
                     rest.push(completion);
                 }
                 if !rest.is_empty() {
-                    write(&pool, rest).await;
+                    write(&mut conn, rest).await;
                 }
-                return;
+                break;
             }
         };
         let mut batch = vec![first];
@@ -95,19 +102,29 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Completion>, stop: Ca
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        write(&pool, batch).await;
+        write(&mut conn, batch).await;
     }
+    conn.close().await;
 }
 
-async fn write(pool: &PgPool, batch: Vec<Completion>) {
+async fn write(conn: &mut DedicatedConnection, batch: Vec<Completion>) {
     // Results move into the statement's arguments; the acknowledgements wait beside them.
     let (done, waiting): (Vec<_>, Vec<_>) = batch
         .into_iter()
-        .map(|c| ((c.id, c.attempt, c.result), (c.id, c.attempt, c.written)))
+        .map(|c| {
+            (
+                (c.id, c.fence, c.result),
+                (c.id, c.fence.attempt, c.written),
+            )
+        })
         .unzip();
     let mut pause = Duration::from_millis(100);
     for tries_left in (0..WRITE_ATTEMPTS).rev() {
-        match queue::mark_succeeded_many(pool, &done).await {
+        let written = match conn.get().await {
+            Ok(db) => queue::mark_succeeded_many(db, &done).await,
+            Err(e) => Err(e),
+        };
+        match written {
             Ok(written) => {
                 let written: HashSet<TaskId> = written.into_iter().collect();
                 for (id, attempt, ack) in waiting {
@@ -123,10 +140,12 @@ async fn write(pool: &PgPool, batch: Vec<Completion>) {
             }
             Err(e) if tries_left > 0 => {
                 tracing::warn!(error = %e, batch = done.len(), "writing successes failed; retrying");
+                conn.reset();
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
             Err(e) => {
+                conn.reset();
                 // Their leases will expire and the rescuer will retry them: at-least-once.
                 tracing::error!(error = %e, batch = done.len(), "successes lost; the tasks will be rescued when their leases expire");
             }

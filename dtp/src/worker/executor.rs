@@ -9,7 +9,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::Shared;
 use crate::handlers::{HandlerError, TaskContext};
-use crate::queue::{self, ClaimedTask, TaskId};
+use crate::queue::{self, ClaimedTask, Fence, TaskId};
 
 /// How an attempt ended, as far as the worker can tell.
 #[derive(Debug)]
@@ -33,10 +33,11 @@ pub(super) async fn execute(
     slot: Option<OwnedSemaphorePermit>,
 ) {
     let id = task.task_id();
-    let attempt = task.attempt_count;
+    let fence = task.fence();
+    let attempt = fence.attempt;
     tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %shared.config.worker_id, "task claimed");
     let abort = shared.abort_all.child_token();
-    shared.running.insert(id, attempt, abort.clone());
+    shared.running.insert(id, fence, abort.clone());
     let outcome = run_handler(&shared, task, abort).await;
     if let Some(slot) = slot {
         drop(slot);
@@ -49,9 +50,9 @@ pub(super) async fn execute(
         .clone();
     match (outcome, completer) {
         (Outcome::Succeeded(result), Some(completer)) => {
-            completer.complete(id, attempt, result).await;
+            completer.complete(id, fence, result).await;
         }
-        (outcome, _) => record_with_retries(&shared, id, attempt, outcome).await,
+        (outcome, _) => record_with_retries(&shared, id, fence, outcome).await,
     }
     shared.running.remove(id);
 }
@@ -101,10 +102,11 @@ async fn run_handler(
     }
 }
 
-async fn record_with_retries(shared: &Shared, id: TaskId, attempt: i32, outcome: Outcome) {
+async fn record_with_retries(shared: &Shared, id: TaskId, fence: Fence, outcome: Outcome) {
+    let attempt = fence.attempt;
     let mut pause = Duration::from_millis(100);
     for tries_left in (0..RECORD_ATTEMPTS).rev() {
-        match record(shared, id, attempt, &outcome).await {
+        match record(shared, id, fence, &outcome).await {
             Ok(()) => return,
             Err(e) if tries_left > 0 => {
                 tracing::warn!(task_id = %id, attempt, error = %e, "recording outcome failed; retrying");
@@ -122,13 +124,14 @@ async fn record_with_retries(shared: &Shared, id: TaskId, attempt: i32, outcome:
 async fn record(
     shared: &Shared,
     id: TaskId,
-    attempt: i32,
+    fence: Fence,
     outcome: &Outcome,
 ) -> Result<(), sqlx::Error> {
     let pool = &shared.pool;
+    let attempt = fence.attempt;
     match outcome {
         Outcome::Succeeded(result) => {
-            if queue::mark_succeeded(pool, id, attempt, result).await? {
+            if queue::mark_succeeded(pool, id, fence, result).await? {
                 tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
             } else {
                 discarded(id, attempt);
@@ -138,8 +141,7 @@ async fn record(
             let permanent = matches!(error, HandlerError::Permanent(_));
             let delay = shared.config.backoff.delay(attempt);
             let message = error.to_string();
-            match queue::mark_failed_or_retry(pool, id, attempt, &message, delay, permanent).await?
-            {
+            match queue::mark_failed_or_retry(pool, id, fence, &message, delay, permanent).await? {
                 Some(failed) => {
                     tracing::info!(task_id = %id, attempt, from = "RUNNING", to = %failed.status(), next_attempt_at = ?failed.next_attempt_at, error = %message, "task attempt failed")
                 }
@@ -150,7 +152,7 @@ async fn record(
             tracing::info!(task_id = %id, attempt, "handler aborted: task canceled or its lease lost")
         }
         Outcome::Interrupted => {
-            if queue::release(pool, id, attempt).await? {
+            if queue::release(pool, id, fence).await? {
                 tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "PENDING", "task handed back on shutdown");
             }
         }

@@ -29,9 +29,9 @@ async fn renew(shared: &Shared) {
     match queue::renew_leases(&shared.pool, &held, shared.config.lease).await {
         Ok(renewed) => {
             let renewed: HashSet<_> = renewed.into_iter().collect();
-            for (id, attempt) in held.into_iter().filter(|(id, _)| !renewed.contains(id)) {
-                if shared.running.abort(id, Some(attempt)) {
-                    tracing::info!(task_id = %id, attempt, "lease not renewed (canceled or rescued): aborting handler");
+            for (id, fence) in held.into_iter().filter(|(id, _)| !renewed.contains(id)) {
+                if shared.running.abort(id, Some(fence)) {
+                    tracing::info!(task_id = %id, attempt = fence.attempt, "lease not renewed (canceled or rescued): aborting handler");
                 }
             }
         }

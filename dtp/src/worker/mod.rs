@@ -7,6 +7,7 @@
 mod backoff;
 mod claim_loop;
 mod completer;
+mod connection;
 mod executor;
 mod heartbeat;
 mod listener;

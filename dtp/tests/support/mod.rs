@@ -297,3 +297,17 @@ pub async fn count_tasks(pool: &PgPool) -> i64 {
         .await
         .expect("count")
 }
+
+/// Puts a RUNNING task back as it was before its claim, as a database crash does to a claim
+/// whose commit had not reached the disk yet (claims commit without waiting for the flush).
+pub async fn forget_claim(conn: &mut sqlx::PgConnection, id: i64) {
+    sqlx::query(
+        "update tasks set status = 'PENDING', attempt_count = attempt_count - 1, \
+         worker_id = null, lease_expires_at = null, processing_started_at = null \
+         where id = $1 and status = 'RUNNING'",
+    )
+    .bind(id)
+    .execute(conn)
+    .await
+    .expect("forget claim");
+}
