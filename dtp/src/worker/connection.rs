@@ -1,10 +1,16 @@
 //! A connection of its own for a loop that runs one statement after another (the claim loop,
-//! the completer). Taking a connection from the pool costs a liveness ping before each
-//! statement, which on an idle machine takes as long as the statement itself; a loop that owns
-//! its connection skips both, and reconnects after a failure instead.
+//! the completer). Taking a connection from the pool costs a liveness ping, one more round trip,
+//! before each statement; a loop that owns its connection skips it, and reconnects after a
+//! failure instead.
+
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
+
+/// Longest wait for a new connection, as for one from the pool: a server that does not answer
+/// must not hold up the loop (or the worker's shutdown) for the minutes a TCP connect can take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) struct DedicatedConnection {
     options: PgConnectOptions,
@@ -24,9 +30,19 @@ impl DedicatedConnection {
     pub(super) async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
         let conn = match self.conn.take() {
             Some(conn) => conn,
-            None => self.options.connect().await?,
+            None => self.connect().await?,
         };
         Ok(self.conn.insert(conn))
+    }
+
+    async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.options.connect()).await {
+            Ok(connected) => connected,
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection to the database within {CONNECT_TIMEOUT:?}"),
+            ))),
+        }
     }
 
     /// Forgets the connection after a failed statement: whether it broke or only the statement
