@@ -4,15 +4,17 @@
 //! and connection errors are retryable, any other status is a permanent failure. Redirects are not
 //! followed: a redirect is an answer, not a success.
 //!
-//! Only http and https, and, unless the operator allows it, no destination that resolves to a
-//! loopback, private, link-local or otherwise internal address: a task's payload must not be a
-//! way into the network DTP runs in (SSRF). The check resolves the name before the request; a
-//! name that changes its answer between the check and the connection (DNS rebinding) is not
-//! covered.
+//! Only http and https, and, unless the operator allows it, no destination that is or resolves
+//! to a loopback, private, link-local or otherwise internal address: a task's payload must not be
+//! a way into the network DTP runs in (SSRF). Names are checked by the client's own resolver, so
+//! the addresses checked are the addresses connected to: a name cannot pass with one answer and
+//! connect with another (DNS rebinding).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::{json, Value};
 
 use super::{BoxFuture, Handler, HandlerError, TaskContext};
@@ -34,12 +36,14 @@ impl HttpHandler {
     /// A handler with a client that follows no redirects and times out; `allow_private` lets it
     /// call internal addresses (for tests and trusted networks).
     pub fn new(allow_private: bool) -> Self {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+            .connect_timeout(CONNECT_TIMEOUT);
+        if !allow_private {
+            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+        }
+        let client = builder.build().unwrap_or_else(|_| reqwest::Client::new());
         HttpHandler {
             client,
             allow_private,
@@ -49,16 +53,16 @@ impl HttpHandler {
     async fn post(&self, payload: Value) -> Result<Value, HandlerError> {
         let url = parse_url(&payload)?;
         if !self.allow_private {
-            refuse_internal(&url).await?;
+            refuse_internal_ip(&url)?;
         }
         let body = payload.get("body").cloned().unwrap_or(Value::Null);
-        let response = self
-            .client
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| HandlerError::Retryable(format!("request failed: {e}")))?;
+        let response =
+            self.client.post(url).json(&body).send().await.map_err(
+                |e| match internal_address_in(&e) {
+                    Some(refused) => HandlerError::Permanent(refused.to_string()),
+                    None => HandlerError::Retryable(format!("request failed: {e}")),
+                },
+            )?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let excerpt: String = text.chars().take(MAX_RESULT_BODY).collect();
@@ -85,28 +89,74 @@ impl Default for HttpHandler {
     }
 }
 
-/// Fails permanently when `url`'s host is, or resolves to, an internal address.
-async fn refuse_internal(url: &reqwest::Url) -> Result<(), HandlerError> {
+/// A destination the handler will not call.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "payload.url {host} is or resolves to the internal address {ip}; \
+     set DTP_HTTP_ALLOW_PRIVATE=true to allow it"
+)]
+struct InternalAddress {
+    host: String,
+    ip: IpAddr,
+}
+
+/// Fails permanently when `url`'s host is an internal IP address. Names never reach the
+/// resolver when the host is an address, so this is the only check they get.
+fn refuse_internal_ip(url: &reqwest::Url) -> Result<(), HandlerError> {
     let host = url
         .host_str()
         .ok_or_else(|| HandlerError::Permanent("payload.url has no host".into()))?;
-    let port = url.port_or_known_default().unwrap_or(80);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| HandlerError::Retryable(format!("cannot resolve {host}: {e}")))?
-            .map(|a| a.ip())
-            .collect(),
+    // The URL parser has already normalised every IPv4 spelling (0x7f.1, 2130706433…).
+    let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    else {
+        return Ok(());
     };
-    match addresses.iter().find(|ip| is_internal(**ip)) {
-        Some(ip) => Err(HandlerError::Permanent(format!(
-            "payload.url {host} resolves to the internal address {ip}; \
-             set DTP_HTTP_ALLOW_PRIVATE=true to allow it"
-        ))),
-        None => Ok(()),
+    if is_internal(ip) {
+        let host = ip.to_string();
+        return Err(HandlerError::Permanent(
+            InternalAddress { host, ip }.to_string(),
+        ));
     }
+    Ok(())
+}
+
+/// The client's resolver when internal addresses are refused: a name with any internal address
+/// fails to resolve, so the request never connects.
+struct PublicOnlyResolver;
+
+impl Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            // The port is the URL's: the connector sets it on each address.
+            let addresses: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(ip) = addresses
+                .iter()
+                .map(SocketAddr::ip)
+                .find(|ip| is_internal(*ip))
+            {
+                return Err(InternalAddress { host, ip }.into());
+            }
+            let addresses: Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
+/// The resolver's refusal, if that is why the request failed.
+fn internal_address_in(error: &reqwest::Error) -> Option<&InternalAddress> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(refused) = current.downcast_ref::<InternalAddress>() {
+            return Some(refused);
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// Loopback, private, link-local, shared (CGNAT), unspecified, broadcast, documentation and
@@ -197,6 +247,33 @@ mod tests {
         for public in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "172.32.0.1"] {
             let ip: IpAddr = public.parse().expect("ip");
             assert!(!is_internal(ip), "{public} should be public");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_resolver_that_connects_refuses_names_with_internal_addresses() {
+        let name: Name = "localhost".parse().expect("name");
+        let refused = PublicOnlyResolver.resolve(name).await;
+        assert!(
+            matches!(&refused, Err(e) if e.downcast_ref::<InternalAddress>().is_some()),
+            "{:?}",
+            refused.map(|addresses| addresses.collect::<Vec<_>>())
+        );
+    }
+
+    #[tokio::test]
+    async fn other_spellings_of_internal_addresses_are_refused() {
+        let refusing = HttpHandler::new(false);
+        for url in [
+            "http://0x7f.1:1/x",
+            "http://2130706433:1/x",
+            "http://[::ffff:7f00:1]:1/x",
+        ] {
+            let refused = refusing.post(json!({ "url": url })).await;
+            assert!(
+                matches!(&refused, Err(HandlerError::Permanent(m)) if m.contains("internal")),
+                "{url}: {refused:?}"
+            );
         }
     }
 
