@@ -512,13 +512,7 @@ async fn a_batch_creates_every_task_in_request_order() {
         {"type": "noop", "payload": 3, "maxAttempts": 7},
     ]);
 
-    let response = app
-        .client
-        .post(app.url("/tasks/batch"))
-        .json(&batch)
-        .send()
-        .await
-        .expect("sent");
+    let response = app.post_batch(&batch).await;
 
     assert_eq!(response.status(), StatusCode::CREATED);
     let created: common::BatchCreated = response.json().await.expect("batch");
@@ -539,13 +533,7 @@ async fn a_batch_with_one_invalid_item_is_422_naming_it_and_writes_nothing() {
     let app = api_only().await;
     let batch = json!([{"type": "noop"}, {"type": "noop", "maxAttempts": 0}]);
 
-    let response = app
-        .client
-        .post(app.url("/tasks/batch"))
-        .json(&batch)
-        .send()
-        .await
-        .expect("sent");
+    let response = app.post_batch(&batch).await;
 
     let detail = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(detail.starts_with("tasks[1]:"), "{detail}");
@@ -557,13 +545,7 @@ async fn an_empty_or_oversized_batch_is_422() {
     let app = api_only().await;
     let too_many: Vec<Value> = (0..1001).map(|_| json!({"type": "noop"})).collect();
     for batch in [json!([]), json!(too_many)] {
-        let response = app
-            .client
-            .post(app.url("/tasks/batch"))
-            .json(&batch)
-            .send()
-            .await
-            .expect("sent");
+        let response = app.post_batch(&batch).await;
         assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     assert_eq!(app.count_tasks().await, 0);
@@ -577,25 +559,10 @@ async fn a_repeated_batch_with_idempotency_keys_returns_the_same_tasks_with_200(
         {"type": "noop", "payload": "b"},
         {"type": "noop", "payload": "a", "idempotencyKey": "b-1"},
     ]);
-    let first: common::BatchCreated = app
-        .client
-        .post(app.url("/tasks/batch"))
-        .json(&batch)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("batch");
+    let first: common::BatchCreated = app.post_batch(&batch).await.json().await.expect("batch");
 
     let keyed_only = json!([{"type": "noop", "payload": "a", "idempotencyKey": "b-1"}]);
-    let again = app
-        .client
-        .post(app.url("/tasks/batch"))
-        .json(&keyed_only)
-        .send()
-        .await
-        .expect("sent");
+    let again = app.post_batch(&keyed_only).await;
 
     assert_eq!(
         first.created, 2,
@@ -616,13 +583,7 @@ async fn a_batch_reusing_a_key_for_another_request_is_409_and_writes_nothing() {
     let batch =
         json!([{"type": "noop"}, {"type": "noop", "payload": 2, "idempotencyKey": "taken"}]);
 
-    let response = app
-        .client
-        .post(app.url("/tasks/batch"))
-        .json(&batch)
-        .send()
-        .await
-        .expect("sent");
+    let response = app.post_batch(&batch).await;
 
     assert_problem(response, StatusCode::CONFLICT).await;
     assert_eq!(app.count_tasks().await, 1);

@@ -487,15 +487,9 @@ async fn a_worker_whose_claim_the_database_lost_stops_once_the_task_is_claimed_a
 async fn a_batch_wakes_an_idle_worker_and_every_task_runs_once() {
     let app = spawn_app_with(|c| c.poll_interval_ms = 600_000).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let batch: Vec<serde_json::Value> = (0..200).map(|_| json!({"type": "count"})).collect();
+    let batch: serde_json::Value = (0..200).map(|_| json!({"type": "count"})).collect();
 
-    let response = app
-        .client
-        .post(app.url("/tasks/batch"))
-        .json(&batch)
-        .send()
-        .await
-        .expect("sent");
+    let response = app.post_batch(&batch).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     wait_until_all_terminal(&app.pool).await;
 

@@ -193,6 +193,15 @@ impl TestApp {
             .expect("request sent")
     }
 
+    pub async fn post_batch(&self, batch: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/tasks/batch"))
+            .json(batch)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// Creates a task and asserts 201.
     pub async fn create(&self, body: Value) -> TaskView {
         let response = self.post_task(body).await;
