@@ -25,7 +25,8 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Connections in the database pool.
+    /// Connections in the database pool (a worker keeps two more of its own: claims and
+    /// completions).
     #[arg(long, env = "DTP_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
 
