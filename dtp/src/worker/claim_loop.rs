@@ -36,7 +36,6 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
             Ok(_) => wait_for_work(shared, shutdown).await,
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed; retrying shortly");
-                conn.reset();
                 sleep_unless(ERROR_PAUSE, shutdown).await;
             }
         }
@@ -62,13 +61,10 @@ async fn claim_and_start(
     free: usize,
 ) -> Result<usize, sqlx::Error> {
     let limit = i64::try_from(free).unwrap_or(i64::MAX);
-    let claimed = queue::claim_available(
-        conn.get().await?,
-        &shared.config.worker_id,
-        limit,
-        shared.config.lease,
-    )
-    .await?;
+    let config = &shared.config;
+    let claimed = conn
+        .run(async |db| queue::claim_available(db, &config.worker_id, limit, config.lease).await)
+        .await?;
     let count = claimed.len();
     for task in claimed {
         let Ok(slot) = shared.slots.clone().try_acquire_owned() else {

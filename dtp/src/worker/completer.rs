@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::PgPool;
-
-use super::connection::DedicatedConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::connection::DedicatedConnection;
 use crate::queue::{self, Fence, TaskId};
 
 /// Most successes written in one statement.
@@ -120,11 +119,10 @@ async fn write(conn: &mut DedicatedConnection, batch: Vec<Completion>) {
         .unzip();
     let mut pause = Duration::from_millis(100);
     for tries_left in (0..WRITE_ATTEMPTS).rev() {
-        let written = match conn.get().await {
-            Ok(db) => queue::mark_succeeded_many(db, &done).await,
-            Err(e) => Err(e),
-        };
-        match written {
+        match conn
+            .run(async |db| queue::mark_succeeded_many(db, &done).await)
+            .await
+        {
             Ok(written) => {
                 let written: HashSet<TaskId> = written.into_iter().collect();
                 for (id, attempt, ack) in waiting {
@@ -140,12 +138,10 @@ async fn write(conn: &mut DedicatedConnection, batch: Vec<Completion>) {
             }
             Err(e) if tries_left > 0 => {
                 tracing::warn!(error = %e, batch = done.len(), "writing successes failed; retrying");
-                conn.reset();
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
             Err(e) => {
-                conn.reset();
                 // Their leases will expire and the rescuer will retry them: at-least-once.
                 tracing::error!(error = %e, batch = done.len(), "successes lost; the tasks will be rescued when their leases expire");
             }

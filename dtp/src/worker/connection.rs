@@ -18,7 +18,7 @@ pub(super) struct DedicatedConnection {
 }
 
 impl DedicatedConnection {
-    /// Connects lazily, on the first [`get`](Self::get).
+    /// Connects lazily, on the first [`run`](Self::run).
     pub(super) fn new(options: PgConnectOptions) -> Self {
         DedicatedConnection {
             options,
@@ -26,8 +26,24 @@ impl DedicatedConnection {
         }
     }
 
-    /// The connection, opened if there is none.
-    pub(super) async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+    /// Runs `statement` on the connection, opened first if there is none. After a failure the
+    /// connection is dropped, so the next call starts on a new one: whether it broke or only the
+    /// statement failed, a new one is cheaper to reason about, and failures are rare.
+    pub(super) async fn run<T>(
+        &mut self,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let outcome = match self.get().await {
+            Ok(conn) => statement(conn).await,
+            Err(e) => Err(e),
+        };
+        if outcome.is_err() {
+            self.conn = None;
+        }
+        outcome
+    }
+
+    async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
         let conn = match self.conn.take() {
             Some(conn) => conn,
             None => self.connect().await?,
@@ -43,12 +59,6 @@ impl DedicatedConnection {
                 format!("no connection to the database within {CONNECT_TIMEOUT:?}"),
             ))),
         }
-    }
-
-    /// Forgets the connection after a failed statement: whether it broke or only the statement
-    /// failed, a new one is cheaper to reason about, and failures are rare.
-    pub(super) fn reset(&mut self) {
-        self.conn = None;
     }
 
     /// Closes the connection politely (the server would otherwise log a lost client).
