@@ -115,7 +115,7 @@ fn refuse_internal_ip(url: &reqwest::Url) -> Result<(), HandlerError> {
         return Ok(());
     };
     if is_internal(ip) {
-        let host = ip.to_string();
+        let host = host.to_owned();
         return Err(HandlerError::Permanent(
             InternalAddress { host, ip }.to_string(),
         ));
@@ -261,14 +261,11 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn other_spellings_of_internal_addresses_are_refused() {
+    /// Asserts that a handler refusing internal addresses fails each of `urls` permanently,
+    /// saying why.
+    async fn assert_refused_as_internal(urls: &[&str]) {
         let refusing = HttpHandler::new(false);
-        for url in [
-            "http://0x7f.1:1/x",
-            "http://2130706433:1/x",
-            "http://[::ffff:7f00:1]:1/x",
-        ] {
+        for url in urls {
             let refused = refusing.post(json!({ "url": url })).await;
             assert!(
                 matches!(&refused, Err(HandlerError::Permanent(m)) if m.contains("internal")),
@@ -278,20 +275,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn other_spellings_of_internal_addresses_are_refused() {
+        assert_refused_as_internal(&[
+            "http://0x7f.1:1/x",
+            "http://2130706433:1/x",
+            "http://[::ffff:7f00:1]:1/x",
+        ])
+        .await;
+    }
+
+    #[tokio::test]
     async fn calls_to_internal_addresses_are_refused_permanently_unless_allowed() {
-        let refusing = HttpHandler::new(false);
-        for url in [
+        assert_refused_as_internal(&[
             "http://127.0.0.1:1/x",
             "http://localhost:1/x",
             "http://[::1]:1/x",
             "http://169.254.169.254/latest",
-        ] {
-            let refused = refusing.post(json!({ "url": url })).await;
-            assert!(
-                matches!(&refused, Err(HandlerError::Permanent(m)) if m.contains("internal")),
-                "{url}: {refused:?}"
-            );
-        }
+        ])
+        .await;
         // Allowed: the request is made (and fails to connect, retryably).
         let allowing = HttpHandler::new(true);
         let attempted = allowing
