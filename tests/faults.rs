@@ -231,3 +231,38 @@ async fn in_a_cancel_storm_every_task_answered_204_ends_canceled() {
     }
     assert!(canceled > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_only_process_rescues_the_task_of_a_killed_worker() {
+    // dtp-0 serves the API and runs no worker; dtp-1 is the only worker, and is SIGKILLed.
+    let mut system = System::start_with(2, true).await;
+    let client = reqwest::Client::new();
+    let created: common::TaskView = client
+        .post(format!("{}/tasks", system.dtp[0].url()))
+        .json(&json!({"type": "demo-slow", "payload": {"ms": 600000}, "maxAttempts": 1}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("task");
+    let id = created.id;
+    wait_until("the worker runs the task", async || {
+        system.worker_of(id).await.as_deref() == Some("dtp-1")
+    })
+    .await;
+
+    system.dtp[1].kill();
+
+    wait_until("the API-only process rescues it", async || {
+        count_by_status(&system, "FAILED").await == 1
+    })
+    .await;
+    let last_error: Option<String> =
+        sqlx::query_scalar("select last_error from tasks where id = $1")
+            .bind(id)
+            .fetch_one(&system.dtp_pool)
+            .await
+            .expect("task");
+    assert_eq!(last_error.as_deref(), Some("worker lost"));
+}

@@ -218,3 +218,63 @@ async fn a_postgres_crash_under_load_is_503_then_both_services_recover_and_lose_
         seen.statuses
     );
 }
+
+/// The task's status, attempts and last error; `None` while the database is unreachable.
+async fn outcome_of(pool: &PgPool, id: i64) -> Option<(String, i32, Option<String>)> {
+    sqlx::query_as("select status, attempt_count, last_error from tasks where id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_running_across_an_outage_longer_than_their_lease_succeed() {
+    let postgres = ThrowawayPostgres::start();
+    let (dtp_url, web_url) = (postgres.database_url("dtp"), postgres.database_url("webdb"));
+    // Lease 2 s (the suite's fast settings): the outage below lasts more than twice that.
+    let system = System::start_on(&dtp_url, &web_url, 1, false).await;
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    // One attempt ends while the database is down, the other after it is back.
+    for ms in [3000, 9000] {
+        let task: common::TaskView = client
+            .post(format!("{}/tasks", system.dtp[0].url()))
+            .json(&json!({"type": "demo-slow", "payload": {"ms": ms}, "maxAttempts": 1}))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("task");
+        ids.push(task.id);
+    }
+    for &id in &ids {
+        wait_for("the task runs", async || {
+            outcome_of(&system.dtp_pool, id)
+                .await
+                .is_some_and(|(status, ..)| status == "RUNNING")
+        })
+        .await;
+    }
+
+    postgres.stop_immediately();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    postgres.start_again();
+
+    for id in ids {
+        let mut outcome = None;
+        wait_for("the task ends", async || {
+            outcome = outcome_of(&system.dtp_pool, id).await;
+            outcome
+                .as_ref()
+                .is_some_and(|(status, ..)| status != "RUNNING" && status != "PENDING")
+        })
+        .await;
+        assert_eq!(
+            outcome,
+            Some(("SUCCEEDED".to_owned(), 1, None)),
+            "task {id}: a healthy attempt outlives the outage"
+        );
+    }
+}

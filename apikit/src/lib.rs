@@ -1,7 +1,8 @@
 //! The HTTP edge both services share, so that every error either of them sends is RFC 9457
 //! problem JSON: the problem response itself, extractors whose rejections are problem JSON, the
 //! catch-all for answers the framework produces (unknown route, wrong method, timeout), request
-//! ids, the health endpoints, bearer-token authentication, and shutdown on SIGINT/SIGTERM.
+//! ids, the health endpoints, bearer-token authentication, and shutdown on SIGINT/SIGTERM; and,
+//! outbound, reading a peer's answer without letting the peer decide how much memory it takes.
 //!
 //! It knows no service's routes or domain errors; each service's `ApiError` builds on
 //! [`problem_response`].
@@ -9,6 +10,7 @@
 pub mod auth;
 mod extract;
 mod health;
+mod peer_body;
 mod request_id;
 mod shutdown;
 
@@ -18,6 +20,7 @@ use common::problem::{Problem, PROBLEM_CONTENT_TYPE};
 
 pub use extract::{problem_for_bare_errors, ApiJson, OptionalJson, PathId, Rejection};
 pub use health::health_router;
+pub use peer_body::{read_at_most, PeerBody};
 pub use request_id::{with_request_id, RequestId, REQUEST_ID_HEADER};
 pub use shutdown::cancel_on_signals;
 

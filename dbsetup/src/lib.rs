@@ -97,3 +97,27 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
 pub fn is_invalid_data(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("22")))
 }
+
+/// Whether `error` is the server itself saying it is not running: the connection was refused
+/// (nothing listens on its port) or it is starting up or recovering (SQLSTATE 57P03). Either
+/// way every session it had is gone, so no other process can be acting through it now.
+///
+/// A firewall that rejects (rather than drops) packets also makes a connection refused; see the
+/// README's Guarantees for what that means for leases.
+pub fn is_server_down(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
+}
+
+/// Whether a statement that failed with `error` may succeed if simply run again: the database
+/// was unreachable or busy (see [`is_unavailable`]), a serialization failure or deadlock (class
+/// 40), too few resources (class 53), or a statement timeout (57014).
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    is_unavailable(error)
+        || matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|code| {
+            code.starts_with("40") || code.starts_with("53") || code == "57014"
+        }))
+}

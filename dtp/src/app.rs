@@ -12,13 +12,14 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::handlers::{HandlerRegistry, HttpHandler};
-use crate::worker::Worker;
+use crate::worker::{Rescuer, Worker};
 
 /// A built DTP service, ready to run.
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
     worker: Option<Worker>,
+    rescuer: Rescuer,
     pool: PgPool,
 }
 
@@ -46,9 +47,13 @@ impl App {
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {}", config.addr))?;
+        let worker_config = config.worker_config();
+        // Every process rescues, API only or not: a fleet whose only workers died still has its
+        // tasks returned to the queue by whatever process is left.
+        let rescuer = Rescuer::new(&pool, &worker_config);
         let worker = config
             .worker
-            .then(|| Worker::new(pool.clone(), registry.clone(), config.worker_config()));
+            .then(|| Worker::new(pool.clone(), registry.clone(), worker_config));
         let state = AppState {
             pool: pool.clone(),
             registry,
@@ -58,6 +63,7 @@ impl App {
             listener,
             router: api::router(state),
             worker,
+            rescuer,
             pool,
         })
     }
@@ -82,6 +88,7 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = ?self.listener.local_addr().ok(), worker = self.worker.is_some(), "dtp listening");
         let worker = self.worker.map(|w| tokio::spawn(w.run(shutdown.clone())));
+        let rescuer = tokio::spawn(self.rescuer.run(shutdown.clone()));
         let server = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let served = server.await.context("HTTP server failed");
@@ -89,6 +96,7 @@ impl App {
         if let Some(worker) = worker {
             worker.await.context("worker task failed")?;
         }
+        rescuer.await.context("rescuer task failed")?;
         self.pool.close().await;
         served
     }

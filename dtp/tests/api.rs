@@ -92,7 +92,7 @@ async fn a_future_run_at_is_the_scheduled_time_and_is_not_claimed_early() {
     let run_at = "2099-01-01T00:00:00.000Z";
 
     let task = app.create(json!({"type": "demo", "runAt": run_at})).await;
-    let claimed = queue::claim_available(&app.pool, "w", 10, std::time::Duration::from_secs(5))
+    let claimed = support::claim(&app.pool, "w", 10, std::time::Duration::from_secs(5))
         .await
         .expect("claim");
 
@@ -199,7 +199,7 @@ async fn cancel_of_a_pending_task_makes_it_canceled_and_repeating_it_is_idempote
     assert!(first.completed_at.is_some());
     assert_eq!(second.status, TaskStatus::Canceled);
     assert_eq!(second.completed_at, first.completed_at);
-    let claimed = queue::claim_available(&app.pool, "w", 10, std::time::Duration::from_secs(5))
+    let claimed = support::claim(&app.pool, "w", 10, std::time::Duration::from_secs(5))
         .await
         .expect("claim");
     assert!(claimed.is_empty(), "a canceled task must never be claimed");
@@ -209,17 +209,14 @@ async fn cancel_of_a_pending_task_makes_it_canceled_and_repeating_it_is_idempote
 async fn cancel_of_a_succeeded_task_is_409_naming_the_state() {
     let app = api_only().await;
     let id = app.create(json!({"type": "demo"})).await.id;
-    let claimed = queue::claim_available(&app.pool, "w", 1, std::time::Duration::from_secs(5))
+    let claimed = support::claim(&app.pool, "w", 1, std::time::Duration::from_secs(5))
         .await
         .expect("claim");
-    assert!(queue::mark_succeeded(
-        &app.pool,
-        TaskId(id),
-        claimed[0].attempt_count,
-        &json!("ok")
-    )
-    .await
-    .expect("complete"));
+    assert!(
+        queue::mark_succeeded(&app.pool, TaskId(id), claimed[0].fence(), &json!("ok"))
+            .await
+            .expect("complete")
+    );
 
     let detail = assert_problem(app.cancel(id).await, StatusCode::CONFLICT).await;
 
@@ -234,13 +231,13 @@ async fn cancel_of_a_failed_task_is_409_naming_the_state() {
         .create(json!({"type": "demo", "maxAttempts": 1}))
         .await
         .id;
-    let claimed = queue::claim_available(&app.pool, "w", 1, std::time::Duration::from_secs(5))
+    let claimed = support::claim(&app.pool, "w", 1, std::time::Duration::from_secs(5))
         .await
         .expect("claim");
     queue::mark_failed_or_retry(
         &app.pool,
         TaskId(id),
-        claimed[0].attempt_count,
+        claimed[0].fence(),
         "boom",
         std::time::Duration::ZERO,
         false,
@@ -289,6 +286,35 @@ async fn an_idempotency_key_reused_for_another_request_is_409() {
 
     assert_problem(other, StatusCode::CONFLICT).await;
     assert_eq!(app.count_tasks().await, 1);
+}
+
+#[tokio::test]
+async fn a_keyed_repeat_is_the_same_request_on_a_process_with_another_default_max_attempts() {
+    let app = spawn_app_with(|c| {
+        c.worker = false;
+        c.default_max_attempts = 3;
+    })
+    .await;
+    let (peer, _peer) = support::spawn_peer(&app, |c| c.default_max_attempts = 5).await;
+    let request = json!({"type": "demo", "payload": "p", "idempotencyKey": "k-defaults"});
+    let first = app.create(request.clone()).await;
+
+    let repeat = app
+        .client
+        .post(format!("{peer}/tasks"))
+        .json(&request)
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(
+        repeat.status(),
+        StatusCode::OK,
+        "a genuine retry, not a conflict"
+    );
+    let repeat: common::TaskView = repeat.json().await.expect("task");
+    assert_eq!(repeat.id, first.id);
+    assert_eq!(repeat.max_attempts, 3, "the first request's default stands");
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ async fn claim_takes_higher_priority_first_then_the_longest_due() {
     let urgent = app.create(json!({"type": "noop", "priority": 10})).await.id;
 
     let mut order = Vec::new();
-    while let Some(task) = queue::claim_available(&app.pool, "w", 1, LEASE)
+    while let Some(task) = support::claim(&app.pool, "w", 1, LEASE)
         .await
         .expect("claim")
         .pop()
@@ -39,7 +39,7 @@ async fn claim_takes_at_most_the_free_slots() {
         app.create(json!({"type": "noop"})).await;
     }
 
-    let claimed = queue::claim_available(&app.pool, "w", 3, LEASE)
+    let claimed = support::claim(&app.pool, "w", 3, LEASE)
         .await
         .expect("claim");
 
@@ -59,7 +59,7 @@ async fn claim_skips_rows_locked_by_another_worker() {
         .await
         .expect("lock");
 
-    let claimed = queue::claim_available(&app.pool, "w", 2, LEASE)
+    let claimed = support::claim(&app.pool, "w", 2, LEASE)
         .await
         .expect("claim");
     other.rollback().await.expect("rollback");
@@ -72,10 +72,10 @@ async fn claim_skips_rows_locked_by_another_worker() {
 async fn no_transition_leaves_a_terminal_state() {
     let app = spawn_app_with(|c| c.worker = false).await;
     let id = app.create(json!({"type": "noop"})).await.id;
-    let attempt = queue::claim_available(&app.pool, "w", 1, LEASE)
+    let attempt = support::claim(&app.pool, "w", 1, LEASE)
         .await
         .expect("claim")[0]
-        .attempt_count;
+        .fence();
     app.cancel(id).await;
     let task = TaskId(id);
 
@@ -88,7 +88,7 @@ async fn no_transition_leaves_a_terminal_state() {
     let released = queue::release(&app.pool, task, attempt)
         .await
         .expect("query");
-    let claimed = queue::claim_available(&app.pool, "w", 1, LEASE)
+    let claimed = support::claim(&app.pool, "w", 1, LEASE)
         .await
         .expect("claim");
 
@@ -127,21 +127,37 @@ async fn lease_renewal_only_extends_leases_still_held_at_that_attempt() {
     let app = spawn_app_with(|c| c.worker = false).await;
     let held = app.create(json!({"type": "noop"})).await.id;
     let canceled = app.create(json!({"type": "noop"})).await.id;
-    let claimed = queue::claim_available(&app.pool, "w", 2, LEASE)
+    let claimed = support::claim(&app.pool, "w", 2, LEASE)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 2);
+    let fence_of = |id| {
+        claimed
+            .iter()
+            .find(|t| t.id == id)
+            .expect("claimed")
+            .fence()
+    };
+    let (held_fence, canceled_fence) = (fence_of(held), fence_of(canceled));
     app.cancel(canceled).await;
+    let later_attempt = queue::Fence {
+        attempt: 7,
+        ..held_fence
+    };
 
     let renewed = queue::renew_leases(
         &app.pool,
-        &[(TaskId(held), 1), (TaskId(canceled), 1), (TaskId(held), 7)],
+        &[
+            (TaskId(held), held_fence),
+            (TaskId(canceled), canceled_fence),
+            (TaskId(held), later_attempt),
+        ],
         LEASE,
     )
     .await
     .expect("renew");
 
-    assert_eq!(renewed, vec![TaskId(held)]);
+    assert_eq!(renewed, vec![(TaskId(held), held_fence)]);
 }
 
 #[tokio::test]
@@ -149,13 +165,13 @@ async fn a_claim_lost_in_a_database_crash_cannot_write_over_the_next_claim_of_it
     let app = spawn_app_with(|c| c.worker = false).await;
     let id = app.create(json!({"type": "noop"})).await.id;
     let task = TaskId(id);
-    let lost = queue::claim_available(&app.pool, "w", 1, LEASE)
+    let lost = support::claim(&app.pool, "w", 1, LEASE)
         .await
         .expect("claim")
         .remove(0);
     let mut conn = app.pool.acquire().await.expect("connection");
     forget_claim(&mut conn, id).await;
-    let next = queue::claim_available(&app.pool, "w", 1, LEASE)
+    let next = support::claim(&app.pool, "w", 1, LEASE)
         .await
         .expect("claim")
         .remove(0);
@@ -183,4 +199,49 @@ async fn a_claim_lost_in_a_database_crash_cannot_write_over_the_next_claim_of_it
         .expect("query");
     assert!(current);
     assert_eq!(app.get_task(id).await.status, TaskStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn listing_by_a_rare_status_or_an_idempotency_key_reads_an_index_not_the_whole_table() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    // 100,000 finished tasks, one in 2,000 FAILED, loaded by SQL.
+    sqlx::query(
+        "insert into tasks (type, status, max_attempts, attempt_count, scheduled_for, run_at, \
+                            completed_at, idempotency_key) \
+         select 'noop', case when g % 2000 = 0 then 'FAILED' else 'SUCCEEDED' end, 1, 1, \
+                now(), now(), now(), 'key-' || g \
+         from generate_series(1, 100000) g",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("load");
+    sqlx::query("analyze tasks")
+        .execute(&app.pool)
+        .await
+        .expect("analyze");
+    let by_status = |status| queue::ListFilter {
+        status: Some(status),
+        limit: 50,
+        ..Default::default()
+    };
+    let by_key = queue::ListFilter {
+        idempotency_key: Some("key-4242".into()),
+        limit: 50,
+        ..Default::default()
+    };
+
+    for (filter, index) in [
+        (by_status(TaskStatus::Failed), "tasks_failed"),
+        (by_status(TaskStatus::Canceled), "tasks_canceled"),
+        (by_key, "tasks_idempotency_key"),
+    ] {
+        let plan = queue::explain_list(&app.pool, &filter)
+            .await
+            .expect("explain")
+            .join("\n");
+        assert!(
+            plan.contains(index) && !plan.contains("Seq Scan") && !plan.contains("tasks_pkey"),
+            "{filter:?} should read {index}:\n{plan}"
+        );
+    }
 }

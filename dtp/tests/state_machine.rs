@@ -62,13 +62,32 @@ async fn status_and_attempt(pool: &PgPool, id: i64) -> (TaskStatus, i32) {
 async fn apply(pool: &PgPool, id: i64, step: &Step) {
     let task = TaskId(id);
     let (_, attempt) = status_and_attempt(pool, id).await;
-    let token = |stale: bool| if stale { attempt - 1 } else { attempt };
+    let claim_token: Option<i64> =
+        sqlx::query_scalar("select claim_token from tasks where id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("task");
+    let current = queue::Fence {
+        attempt,
+        claim_token: claim_token.unwrap_or(0),
+    };
+    // A stale fence: the previous attempt, or this attempt of a claim the database lost.
+    let token = |stale: bool| match stale {
+        false => current,
+        true if attempt % 2 == 0 => queue::Fence {
+            attempt: attempt - 1,
+            ..current
+        },
+        true => queue::Fence {
+            claim_token: current.claim_token.wrapping_add(1),
+            ..current
+        },
+    };
     let lease = Duration::from_secs(30);
     match step {
         Step::Claim => {
-            queue::claim_available(pool, "w", 1, lease)
-                .await
-                .expect("claim");
+            support::claim(pool, "w", 1, lease).await.expect("claim");
         }
         Step::Succeed { stale } => {
             queue::mark_succeeded(pool, task, token(*stale), &json!("ok"))
@@ -97,7 +116,9 @@ async fn apply(pool: &PgPool, id: i64, step: &Step) {
                 .await
                 .expect("expire");
             let mut tx = pool.begin().await.expect("tx");
-            let expired = queue::lock_expired(&mut tx, 10).await.expect("lock");
+            let expired = queue::lock_expired(&mut tx, 10, Duration::ZERO)
+                .await
+                .expect("lock");
             let lost: Vec<_> = expired.into_iter().map(|t| (t, Duration::ZERO)).collect();
             queue::fail_expired(&mut tx, &lost).await.expect("rescue");
             tx.commit().await.expect("commit");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::{RetryState, TaskStatus};
 use dtp::queue::{self, TaskId};
+use dtp::worker::Rescuer;
 use reqwest::StatusCode;
 use serde_json::json;
 use support::{
@@ -106,13 +107,13 @@ async fn a_running_retry_is_shown_as_retrying() {
     let app = spawn_app_with(|c| c.worker = false).await;
     let id = app.create(json!({"type": "demo-fail"})).await.id;
     let lease = Duration::from_secs(30);
-    let first = queue::claim_available(&app.pool, "w", 1, lease)
+    let first = support::claim(&app.pool, "w", 1, lease)
         .await
         .expect("claim");
     queue::mark_failed_or_retry(
         &app.pool,
         TaskId(id),
-        first[0].attempt_count,
+        first[0].fence(),
         "x",
         Duration::ZERO,
         false,
@@ -121,7 +122,7 @@ async fn a_running_retry_is_shown_as_retrying() {
     .expect("fail")
     .expect("fence held");
 
-    let second = queue::claim_available(&app.pool, "w", 1, lease)
+    let second = support::claim(&app.pool, "w", 1, lease)
         .await
         .expect("claim");
     let task = app.get_task(id).await;
@@ -320,7 +321,7 @@ async fn a_task_whose_worker_stopped_renewing_is_rescued_and_finished_by_another
     let app = spawn_app_with(|c| c.worker = false).await;
     let id = app.create(json!({"type": "count"})).await.id;
     // A worker claims it and dies (as if SIGKILLed): it never renews, never completes.
-    let dead = queue::claim_available(&app.pool, "dead-worker", 1, Duration::from_millis(300))
+    let dead = support::claim(&app.pool, "dead-worker", 1, Duration::from_millis(300))
         .await
         .expect("claim");
     assert_eq!(dead.len(), 1);
@@ -338,7 +339,7 @@ async fn a_task_whose_worker_stopped_renewing_is_rescued_and_finished_by_another
 
     // The dead worker comes back and reports its stale attempt: nothing changes.
     let stale = TaskId(id);
-    let attempt = dead[0].attempt_count;
+    let attempt = dead[0].fence();
     assert!(
         !queue::mark_succeeded(&app.pool, stale, attempt, &json!("stale"))
             .await
@@ -361,15 +362,21 @@ async fn a_task_whose_worker_stopped_renewing_is_rescued_and_finished_by_another
 
 #[tokio::test]
 async fn a_lost_last_attempt_fails_the_task_with_worker_lost() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    // The service's own rescuer stays out of the way (its first round comes before it has been
+    // connected for a lease, its next in ten minutes).
+    let app = spawn_app_with(|c| {
+        c.worker = false;
+        c.rescue_interval_ms = 600_000;
+    })
+    .await;
     let id = app
         .create(json!({"type": "noop", "maxAttempts": 1}))
         .await
         .id;
-    queue::claim_available(&app.pool, "dead-worker", 1, Duration::from_millis(50))
+    support::claim(&app.pool, "dead-worker", 1, Duration::from_millis(50))
         .await
         .expect("claim");
-    let rescuer = worker_for(&app, "rescuer", |_| {});
+    let mut rescuer = Rescuer::new(&app.pool, &support::worker_config(&app, "rescuer", |_| {}));
 
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rescued = rescuer.rescue_once().await.expect("rescue");
@@ -385,11 +392,11 @@ async fn a_lost_last_attempt_fails_the_task_with_worker_lost() {
 async fn a_live_lease_is_not_rescued() {
     let app = spawn_app_with(|c| c.worker = false).await;
     let id = app.create(json!({"type": "noop"})).await.id;
-    queue::claim_available(&app.pool, "busy-worker", 1, Duration::from_secs(60))
+    support::claim(&app.pool, "busy-worker", 1, Duration::from_secs(60))
         .await
         .expect("claim");
 
-    let rescued = worker_for(&app, "rescuer", |_| {})
+    let rescued = Rescuer::new(&app.pool, &support::worker_config(&app, "rescuer", |_| {}))
         .rescue_once()
         .await
         .expect("rescue");
@@ -436,7 +443,7 @@ async fn shutdown_hands_unfinished_tasks_back_to_the_queue_after_the_grace_perio
     );
     assert!(task.processing_started_at.is_none());
     assert!(app.probes.was_aborted(id));
-    let claimed = queue::claim_available(&app.pool, "next", 1, Duration::from_secs(5))
+    let claimed = support::claim(&app.pool, "next", 1, Duration::from_secs(5))
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1, "handed back at once, not after a backoff");
@@ -464,7 +471,7 @@ async fn a_worker_whose_claim_the_database_lost_stops_once_the_task_is_claimed_a
     // under the same attempt number before the first worker hears of anything.
     let mut tx = app.pool.begin().await.expect("transaction");
     forget_claim(&mut tx, id).await;
-    let next = queue::claim_available(&mut *tx, "other-worker", 1, Duration::from_secs(30))
+    let next = support::claim(&mut *tx, "other-worker", 1, Duration::from_secs(30))
         .await
         .expect("claim")
         .remove(0);

@@ -10,6 +10,13 @@ use common::{CreateTask, Problem, TaskPage, TaskView};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
+/// Largest successful answer read from DTP. A task carries its payload (1 MiB under DTP's
+/// default body limit, JSON-escaped) and its result; an answer larger than this is not a task
+/// DTP sent, and reading it whole would let the peer decide how much memory TaskPilot uses.
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+/// Largest error answer read from DTP (only its problem detail is kept).
+const MAX_ERROR_ANSWER_BYTES: usize = 64 * 1024;
+
 /// How a call to DTP can fail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -130,8 +137,15 @@ impl SchedulerClient {
         id: Option<i64>,
     ) -> Result<T, Error> {
         let response = check_status(self.exchange(call).await?, id).await?;
-        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::BadBody(e.to_string()))
+        let body = apikit::read_at_most(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| self.transport(e))?;
+        if !body.complete {
+            return Err(Error::BadBody(format!(
+                "the answer is larger than {MAX_ANSWER_BYTES} bytes"
+            )));
+        }
+        serde_json::from_slice(&body.bytes).map_err(|e| Error::BadBody(e.to_string()))
     }
 
     async fn exchange(&self, call: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
@@ -158,7 +172,10 @@ async fn check_status(
     if status.is_success() {
         return Ok(response);
     }
-    let text = response.text().await.unwrap_or_default();
+    let text = match apikit::read_at_most(response, MAX_ERROR_ANSWER_BYTES).await {
+        Ok(body) => body.text(),
+        Err(e) => format!("(body unreadable: {e})"),
+    };
     let detail = serde_json::from_str::<Problem>(&text)
         .ok()
         .and_then(|p| p.detail)

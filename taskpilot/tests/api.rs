@@ -6,7 +6,9 @@ mod support;
 use common::{RetryState, TaskStatus, WebTaskPage, WebTaskStatus};
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{assert_problem, dtp_task_count, spawn_system};
+use support::{
+    assert_problem, dtp_task_count, spawn_dtp, spawn_system, spawn_taskpilot, TaskPilotClient,
+};
 
 #[tokio::test]
 async fn create_answers_201_with_a_pending_unbound_web_task() {
@@ -104,7 +106,8 @@ async fn a_repeated_idempotency_key_replays_the_first_answer() {
     let first: common::WebTask = first.json().await.expect("web task");
     let again: common::WebTask = again.json().await.expect("web task");
     assert_eq!(first, again);
-    assert_problem(different, StatusCode::UNPROCESSABLE_ENTITY).await;
+    // The same answer as DTP's for a key reused with another request.
+    assert_problem(different, StatusCode::CONFLICT).await;
     let count: i64 = sqlx::query_scalar("select count(*) from web_tasks")
         .fetch_one(&system.taskpilot.pool)
         .await
@@ -209,6 +212,15 @@ async fn twenty_concurrent_binds_leave_one_dtp_task() {
     assert_eq!(dtp_task_count(&system.dtp).await, 1);
 }
 
+/// The DTP idempotency key webdb holds for web task `id`.
+async fn bind_key_of(system: &support::System, id: i64) -> String {
+    sqlx::query_scalar("select bind_key from web_tasks where id = $1")
+        .bind(id)
+        .fetch_one(&system.taskpilot.pool)
+        .await
+        .expect("web task")
+}
+
 #[tokio::test]
 async fn bind_adopts_the_dtp_task_an_interrupted_bind_already_created() {
     let system = spawn_system().await;
@@ -218,7 +230,7 @@ async fn bind_adopts_the_dtp_task_an_interrupted_bind_already_created() {
     let orphan: common::TaskView = system
         .client
         .post(system.dtp.url("/tasks"))
-        .json(&json!({"type": "demo", "payload": "p", "idempotencyKey": format!("taskpilot-web-task-{id}")}))
+        .json(&json!({"type": "demo", "payload": "p", "idempotencyKey": bind_key_of(&system, id).await}))
         .send()
         .await
         .expect("sent")
@@ -240,7 +252,7 @@ async fn bind_adopts_the_earlier_dtp_task_even_when_retried_with_other_options()
     let orphan: common::TaskView = system
         .client
         .post(system.dtp.url("/tasks"))
-        .json(&json!({"type": "demo-slow", "idempotencyKey": format!("taskpilot-web-task-{id}")}))
+        .json(&json!({"type": "demo-slow", "idempotencyKey": bind_key_of(&system, id).await}))
         .send()
         .await
         .expect("sent")
@@ -252,6 +264,83 @@ async fn bind_adopts_the_earlier_dtp_task_even_when_retried_with_other_options()
 
     assert_eq!(bound.scheduler_task_id, Some(orphan.id));
     assert_eq!(dtp_task_count(&system.dtp).await, 1);
+}
+
+/// The DTP task a web task is bound to, as DTP has it.
+async fn dtp_task_of(
+    system_dtp: &support::Service,
+    api: &TaskPilotClient,
+    id: i64,
+) -> common::TaskView {
+    let web = api.get(&format!("/api/tasks/{id}")).await;
+    let web: common::WebTask = web.json().await.expect("web task");
+    let scheduler_task_id = web.scheduler_task_id.expect("bound");
+    reqwest::get(system_dtp.url(&format!("/tasks/{scheduler_task_id}")))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("task")
+}
+
+#[tokio::test]
+async fn two_taskpilots_sharing_one_dtp_each_get_their_own_dtp_task() {
+    let dtp = spawn_dtp().await;
+    let (a, b) = (
+        spawn_taskpilot(&dtp.address).await,
+        spawn_taskpilot(&dtp.address).await,
+    );
+    let (api_a, api_b) = (a.api(), b.api());
+    let id_a = api_a
+        .create(json!({"type": "demo", "payload": "from A"}))
+        .await
+        .id;
+    let id_b = api_b
+        .create(json!({"type": "demo", "payload": "from B"}))
+        .await
+        .id;
+    assert_eq!(id_a, id_b, "both webdbs start their ids at 1");
+
+    api_a.bind(id_a, json!({})).await;
+    api_b.bind(id_b, json!({})).await;
+
+    let (task_a, task_b) = (
+        dtp_task_of(&dtp, &api_a, id_a).await,
+        dtp_task_of(&dtp, &api_b, id_b).await,
+    );
+    assert_ne!(task_a.id, task_b.id);
+    assert_eq!(task_a.payload, json!("from A"));
+    assert_eq!(task_b.payload, json!("from B"));
+    assert_eq!(dtp_task_count(&dtp).await, 2);
+}
+
+#[tokio::test]
+async fn a_recreated_webdb_reusing_ids_binds_new_dtp_tasks_not_the_old_ones() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let old = api
+        .create(json!({"type": "demo", "payload": "old"}))
+        .await
+        .id;
+    api.bind(old, json!({})).await;
+    // webdb is recreated (or restored from a backup): ids start again from 1.
+    sqlx::query("truncate web_tasks restart identity")
+        .execute(&system.taskpilot.pool)
+        .await
+        .expect("truncate");
+
+    let new = api
+        .create(json!({"type": "demo", "payload": "new"}))
+        .await
+        .id;
+    assert_eq!(new, old, "the id is reused");
+    api.bind(new, json!({})).await;
+
+    assert_eq!(
+        dtp_task_of(&system.dtp, &api, new).await.payload,
+        json!("new")
+    );
+    assert_eq!(dtp_task_count(&system.dtp).await, 2);
 }
 
 #[tokio::test]

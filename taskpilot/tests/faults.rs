@@ -133,3 +133,51 @@ async fn the_request_id_is_passed_to_dtp_and_echoed_to_the_client() {
     let seen = dtp.request_ids.lock().expect("lock").clone();
     assert_eq!(seen, vec!["trace-me-123".to_owned()]);
 }
+
+/// A stand-in DTP that answers 200 with a body that never ends.
+async fn endless_stand_in() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = "0,".repeat(32 * 1024);
+                while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn dtp_answering_an_endless_body_is_409_unusable_not_read_to_the_end() {
+    let dtp = endless_stand_in().await;
+    // A timeout longer than the test's patience: only a bounded read can answer in time.
+    let taskpilot = support::spawn_taskpilot_with(&dtp, |c| {
+        c.dtp_timeout_ms = 600_000;
+        c.request_timeout_ms = 700_000;
+    })
+    .await;
+    let api = taskpilot.api();
+    let id = api.create(json!({"type": "demo"})).await.id;
+    force_bind(&taskpilot, id, 77).await;
+
+    let view = tokio::time::timeout(
+        Duration::from_secs(60),
+        api.get(&format!("/api/tasks/{id}/execution")),
+    )
+    .await
+    .expect("TaskPilot answers instead of reading forever");
+
+    // The SPEC's row for "a 2xx without a usable body".
+    assert_problem(view, StatusCode::CONFLICT).await;
+}

@@ -7,9 +7,11 @@
 //! 3. the local server at `postgres://postgres@127.0.0.1:5432/postgres`.
 //!
 //! Each [`TestDb`] is a new database named `tp_test_…`, dropped when the value is dropped.
-//! [`TaskPilotClient`] and [`assert_problem`] are the typed HTTP helpers tests share.
+//! [`TaskPilotClient`] and [`assert_problem`] are the typed HTTP helpers tests share;
+//! [`FaultyProxy`] puts network faults between a process and the database.
 
 mod client;
+mod proxy;
 mod server;
 
 use std::time::Duration;
@@ -18,6 +20,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 pub use client::{assert_problem, TaskPilotClient};
+pub use proxy::{address_of, FaultyProxy};
 pub use server::server_url;
 
 /// A fresh, empty database on the test server; dropped with the value.

@@ -190,6 +190,7 @@ fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> 
         payload: request.payload,
         priority,
         max_attempts,
+        max_attempts_requested: request.max_attempts.is_some(),
         timeout_ms: request.timeout_ms,
         run_at: request.run_at,
         idempotency_key: request.idempotency_key,

@@ -1,6 +1,7 @@
 //! `http`: POSTs `payload.body` to `payload.url`.
 //!
-//! 2xx is success (the result holds the status and the response body), 5xx, 408, 429, timeouts
+//! 2xx is success (the result holds the status and the first 4 KiB of the response body: JSON
+//! when the whole body is JSON, else text), 5xx, 408, 429, timeouts
 //! and connection errors are retryable, any other status is a permanent failure. Redirects are not
 //! followed: a redirect is an answer, not a success.
 //!
@@ -29,7 +30,8 @@ pub struct HttpHandler {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connect timeout of the `http` handler.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Response bodies kept in the result are cut to this many bytes.
+/// Response bodies are read up to this many bytes, kept in the result (or the error); the rest
+/// is never read.
 const MAX_RESULT_BODY: usize = 4096;
 
 impl HttpHandler {
@@ -64,10 +66,16 @@ impl HttpHandler {
                 },
             )?;
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let excerpt: String = text.chars().take(MAX_RESULT_BODY).collect();
+        // Only what is kept is read: a target must not decide how much memory a worker uses.
+        let body = apikit::read_at_most(response, MAX_RESULT_BODY)
+            .await
+            .map_err(|e| HandlerError::Retryable(format!("reading the response failed: {e}")))?;
+        let excerpt = body.text();
         if status.is_success() {
-            let body = serde_json::from_str(&excerpt).unwrap_or(Value::String(excerpt));
+            let body = match body.complete {
+                true => serde_json::from_slice(&body.bytes).unwrap_or(Value::String(excerpt)),
+                false => Value::String(excerpt),
+            };
             return Ok(json!({ "status": status.as_u16(), "body": body }));
         }
         let message = format!("HTTP {status}: {excerpt}");

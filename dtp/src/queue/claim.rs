@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
-use super::{millis, TaskId};
+use super::{millis, TaskId, CHANNEL_TASK_AVAILABLE};
 
 /// A task just claimed: what its worker needs to run it and to fence its outcome.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -37,50 +37,66 @@ impl ClaimedTask {
     pub fn fence(&self) -> Fence {
         Fence {
             attempt: self.attempt_count,
-            claim_token: Some(self.claim_token),
+            claim_token: self.claim_token,
         }
     }
 }
 
 /// What every write about one attempt is fenced on (besides `status = 'RUNNING'`): the attempt
-/// number and the token its claim drew.
-///
-/// Built from an attempt number alone (`Fence::from(2)`), it matches any claim of that attempt:
-/// enough for a program that drives the queue by hand, but it cannot tell a claim the database
-/// lost in a crash from the next claim of the same attempt number. The worker always fences on
-/// both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// number and the token its claim drew. The attempt number alone cannot tell a claim the
+/// database lost in a crash (claims commit asynchronously) from the next claim of the same
+/// attempt number; the token can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fence {
     /// The attempt's number (`attempt_count` once claimed).
     pub attempt: i32,
-    /// The claim's token, when known.
-    pub claim_token: Option<i64>,
+    /// The claim's token.
+    pub claim_token: i64,
 }
 
-impl From<i32> for Fence {
-    fn from(attempt: i32) -> Self {
-        Fence {
-            attempt,
-            claim_token: None,
+/// One claim: who claims, which types it can run, how many, for how long, and the token that
+/// will fence the attempts it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// Written on each claimed task (`workerId`).
+    pub worker_id: &'a str,
+    /// Only tasks of these types are claimed: a process never takes work it has no handler for.
+    pub task_types: &'a [String],
+    /// At most this many tasks.
+    pub limit: i64,
+    /// Lease of each claimed task (database clock).
+    pub lease: Duration,
+    /// Drawn by the claimer before it sends the claim, so that a claim whose answer was lost
+    /// can still be found and released ([`release_lost_claim`]).
+    pub token: i64,
+}
+
+impl<'a> Claim<'a> {
+    /// A claim with a fresh random token.
+    pub fn new(worker_id: &'a str, task_types: &'a [String], limit: i64, lease: Duration) -> Self {
+        Claim {
+            worker_id,
+            task_types,
+            limit,
+            lease,
+            token: rand::random(),
         }
     }
 }
 
-/// Claims up to `limit` due PENDING tasks in one statement: highest priority first, then the
-/// longest due, skipping rows other workers hold locked, and marks them RUNNING under a lease of
-/// `lease` (database clock) held by `worker_id`. Each claim draws a fresh random token (see
-/// [`Fence`]).
+/// Claims up to `claim.limit` due PENDING tasks of `claim.task_types` in one statement: highest
+/// priority first, then the longest due, skipping rows other workers hold locked, and marks
+/// them RUNNING under a lease (database clock) held by `claim.worker_id` and fenced by
+/// `claim.token`.
 pub async fn claim_available(
     db: impl PgExecutor<'_>,
-    worker_id: &str,
-    limit: i64,
-    lease: Duration,
+    claim: &Claim<'_>,
 ) -> Result<Vec<ClaimedTask>, sqlx::Error> {
     sqlx::query_as(
         r#"
         with next as (
             select id from tasks
-            where status = 'PENDING' and run_at <= now()
+            where status = 'PENDING' and run_at <= now() and type = any($5)
             order by priority desc, run_at, id
             limit $1
             for update skip locked
@@ -100,33 +116,64 @@ pub async fn claim_available(
                   t.timeout_ms
         "#,
     )
-    .bind(limit)
-    .bind(worker_id)
-    .bind(millis(lease))
-    .bind(rand::random::<i64>())
+    .bind(claim.limit)
+    .bind(claim.worker_id)
+    .bind(millis(claim.lease))
+    .bind(claim.token)
+    .bind(claim.task_types)
     .fetch_all(db)
     .await
 }
 
+/// Hands back, uncounted, every task still held by the claim of `worker_id` with `token`: the
+/// claimer lost the claim's answer (the connection broke after the commit) and never started
+/// them. Returns how many.
+pub async fn release_lost_claim(
+    db: impl PgExecutor<'_>,
+    worker_id: &str,
+    token: i64,
+) -> Result<u64, sqlx::Error> {
+    // The RUNNING rows are few and all in tasks_running_lease; the token picks among them.
+    let released = sqlx::query(&format!(
+        r#"
+        with released as (
+            update tasks
+            set status = 'PENDING',
+                attempt_count = attempt_count - 1,
+                processing_started_at = case when attempt_count = 1 then null
+                                             else processing_started_at end,
+                run_at = now(), lease_expires_at = null, updated_at = now()
+            where status = 'RUNNING' and claim_token = $2 and worker_id = $1
+            returning id
+        )
+        select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')) n
+        "#
+    ))
+    .bind(worker_id)
+    .bind(token)
+    .execute(db)
+    .await?;
+    Ok(released.rows_affected())
+}
+
 /// Extends the lease of each `(task, fence)` whose fence still holds and returns the ids renewed.
 /// A held task missing from the answer was canceled or rescued: its worker must stop.
-pub async fn renew_leases<F: Into<Fence> + Copy>(
+pub async fn renew_leases(
     db: impl PgExecutor<'_>,
-    held: &[(TaskId, F)],
+    held: &[(TaskId, Fence)],
     lease: Duration,
-) -> Result<Vec<TaskId>, sqlx::Error> {
+) -> Result<Vec<(TaskId, Fence)>, sqlx::Error> {
     let ids: Vec<i64> = held.iter().map(|(id, _)| id.0).collect();
-    let fences: Vec<Fence> = held.iter().map(|(_, fence)| (*fence).into()).collect();
-    let attempts: Vec<i32> = fences.iter().map(|f| f.attempt).collect();
-    let tokens: Vec<Option<i64>> = fences.iter().map(|f| f.claim_token).collect();
-    let renewed: Vec<(i64,)> = sqlx::query_as(
+    let attempts: Vec<i32> = held.iter().map(|(_, f)| f.attempt).collect();
+    let tokens: Vec<i64> = held.iter().map(|(_, f)| f.claim_token).collect();
+    let renewed: Vec<(i64, i32, i64)> = sqlx::query_as(
         r#"
         update tasks t
         set lease_expires_at = now() + $4 * interval '1 millisecond'
         from unnest($1::bigint[], $2::integer[], $3::bigint[]) as held(id, attempt, token)
         where t.id = held.id and t.status = 'RUNNING' and t.attempt_count = held.attempt
-          and (held.token is null or t.claim_token = held.token)
-        returning t.id
+          and t.claim_token = held.token
+        returning t.id, t.attempt_count, t.claim_token
         "#,
     )
     .bind(&ids)
@@ -135,5 +182,16 @@ pub async fn renew_leases<F: Into<Fence> + Copy>(
     .bind(millis(lease))
     .fetch_all(db)
     .await?;
-    Ok(renewed.into_iter().map(|(id,)| TaskId(id)).collect())
+    Ok(renewed
+        .into_iter()
+        .map(|(id, attempt, claim_token)| {
+            (
+                TaskId(id),
+                Fence {
+                    attempt,
+                    claim_token,
+                },
+            )
+        })
+        .collect())
 }

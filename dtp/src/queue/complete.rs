@@ -3,6 +3,7 @@
 //! Each is fenced by `status = 'RUNNING'` and the attempt's [`Fence`]: when it matches no row the
 //! attempt is no longer this worker's (canceled, or rescued and claimed again) and nothing changes.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,44 +11,35 @@ use common::TaskStatus;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
+use super::storable::{storable_error, storable_json};
 use super::{millis, Fence, TaskId, CHANNEL_TASK_AVAILABLE};
 
 /// Marks the attempt SUCCEEDED with its result. `false` when the fence did not match.
 pub async fn mark_succeeded(
     db: impl PgExecutor<'_>,
     id: TaskId,
-    fence: impl Into<Fence>,
+    fence: Fence,
     result: &Value,
 ) -> Result<bool, sqlx::Error> {
-    let fence = fence.into();
-    let done = sqlx::query(
-        r#"
-        update tasks
-        set status = 'SUCCEEDED', result = $4, completed_at = now(),
-            lease_expires_at = null, updated_at = now()
-        where id = $1 and status = 'RUNNING' and attempt_count = $2
-          and ($3::bigint is null or claim_token = $3)
-        "#,
-    )
-    .bind(id.0)
-    .bind(fence.attempt)
-    .bind(fence.claim_token)
-    .bind(result)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let done = mark_succeeded_many(db, &[(id, fence, result.clone())]).await?;
+    Ok(done.contains(&id))
 }
 
-/// Marks many attempts SUCCEEDED in one statement, each fenced like [`mark_succeeded`].
-/// Returns the tasks whose fence held; the others were canceled or rescued meanwhile.
+/// Marks many attempts SUCCEEDED in one statement, each fenced on its attempt. Results are
+/// stored without NUL characters (see [`super::storable`]). Returns the tasks whose fence held;
+/// the others were canceled or rescued meanwhile.
 pub async fn mark_succeeded_many(
     db: impl PgExecutor<'_>,
     done: &[(TaskId, Fence, Value)],
 ) -> Result<Vec<TaskId>, sqlx::Error> {
     let ids: Vec<i64> = done.iter().map(|(id, _, _)| id.0).collect();
     let attempts: Vec<i32> = done.iter().map(|(_, fence, _)| fence.attempt).collect();
-    let tokens: Vec<Option<i64>> = done.iter().map(|(_, fence, _)| fence.claim_token).collect();
-    let results: Vec<&Value> = done.iter().map(|(_, _, result)| result).collect();
+    let tokens: Vec<i64> = done.iter().map(|(_, fence, _)| fence.claim_token).collect();
+    let storable: Vec<Cow<'_, Value>> = done
+        .iter()
+        .map(|(_, _, result)| storable_json(result))
+        .collect();
+    let results: Vec<&Value> = storable.iter().map(AsRef::as_ref).collect();
     let updated: Vec<(i64,)> = sqlx::query_as(
         r#"
         update tasks t
@@ -56,7 +48,7 @@ pub async fn mark_succeeded_many(
         from unnest($1::bigint[], $2::integer[], $3::bigint[], $4::jsonb[])
              as done(id, attempt, token, result)
         where t.id = done.id and t.status = 'RUNNING' and t.attempt_count = done.attempt
-          and (done.token is null or t.claim_token = done.token)
+          and t.claim_token = done.token
         returning t.id
         "#,
     )
@@ -86,16 +78,16 @@ impl FailedAttempt {
 }
 
 /// Records a failed attempt: the task is retried after `retry_delay` while attempts remain and
-/// the error is not `permanent`, else it is FAILED. `None` when the fence did not match.
+/// the error is not `permanent`, else it is FAILED. The error is stored as
+/// [`super::storable`] makes it. `None` when the fence did not match.
 pub async fn mark_failed_or_retry(
     db: impl PgExecutor<'_>,
     id: TaskId,
-    fence: impl Into<Fence>,
+    fence: Fence,
     error: &str,
     retry_delay: Duration,
     permanent: bool,
 ) -> Result<Option<FailedAttempt>, sqlx::Error> {
-    let fence = fence.into();
     sqlx::query_as(
         r#"
         update tasks
@@ -108,15 +100,14 @@ pub async fn mark_failed_or_retry(
             completed_at = case when $6 or attempt_count >= max_attempts then now() end,
             lease_expires_at = null,
             updated_at = now()
-        where id = $1 and status = 'RUNNING' and attempt_count = $2
-          and ($3::bigint is null or claim_token = $3)
+        where id = $1 and status = 'RUNNING' and attempt_count = $2 and claim_token = $3
         returning status, next_attempt_at
         "#,
     )
     .bind(id.0)
     .bind(fence.attempt)
     .bind(fence.claim_token)
-    .bind(error)
+    .bind(storable_error(error))
     .bind(millis(retry_delay))
     .bind(permanent)
     .fetch_optional(db)
@@ -129,9 +120,8 @@ pub async fn mark_failed_or_retry(
 pub async fn release(
     db: impl PgExecutor<'_>,
     id: TaskId,
-    fence: impl Into<Fence>,
+    fence: Fence,
 ) -> Result<bool, sqlx::Error> {
-    let fence = fence.into();
     let released: Option<(i64,)> = sqlx::query_as(&format!(
         r#"
         with released as (
@@ -141,8 +131,7 @@ pub async fn release(
                 processing_started_at = case when attempt_count = 1 then null
                                              else processing_started_at end,
                 run_at = now(), lease_expires_at = null, updated_at = now()
-            where id = $1 and status = 'RUNNING' and attempt_count = $2
-              and ($3::bigint is null or claim_token = $3)
+            where id = $1 and status = 'RUNNING' and attempt_count = $2 and claim_token = $3
             returning id
         )
         select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')) n

@@ -18,6 +18,10 @@ pub struct NewTask {
     pub priority: i32,
     /// Attempts allowed.
     pub max_attempts: i32,
+    /// Whether the request named `max_attempts` (else it is the process's default). A default
+    /// is not part of what identifies a request: processes with different defaults must agree
+    /// that a retry is the same request.
+    pub max_attempts_requested: bool,
     /// Per-task execution timeout.
     pub timeout_ms: Option<i64>,
     /// Not before; now (database clock) when absent.
@@ -27,13 +31,14 @@ pub struct NewTask {
 }
 
 impl NewTask {
-    /// What identifies "the same request" for an idempotency key: every field but the key.
+    /// What identifies "the same request" for an idempotency key: every field the request gave,
+    /// but the key.
     fn fingerprint(&self) -> Value {
         serde_json::json!({
             "type": self.task_type,
             "payload": self.payload,
             "priority": self.priority,
-            "maxAttempts": self.max_attempts,
+            "maxAttempts": self.max_attempts_requested.then_some(self.max_attempts),
             "timeoutMs": self.timeout_ms,
             "runAt": self.run_at.map(|t| t.timestamp_micros()),
         })

@@ -12,16 +12,18 @@ mod enqueue;
 mod read;
 mod rescue;
 mod row;
+mod storable;
 
 pub use cancel::{cancel, CancelOutcome};
-pub use claim::{claim_available, renew_leases, ClaimedTask, Fence};
+pub use claim::{claim_available, release_lost_claim, renew_leases, Claim, ClaimedTask, Fence};
 pub use complete::{
     mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, FailedAttempt,
 };
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};
-pub use read::{get, list, ListFilter};
+pub use read::{explain_list, get, list, ListFilter};
 pub use rescue::{fail_expired, lock_expired, ExpiredLease};
 pub use row::TaskRow;
+pub use storable::MAX_ERROR_BYTES;
 
 use std::fmt;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
-use super::{millis, TaskId};
+use super::{millis, TaskId, CHANNEL_TASK_AVAILABLE};
 
 /// A RUNNING task whose lease ran out, locked by the rescuer's transaction.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -28,26 +28,34 @@ impl ExpiredLease {
 
 /// Locks up to `limit` RUNNING tasks whose lease expired (database clock), skipping those
 /// another rescuer holds. Call inside a transaction, then [`fail_expired`] in the same one.
+///
+/// Nothing is found until the server has been up for one `lease`: while it was down no worker
+/// could renew, so a lease that ran out during an outage says nothing about its worker, which
+/// gets a full lease after the restart to renew it.
 pub async fn lock_expired(
     conn: &mut PgConnection,
     limit: i64,
+    lease: Duration,
 ) -> Result<Vec<ExpiredLease>, sqlx::Error> {
     sqlx::query_as(
         r#"
         select id, attempt_count, max_attempts, worker_id from tasks
         where status = 'RUNNING' and lease_expires_at < now()
+          and pg_postmaster_start_time() < now() - $2 * interval '1 millisecond'
         order by lease_expires_at
         limit $1
         for update skip locked
         "#,
     )
     .bind(limit)
+    .bind(millis(lease))
     .fetch_all(conn)
     .await
 }
 
 /// Counts each lost attempt as failed with "worker lost": retried after its delay, or FAILED
-/// when attempts are used up. Returns `(id, new status)` per task changed.
+/// when attempts are used up; wakes the workers (at commit) when any is due again. Returns
+/// `(id, new status)` per task changed.
 pub async fn fail_expired(
     conn: &mut PgConnection,
     lost: &[(ExpiredLease, Duration)],
@@ -55,8 +63,9 @@ pub async fn fail_expired(
     let ids: Vec<i64> = lost.iter().map(|(t, _)| t.id).collect();
     let attempts: Vec<i32> = lost.iter().map(|(t, _)| t.attempt_count).collect();
     let delays: Vec<i64> = lost.iter().map(|(_, d)| millis(*d)).collect();
-    let rows: Vec<(i64, String)> = sqlx::query_as(
+    let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
         r#"
+        with rescued as (
         update tasks t
         set status = case when t.attempt_count >= t.max_attempts then 'FAILED' else 'PENDING' end,
             last_error = 'worker lost',
@@ -70,9 +79,15 @@ pub async fn fail_expired(
         from unnest($1::bigint[], $2::integer[], $3::bigint[]) as lost(id, attempt, delay_ms)
         where t.id = lost.id and t.status = 'RUNNING' and t.attempt_count = lost.attempt
           and t.lease_expires_at < now()
-        returning t.id, t.status
-        "#,
-    )
+        returning t.id, t.status, t.run_at
+        )
+        select id, status from rescued
+        left join lateral (
+            select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')
+            where rescued.status = 'PENDING' and rescued.run_at <= now()
+        ) notified on true
+        "#
+    ))
     .bind(&ids)
     .bind(&attempts)
     .bind(&delays)

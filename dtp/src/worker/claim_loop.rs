@@ -2,7 +2,7 @@
 //! for a notification, a freed slot or the poll interval when there is nothing to do.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
@@ -21,7 +21,26 @@ const GATHER_WINDOW: Duration = Duration::from_micros(250);
 
 pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
     let mut conn = DedicatedConnection::new(claim_connection_options(&shared.pool));
+    // The token of a claim that failed: if it failed after its commit (the answer was lost),
+    // its tasks are RUNNING under this worker's name and nobody runs them.
+    let mut unanswered: Option<i64> = None;
     while !shutdown.is_cancelled() {
+        if let Some(token) = unanswered {
+            // At once, before the lease of what it may hold runs out; then the pause after a
+            // failed claim.
+            match release_lost_claim(shared, &mut conn, token).await {
+                Ok(()) => {
+                    unanswered = None;
+                    sleep_unless(ERROR_PAUSE, shutdown).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "releasing a claim whose answer was lost failed; retrying shortly");
+                    sleep_unless(ERROR_PAUSE, shutdown).await;
+                    continue;
+                }
+            }
+        }
         if shared.slots.available_permits() == 0 {
             tokio::select! {
                 _ = shared.slot_freed.notified() => {}
@@ -30,13 +49,16 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
             continue;
         }
         let free = gather_slots(shared).await;
-        match claim_and_start(shared, &mut conn, free).await {
+        let limit = i64::try_from(free).unwrap_or(i64::MAX);
+        let config = &shared.config;
+        let claim = queue::Claim::new(&config.worker_id, &shared.task_types, limit, config.lease);
+        match claim_and_start(shared, &mut conn, &claim).await {
             // Every free slot got a task: there may be more, go again at once.
             Ok(claimed) if claimed == free => {}
             Ok(_) => wait_for_work(shared, shutdown).await,
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed; retrying shortly");
-                sleep_unless(ERROR_PAUSE, shutdown).await;
+                unanswered = Some(claim.token);
             }
         }
     }
@@ -58,13 +80,15 @@ fn claim_connection_options(pool: &PgPool) -> PgConnectOptions {
 async fn claim_and_start(
     shared: &Arc<Shared>,
     conn: &mut DedicatedConnection,
-    free: usize,
+    claim: &queue::Claim<'_>,
 ) -> Result<usize, sqlx::Error> {
-    let limit = i64::try_from(free).unwrap_or(i64::MAX);
     let config = &shared.config;
+    let sent = Instant::now();
     let claimed = conn
-        .run(async |db| queue::claim_available(db, &config.worker_id, limit, config.lease).await)
+        .run(async |db| queue::claim_available(db, claim).await)
         .await?;
+    // The lease was drawn by the database after `sent`: counting from `sent` errs on the safe side.
+    let ours_until = sent + config.lease - config.lease_margin();
     let count = claimed.len();
     for task in claimed {
         let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
@@ -73,11 +97,35 @@ async fn claim_and_start(
             tracing::error!(task_id = task.id, "claimed a task without a free slot");
             continue;
         };
-        shared
-            .executions
-            .spawn(executor::execute(shared.clone(), task, Some(slot)));
+        shared.executions.spawn(executor::execute(
+            shared.clone(),
+            task,
+            ours_until,
+            Some(slot),
+        ));
     }
     Ok(count)
+}
+
+/// Puts back, uncounted, the tasks of a claim whose answer never arrived (see
+/// `queue::release_lost_claim`). What this cannot cover (the process dies before it reconnects)
+/// the rescuer does, counting the attempt as lost.
+async fn release_lost_claim(
+    shared: &Shared,
+    conn: &mut DedicatedConnection,
+    token: i64,
+) -> Result<(), sqlx::Error> {
+    let worker_id = &shared.config.worker_id;
+    let released = conn
+        .run(async |db| queue::release_lost_claim(db, worker_id, token).await)
+        .await?;
+    if released > 0 {
+        tracing::warn!(
+            released,
+            "a claim's answer was lost; its tasks are handed back uncounted"
+        );
+    }
+    Ok(())
 }
 
 /// Gives tasks that are finishing up to [`GATHER_WINDOW`] to hand their slots back, so that the

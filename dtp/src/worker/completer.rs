@@ -23,8 +23,11 @@ const MAX_BATCH: usize = 1000;
 /// database runs out of under load; a task's slot is free meanwhile, so this delays only the
 /// task's `completedAt`, never the next claim.
 const LINGER: Duration = Duration::from_millis(2);
-/// Attempts at writing a batch while the database is briefly unavailable.
+/// Attempts at writing a batch that fails for a reason other than the database being
+/// unreachable or busy (a bug, most likely).
 const WRITE_ATTEMPTS: u32 = 5;
+/// Longest pause between attempts at writing a batch.
+const MAX_WRITE_PAUSE: Duration = Duration::from_secs(5);
 
 /// One success waiting to be written; `written` says whether its fence held.
 struct Completion {
@@ -85,7 +88,7 @@ async fn run(
                     rest.push(completion);
                 }
                 if !rest.is_empty() {
-                    write(&mut conn, rest).await;
+                    write(&mut conn, rest, &stop).await;
                 }
                 break;
             }
@@ -101,12 +104,12 @@ async fn run(
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        write(&mut conn, batch).await;
+        write(&mut conn, batch, &stop).await;
     }
     conn.close().await;
 }
 
-async fn write(conn: &mut DedicatedConnection, batch: Vec<Completion>) {
+async fn write(conn: &mut DedicatedConnection, batch: Vec<Completion>, stop: &CancellationToken) {
     // Results move into the statement's arguments; the acknowledgements wait beside them.
     let (done, waiting): (Vec<_>, Vec<_>) = batch
         .into_iter()
@@ -117,37 +120,86 @@ async fn write(conn: &mut DedicatedConnection, batch: Vec<Completion>) {
             )
         })
         .unzip();
+    let written = write_until_stored(conn, &done, stop).await;
+    for (id, attempt, ack) in waiting {
+        let held = written.contains(&id);
+        if held {
+            tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
+        } else {
+            tracing::info!(task_id = %id, attempt, "success not recorded: task was canceled or rescued, or the worker is stopping");
+        }
+        let _ = ack.send(held);
+    }
+}
+
+/// Writes `done`, retrying while the database is unreachable or busy (the executors keep their
+/// leases renewed meanwhile) until it succeeds or the worker stops. A batch the database refuses
+/// as data is split until the refused success stands alone; that one is recorded as a failed
+/// attempt saying why, so one bad row never costs the others their success. Returns the tasks
+/// recorded SUCCEEDED.
+async fn write_until_stored(
+    conn: &mut DedicatedConnection,
+    done: &[(TaskId, Fence, Value)],
+    stop: &CancellationToken,
+) -> HashSet<TaskId> {
+    let mut pending = vec![done];
+    let mut written = HashSet::new();
     let mut pause = Duration::from_millis(100);
-    for tries_left in (0..WRITE_ATTEMPTS).rev() {
+    let mut other_failures = 0;
+    while let Some(part) = pending.pop() {
         match conn
-            .run(async |db| queue::mark_succeeded_many(db, &done).await)
+            .run(async |db| queue::mark_succeeded_many(db, part).await)
             .await
         {
-            Ok(written) => {
-                let written: HashSet<TaskId> = written.into_iter().collect();
-                for (id, attempt, ack) in waiting {
-                    let held = written.contains(&id);
-                    if held {
-                        tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
-                    } else {
-                        tracing::info!(task_id = %id, attempt, "late outcome discarded: task was canceled or rescued");
-                    }
-                    let _ = ack.send(held);
-                }
-                return;
+            Ok(ids) => written.extend(ids),
+            Err(e) if dbsetup::is_invalid_data(&e) && part.len() > 1 => {
+                let (left, right) = part.split_at(part.len() / 2);
+                pending.extend([left, right]);
             }
-            Err(e) if tries_left > 0 => {
-                tracing::warn!(error = %e, batch = done.len(), "writing successes failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
+            Err(e) if dbsetup::is_invalid_data(&e) => {
+                record_unstorable(conn, &part[0], &e).await;
             }
             Err(e) => {
-                // Their leases will expire and the rescuer will retry them: at-least-once.
-                tracing::error!(error = %e, batch = done.len(), "successes lost; the tasks will be rescued when their leases expire");
+                if !dbsetup::is_transient(&e) {
+                    other_failures += 1;
+                }
+                if stop.is_cancelled() || other_failures >= WRITE_ATTEMPTS {
+                    // Their leases will expire and the rescuer will retry them: at-least-once.
+                    tracing::error!(error = %e, batch = part.len(), "successes not recorded; the tasks will be rescued when their leases expire");
+                    continue;
+                }
+                tracing::warn!(error = %e, batch = part.len(), "writing successes failed; retrying");
+                pending.push(part);
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.cancelled() => {}
+                }
+                pause = (pause * 2).min(MAX_WRITE_PAUSE);
             }
         }
     }
-    for (_, _, ack) in waiting {
-        let _ = ack.send(false);
+    written
+}
+
+/// Records the attempt of a success whose result the database refused as a permanent failure
+/// naming the refusal.
+async fn record_unstorable(
+    conn: &mut DedicatedConnection,
+    (id, fence, _): &(TaskId, Fence, Value),
+    refusal: &sqlx::Error,
+) {
+    let error = format!("the result could not be stored: {refusal}");
+    let recorded = conn
+        .run(async |db| {
+            queue::mark_failed_or_retry(db, *id, *fence, &error, Duration::ZERO, true).await
+        })
+        .await;
+    match recorded {
+        Ok(_) => {
+            tracing::warn!(task_id = %id, attempt = fence.attempt, error, "result refused by the database: attempt failed")
+        }
+        Err(e) => {
+            tracing::error!(task_id = %id, error = %e, "could not record a refused result; the task will be rescued")
+        }
     }
 }

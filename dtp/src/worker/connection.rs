@@ -1,9 +1,10 @@
 //! A connection of its own for a loop that runs one statement after another (the claim loop,
-//! the completer). Taking a connection from the pool costs a liveness ping, one more round trip,
-//! before each statement; a loop that owns its connection skips it, and reconnects after a
-//! failure instead.
+//! the completer, the lease heartbeat, the rescuer). Taking a connection from the pool costs a
+//! liveness ping, one more round trip, before each statement, and waits behind API requests
+//! when the pool is busy; a loop that owns its connection skips both, and reconnects after a
+//! failure instead. It also knows since when it has been connected, which the rescuer needs.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
@@ -14,7 +15,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) struct DedicatedConnection {
     options: PgConnectOptions,
-    conn: Option<PgConnection>,
+    conn: Option<(PgConnection, Instant)>,
 }
 
 impl DedicatedConnection {
@@ -43,28 +44,55 @@ impl DedicatedConnection {
         outcome
     }
 
+    /// [`run`](Self::run), given up after `limit` (connecting included): a partitioned network
+    /// answers nothing, and the caller must not wait for TCP to notice. The connection is
+    /// dropped then too, as its state is unknown.
+    pub(super) async fn run_within<T>(
+        &mut self,
+        limit: Duration,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        match tokio::time::timeout(limit, self.run(statement)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.conn = None;
+                Err(timed_out(format!(
+                    "no answer from the database within {limit:?}"
+                )))
+            }
+        }
+    }
+
+    /// When the current connection was opened; `None` while there is none.
+    pub(super) fn connected_since(&self) -> Option<Instant> {
+        self.conn.as_ref().map(|(_, since)| *since)
+    }
+
     async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
         let conn = match self.conn.take() {
             Some(conn) => conn,
-            None => self.connect().await?,
+            None => (self.connect().await?, Instant::now()),
         };
-        Ok(self.conn.insert(conn))
+        Ok(&mut self.conn.insert(conn).0)
     }
 
     async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.options.connect()).await {
             Ok(connected) => connected,
-            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no connection to the database within {CONNECT_TIMEOUT:?}"),
+            Err(_) => Err(timed_out(format!(
+                "no connection to the database within {CONNECT_TIMEOUT:?}"
             ))),
         }
     }
 
     /// Closes the connection politely (the server would otherwise log a lost client).
     pub(super) async fn close(mut self) {
-        if let Some(conn) = self.conn.take() {
+        if let Some((conn, _)) = self.conn.take() {
             let _ = conn.close().await;
         }
     }
+}
+
+fn timed_out(message: String) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message))
 }

@@ -2,7 +2,7 @@
 //! outcome through the fenced queue transitions.
 
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
@@ -22,14 +22,19 @@ enum Outcome {
     Interrupted,
 }
 
-/// Attempts at recording an outcome while the database is briefly unavailable.
+/// Attempts at recording an outcome that fails for a reason other than the database being
+/// unreachable or busy (a bug, most likely): after these the task is left to its lease.
 const RECORD_ATTEMPTS: u32 = 5;
+/// Longest pause between attempts at recording an outcome.
+const MAX_RECORD_PAUSE: Duration = Duration::from_secs(5);
 
-/// Runs `task` and records its outcome. `slot` is given back as soon as the handler is done,
-/// before the outcome is written, so the claim loop can take the next task meanwhile.
+/// Runs `task` and records its outcome. The attempt's lease is ours until `ours_until` unless
+/// renewed. `slot` is given back as soon as the handler is done, before the outcome is
+/// written, so the claim loop can take the next task meanwhile.
 pub(super) async fn execute(
     shared: Arc<Shared>,
     task: ClaimedTask,
+    ours_until: Instant,
     slot: Option<OwnedSemaphorePermit>,
 ) {
     let id = task.task_id();
@@ -37,7 +42,7 @@ pub(super) async fn execute(
     let attempt = fence.attempt;
     tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %shared.config.worker_id, "task claimed");
     let abort = shared.abort_all.child_token();
-    shared.running.insert(id, fence, abort.clone());
+    shared.running.insert(id, fence, abort.clone(), ours_until);
     let outcome = run_handler(&shared, task, abort).await;
     if let Some(slot) = slot {
         drop(slot);
@@ -52,9 +57,11 @@ pub(super) async fn execute(
         (Outcome::Succeeded(result), Some(completer)) => {
             completer.complete(id, fence, result).await;
         }
-        (outcome, _) => record_with_retries(&shared, id, fence, outcome).await,
+        (outcome, _) => record_until_written(&shared, id, fence, outcome).await,
     }
-    shared.running.remove(id);
+    // The lease is renewed until here, so an outcome that waits for the database to come back
+    // is still ours to write when it does.
+    shared.running.remove(id, fence);
 }
 
 async fn run_handler(
@@ -102,22 +109,36 @@ async fn run_handler(
     }
 }
 
-async fn record_with_retries(shared: &Shared, id: TaskId, fence: Fence, outcome: Outcome) {
+/// Records `outcome`, for as long as the database is unreachable or busy: the attempt's lease
+/// is renewed meanwhile (or, while the server is down, cannot be taken over), so a success
+/// finished during an outage is still a success when the database returns.
+async fn record_until_written(shared: &Shared, id: TaskId, fence: Fence, mut outcome: Outcome) {
     let attempt = fence.attempt;
     let mut pause = Duration::from_millis(100);
-    for tries_left in (0..RECORD_ATTEMPTS).rev() {
-        match record(shared, id, fence, &outcome).await {
-            Ok(()) => return,
-            Err(e) if tries_left > 0 => {
-                tracing::warn!(task_id = %id, attempt, error = %e, "recording outcome failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-            Err(e) => {
+    let mut other_failures = 0;
+    loop {
+        let Err(e) = record(shared, id, fence, &outcome).await else {
+            return;
+        };
+        if dbsetup::is_invalid_data(&e) {
+            // Not the outcome's fault that it cannot be stored; record that instead.
+            tracing::warn!(task_id = %id, attempt, error = %e, "outcome refused by the database; recording the refusal");
+            outcome = Outcome::Failed(HandlerError::Permanent(format!(
+                "the attempt's outcome could not be stored: {e}"
+            )));
+            continue;
+        }
+        if !dbsetup::is_transient(&e) {
+            other_failures += 1;
+            if other_failures >= RECORD_ATTEMPTS {
                 // The lease will expire and the rescuer will retry the task: at-least-once.
                 tracing::error!(task_id = %id, attempt, error = %e, "outcome lost; the task will be rescued when its lease expires");
+                return;
             }
         }
+        tracing::warn!(task_id = %id, attempt, error = %e, "recording outcome failed; retrying");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_RECORD_PAUSE);
     }
 }
 

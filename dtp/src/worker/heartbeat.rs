@@ -1,39 +1,96 @@
-//! Lease renewal: one statement renews every lease this worker holds. A task whose renewal
-//! fails was canceled or rescued, so its handler is aborted: the renewal doubles as the fallback
-//! for a missed cancel notification.
+//! Leases: one statement renews every lease this worker holds, and a watch stops the handlers
+//! whose lease may have run out.
+//!
+//! A task whose renewal finds its fence broken was canceled or rescued, so its handler is
+//! aborted: the renewal doubles as the fallback for a missed cancel notification.
+//!
+//! A worker that cannot renew at all (a network partition, a hung connection) must stop its
+//! handlers before any other process may rescue their tasks, or two would run one task. Each
+//! attempt is ours until `lease - margin` after the last renewal that succeeded was *sent*
+//! (measured on this process's monotonic clock, so no clock on another host matters); the watch
+//! aborts it then. One exception keeps healthy attempts alive across a database restart: when
+//! the server itself says it is down (connection refused, starting up), no process can rescue
+//! anything through it, and after it comes back rescuers wait one full lease
+//! (`queue::lock_expired`, `rescuer`), so every attempt still ours stays ours for a lease from
+//! then.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::connection::DedicatedConnection;
 use super::Shared;
 use crate::queue;
 
 pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut conn = DedicatedConnection::new(shared.pool.connect_options().as_ref().clone());
     let mut ticks = tokio::time::interval(shared.config.heartbeat_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticks.tick() => renew(&shared).await,
+            _ = ticks.tick() => renew(&shared, &mut conn).await,
+            _ = stop.cancelled() => break,
+        }
+    }
+    conn.close().await;
+}
+
+/// Aborts, every few milliseconds, the attempts whose lease may no longer be ours. Runs apart
+/// from the renewal, which may be waiting on a database that does not answer.
+pub(super) async fn watch(shared: Arc<Shared>, stop: CancellationToken) {
+    let every = (shared.config.lease_margin() / 4).max(Duration::from_millis(5));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                for (id, fence) in shared.running.abort_lapsed(Instant::now()) {
+                    tracing::warn!(task_id = %id, attempt = fence.attempt, "lease not renewed in time (database unreachable): aborting handler before another process may take the task");
+                }
+            }
             _ = stop.cancelled() => return,
         }
     }
 }
 
-async fn renew(shared: &Shared) {
+async fn renew(shared: &Shared, conn: &mut DedicatedConnection) {
     let held = shared.running.held();
     if held.is_empty() {
         return;
     }
-    match queue::renew_leases(&shared.pool, &held, shared.config.lease).await {
+    let config = &shared.config;
+    let sent = Instant::now();
+    let ours_until = sent + config.lease - config.lease_margin();
+    // A connection broken by a restart fails its first statement; a second, on a new
+    // connection, tells at once whether the server is down or back.
+    let mut outcome = Err(sqlx::Error::PoolClosed);
+    for _ in 0..2 {
+        let remaining = config.heartbeat_interval.saturating_sub(sent.elapsed());
+        outcome = conn
+            .run_within(remaining, async |db| {
+                queue::renew_leases(db, &held, config.lease).await
+            })
+            .await;
+        match &outcome {
+            Err(e) if dbsetup::is_unavailable(e) && !dbsetup::is_server_down(e) => continue,
+            _ => break,
+        }
+    }
+    match outcome {
         Ok(renewed) => {
+            shared.running.renewed(&renewed, ours_until);
             let renewed: HashSet<_> = renewed.into_iter().collect();
-            for (id, fence) in held.into_iter().filter(|(id, _)| !renewed.contains(id)) {
+            for (id, fence) in held.into_iter().filter(|held| !renewed.contains(held)) {
                 if shared.running.abort(id, Some(fence)) {
                     tracing::info!(task_id = %id, attempt = fence.attempt, "lease not renewed (canceled or rescued): aborting handler");
                 }
             }
+        }
+        Err(e) if dbsetup::is_server_down(&e) => {
+            shared.running.extend_live(Instant::now(), ours_until);
+            tracing::warn!(error = %e, held = held.len(), "lease renewal failed: the database is down; running handlers carry on");
         }
         Err(e) => tracing::warn!(error = %e, held = held.len(), "lease renewal failed"),
     }

@@ -1,5 +1,7 @@
-//! The worker: claims due tasks, runs their handlers within a concurrency limit, keeps their
-//! leases alive, rescues tasks of dead workers, and shuts down gracefully.
+//! The worker: claims due tasks of the types it has handlers for, runs their handlers within a
+//! concurrency limit, keeps their leases alive (and stops its handlers when it cannot), and
+//! shuts down gracefully. The [`Rescuer`], which every process runs, worker or not, returns the
+//! tasks of dead workers to the queue.
 //!
 //! It owns all timing (polling, leases, backoff, grace periods) and never builds SQL: every
 //! statement is a `queue` function. It never propagates errors: it logs them and backs off.
@@ -26,6 +28,7 @@ use crate::handlers::HandlerRegistry;
 
 pub use backoff::Backoff;
 use completer::Completer;
+pub use rescuer::Rescuer;
 use running::RunningTasks;
 
 /// How a worker behaves. See [`WorkerConfig::default`] for the defaults.
@@ -73,6 +76,16 @@ impl Default for WorkerConfig {
     }
 }
 
+impl WorkerConfig {
+    /// How long before its lease runs out (on this process's clock) a worker that could not
+    /// renew stops the handler: a fifth of the lease. It covers the time the abort takes and
+    /// clocks that run at slightly different rates; a heartbeat every third of the lease leaves
+    /// room for one failed renewal before it.
+    pub fn lease_margin(&self) -> Duration {
+        self.lease / 5
+    }
+}
+
 /// `dtp-{host}-{pid}`: unique per process on a host, readable in logs and task bodies.
 pub fn default_worker_id() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
@@ -88,6 +101,8 @@ pub struct Worker {
 struct Shared {
     pool: PgPool,
     registry: HandlerRegistry,
+    /// The registry's types: the only ones this worker claims.
+    task_types: Vec<String>,
     config: WorkerConfig,
     running: RunningTasks,
     slots: Arc<Semaphore>,
@@ -112,6 +127,7 @@ impl Worker {
         Worker {
             shared: Arc::new(Shared {
                 pool,
+                task_types: registry.names().into_iter().map(str::to_owned).collect(),
                 registry,
                 config,
                 running: RunningTasks::default(),
@@ -144,7 +160,7 @@ impl Worker {
         let tasks = [
             tokio::spawn(listener::run(shared.clone(), background.clone())),
             tokio::spawn(heartbeat::run(shared.clone(), background.clone())),
-            tokio::spawn(rescuer::run(shared.clone(), background.clone())),
+            tokio::spawn(heartbeat::watch(shared.clone(), background.clone())),
             completing,
         ];
         tracing::info!(worker_id = %self.id(), concurrency = shared.config.concurrency, "worker started");
@@ -200,18 +216,17 @@ impl Worker {
     /// Returns how many were claimed (0: nothing was due). For tests and embedding programs
     /// that drive the worker by hand.
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
-        let limit = i64::try_from(self.shared.config.concurrency.max(1)).unwrap_or(i64::MAX);
-        let claimed = crate::queue::claim_available(
-            &self.shared.pool,
-            self.id(),
-            limit,
-            self.shared.config.lease,
-        )
-        .await?;
+        let shared = &self.shared;
+        let config = &shared.config;
+        let limit = i64::try_from(config.concurrency.max(1)).unwrap_or(i64::MAX);
+        let claim = crate::queue::Claim::new(self.id(), &shared.task_types, limit, config.lease);
+        let sent = std::time::Instant::now();
+        let claimed = crate::queue::claim_available(&shared.pool, &claim).await?;
+        let ours_until = sent + config.lease - config.lease_margin();
         let count = claimed.len();
         let runs: Vec<_> = claimed
             .into_iter()
-            .map(|task| tokio::spawn(executor::execute(self.shared.clone(), task, None)))
+            .map(|task| tokio::spawn(executor::execute(shared.clone(), task, ours_until, None)))
             .collect();
         for run in runs {
             if let Err(e) = run.await {
@@ -219,10 +234,5 @@ impl Worker {
             }
         }
         Ok(count)
-    }
-
-    /// Rescues every task whose lease has expired; returns how many.
-    pub async fn rescue_once(&self) -> Result<usize, sqlx::Error> {
-        rescuer::rescue_expired(&self.shared).await
     }
 }

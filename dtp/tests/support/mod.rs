@@ -83,7 +83,8 @@ impl Drop for AbortProbe {
 }
 
 /// The built-ins plus test handlers: `count` (counts runs per task, sleeps `payload.ms`),
-/// `probe-slow` (sleeps `payload.ms`, records being aborted) and `panic`.
+/// `probe-slow` (sleeps `payload.ms`, records being aborted), `nul-result` and `nul-error` (a
+/// result and an error holding NUL characters, which PostgreSQL cannot store) and `panic`.
 pub fn test_registry(probes: &Probes) -> HandlerRegistry {
     let runs = probes.runs.clone();
     let aborted = probes.aborted.clone();
@@ -128,6 +129,16 @@ pub fn test_registry(probes: &Probes) -> HandlerRegistry {
             }),
         )
         .register(
+            "nul-result",
+            handler_fn(|_ctx| async move { Ok(json!({"text": "a\u{0}b", "k\u{0}ey": ["\u{0}"]})) }),
+        )
+        .register(
+            "nul-error",
+            handler_fn(|_ctx| async move {
+                Err::<Value, _>(HandlerError::Permanent("bad\u{0}byte".into()))
+            }),
+        )
+        .register(
             "panic",
             handler_fn(|_ctx| async move {
                 if true {
@@ -138,15 +149,24 @@ pub fn test_registry(probes: &Probes) -> HandlerRegistry {
         )
 }
 
-/// A worker over `app`'s database with `app`'s test handlers and fast settings.
-pub fn worker_for(app: &TestApp, id: &str, tweak: impl FnOnce(&mut Config)) -> dtp::worker::Worker {
+/// The fast settings of a worker named `id`, adjusted by `tweak`.
+pub fn worker_config(
+    app: &TestApp,
+    id: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> dtp::worker::WorkerConfig {
     let mut config = fast_config(&app.db);
     config.worker_id = Some(id.to_owned());
     tweak(&mut config);
+    config.worker_config()
+}
+
+/// A worker over `app`'s database with `app`'s test handlers and fast settings.
+pub fn worker_for(app: &TestApp, id: &str, tweak: impl FnOnce(&mut Config)) -> dtp::worker::Worker {
     dtp::worker::Worker::new(
         app.pool.clone(),
         test_registry(&app.probes),
-        config.worker_config(),
+        worker_config(app, id, tweak),
     )
 }
 
@@ -177,6 +197,24 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         server: Some(server),
         db,
     }
+}
+
+/// A second `dtp` process over `app`'s database (API only unless `tweak` says otherwise); it
+/// stops when the returned token is canceled or dropped with the test. Returns its base URL.
+pub async fn spawn_peer(
+    app: &TestApp,
+    tweak: impl FnOnce(&mut Config),
+) -> (String, tokio_util::sync::DropGuard) {
+    let mut config = fast_config(&app.db);
+    config.worker = false;
+    tweak(&mut config);
+    let peer = App::build_with_handlers(config, test_registry(&app.probes))
+        .await
+        .expect("peer builds");
+    let address = format!("http://127.0.0.1:{}", peer.port());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(peer.run_until_stopped(shutdown.clone()));
+    (address, shutdown.drop_guard())
 }
 
 impl TestApp {
@@ -319,4 +357,24 @@ pub async fn forget_claim(conn: &mut sqlx::PgConnection, id: i64) {
     .execute(conn)
     .await
     .expect("forget claim");
+}
+
+/// Every type the test handlers know, as a claim takes them.
+pub fn test_types() -> Vec<String> {
+    test_registry(&Probes::default())
+        .names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Claims as a worker with the test handlers would (any type they know).
+pub async fn claim(
+    db: impl sqlx::PgExecutor<'_>,
+    worker_id: &str,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<dtp::queue::ClaimedTask>, sqlx::Error> {
+    let types = test_types();
+    dtp::queue::claim_available(db, &dtp::queue::Claim::new(worker_id, &types, limit, lease)).await
 }

@@ -1,8 +1,10 @@
 //! `POST /api/tasks/{id}/scheduler`: bind a web task to a DTP task, exactly once.
 //!
-//! The DTP task is created with an idempotency key derived from the web task id, so racing binds
-//! and a bind retried after TaskPilot died between DTP's answer and its own write all end on the
-//! same DTP task. No database transaction is held across the call to DTP.
+//! The DTP task is created with the web task's `bind_key` as its idempotency key (random, drawn
+//! when the web task was created, see `migrations/webdb/0002_bind_key.sql`), so racing binds and
+//! a bind retried after TaskPilot died between DTP's answer and its own write all end on the
+//! same DTP task, while another TaskPilot sharing the DTP, or this one after its webdb was
+//! recreated, never meets the key. No database transaction is held across the call to DTP.
 
 use apikit::{OptionalJson, PathId, RequestId};
 use axum::extract::State;
@@ -19,11 +21,6 @@ const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<i32> = 1..=100;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/api/tasks/{id}/scheduler", post(bind))
-}
-
-/// The DTP idempotency key of web task `id`: one DTP task per web task, ever.
-pub fn scheduler_key(id: i64) -> String {
-    format!("taskpilot-web-task-{id}")
 }
 
 /// Binds a web task to a DTP task, exactly once (idempotent).
@@ -88,7 +85,7 @@ async fn create_or_adopt(
     request: BindRequest,
     request_id: &str,
 ) -> Result<TaskView, ApiError> {
-    let key = scheduler_key(task.id);
+    let key = task.bind_key.clone();
     let mut create = CreateTask::new(
         request
             .scheduler_type
@@ -100,15 +97,26 @@ async fn create_or_adopt(
     match state.scheduler.create_task(&create, request_id).await {
         Ok(created) => Ok(created),
         // The key was used by an earlier bind with other options: that task is the one.
-        Err(scheduler_client::Error::Conflict(_)) => state
-            .scheduler
-            .find_by_idempotency_key(&key, request_id)
-            .await?
-            .ok_or_else(|| {
-                ApiError::BadGateway(format!(
-                    "scheduler refused key {key:?} as used but has no task with it"
-                ))
-            }),
+        Err(scheduler_client::Error::Conflict(_)) => {
+            let earlier = state
+                .scheduler
+                .find_by_idempotency_key(&key, request_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::BadGateway(format!(
+                        "scheduler refused key {key:?} as used but has no task with it"
+                    ))
+                })?;
+            // Its type may differ (an earlier bind may have named another schedulerType), its
+            // payload may not: a task with another payload is not this web task's.
+            if earlier.payload != task.payload {
+                return Err(ApiError::Conflict(format!(
+                    "scheduler task {} holds this web task's key but another payload; not adopted",
+                    earlier.id
+                )));
+            }
+            Ok(earlier)
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -84,7 +84,8 @@ impl From<store::Error> for ApiError {
     fn from(error: store::Error) -> Self {
         match error {
             e @ store::Error::NotFound(_) => ApiError::NotFound(e.to_string()),
-            e @ store::Error::IdempotencyMismatch(_) => ApiError::Invalid(e.to_string()),
+            // DTP's answer for a key reused with another request, so that both services agree.
+            e @ store::Error::IdempotencyMismatch(_) => ApiError::Conflict(e.to_string()),
             store::Error::Database(e) => e.into(),
         }
     }

@@ -8,7 +8,8 @@ use sqlx::{PgConnection, PgExecutor};
 use super::Error;
 
 /// Every column reads return.
-const COLUMNS: &str = "id, type, payload, status, scheduler_task_id, created_at, updated_at";
+const COLUMNS: &str =
+    "id, type, payload, status, scheduler_task_id, bind_key, created_at, updated_at";
 
 /// One web task as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -24,6 +25,8 @@ pub struct WebTaskRow {
     pub status: String,
     /// The bound DTP task.
     pub scheduler_task_id: Option<i64>,
+    /// The idempotency key its DTP task is created with: random, unique to this web task.
+    pub bind_key: String,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.

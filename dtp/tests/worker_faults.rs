@@ -1,0 +1,251 @@
+//! Faults inside one worker that must not break the Guarantees: outcomes the database cannot
+//! store, a claim the same worker takes twice, a worker cut off from the database, a claim
+//! whose answer is lost, tasks of types a process cannot run, and targets that answer without
+//! end.
+
+mod support;
+
+use std::time::Duration;
+
+use common::TaskStatus;
+use dtp::handlers::{HandlerRegistry, HttpHandler};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::{forget_claim, spawn_app_with, wait_for_status, wait_until_all_terminal, PATIENCE};
+use testkit::{address_of, FaultyProxy};
+use tokio_util::sync::CancellationToken;
+
+async fn status_of(pool: &sqlx::PgPool, id: i64) -> String {
+    sqlx::query_scalar("select status from tasks where id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .expect("task exists")
+}
+
+/// Polls a condition with a generous bound (a hang guard, not a timing goal).
+async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn results_holding_nul_are_stored_cleaned_and_the_rest_of_their_batch_succeeds() {
+    let app = spawn_app_with(|_| {}).await;
+    let mut batch: Vec<Value> = (0..300)
+        .map(|_| json!({"type": "noop", "maxAttempts": 1}))
+        .collect();
+    for i in 0..6 {
+        batch.insert(i * 50, json!({"type": "nul-result", "maxAttempts": 1}));
+    }
+
+    let response = app.post_batch(&Value::Array(batch)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    wait_until_all_terminal(&app.pool).await;
+
+    type Outcome = (String, String, i32, Option<String>, Option<Value>);
+    let rows: Vec<Outcome> = sqlx::query_as(
+        "select type, status, attempt_count, last_error, result from tasks order by id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("tasks");
+    assert_eq!(rows.len(), 306);
+    for (task_type, status, attempts, last_error, result) in rows {
+        assert_eq!(
+            (status.as_str(), attempts, last_error.as_deref()),
+            ("SUCCEEDED", 1, None),
+            "a {task_type} task"
+        );
+        if task_type == "nul-result" {
+            assert_eq!(
+                result,
+                Some(json!({"text": "a\u{fffd}b", "k\u{fffd}ey": ["\u{fffd}"]})),
+                "NUL is replaced by U+FFFD"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_error_holding_nul_is_stored_cleaned() {
+    let app = spawn_app_with(|_| {}).await;
+    let id = app.create(json!({"type": "nul-error"})).await.id;
+
+    let task = app.wait_for(id, TaskStatus::Failed).await;
+
+    assert_eq!(task.last_error.as_deref(), Some("bad\u{fffd}byte"));
+    assert_eq!(task.attempt_count, 1, "a permanent error is not retried");
+}
+
+#[tokio::test]
+async fn a_stale_attempt_reclaimed_by_the_same_worker_is_aborted_and_the_new_one_keeps_its_lease() {
+    let app = spawn_app_with(|_| {}).await;
+    let id = app
+        .create(json!({"type": "probe-slow", "payload": {"ms": 2500}, "maxAttempts": 1}))
+        .await
+        .id;
+    wait_for_status(&app.pool, id, TaskStatus::Running).await;
+
+    // The database loses the claim (a crash before its commit reached the disk); the same worker
+    // claims the task again while its first run still goes on.
+    let mut conn = app.pool.acquire().await.expect("connection");
+    forget_claim(&mut conn, id).await;
+    drop(conn);
+
+    // The first run is stopped; the second runs to the end under a lease it keeps renewing.
+    let task = app.wait_for(id, TaskStatus::Succeeded).await;
+    assert!(app.probes.was_aborted(id), "the stale run was stopped");
+    assert_eq!(task.attempt_count, 1);
+    assert_eq!(task.last_error, None, "the live attempt was never rescued");
+}
+
+#[tokio::test]
+async fn a_worker_cut_off_from_the_database_stops_its_handlers_before_its_task_is_rescued() {
+    // The service (API and rescuer) reaches the database; the worker goes through a proxy.
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let proxy = FaultyProxy::start(&address_of(&app.db.url)).await;
+    let pool = sqlx::PgPool::connect(&proxy.url_for(&app.db.url))
+        .await
+        .expect("pool through the proxy");
+    let worker = dtp::worker::Worker::new(
+        pool,
+        support::test_registry(&app.probes),
+        support::worker_config(&app, "cut-off", |_| {}),
+    );
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    let id = app
+        .create(json!({"type": "probe-slow", "payload": {"ms": 60000}, "maxAttempts": 1}))
+        .await
+        .id;
+    wait_for_status(&app.pool, id, TaskStatus::Running).await;
+
+    proxy.partition(true);
+    // The rescuer finds the lease expired and fails the attempt ("worker lost"): by then the
+    // worker, which could not renew, must have stopped the handler itself.
+    wait_for_status(&app.pool, id, TaskStatus::Failed).await;
+    let stopped_before_rescue = app.probes.was_aborted(id);
+    proxy.partition(false);
+    stop.cancel();
+    running.await.expect("worker stopped");
+
+    assert!(
+        stopped_before_rescue,
+        "the handler was still running when its task was rescued"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_released_without_using_an_attempt() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let proxy = FaultyProxy::start(&address_of(&app.db.url)).await;
+    let pool = sqlx::PgPool::connect(&proxy.url_for(&app.db.url))
+        .await
+        .expect("pool through the proxy");
+    let worker = dtp::worker::Worker::new(
+        pool,
+        support::test_registry(&app.probes),
+        support::worker_config(&app, "unlucky", |c| c.poll_interval_ms = 60_000),
+    );
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The claim reaches the database and commits; its answer never comes back.
+    proxy.cut_after_request(true);
+    let id = app
+        .create(json!({"type": "count", "maxAttempts": 1}))
+        .await
+        .id;
+    wait_for_status(&app.pool, id, TaskStatus::Running).await;
+    proxy.cut_after_request(false);
+
+    let task = app.wait_for(id, TaskStatus::Succeeded).await;
+    stop.cancel();
+    running.await.expect("worker stopped");
+    assert_eq!(task.attempt_count, 1, "the lost claim did not count");
+    assert_eq!(task.last_error, None);
+    assert_eq!(app.probes.runs_of(id), 1);
+}
+
+#[tokio::test]
+async fn a_worker_claims_only_the_types_it_has_handlers_for() {
+    // The service knows `count`; the worker beside it only has the built-ins.
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let foreign = app.create(json!({"type": "count"})).await.id;
+    let stop = CancellationToken::new();
+    let config = support::worker_config(&app, "builtins-only", |_| {});
+    let worker =
+        dtp::worker::Worker::new(app.pool.clone(), HandlerRegistry::with_builtins(), config);
+    let running = tokio::spawn(worker.run(stop.clone()));
+
+    let own = app.create(json!({"type": "noop"})).await.id;
+    app.wait_for(own, TaskStatus::Succeeded).await;
+    let foreign_status = status_of(&app.pool, foreign).await;
+    stop.cancel();
+    running.await.expect("worker stopped");
+
+    assert_eq!(
+        foreign_status, "PENDING",
+        "left for a process that can run it"
+    );
+}
+
+/// A target that answers 200 with a body that never ends (close-delimited, written forever).
+async fn endless_target() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/endless", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let head =
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = [b'x'; 64 * 1024];
+                while stream.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_http_target_answering_an_endless_body_succeeds_with_the_kept_excerpt() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let registry = support::test_registry(&app.probes).register("http", HttpHandler::new(true));
+    let config = support::worker_config(&app, "w", |_| {});
+    let stop = CancellationToken::new();
+    let _running = tokio::spawn(
+        dtp::worker::Worker::new(app.pool.clone(), registry, config).run(stop.clone()),
+    );
+    let _stop = stop.drop_guard();
+    let url = endless_target().await;
+
+    let id = app
+        .create(
+            json!({"type": "http", "payload": {"url": url}, "timeoutMs": 10000, "maxAttempts": 1}),
+        )
+        .await
+        .id;
+    let mut task = app.get_task(id).await;
+    eventually("the http task ends", async || {
+        task = app.get_task(id).await;
+        task.status.is_terminal()
+    })
+    .await;
+
+    assert_eq!(task.status, TaskStatus::Succeeded, "{:?}", task.last_error);
+    let body = task.result.as_ref().and_then(|r| r["body"].as_str());
+    assert_eq!(body.map(str::len), Some(4096));
+}
