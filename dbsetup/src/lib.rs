@@ -99,15 +99,20 @@ pub fn is_invalid_data(error: &sqlx::Error) -> bool {
 }
 
 /// Whether `error` is the server itself saying it is not running: the connection was refused
-/// (nothing listens on its port) or it is starting up or recovering (SQLSTATE 57P03). Either
-/// way every session it had is gone, so no other process can be acting through it now.
+/// (nothing listens on its port) or it is starting up or recovering (SQLSTATE 57P03, but not
+/// "shutting down"). Either way every session it had is gone, so no other process can be acting
+/// through it now.
 ///
 /// A firewall that rejects (rather than drops) packets also makes a connection refused; see the
 /// README's Guarantees for what that means for leases.
 pub fn is_server_down(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
-        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        // Not "shutting down": a smart shutdown refuses new sessions but lets the old ones,
+        // other processes' among them, go on working.
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("57P03") && !db.message().contains("shutting down")
+        }
         _ => false,
     }
 }

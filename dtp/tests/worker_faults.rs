@@ -127,15 +127,17 @@ async fn a_worker_cut_off_from_the_database_stops_its_handlers_before_its_task_i
     proxy.partition(true);
     // The rescuer finds the lease expired and fails the attempt ("worker lost"): by then the
     // worker, which could not renew, must have stopped the handler itself.
-    wait_for_status(&app.pool, id, TaskStatus::Failed).await;
-    let stopped_before_rescue = app.probes.was_aborted(id);
+    let rescued = app.wait_for(id, TaskStatus::Failed).await;
     proxy.partition(false);
     stop.cancel();
     running.await.expect("worker stopped");
 
+    assert_eq!(rescued.last_error.as_deref(), Some("worker lost"));
+    let stopped = app.probes.aborted_at(id).expect("the handler was stopped");
+    let rescued_at = rescued.completed_at.expect("terminal");
     assert!(
-        stopped_before_rescue,
-        "the handler was still running when its task was rescued"
+        stopped < rescued_at,
+        "the handler ran until {stopped}, after its task was rescued at {rescued_at}"
     );
 }
 
@@ -192,6 +194,56 @@ async fn a_worker_claims_only_the_types_it_has_handlers_for() {
     assert_eq!(
         foreign_status, "PENDING",
         "left for a process that can run it"
+    );
+}
+
+/// A target that answers 200 with `body`, then closes the connection.
+async fn target_answering(body: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n";
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn http_targets_answering_nul_succeed_with_cleaned_results() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let registry = support::test_registry(&app.probes).register("http", HttpHandler::new(true));
+    let config = support::worker_config(&app, "w", |_| {});
+    let stop = CancellationToken::new();
+    let _running = tokio::spawn(
+        dtp::worker::Worker::new(app.pool.clone(), registry, config).run(stop.clone()),
+    );
+    let _stop = stop.drop_guard();
+    let json_nul = target_answering(br#"{"text":"a\u0000b"}"#).await;
+    let raw_nul = target_answering(b"a\0b").await;
+
+    let mut results = Vec::new();
+    for url in [json_nul, raw_nul] {
+        let id = app
+            .create(json!({"type": "http", "payload": {"url": url}, "maxAttempts": 1}))
+            .await
+            .id;
+        let task = app.wait_for(id, TaskStatus::Succeeded).await;
+        results.push(task.result.expect("result")["body"].clone());
+    }
+
+    assert_eq!(
+        results,
+        [json!({"text": "a\u{fffd}b"}), json!("a\u{fffd}b")]
     );
 }
 

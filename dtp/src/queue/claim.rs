@@ -96,7 +96,12 @@ pub async fn claim_available(
         r#"
         with next as (
             select id from tasks
-            where status = 'PENDING' and run_at <= now() and type = any($5)
+            where status = 'PENDING' and run_at <= now()
+              -- Not `type = any($5)`: on a table without statistics yet (a new database, a
+              -- burst just enqueued) the planner takes that for one matching row and sorts the
+              -- whole backlog instead of walking tasks_claimable; a function's result is
+              -- estimated to match nearly every row, which keeps the index walk.
+              and array_position($5::text[], type) is not null
             order by priority desc, run_at, id
             limit $1
             for update skip locked
@@ -110,8 +115,10 @@ pub async fn claim_available(
             processing_started_at = coalesce(t.processing_started_at, now()),
             next_attempt_at = null,
             updated_at = now()
-        from next
-        where t.id = next.id
+        -- Not `from next where t.id = next.id`: without statistics (a new table) the planner
+        -- makes that a hash join over a sequential scan of every task, so its generic plan is
+        -- never cached and each claim is planned anew. The array keeps it a primary-key lookup.
+        where t.id = any(array(select id from next))
         returning t.id, t.type, t.payload, t.attempt_count, t.claim_token, t.max_attempts,
                   t.timeout_ms
         "#,

@@ -42,7 +42,9 @@ fn list_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, 
         "{prefix} select {TASK_COLUMNS} from tasks where true"
     ));
     if let Some(status) = filter.status {
-        sql.push(" and status = ").push_bind(status.as_str());
+        // A literal, not a parameter: a generic plan cannot match `status = $1` to the
+        // predicate of a partial index. The value is one of five constants.
+        sql.push(format_args!(" and status = '{}'", status.as_str()));
     }
     if let Some(task_type) = &filter.task_type {
         sql.push(" and type = ").push_bind(task_type);

@@ -62,6 +62,11 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
             }
         }
     }
+    if let Some(token) = unanswered {
+        if let Err(e) = release_lost_claim(shared, &mut conn, token).await {
+            tracing::warn!(error = %e, "a claim whose answer was lost could not be released at shutdown; its tasks will be rescued when their leases expire");
+        }
+    }
     conn.close().await;
 }
 
@@ -82,13 +87,10 @@ async fn claim_and_start(
     conn: &mut DedicatedConnection,
     claim: &queue::Claim<'_>,
 ) -> Result<usize, sqlx::Error> {
-    let config = &shared.config;
     let sent = Instant::now();
     let claimed = conn
         .run(async |db| queue::claim_available(db, claim).await)
         .await?;
-    // The lease was drawn by the database after `sent`: counting from `sent` errs on the safe side.
-    let ours_until = sent + config.lease - config.lease_margin();
     let count = claimed.len();
     for task in claimed {
         let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
@@ -97,12 +99,9 @@ async fn claim_and_start(
             tracing::error!(task_id = task.id, "claimed a task without a free slot");
             continue;
         };
-        shared.executions.spawn(executor::execute(
-            shared.clone(),
-            task,
-            ours_until,
-            Some(slot),
-        ));
+        shared
+            .executions
+            .spawn(executor::execute(shared.clone(), task, sent, Some(slot)));
     }
     Ok(count)
 }

@@ -12,6 +12,10 @@ use sqlx::{ConnectOptions, Connection};
 /// Longest wait for a new connection, as for one from the pool: a server that does not answer
 /// must not hold up the loop (or the worker's shutdown) for the minutes a TCP connect can take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a statement, connecting included. The server's statement timeout does not
+/// help when the network stops answering (a partition): without this, a loop would wait for
+/// TCP to give up, minutes, and hold up the worker's shutdown meanwhile.
+const PATIENCE: Duration = Duration::from_secs(15);
 
 pub(super) struct DedicatedConnection {
     options: PgConnectOptions,
@@ -27,10 +31,18 @@ impl DedicatedConnection {
         }
     }
 
-    /// Runs `statement` on the connection, opened first if there is none. After a failure the
-    /// connection is dropped, so the next call starts on a new one: whether it broke or only the
-    /// statement failed, a new one is cheaper to reason about, and failures are rare.
+    /// Runs `statement` on the connection, opened first if there is none, giving up after
+    /// [`PATIENCE`]. After a failure the connection is dropped, so the next call starts on a new
+    /// one: whether it broke or only the statement failed, a new one is cheaper to reason about,
+    /// and failures are rare.
     pub(super) async fn run<T>(
+        &mut self,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        self.run_within(PATIENCE, statement).await
+    }
+
+    async fn run_unbounded<T>(
         &mut self,
         statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
@@ -52,7 +64,7 @@ impl DedicatedConnection {
         limit: Duration,
         statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
-        match tokio::time::timeout(limit, self.run(statement)).await {
+        match tokio::time::timeout(limit, self.run_unbounded(statement)).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 self.conn = None;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
 
 use super::Shared;
 use crate::handlers::{HandlerError, TaskContext};
@@ -28,13 +29,13 @@ const RECORD_ATTEMPTS: u32 = 5;
 /// Longest pause between attempts at recording an outcome.
 const MAX_RECORD_PAUSE: Duration = Duration::from_secs(5);
 
-/// Runs `task` and records its outcome. The attempt's lease is ours until `ours_until` unless
-/// renewed. `slot` is given back as soon as the handler is done, before the outcome is
-/// written, so the claim loop can take the next task meanwhile.
+/// Runs `task`, claimed by a statement sent at `claimed_at`, and records its outcome. `slot` is
+/// given back as soon as the handler is done, before the outcome is written, so the claim loop
+/// can take the next task meanwhile.
 pub(super) async fn execute(
     shared: Arc<Shared>,
     task: ClaimedTask,
-    ours_until: Instant,
+    claimed_at: Instant,
     slot: Option<OwnedSemaphorePermit>,
 ) {
     let id = task.task_id();
@@ -42,7 +43,12 @@ pub(super) async fn execute(
     let attempt = fence.attempt;
     tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %shared.config.worker_id, "task claimed");
     let abort = shared.abort_all.child_token();
-    shared.running.insert(id, fence, abort.clone(), ours_until);
+    // The lease was drawn by the database after `claimed_at`: counting from then errs on the
+    // safe side.
+    let ours_until = claimed_at + shared.config.lease - shared.config.lease_margin();
+    shared
+        .running
+        .insert(id, fence, abort.clone(), claimed_at, ours_until);
     let outcome = run_handler(&shared, task, abort).await;
     if let Some(slot) = slot {
         drop(slot);
@@ -64,11 +70,26 @@ pub(super) async fn execute(
     shared.running.remove(id, fence);
 }
 
+/// How long an aborted handler may take to stop at its next await point before the worker
+/// moves on without it.
+const STOP_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Aborts a handler's task and waits (a bounded time) until it has stopped, so that its slot is
+/// freed and its outcome recorded only once it no longer runs: its task may be claimed again
+/// right after.
+async fn stop_handler(run: JoinHandle<Result<Value, HandlerError>>, id: TaskId) {
+    run.abort();
+    if tokio::time::timeout(STOP_PATIENCE, run).await.is_err() {
+        tracing::error!(task_id = %id, patience = ?STOP_PATIENCE, "handler did not stop when aborted (it blocks without awaiting); its task may run again while it goes on");
+    }
+}
+
 async fn run_handler(
     shared: &Shared,
     task: ClaimedTask,
     abort: tokio_util::sync::CancellationToken,
 ) -> Outcome {
+    let task_id = task.task_id();
     let Some(handler) = shared.registry.get(&task.task_type) else {
         return Outcome::Failed(HandlerError::Permanent(format!(
             "no handler registered for type {:?}",
@@ -94,11 +115,11 @@ async fn run_handler(
     tokio::select! {
         biased;
         _ = abort.cancelled() => {
-            run.abort();
+            stop_handler(run, task_id).await;
             if shared.abort_all.is_cancelled() { Outcome::Interrupted } else { Outcome::Aborted }
         }
         _ = tokio::time::sleep(timeout) => {
-            run.abort();
+            stop_handler(run, task_id).await;
             Outcome::Failed(HandlerError::Retryable(format!("timed out after {} ms", timeout.as_millis())))
         }
         joined = &mut run => match joined {
@@ -109,9 +130,9 @@ async fn run_handler(
     }
 }
 
-/// Records `outcome`, for as long as the database is unreachable or busy: the attempt's lease
-/// is renewed meanwhile (or, while the server is down, cannot be taken over), so a success
-/// finished during an outage is still a success when the database returns.
+/// Records `outcome`, for as long as the database is unreachable or busy and the attempt's
+/// lease is still ours: it is renewed meanwhile (or, while the server is down, cannot be taken
+/// over), so a success finished during an outage is still a success when the database returns.
 async fn record_until_written(shared: &Shared, id: TaskId, fence: Fence, mut outcome: Outcome) {
     let attempt = fence.attempt;
     let mut pause = Duration::from_millis(100);
@@ -120,16 +141,21 @@ async fn record_until_written(shared: &Shared, id: TaskId, fence: Fence, mut out
         let Err(e) = record(shared, id, fence, &outcome).await else {
             return;
         };
-        if dbsetup::is_invalid_data(&e) {
-            // Not the outcome's fault that it cannot be stored; record that instead.
-            tracing::warn!(task_id = %id, attempt, error = %e, "outcome refused by the database; recording the refusal");
-            outcome = Outcome::Failed(HandlerError::Permanent(format!(
-                "the attempt's outcome could not be stored: {e}"
-            )));
-            continue;
+        if !shared.running.is_ours(id, fence, Instant::now()) {
+            // Its lease may have lapsed: the rescuer decides now, and a late write would be
+            // fenced out anyway.
+            tracing::warn!(task_id = %id, attempt, error = %e, "outcome not recorded before the lease lapsed; the task will be rescued");
+            return;
         }
         if !dbsetup::is_transient(&e) {
             other_failures += 1;
+            if dbsetup::is_invalid_data(&e) {
+                // The outcome cannot be stored as it is; record the refusal instead.
+                tracing::warn!(task_id = %id, attempt, error = %e, "outcome refused by the database; recording the refusal");
+                outcome = Outcome::Failed(HandlerError::Permanent(format!(
+                    "the attempt's outcome could not be stored: {e}"
+                )));
+            }
             if other_failures >= RECORD_ATTEMPTS {
                 // The lease will expire and the rescuer will retry the task: at-least-once.
                 tracing::error!(task_id = %id, attempt, error = %e, "outcome lost; the task will be rescued when its lease expires");

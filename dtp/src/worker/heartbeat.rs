@@ -12,7 +12,9 @@
 //! the server itself says it is down (connection refused, starting up), no process can rescue
 //! anything through it, and after it comes back rescuers wait one full lease
 //! (`queue::lock_expired`, `rescuer`), so every attempt still ours stays ours for a lease from
-//! then.
+//! then, up to [`OUTAGE_CARRIED_IN_LEASES`] leases after its last renewal. While the server is
+//! down, renewal is retried every [`RETRY_WHILE_DOWN`], so that it happens as soon as the server
+//! is back.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,17 +26,42 @@ use super::connection::DedicatedConnection;
 use super::Shared;
 use crate::queue;
 
+/// How often renewal is retried while the server says it is down: when it is back, held leases
+/// are renewed (and claims it lost in the crash found out) before other workers, reconnecting
+/// after their own pauses, can claim those tasks again.
+const RETRY_WHILE_DOWN: Duration = Duration::from_millis(100);
+/// The longest outage (counted from the last renewal) across which a handler keeps running:
+/// this many leases. A longer one, or a partition that only looks like an outage to this
+/// process, ends with the handler stopped and its task rescued.
+const OUTAGE_CARRIED_IN_LEASES: u32 = 4;
+
 pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let mut conn = DedicatedConnection::new(shared.pool.connect_options().as_ref().clone());
-    let mut ticks = tokio::time::interval(shared.config.heartbeat_interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let interval = shared.config.heartbeat_interval;
+    let mut next = tokio::time::Instant::now() + interval;
     loop {
         tokio::select! {
-            _ = ticks.tick() => renew(&shared, &mut conn).await,
+            _ = tokio::time::sleep_until(next) => {
+                let started = tokio::time::Instant::now();
+                next = match renew(&shared, &mut conn).await {
+                    Renewal::ServerDown => started + RETRY_WHILE_DOWN.min(interval),
+                    Renewal::Done | Renewal::Failed => started + interval,
+                };
+            }
             _ = stop.cancelled() => break,
         }
     }
     conn.close().await;
+}
+
+/// How a round of renewal went.
+enum Renewal {
+    /// Renewed (or nothing was held).
+    Done,
+    /// The server said it is down.
+    ServerDown,
+    /// Any other failure.
+    Failed,
 }
 
 /// Aborts, every few milliseconds, the attempts whose lease may no longer be ours. Runs apart
@@ -55,10 +82,10 @@ pub(super) async fn watch(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-async fn renew(shared: &Shared, conn: &mut DedicatedConnection) {
+async fn renew(shared: &Shared, conn: &mut DedicatedConnection) -> Renewal {
     let held = shared.running.held();
     if held.is_empty() {
-        return;
+        return Renewal::Done;
     }
     let config = &shared.config;
     let sent = Instant::now();
@@ -80,18 +107,24 @@ async fn renew(shared: &Shared, conn: &mut DedicatedConnection) {
     }
     match outcome {
         Ok(renewed) => {
-            shared.running.renewed(&renewed, ours_until);
+            shared.running.renewed(&renewed, sent, ours_until);
             let renewed: HashSet<_> = renewed.into_iter().collect();
             for (id, fence) in held.into_iter().filter(|held| !renewed.contains(held)) {
                 if shared.running.abort(id, Some(fence)) {
                     tracing::info!(task_id = %id, attempt = fence.attempt, "lease not renewed (canceled or rescued): aborting handler");
                 }
             }
+            Renewal::Done
         }
         Err(e) if dbsetup::is_server_down(&e) => {
-            shared.running.extend_live(Instant::now(), ours_until);
+            let most = config.lease * OUTAGE_CARRIED_IN_LEASES - config.lease_margin();
+            shared.running.extend_live(Instant::now(), ours_until, most);
             tracing::warn!(error = %e, held = held.len(), "lease renewal failed: the database is down; running handlers carry on");
+            Renewal::ServerDown
         }
-        Err(e) => tracing::warn!(error = %e, held = held.len(), "lease renewal failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, held = held.len(), "lease renewal failed");
+            Renewal::Failed
+        }
     }
 }

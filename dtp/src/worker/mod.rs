@@ -222,11 +222,10 @@ impl Worker {
         let claim = crate::queue::Claim::new(self.id(), &shared.task_types, limit, config.lease);
         let sent = std::time::Instant::now();
         let claimed = crate::queue::claim_available(&shared.pool, &claim).await?;
-        let ours_until = sent + config.lease - config.lease_margin();
         let count = claimed.len();
         let runs: Vec<_> = claimed
             .into_iter()
-            .map(|task| tokio::spawn(executor::execute(shared.clone(), task, ours_until, None)))
+            .map(|task| tokio::spawn(executor::execute(shared.clone(), task, sent, None)))
             .collect();
         for run in runs {
             if let Err(e) = run.await {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +16,8 @@ use crate::queue::{Fence, TaskId};
 
 struct Attempt {
     abort: CancellationToken,
+    /// When the last renewal that succeeded (or the claim) was sent.
+    renewed_at: Instant,
     /// Measured on this process's monotonic clock: before it, no other process can have taken
     /// the task over (see `heartbeat`).
     ours_until: Instant,
@@ -28,15 +30,21 @@ pub(crate) struct RunningTasks {
 }
 
 impl RunningTasks {
+    /// Lists an attempt claimed by a statement sent at `claimed_at`, ours until `ours_until`.
     pub(crate) fn insert(
         &self,
         id: TaskId,
         fence: Fence,
         abort: CancellationToken,
+        claimed_at: Instant,
         ours_until: Instant,
     ) {
-        self.lock()
-            .insert((id, fence), Attempt { abort, ours_until });
+        let attempt = Attempt {
+            abort,
+            renewed_at: claimed_at,
+            ours_until,
+        };
+        self.lock().insert((id, fence), attempt);
     }
 
     pub(crate) fn remove(&self, id: TaskId, fence: Fence) {
@@ -48,25 +56,37 @@ impl RunningTasks {
         self.lock().keys().copied().collect()
     }
 
-    /// The lease of each attempt in `renewed` is ours until at least `until`.
-    pub(crate) fn renewed(&self, renewed: &[(TaskId, Fence)], until: Instant) {
+    /// The lease of each attempt in `renewed`, renewed by a statement sent at `sent`, is ours
+    /// until at least `until`.
+    pub(crate) fn renewed(&self, renewed: &[(TaskId, Fence)], sent: Instant, until: Instant) {
         let mut attempts = self.lock();
         for key in renewed {
             if let Some(attempt) = attempts.get_mut(key) {
+                attempt.renewed_at = attempt.renewed_at.max(sent);
                 attempt.ours_until = attempt.ours_until.max(until);
             }
         }
     }
 
     /// Every lease not yet lapsed is ours until at least `until` (the server was seen down, so
-    /// nobody can take a task over before then). A lapsed one stays lapsed: it may have been
+    /// nobody can take a task over before then), but never more than `most` after its last
+    /// renewal: what looks like a server down to this process alone (a firewall that rejects)
+    /// must not keep a handler running for ever. A lapsed one stays lapsed: it may have been
     /// taken over before the server went down.
-    pub(crate) fn extend_live(&self, now: Instant, until: Instant) {
+    pub(crate) fn extend_live(&self, now: Instant, until: Instant, most: Duration) {
         for attempt in self.lock().values_mut() {
             if attempt.ours_until > now {
-                attempt.ours_until = attempt.ours_until.max(until);
+                let cap = attempt.renewed_at + most;
+                attempt.ours_until = attempt.ours_until.max(until.min(cap));
             }
         }
+    }
+
+    /// Whether the attempt is still listed and its lease still ours at `now`.
+    pub(crate) fn is_ours(&self, id: TaskId, fence: Fence, now: Instant) -> bool {
+        self.lock()
+            .get(&(id, fence))
+            .is_some_and(|attempt| attempt.ours_until > now)
     }
 
     /// Aborts every attempt whose lease may no longer be ours at `now`; returns them. They stay

@@ -43,13 +43,16 @@ pub struct TestApp {
     pub db: TestDb,
 }
 
+/// Each stopped run: its task and when it stopped.
+pub type Aborts = Arc<Mutex<Vec<(i64, chrono::DateTime<chrono::Utc>)>>>;
+
 /// Counters the test handlers write, so tests can see what ran.
 #[derive(Clone, Default)]
 pub struct Probes {
     /// Runs per task id of the `count` handler.
     pub runs: Arc<Mutex<HashMap<i64, u32>>>,
     /// Task ids whose `probe-slow` handler was stopped before it finished.
-    pub aborted: Arc<Mutex<Vec<i64>>>,
+    pub aborted: Aborts,
 }
 
 impl Probes {
@@ -63,7 +66,18 @@ impl Probes {
     }
 
     pub fn was_aborted(&self, id: i64) -> bool {
-        self.aborted.lock().expect("probe lock").contains(&id)
+        self.aborted_at(id).is_some()
+    }
+
+    /// When (wall clock, the same host's as the database's in tests) the first run of `id` that
+    /// was stopped stopped.
+    pub fn aborted_at(&self, id: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.aborted
+            .lock()
+            .expect("probe lock")
+            .iter()
+            .find(|(task, _)| *task == id)
+            .map(|(_, at)| *at)
     }
 }
 
@@ -71,13 +85,17 @@ impl Probes {
 struct AbortProbe {
     id: i64,
     finished: bool,
-    aborted: Arc<Mutex<Vec<i64>>>,
+    aborted: Aborts,
 }
 
 impl Drop for AbortProbe {
     fn drop(&mut self) {
         if !self.finished {
-            self.aborted.lock().expect("probe lock").push(self.id);
+            let now = chrono::Utc::now();
+            self.aborted
+                .lock()
+                .expect("probe lock")
+                .push((self.id, now));
         }
     }
 }
