@@ -39,12 +39,21 @@ pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let mut conn = DedicatedConnection::new(shared.pool.connect_options().as_ref().clone());
     let interval = shared.config.heartbeat_interval;
     let mut next = tokio::time::Instant::now() + interval;
+    let mut server_down = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
                 let started = tokio::time::Instant::now();
-                next = match renew(&shared, &mut conn).await {
-                    Renewal::ServerDown => started + RETRY_WHILE_DOWN.min(interval),
+                let renewal = renew(&shared, &mut conn).await;
+                // Said once per outage, not every RETRY_WHILE_DOWN.
+                match (&renewal, server_down) {
+                    (Renewal::ServerDown(e), false) => tracing::warn!(error = %e, held = shared.running.len(), "lease renewal failed: the database is down; running handlers carry on"),
+                    (Renewal::Done, true) => tracing::info!("database reachable again: leases renewed"),
+                    _ => {}
+                }
+                server_down = matches!(renewal, Renewal::ServerDown(_));
+                next = match renewal {
+                    Renewal::ServerDown(_) => started + RETRY_WHILE_DOWN.min(interval),
                     Renewal::Done | Renewal::Failed => started + interval,
                 };
             }
@@ -59,7 +68,7 @@ enum Renewal {
     /// Renewed (or nothing was held).
     Done,
     /// The server said it is down.
-    ServerDown,
+    ServerDown(sqlx::Error),
     /// Any other failure.
     Failed,
 }
@@ -119,8 +128,7 @@ async fn renew(shared: &Shared, conn: &mut DedicatedConnection) -> Renewal {
         Err(e) if dbsetup::is_server_down(&e) => {
             let most = config.lease * OUTAGE_CARRIED_IN_LEASES - config.lease_margin();
             shared.running.extend_live(Instant::now(), ours_until, most);
-            tracing::warn!(error = %e, held = held.len(), "lease renewal failed: the database is down; running handlers carry on");
-            Renewal::ServerDown
+            Renewal::ServerDown(e)
         }
         Err(e) => {
             tracing::warn!(error = %e, held = held.len(), "lease renewal failed");
