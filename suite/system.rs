@@ -121,6 +121,21 @@ impl System {
         self.dtp.len() - 1
     }
 
+    /// Creates a task through the API of `dtp[0]` and returns it (asserting `201`).
+    pub async fn create_dtp_task(&self, body: serde_json::Value) -> common::TaskView {
+        let response = reqwest::Client::new()
+            .post(format!("{}/tasks", self.dtp[0].url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DTP unreachable: {e}"));
+        assert_eq!(response.status().as_u16(), 201, "create {body}");
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("DTP's task body: {e}"))
+    }
+
     /// The DTP task's `worker_id`, once a worker has claimed it.
     pub async fn worker_of(&self, scheduler_task_id: i64) -> Option<String> {
         sqlx::query_scalar("select worker_id from tasks where id = $1")

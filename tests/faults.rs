@@ -236,17 +236,10 @@ async fn in_a_cancel_storm_every_task_answered_204_ends_canceled() {
 async fn an_api_only_process_rescues_the_task_of_a_killed_worker() {
     // dtp-0 serves the API and runs no worker; dtp-1 is the only worker, and is SIGKILLed.
     let mut system = System::start_with(2, true).await;
-    let client = reqwest::Client::new();
-    let created: common::TaskView = client
-        .post(format!("{}/tasks", system.dtp[0].url()))
-        .json(&json!({"type": "demo-slow", "payload": {"ms": 600000}, "maxAttempts": 1}))
-        .send()
+    let id = system
+        .create_dtp_task(json!({"type": "demo-slow", "payload": {"ms": 600000}, "maxAttempts": 1}))
         .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("task");
-    let id = created.id;
+        .id;
     wait_until("the worker runs the task", async || {
         system.worker_of(id).await.as_deref() == Some("dtp-1")
     })

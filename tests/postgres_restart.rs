@@ -234,20 +234,11 @@ async fn attempts_running_across_an_outage_longer_than_their_lease_succeed() {
     let (dtp_url, web_url) = (postgres.database_url("dtp"), postgres.database_url("webdb"));
     // Lease 2 s (the suite's fast settings): the outage below lasts more than twice that.
     let system = System::start_on(&dtp_url, &web_url, 1, false).await;
-    let client = reqwest::Client::new();
     let mut ids = Vec::new();
     // One attempt ends while the database is down, the other after it is back.
     for ms in [3000, 9000] {
-        let task: common::TaskView = client
-            .post(format!("{}/tasks", system.dtp[0].url()))
-            .json(&json!({"type": "demo-slow", "payload": {"ms": ms}, "maxAttempts": 1}))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("task");
-        ids.push(task.id);
+        let body = json!({"type": "demo-slow", "payload": {"ms": ms}, "maxAttempts": 1});
+        ids.push(system.create_dtp_task(body).await.id);
     }
     for &id in &ids {
         wait_for("the task runs", async || {

@@ -12,7 +12,7 @@ use dtp::handlers::{HandlerRegistry, HttpHandler};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{forget_claim, spawn_app_with, wait_for_status, wait_until_all_terminal, PATIENCE};
-use testkit::{address_of, FaultyProxy};
+use testkit::{address_of, answering_peer, BodyEnd, FaultyProxy};
 use tokio_util::sync::CancellationToken;
 
 async fn status_of(pool: &sqlx::PgPool, id: i64) -> String {
@@ -103,10 +103,13 @@ async fn a_stale_attempt_reclaimed_by_the_same_worker_is_aborted_and_the_new_one
     assert_eq!(task.last_error, None, "the live attempt was never rescued");
 }
 
-#[tokio::test]
-async fn a_worker_cut_off_from_the_database_stops_its_handlers_before_its_task_is_rescued() {
-    // The service (API and rescuer) reaches the database; the worker goes through a proxy.
-    let app = spawn_app_with(|c| c.worker = false).await;
+/// A worker named `id` whose every connection goes through a [`FaultyProxy`] (the service beside
+/// it, API and rescuer, reaches the database directly); it runs until the token is canceled.
+async fn worker_behind_proxy(
+    app: &support::TestApp,
+    id: &str,
+    tweak: impl FnOnce(&mut dtp::Config),
+) -> (FaultyProxy, CancellationToken, tokio::task::JoinHandle<()>) {
     let proxy = FaultyProxy::start(&address_of(&app.db.url)).await;
     let pool = sqlx::PgPool::connect(&proxy.url_for(&app.db.url))
         .await
@@ -114,10 +117,17 @@ async fn a_worker_cut_off_from_the_database_stops_its_handlers_before_its_task_i
     let worker = dtp::worker::Worker::new(
         pool,
         support::test_registry(&app.probes),
-        support::worker_config(&app, "cut-off", |_| {}),
+        support::worker_config(app, id, tweak),
     );
     let stop = CancellationToken::new();
     let running = tokio::spawn(worker.run(stop.clone()));
+    (proxy, stop, running)
+}
+
+#[tokio::test]
+async fn a_worker_cut_off_from_the_database_stops_its_handlers_before_its_task_is_rescued() {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let (proxy, stop, running) = worker_behind_proxy(&app, "cut-off", |_| {}).await;
     let id = app
         .create(json!({"type": "probe-slow", "payload": {"ms": 60000}, "maxAttempts": 1}))
         .await
@@ -144,17 +154,8 @@ async fn a_worker_cut_off_from_the_database_stops_its_handlers_before_its_task_i
 #[tokio::test]
 async fn a_claim_whose_answer_was_lost_is_released_without_using_an_attempt() {
     let app = spawn_app_with(|c| c.worker = false).await;
-    let proxy = FaultyProxy::start(&address_of(&app.db.url)).await;
-    let pool = sqlx::PgPool::connect(&proxy.url_for(&app.db.url))
-        .await
-        .expect("pool through the proxy");
-    let worker = dtp::worker::Worker::new(
-        pool,
-        support::test_registry(&app.probes),
-        support::worker_config(&app, "unlucky", |c| c.poll_interval_ms = 60_000),
-    );
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(worker.run(stop.clone()));
+    let (proxy, stop, running) =
+        worker_behind_proxy(&app, "unlucky", |c| c.poll_interval_ms = 60_000).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // The claim reaches the database and commits; its answer never comes back.
@@ -197,39 +198,22 @@ async fn a_worker_claims_only_the_types_it_has_handlers_for() {
     );
 }
 
-/// A target that answers 200 with `body`, then closes the connection.
-async fn target_answering(body: &'static [u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let head = "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n";
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(body).await;
-            });
-        }
-    });
-    url
+/// A worker with the test handlers and an `http` handler that may call loopback; it stops with
+/// the returned guard.
+fn spawn_http_worker(app: &support::TestApp) -> tokio_util::sync::DropGuard {
+    let registry = support::test_registry(&app.probes).register("http", HttpHandler::new(true));
+    let config = support::worker_config(app, "w", |_| {});
+    let stop = CancellationToken::new();
+    tokio::spawn(dtp::worker::Worker::new(app.pool.clone(), registry, config).run(stop.clone()));
+    stop.drop_guard()
 }
 
 #[tokio::test]
 async fn http_targets_answering_nul_succeed_with_cleaned_results() {
     let app = spawn_app_with(|c| c.worker = false).await;
-    let registry = support::test_registry(&app.probes).register("http", HttpHandler::new(true));
-    let config = support::worker_config(&app, "w", |_| {});
-    let stop = CancellationToken::new();
-    let _running = tokio::spawn(
-        dtp::worker::Worker::new(app.pool.clone(), registry, config).run(stop.clone()),
-    );
-    let _stop = stop.drop_guard();
-    let json_nul = target_answering(br#"{"text":"a\u0000b"}"#).await;
-    let raw_nul = target_answering(b"a\0b").await;
+    let _worker = spawn_http_worker(&app);
+    let json_nul = answering_peer(br#"{"text":"a\u0000b"}"#, BodyEnd::Once).await;
+    let raw_nul = answering_peer(b"a\0b", BodyEnd::Once).await;
 
     let mut results = Vec::new();
     for url in [json_nul, raw_nul] {
@@ -247,42 +231,11 @@ async fn http_targets_answering_nul_succeed_with_cleaned_results() {
     );
 }
 
-/// A target that answers 200 with a body that never ends (close-delimited, written forever).
-async fn endless_target() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/endless", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let head =
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n";
-                if stream.write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-                let chunk = [b'x'; 64 * 1024];
-                while stream.write_all(&chunk).await.is_ok() {}
-            });
-        }
-    });
-    url
-}
-
 #[tokio::test]
 async fn an_http_target_answering_an_endless_body_succeeds_with_the_kept_excerpt() {
     let app = spawn_app_with(|c| c.worker = false).await;
-    let registry = support::test_registry(&app.probes).register("http", HttpHandler::new(true));
-    let config = support::worker_config(&app, "w", |_| {});
-    let stop = CancellationToken::new();
-    let _running = tokio::spawn(
-        dtp::worker::Worker::new(app.pool.clone(), registry, config).run(stop.clone()),
-    );
-    let _stop = stop.drop_guard();
-    let url = endless_target().await;
+    let _worker = spawn_http_worker(&app);
+    let url = answering_peer(&[b'x'; 64 * 1024], BodyEnd::Never).await;
 
     let id = app
         .create(

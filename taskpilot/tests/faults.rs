@@ -134,33 +134,9 @@ async fn the_request_id_is_passed_to_dtp_and_echoed_to_the_client() {
     assert_eq!(seen, vec!["trace-me-123".to_owned()]);
 }
 
-/// A stand-in DTP that answers 200 with a body that never ends.
-async fn endless_stand_in() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[";
-                if stream.write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-                let chunk = "0,".repeat(32 * 1024);
-                while stream.write_all(chunk.as_bytes()).await.is_ok() {}
-            });
-        }
-    });
-    address
-}
-
 #[tokio::test]
 async fn dtp_answering_an_endless_body_is_409_unusable_not_read_to_the_end() {
-    let dtp = endless_stand_in().await;
+    let dtp = testkit::answering_peer(b"[0,0,0,0,0,0,0,0,", testkit::BodyEnd::Never).await;
     // A timeout longer than the test's patience: only a bounded read can answer in time.
     let taskpilot = support::spawn_taskpilot_with(&dtp, |c| {
         c.dtp_timeout_ms = 600_000;

@@ -8,9 +8,11 @@
 //!
 //! Each [`TestDb`] is a new database named `tp_test_…`, dropped when the value is dropped.
 //! [`TaskPilotClient`] and [`assert_problem`] are the typed HTTP helpers tests share;
-//! [`FaultyProxy`] puts network faults between a process and the database.
+//! [`FaultyProxy`] puts network faults between a process and the database;
+//! [`answering_peer`] is a server that answers what no polite server would.
 
 mod client;
+mod peer;
 mod proxy;
 mod server;
 
@@ -20,6 +22,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 pub use client::{assert_problem, TaskPilotClient};
+pub use peer::{answering_peer, BodyEnd};
 pub use proxy::{address_of, FaultyProxy};
 pub use server::server_url;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
-use super::{millis, TaskId, CHANNEL_TASK_AVAILABLE};
+use super::{millis, TaskId};
 
 /// A task just claimed: what its worker needs to run it and to fence its outcome.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -130,37 +130,6 @@ pub async fn claim_available(
     .bind(claim.task_types)
     .fetch_all(db)
     .await
-}
-
-/// Hands back, uncounted, every task still held by the claim of `worker_id` with `token`: the
-/// claimer lost the claim's answer (the connection broke after the commit) and never started
-/// them. Returns how many.
-pub async fn release_lost_claim(
-    db: impl PgExecutor<'_>,
-    worker_id: &str,
-    token: i64,
-) -> Result<u64, sqlx::Error> {
-    // The RUNNING rows are few and all in tasks_running_lease; the token picks among them.
-    let released = sqlx::query(&format!(
-        r#"
-        with released as (
-            update tasks
-            set status = 'PENDING',
-                attempt_count = attempt_count - 1,
-                processing_started_at = case when attempt_count = 1 then null
-                                             else processing_started_at end,
-                run_at = now(), lease_expires_at = null, updated_at = now()
-            where status = 'RUNNING' and claim_token = $2 and worker_id = $1
-            returning id
-        )
-        select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')) n
-        "#
-    ))
-    .bind(worker_id)
-    .bind(token)
-    .execute(db)
-    .await?;
-    Ok(released.rows_affected())
 }
 
 /// Extends the lease of each `(task, fence)` whose fence still holds and returns the ids renewed.

@@ -1,4 +1,5 @@
-//! Transitions out of RUNNING: success, failure (retry or FAILED), and release on shutdown.
+//! Transitions out of RUNNING: success, failure (retry or FAILED), release on shutdown, and the
+//! release of a claim whose answer was lost.
 //!
 //! Each is fenced by `status = 'RUNNING'` and the attempt's [`Fence`]: when it matches no row the
 //! attempt is no longer this worker's (canceled, or rescued and claimed again) and nothing changes.
@@ -114,6 +115,12 @@ pub async fn mark_failed_or_retry(
     .await
 }
 
+/// How a RUNNING task is handed back uncounted: PENDING and due now, its attempt number (and,
+/// for a first attempt, its start) as before the claim.
+const HAND_BACK: &str = "status = 'PENDING', attempt_count = attempt_count - 1, \
+     processing_started_at = case when attempt_count = 1 then null else processing_started_at end, \
+     run_at = now(), lease_expires_at = null, updated_at = now()";
+
 /// Gives an interrupted attempt back to the queue at once, without counting it (the worker is
 /// shutting down; the task did nothing wrong), and wakes the other workers.
 /// `false` when the fence did not match.
@@ -125,12 +132,7 @@ pub async fn release(
     let released: Option<(i64,)> = sqlx::query_as(&format!(
         r#"
         with released as (
-            update tasks
-            set status = 'PENDING',
-                attempt_count = attempt_count - 1,
-                processing_started_at = case when attempt_count = 1 then null
-                                             else processing_started_at end,
-                run_at = now(), lease_expires_at = null, updated_at = now()
+            update tasks set {HAND_BACK}
             where id = $1 and status = 'RUNNING' and attempt_count = $2 and claim_token = $3
             returning id
         )
@@ -143,4 +145,30 @@ pub async fn release(
     .fetch_optional(db)
     .await?;
     Ok(released.is_some())
+}
+
+/// Hands back, uncounted, every task still held by the claim of `worker_id` with `token`: the
+/// claimer lost the claim's answer (the connection broke after the commit) and never started
+/// them. Returns how many.
+pub async fn release_lost_claim(
+    db: impl PgExecutor<'_>,
+    worker_id: &str,
+    token: i64,
+) -> Result<u64, sqlx::Error> {
+    // The RUNNING rows are few and all in tasks_running_lease; the token picks among them.
+    let released = sqlx::query(&format!(
+        r#"
+        with released as (
+            update tasks set {HAND_BACK}
+            where status = 'RUNNING' and claim_token = $2 and worker_id = $1
+            returning id
+        )
+        select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')) n
+        "#
+    ))
+    .bind(worker_id)
+    .bind(token)
+    .execute(db)
+    .await?;
+    Ok(released.rows_affected())
 }

@@ -15,9 +15,10 @@ mod row;
 mod storable;
 
 pub use cancel::{cancel, CancelOutcome};
-pub use claim::{claim_available, release_lost_claim, renew_leases, Claim, ClaimedTask, Fence};
+pub use claim::{claim_available, renew_leases, Claim, ClaimedTask, Fence};
 pub use complete::{
-    mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, FailedAttempt,
+    mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, release_lost_claim,
+    FailedAttempt,
 };
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};
 pub use read::{explain_list, get, list, ListFilter};
