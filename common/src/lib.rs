@@ -1,6 +1,6 @@
 //! Wire types that cross HTTP between `dtp`, `taskpilot`, tests and clients.
 //!
-//! This crate holds exactly the JSON contract of `SPEC.md`: DTP's task, TaskPilot's web task and
+//! This crate holds exactly the JSON contract of `docs/contract.md`: DTP's task, TaskPilot's web task and
 //! execution view, states, and the RFC 9457 problem body. It must not grow helpers, database code or behaviour.
 
 pub mod execution;

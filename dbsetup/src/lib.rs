@@ -126,3 +126,20 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
             code.starts_with("40") || code.starts_with("53") || code == "57014"
         }))
 }
+
+/// Decodes a text column that holds one of a closed set of names (a state) into its value,
+/// matching the stored name exactly. Anything else is a decode error, surfaced loudly (a `500`
+/// logged in full, a worker's failed statement): a value the code does not know is never
+/// read as another.
+pub fn decode_known<T: Copy>(
+    value: sqlx::postgres::PgValueRef<'_>,
+    known: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> Result<T, sqlx::error::BoxDynError> {
+    let stored = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+    known
+        .iter()
+        .copied()
+        .find(|candidate| name(*candidate) == stored)
+        .ok_or_else(|| format!("unknown stored value {stored:?}").into())
+}

@@ -668,3 +668,30 @@ async fn nul_characters_are_refused_with_4xx_and_nothing_is_written() {
     assert_problem(nul_filter, StatusCode::BAD_REQUEST).await;
     assert_eq!(app.count_tasks().await, 0);
 }
+
+#[tokio::test]
+async fn a_stored_status_the_code_does_not_know_is_an_error_not_another_state() {
+    let app = api_only().await;
+    let id = app.create(json!({"type": "noop"})).await.id;
+    // A newer version's state, or a hand edit: the schema's check is lifted to plant it.
+    sqlx::query("alter table tasks drop constraint tasks_status_check")
+        .execute(&app.pool)
+        .await
+        .expect("drop check");
+    sqlx::query("update tasks set status = 'PAUSED' where id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .expect("plant");
+
+    let read = app
+        .client
+        .get(app.url(&format!("/tasks/{id}")))
+        .send()
+        .await
+        .expect("sent");
+    let cancel = app.cancel(id).await;
+
+    assert_problem(read, StatusCode::INTERNAL_SERVER_ERROR).await;
+    assert_problem(cancel, StatusCode::INTERNAL_SERVER_ERROR).await;
+}

@@ -4,6 +4,7 @@ use common::TaskStatus;
 use sqlx::PgPool;
 
 use super::row::TASK_COLUMNS;
+use super::status::StoredStatus;
 use super::{Error, TaskId, TaskRow, CHANNEL_TASK_CANCELED};
 
 /// What [`cancel`] did.
@@ -26,15 +27,14 @@ pub enum CancelOutcome {
 /// commits first wins, and a completion that comes second finds its fence broken.
 pub async fn cancel(pool: &PgPool, id: TaskId) -> Result<CancelOutcome, Error> {
     let mut tx = pool.begin().await?;
-    let status: Option<(String,)> =
+    let status: Option<(StoredStatus,)> =
         sqlx::query_as("select status from tasks where id = $1 for update")
             .bind(id.0)
             .fetch_optional(&mut *tx)
             .await?;
-    let Some((status,)) = status else {
+    let Some((StoredStatus(status),)) = status else {
         return Err(Error::NotFound(id));
     };
-    let status: TaskStatus = status.parse().unwrap_or(TaskStatus::Pending);
     match status {
         TaskStatus::Succeeded | TaskStatus::Failed => Err(Error::CannotCancel { id, status }),
         TaskStatus::Canceled => {

@@ -12,6 +12,7 @@ use common::TaskStatus;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
+use super::status::StoredStatus;
 use super::storable::{storable_error, storable_json};
 use super::{millis, Fence, TaskId, CHANNEL_TASK_AVAILABLE};
 
@@ -66,7 +67,7 @@ pub async fn mark_succeeded_many(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FailedAttempt {
     /// PENDING (retry scheduled) or FAILED.
-    pub status: String,
+    pub status: StoredStatus,
     /// When the retry is due, if one was scheduled.
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
@@ -74,7 +75,7 @@ pub struct FailedAttempt {
 impl FailedAttempt {
     /// The new state.
     pub fn status(&self) -> TaskStatus {
-        self.status.parse().unwrap_or(TaskStatus::Failed)
+        self.status.0
     }
 }
 
@@ -89,22 +90,14 @@ pub async fn mark_failed_or_retry(
     retry_delay: Duration,
     permanent: bool,
 ) -> Result<Option<FailedAttempt>, sqlx::Error> {
-    sqlx::query_as(
+    let set = failed_attempt("$6 or attempt_count >= max_attempts", "$5", "$4");
+    sqlx::query_as(&format!(
         r#"
-        update tasks
-        set status = case when $6 or attempt_count >= max_attempts then 'FAILED' else 'PENDING' end,
-            last_error = $4,
-            run_at = case when $6 or attempt_count >= max_attempts then run_at
-                          else now() + $5 * interval '1 millisecond' end,
-            next_attempt_at = case when $6 or attempt_count >= max_attempts then null
-                                   else now() + $5 * interval '1 millisecond' end,
-            completed_at = case when $6 or attempt_count >= max_attempts then now() end,
-            lease_expires_at = null,
-            updated_at = now()
+        update tasks set {set}
         where id = $1 and status = 'RUNNING' and attempt_count = $2 and claim_token = $3
         returning status, next_attempt_at
-        "#,
-    )
+        "#
+    ))
     .bind(id.0)
     .bind(fence.attempt)
     .bind(fence.claim_token)
@@ -113,6 +106,22 @@ pub async fn mark_failed_or_retry(
     .bind(permanent)
     .fetch_optional(db)
     .await
+}
+
+/// The `set` clause that counts a RUNNING task's attempt as failed with `error`: FAILED when
+/// `final_attempt` holds (SQL, e.g. attempts used up), else PENDING again after `delay_ms`. Every
+/// failed attempt, reported or rescued, is recorded by this one clause.
+pub(super) fn failed_attempt(final_attempt: &str, delay_ms: &str, error: &str) -> String {
+    format!(
+        "status = case when {final_attempt} then 'FAILED' else 'PENDING' end, \
+         last_error = {error}, \
+         run_at = case when {final_attempt} then run_at \
+                       else now() + {delay_ms} * interval '1 millisecond' end, \
+         next_attempt_at = case when {final_attempt} then null \
+                                else now() + {delay_ms} * interval '1 millisecond' end, \
+         completed_at = case when {final_attempt} then now() end, \
+         lease_expires_at = null, updated_at = now()"
+    )
 }
 
 /// How a RUNNING task is handed back uncounted: PENDING and due now, its attempt number (and,

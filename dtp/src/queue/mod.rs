@@ -12,6 +12,7 @@ mod enqueue;
 mod read;
 mod rescue;
 mod row;
+mod status;
 mod storable;
 
 pub use cancel::{cancel, CancelOutcome};
@@ -24,6 +25,7 @@ pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};
 pub use read::{explain_list, get, list, ListFilter};
 pub use rescue::{fail_expired, lock_expired, ExpiredLease};
 pub use row::TaskRow;
+pub use status::StoredStatus;
 pub use storable::MAX_ERROR_BYTES;
 
 use std::fmt;

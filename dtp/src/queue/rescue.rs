@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
+use common::TaskStatus;
+
+use super::complete::failed_attempt;
+use super::status::StoredStatus;
 use super::{millis, TaskId, CHANNEL_TASK_AVAILABLE};
 
 /// A RUNNING task whose lease ran out, locked by the rescuer's transaction.
@@ -59,23 +63,19 @@ pub async fn lock_expired(
 pub async fn fail_expired(
     conn: &mut PgConnection,
     lost: &[(ExpiredLease, Duration)],
-) -> Result<Vec<(TaskId, String)>, sqlx::Error> {
+) -> Result<Vec<(TaskId, TaskStatus)>, sqlx::Error> {
     let ids: Vec<i64> = lost.iter().map(|(t, _)| t.id).collect();
     let attempts: Vec<i32> = lost.iter().map(|(t, _)| t.attempt_count).collect();
     let delays: Vec<i64> = lost.iter().map(|(_, d)| millis(*d)).collect();
-    let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
+    let set = failed_attempt(
+        "t.attempt_count >= t.max_attempts",
+        "lost.delay_ms",
+        "'worker lost'",
+    );
+    let rows: Vec<(i64, StoredStatus)> = sqlx::query_as(&format!(
         r#"
         with rescued as (
-        update tasks t
-        set status = case when t.attempt_count >= t.max_attempts then 'FAILED' else 'PENDING' end,
-            last_error = 'worker lost',
-            run_at = case when t.attempt_count >= t.max_attempts then t.run_at
-                          else now() + lost.delay_ms * interval '1 millisecond' end,
-            next_attempt_at = case when t.attempt_count >= t.max_attempts then null
-                                   else now() + lost.delay_ms * interval '1 millisecond' end,
-            completed_at = case when t.attempt_count >= t.max_attempts then now() end,
-            lease_expires_at = null,
-            updated_at = now()
+        update tasks t set {set}
         from unnest($1::bigint[], $2::integer[], $3::bigint[]) as lost(id, attempt, delay_ms)
         where t.id = lost.id and t.status = 'RUNNING' and t.attempt_count = lost.attempt
           and t.lease_expires_at < now()
@@ -93,5 +93,8 @@ pub async fn fail_expired(
     .bind(&delays)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|(id, s)| (TaskId(id), s)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, StoredStatus(status))| (TaskId(id), status))
+        .collect())
 }

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use common::{RetryState, TaskStatus, TaskView};
 use serde_json::Value;
 
+use super::status::StoredStatus;
+
 /// Every column of `tasks` that reads return.
 pub(crate) const TASK_COLUMNS: &str = "id, type, payload, status, priority, attempt_count, \
      max_attempts, timeout_ms, scheduled_for, run_at, processing_started_at, completed_at, \
@@ -20,8 +22,8 @@ pub struct TaskRow {
     pub task_type: String,
     /// Handler input.
     pub payload: Value,
-    /// State name, one of [`TaskStatus`].
-    pub status: String,
+    /// The state.
+    pub status: StoredStatus,
     /// Higher runs first.
     pub priority: i32,
     /// Attempts started; the fencing token of the running attempt.
@@ -57,9 +59,9 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
-    /// The state; the schema's check constraint guarantees it parses.
+    /// The state.
     pub fn status(&self) -> TaskStatus {
-        self.status.parse().unwrap_or(TaskStatus::Pending)
+        self.status.0
     }
 
     /// The retry state the SPEC derives from status and attempts.

@@ -22,7 +22,7 @@ pub struct WebTaskRow {
     /// Payload.
     pub payload: Value,
     /// PENDING or SUBMITTED.
-    pub status: String,
+    pub status: StoredWebStatus,
     /// The bound DTP task.
     pub scheduler_task_id: Option<i64>,
     /// The idempotency key its DTP task is created with: random, unique to this web task.
@@ -36,11 +36,7 @@ pub struct WebTaskRow {
 impl WebTaskRow {
     /// The wire form.
     pub fn into_web_task(self) -> WebTask {
-        let status = if self.status == WebTaskStatus::Submitted.as_str() {
-            WebTaskStatus::Submitted
-        } else {
-            WebTaskStatus::Pending
-        };
+        let StoredWebStatus(status) = self.status;
         WebTask {
             id: self.id,
             task_type: self.task_type,
@@ -50,6 +46,27 @@ impl WebTaskRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
+    }
+}
+
+/// A web task's `status` column, decoded strictly (see `dbsetup::decode_known`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredWebStatus(pub WebTaskStatus);
+
+impl sqlx::Type<sqlx::Postgres> for StoredWebStatus {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for StoredWebStatus {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let known = [WebTaskStatus::Pending, WebTaskStatus::Submitted];
+        dbsetup::decode_known(value, &known, WebTaskStatus::as_str).map(StoredWebStatus)
     }
 }
 
