@@ -1,7 +1,8 @@
 //! The HTTP edge both services share, so that every error either of them sends is RFC 9457
 //! problem JSON: the problem response itself, extractors whose rejections are problem JSON, the
 //! catch-all for answers the framework produces (unknown route, wrong method, timeout), request
-//! ids, the health endpoints, bearer-token authentication, and shutdown on SIGINT/SIGTERM; and,
+//! ids, the health endpoints, bearer-token authentication, logging, the bound server and shutdown on SIGINT/SIGTERM;
+//! and,
 //! outbound, reading a peer's answer without letting the peer decide how much memory it takes.
 //!
 //! It knows no service's routes or domain errors; each service's `ApiError` builds on
@@ -12,7 +13,9 @@ mod extract;
 mod health;
 mod peer_body;
 mod request_id;
+mod server;
 mod shutdown;
+mod telemetry;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +25,9 @@ pub use extract::{problem_for_bare_errors, ApiJson, OptionalJson, PathId, Reject
 pub use health::health_router;
 pub use peer_body::{read_at_most, PeerBody};
 pub use request_id::{with_request_id, RequestId, REQUEST_ID_HEADER};
+pub use server::HttpServer;
 pub use shutdown::cancel_on_signals;
+pub use telemetry::init_logging;
 
 /// The problem-JSON response for `status` with `detail`.
 pub fn problem_response(status: StatusCode, detail: Option<String>) -> Response {
@@ -88,4 +93,24 @@ pub fn parse_bounded_int(
 /// Fallback for unknown routes: 404 problem JSON.
 pub async fn no_such_route() -> Response {
     problem_response(StatusCode::NOT_FOUND, Some("no such route".to_owned()))
+}
+
+/// Puts the layers both services wrap their routes in around `routes`: a problem-JSON `404` for
+/// unknown routes, the body limit (`413`), the request timeout (`408`), problem JSON for every
+/// answer the framework produces bare, and request ids (outermost, so every answer carries one).
+pub fn with_edge(
+    routes: axum::Router,
+    max_body_bytes: usize,
+    request_timeout: std::time::Duration,
+) -> axum::Router {
+    let router = routes
+        .fallback(no_such_route)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        // Outermost but for request ids, so that it also sees the answers of the layers above.
+        .layer(axum::middleware::map_response(problem_for_bare_errors));
+    with_request_id(router)
 }

@@ -143,3 +143,21 @@ pub fn decode_known<T: Copy>(
         .find(|candidate| name(*candidate) == stored)
         .ok_or_else(|| format!("unknown stored value {stored:?}").into())
 }
+
+/// The HTTP answer a failed statement calls for, built with the service's own constructors: the
+/// database unreachable is `unavailable` (503), a value it refused is `invalid` (4xx, the client
+/// sent it), anything else `internal` (500, a bug). Both services' `ApiError`s decide this here.
+pub fn answer_for<E>(
+    error: sqlx::Error,
+    unavailable: impl FnOnce(String) -> E,
+    invalid: impl FnOnce(String) -> E,
+    internal: impl FnOnce(sqlx::Error) -> E,
+) -> E {
+    if is_unavailable(&error) {
+        unavailable(format!("database unavailable: {error}"))
+    } else if is_invalid_data(&error) {
+        invalid(format!("the database refused a value: {error}"))
+    } else {
+        internal(error)
+    }
+}

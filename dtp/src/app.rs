@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use apikit::HttpServer;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
@@ -16,8 +16,7 @@ use crate::worker::{Rescuer, Worker};
 
 /// A built DTP service, ready to run.
 pub struct App {
-    listener: TcpListener,
-    router: axum::Router,
+    server: HttpServer,
     worker: Option<Worker>,
     rescuer: Rescuer,
     pool: PgPool,
@@ -44,9 +43,6 @@ impl App {
             config.statement_timeout(),
         )
         .await?;
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .with_context(|| format!("binding {}", config.addr))?;
         let worker_config = config.worker_config();
         // Every process rescues, API only or not: a fleet whose only workers died still has its
         // tasks returned to the queue by whatever process is left.
@@ -60,8 +56,7 @@ impl App {
             config: Arc::new(config.api_config()),
         };
         Ok(App {
-            listener,
-            router: api::router(state),
+            server: HttpServer::bind(config.addr, api::router(state)).await?,
             worker,
             rescuer,
             pool,
@@ -70,12 +65,12 @@ impl App {
 
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.server.local_addr()
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.server.port()
     }
 
     /// The queue database pool.
@@ -86,12 +81,14 @@ impl App {
     /// Serves the API and runs the worker until `shutdown` fires, then shuts both down
     /// gracefully (the worker hands unfinished tasks back to the queue).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(addr = ?self.listener.local_addr().ok(), worker = self.worker.is_some(), "dtp listening");
+        tracing::info!(addr = ?self.server.local_addr().ok(), worker = self.worker.is_some(), "dtp listening");
         let worker = self.worker.map(|w| tokio::spawn(w.run(shutdown.clone())));
         let rescuer = tokio::spawn(self.rescuer.run(shutdown.clone()));
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let served = server.await.context("HTTP server failed");
+        let served = self
+            .server
+            .serve_until(shutdown.clone())
+            .await
+            .context("HTTP server failed");
         shutdown.cancel();
         if let Some(worker) = worker {
             worker.await.context("worker task failed")?;

@@ -33,7 +33,6 @@ pub mod config;
 pub mod db;
 pub mod handlers;
 pub mod queue;
-pub mod telemetry;
 pub mod worker;
 
 pub use app::App;

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    dtp::telemetry::init();
+    apikit::init_logging();
     let app = App::build(config).await?;
     let shutdown = CancellationToken::new();
     apikit::cancel_on_signals(shutdown.clone());

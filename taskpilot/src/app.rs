@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use apikit::HttpServer;
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiConfig, AppState};
@@ -20,8 +20,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/webdb");
 
 /// A built TaskPilot service, ready to run.
 pub struct App {
-    listener: TcpListener,
-    router: axum::Router,
+    server: HttpServer,
     pool: PgPool,
 }
 
@@ -43,9 +42,6 @@ impl App {
             config.dtp_timeout(),
             config.dtp_api_token.clone(),
         )?;
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .with_context(|| format!("binding {}", config.addr))?;
         let state = AppState {
             pool: pool.clone(),
             scheduler,
@@ -57,20 +53,19 @@ impl App {
         };
         tracing::info!(dtp_url = %config.dtp_url, "taskpilot configured");
         Ok(App {
-            listener,
-            router: api::router(state),
+            server: HttpServer::bind(config.addr, api::router(state)).await?,
             pool,
         })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.server.local_addr()
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.server.port()
     }
 
     /// The webdb pool.
@@ -80,9 +75,10 @@ impl App {
 
     /// Serves until `shutdown` fires, then finishes the requests in flight.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(addr = ?self.listener.local_addr().ok(), "taskpilot listening");
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+        tracing::info!(addr = ?self.server.local_addr().ok(), "taskpilot listening");
+        let served = self
+            .server
+            .serve_until(shutdown)
             .await
             .context("HTTP server failed");
         self.pool.close().await;

@@ -8,7 +8,6 @@ pub mod config;
 pub mod execution;
 pub mod scheduler_client;
 pub mod store;
-pub mod telemetry;
 
 pub use app::App;
 pub use config::Config;

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    taskpilot::telemetry::init();
+    apikit::init_logging();
     let app = App::build(config).await?;
     let shutdown = CancellationToken::new();
     apikit::cancel_on_signals(shutdown.clone());

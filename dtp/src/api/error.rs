@@ -55,13 +55,8 @@ impl From<queue::Error> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if dbsetup::is_unavailable(&error) {
-            ApiError::Unavailable(format!("database unavailable: {error}"))
-        } else if dbsetup::is_invalid_data(&error) {
-            ApiError::Invalid(format!("the database refused a value: {error}"))
-        } else {
-            ApiError::Internal(error.into())
-        }
+        let internal = |e: sqlx::Error| ApiError::Internal(e.into());
+        dbsetup::answer_for(error, ApiError::Unavailable, ApiError::Invalid, internal)
     }
 }
 

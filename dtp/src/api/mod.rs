@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apikit::auth::ApiTokens;
-use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use sqlx::PgPool;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::handlers::HandlerRegistry;
 
@@ -47,17 +45,6 @@ pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let health = apikit::health_router(state.pool.clone());
     let tasks = Router::new().merge(tasks::router()).with_state(state);
-    let router = apikit::auth::protect(tasks, config.tokens.clone(), "dtp")
-        .merge(health)
-        .fallback(apikit::no_such_route)
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout,
-        ))
-        // Outermost, so that it also sees the answers of the layers above.
-        .layer(axum::middleware::map_response(
-            apikit::problem_for_bare_errors,
-        ));
-    apikit::with_request_id(router)
+    let routes = apikit::auth::protect(tasks, config.tokens.clone(), "dtp").merge(health);
+    apikit::with_edge(routes, config.max_body_bytes, config.request_timeout)
 }

@@ -11,10 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apikit::auth::ApiTokens;
-use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use sqlx::PgPool;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::scheduler_client::SchedulerClient;
 
@@ -82,18 +80,8 @@ pub fn router(state: AppState) -> Router {
         .merge(binding::router())
         .merge(execution::router())
         .with_state(state);
-    let router = apikit::auth::protect(api, config.tokens.clone(), "taskpilot")
+    let routes = apikit::auth::protect(api, config.tokens.clone(), "taskpilot")
         .merge(health)
-        .route("/openapi.json", axum::routing::get(openapi))
-        .fallback(apikit::no_such_route)
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout,
-        ))
-        // Outermost, so that it also sees the answers of the layers above.
-        .layer(axum::middleware::map_response(
-            apikit::problem_for_bare_errors,
-        ));
-    apikit::with_request_id(router)
+        .route("/openapi.json", axum::routing::get(openapi));
+    apikit::with_edge(routes, config.max_body_bytes, config.request_timeout)
 }
