@@ -8,6 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{assert_problem, spawn_app_with, TestApp};
 
+const JSON: &str = "application/json";
+
 /// API only: tasks stay where the test puts them.
 async fn api_only() -> TestApp {
     spawn_app_with(|c| c.worker = false).await
@@ -352,99 +354,82 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
             .body(body)
             .send()
     };
-    let json_type = "application/json";
-
-    let cases: Vec<(reqwest::Response, StatusCode, &str)> = vec![
+    // (body, content type, status, a word the detail must name)
+    let cases = [
+        (r#"{"type": "demo""#, JSON, StatusCode::BAD_REQUEST, "JSON"),
         (
-            post_raw(r#"{"type": "demo""#, json_type)
-                .await
-                .expect("sent"),
-            StatusCode::BAD_REQUEST,
-            "JSON",
-        ),
-        (
-            post_raw(r#"{"type": "nope"}"#, json_type)
-                .await
-                .expect("sent"),
+            r#"{"type": "nope"}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
             "demo-slow",
         ),
         (
-            post_raw(r#"{"type": "demo", "maxAttempts": 0}"#, json_type)
-                .await
-                .expect("sent"),
+            r#"{"type": "demo", "maxAttempts": 0}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
             "maxAttempts",
         ),
         (
-            post_raw(r#"{"type": "demo", "maxAttempts": 101}"#, json_type)
-                .await
-                .expect("sent"),
+            r#"{"type": "demo", "maxAttempts": 101}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
             "maxAttempts",
         ),
         (
-            post_raw(r#"{"type": "demo", "maxAttempts": "3"}"#, json_type)
-                .await
-                .expect("sent"),
+            r#"{"type": "demo", "maxAttempts": "3"}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
             "maxAttempts",
         ),
         (
-            post_raw(r#"{"type": "demo", "priority": 5000}"#, json_type)
-                .await
-                .expect("sent"),
+            r#"{"type": "demo", "priority": 5000}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
             "priority",
         ),
         (
-            post_raw(r#"{"type": "demo", "timeoutMs": 0}"#, json_type)
-                .await
-                .expect("sent"),
+            r#"{"type": "demo", "timeoutMs": 0}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
             "timeoutMs",
         ),
         (
-            post_raw(r#"{"type": "demo", "idempotencyKey": ""}"#, json_type)
-                .await
-                .expect("sent"),
+            r#"{"type": "demo", "idempotencyKey": ""}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotencyKey",
         ),
         (
-            post_raw(r#"{"type": "demo", "runAt": "tomorrow"}"#, json_type)
-                .await
-                .expect("sent"),
+            r#"{"type": "demo", "runAt": "tomorrow"}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
             "RFC 3339",
         ),
         (
-            post_raw(r#"{"type": "demo", "surprise": 1}"#, json_type)
-                .await
-                .expect("sent"),
+            r#"{"type": "demo", "surprise": 1}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
             "surprise",
         ),
         (
-            post_raw(r#"{"payload": 1}"#, json_type)
-                .await
-                .expect("sent"),
+            r#"{"payload": 1}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
             "type",
         ),
         (
-            post_raw(r#"{"type": "demo"}"#, "text/plain")
-                .await
-                .expect("sent"),
+            r#"{"type": "demo"}"#,
+            "text/plain",
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type",
         ),
     ];
-    for (response, status, mentions) in cases {
+    for (body, content_type, status, mentions) in cases {
+        let response = post_raw(body, content_type).await.expect("sent");
         let detail = assert_problem(response, status).await;
         assert!(
             detail.contains(mentions),
-            "{status}: {detail:?} should mention {mentions:?}"
+            "{body}: {status}: {detail:?} should mention {mentions:?}"
         );
     }
 
@@ -455,7 +440,7 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
     let response = app
         .client
         .post(app.url("/tasks"))
-        .header("content-type", json_type)
+        .header("content-type", JSON)
         .body(oversized)
         .send()
         .await

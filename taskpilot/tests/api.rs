@@ -4,7 +4,9 @@
 mod support;
 
 use common::{RetryState, TaskStatus, WebTaskPage, WebTaskStatus};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
+
+const JSON: &str = "application/json";
 use serde_json::json;
 use support::{
     assert_problem, dtp_task_count, spawn_dtp, spawn_system, spawn_taskpilot, TaskPilotClient,
@@ -530,107 +532,138 @@ async fn a_failing_task_is_failed_and_exhausted_after_its_attempts() {
 #[tokio::test]
 async fn bad_input_gets_problem_json_and_writes_nothing() {
     let system = spawn_system().await;
-    let api = system.api();
-    let raw = |path: &'static str, body: &'static str, content_type: &'static str| {
-        system
-            .client
-            .post(system.taskpilot.url(path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-    };
-    let json_type = "application/json";
-
-    let cases = vec![
+    // (method, path, body, content type, status)
+    let cases = [
         (
-            raw("/api/tasks", r#"{"type": "demo""#, json_type)
-                .await
-                .expect("sent"),
+            Method::POST,
+            "/api/tasks",
+            r#"{"type": "demo""#,
+            JSON,
             StatusCode::BAD_REQUEST,
         ),
         (
-            raw("/api/tasks", r#"{"payload": 1}"#, json_type)
-                .await
-                .expect("sent"),
+            Method::POST,
+            "/api/tasks",
+            r#"{"payload": 1}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            raw("/api/tasks", r#"{"type": "  "}"#, json_type)
-                .await
-                .expect("sent"),
+            Method::POST,
+            "/api/tasks",
+            r#"{"type": "  "}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            raw("/api/tasks", r#"{"type": 7}"#, json_type)
-                .await
-                .expect("sent"),
+            Method::POST,
+            "/api/tasks",
+            r#"{"type": 7}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            raw("/api/tasks", r#"{"type": "demo", "extra": 1}"#, json_type)
-                .await
-                .expect("sent"),
+            Method::POST,
+            "/api/tasks",
+            r#"{"type": "demo", "extra": 1}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            raw("/api/tasks", r#"{"type": "demo"}"#, "text/plain")
-                .await
-                .expect("sent"),
+            Method::POST,
+            "/api/tasks",
+            r#"{"type": "demo"}"#,
+            "text/plain",
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (
-            raw("/api/tasks/1/scheduler", r#"{"maxAttempts": "#, json_type)
-                .await
-                .expect("sent"),
+            Method::POST,
+            "/api/tasks/1/scheduler",
+            r#"{"maxAttempts": "#,
+            JSON,
             StatusCode::BAD_REQUEST,
         ),
         (
-            raw("/api/tasks/1/scheduler", r#"{"maxAttempts": 0}"#, json_type)
-                .await
-                .expect("sent"),
+            Method::POST,
+            "/api/tasks/1/scheduler",
+            r#"{"maxAttempts": 0}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            raw("/api/tasks/1/scheduler", r#"{"colour": "red"}"#, json_type)
-                .await
-                .expect("sent"),
+            Method::POST,
+            "/api/tasks/1/scheduler",
+            r#"{"colour": "red"}"#,
+            JSON,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            raw("/api/tasks/1/scheduler", r#"{}"#, "text/plain")
-                .await
-                .expect("sent"),
+            Method::POST,
+            "/api/tasks/1/scheduler",
+            r#"{}"#,
+            "text/plain",
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (
-            raw("/api/tasks/abc/scheduler", "", json_type)
-                .await
-                .expect("sent"),
-            StatusCode::BAD_REQUEST,
-        ),
-        (api.get("/api/tasks/abc").await, StatusCode::BAD_REQUEST),
-        (
-            api.get("/api/tasks/0/execution").await,
+            Method::POST,
+            "/api/tasks/abc/scheduler",
+            "",
+            JSON,
             StatusCode::BAD_REQUEST,
         ),
         (
-            api.put("/api/tasks/-1/execution/cancel").await,
+            Method::GET,
+            "/api/tasks/abc",
+            "",
+            JSON,
             StatusCode::BAD_REQUEST,
         ),
-        (api.get("/api/tasks?limit=0").await, StatusCode::BAD_REQUEST),
-        (api.get("/api/tasks?page=2").await, StatusCode::BAD_REQUEST),
-        (api.get("/api/nothing").await, StatusCode::NOT_FOUND),
         (
-            system
-                .client
-                .delete(system.taskpilot.url("/api/tasks/1"))
-                .send()
-                .await
-                .expect("sent"),
+            Method::GET,
+            "/api/tasks/0/execution",
+            "",
+            JSON,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::PUT,
+            "/api/tasks/-1/execution/cancel",
+            "",
+            JSON,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/api/tasks?limit=0",
+            "",
+            JSON,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/api/tasks?page=2",
+            "",
+            JSON,
+            StatusCode::BAD_REQUEST,
+        ),
+        (Method::GET, "/api/nothing", "", JSON, StatusCode::NOT_FOUND),
+        (
+            Method::DELETE,
+            "/api/tasks/1",
+            "",
+            JSON,
             StatusCode::METHOD_NOT_ALLOWED,
         ),
     ];
-    for (response, status) in cases {
+    for (method, path, body, content_type, status) in cases {
+        let response = system
+            .client
+            .request(method, system.taskpilot.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
         assert_problem(response, status).await;
     }
     let oversized = format!(
@@ -640,7 +673,7 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
     let response = system
         .client
         .post(system.taskpilot.url("/api/tasks"))
-        .header("content-type", json_type)
+        .header("content-type", JSON)
         .body(oversized)
         .send()
         .await
