@@ -78,7 +78,12 @@ async fn demo_fail_uses_every_attempt_then_is_failed_and_exhausted() {
 #[tokio::test]
 async fn a_failed_attempt_schedules_a_retry_after_its_backoff() {
     let app = spawn_app_with(|c| c.worker = false).await;
-    let worker = worker_for(&app, "w1", |c| c.backoff_base_ms = 600_000);
+    // Base and cap both large: with full jitter, the fast settings' 100 ms cap made the delay
+    // shorter than the time between the two claims now and then.
+    let worker = worker_for(&app, "w1", |c| {
+        c.backoff_base_ms = 600_000;
+        c.backoff_cap_ms = 600_000;
+    });
     let id = app
         .create(json!({"type": "demo-fail", "maxAttempts": 3}))
         .await
