@@ -115,8 +115,7 @@ impl Config {
         let worker = self.worker_config();
         anyhow::ensure!(self.lease_ms > 0, "DTP_LEASE_MS must be positive");
         anyhow::ensure!(
-            worker.heartbeat_interval < worker.lease - worker.lease_margin()
-                && !worker.heartbeat_interval.is_zero(),
+            worker.heartbeat_interval < worker.lease_held() && !worker.heartbeat_interval.is_zero(),
             "DTP_HEARTBEAT_MS ({:?}) must be positive and shorter than four fifths of \
              DTP_LEASE_MS ({:?}): a worker stops its handlers when a renewal is that late",
             worker.heartbeat_interval,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A running proxy; it stops accepting when dropped (open connections end with the test).
@@ -92,53 +93,65 @@ async fn forward(client: TcpStream, target: String, faults: Arc<Faults>) {
     let Ok(server) = TcpStream::connect(&target).await else {
         return;
     };
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
     let cut = Arc::new(AtomicBool::new(false));
-    let upstream = {
-        let (faults, cut) = (faults.clone(), cut.clone());
-        async move {
-            let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                let n = match client_read.read(&mut buffer).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                wait_while_partitioned(&faults).await;
-                if server_write.write_all(&buffer[..n]).await.is_err() {
-                    return;
-                }
-                if faults.cut_after_request.load(Ordering::SeqCst) {
-                    cut.store(true, Ordering::SeqCst);
-                    tokio::time::sleep(SERVER_WORK).await;
-                    return;
-                }
-            }
-        }
-    };
-    let downstream = {
-        let (faults, cut) = (faults.clone(), cut.clone());
-        async move {
-            let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                let n = match server_read.read(&mut buffer).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                wait_while_partitioned(&faults).await;
-                if cut.load(Ordering::SeqCst) {
-                    continue;
-                }
-                if client_write.write_all(&buffer[..n]).await.is_err() {
-                    return;
-                }
-            }
-        }
-    };
+    let upstream = pump(
+        client_read,
+        server_write,
+        Direction::ToServer,
+        &faults,
+        &cut,
+    );
+    let downstream = pump(
+        server_read,
+        client_write,
+        Direction::ToClient,
+        &faults,
+        &cut,
+    );
     // Either direction ending ends the connection: both halves are dropped here.
     tokio::select! {
         _ = upstream => {}
         _ = downstream => {}
+    }
+}
+
+/// Which way a [`pump`] carries bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToServer,
+    ToClient,
+}
+
+/// Copies bytes one way until either side closes, holding them while partitioned. Going to the
+/// server with `cut_after_request` set, it delivers the request, marks the connection `cut` and
+/// ends after [`SERVER_WORK`]; going to the client, it swallows whatever comes once `cut`.
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    direction: Direction,
+    faults: &Faults,
+    cut: &AtomicBool,
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        wait_while_partitioned(faults).await;
+        if direction == Direction::ToClient && cut.load(Ordering::SeqCst) {
+            continue;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+        if direction == Direction::ToServer && faults.cut_after_request.load(Ordering::SeqCst) {
+            cut.store(true, Ordering::SeqCst);
+            tokio::time::sleep(SERVER_WORK).await;
+            return;
+        }
     }
 }
 

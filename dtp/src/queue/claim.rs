@@ -132,8 +132,8 @@ pub async fn claim_available(
     .await
 }
 
-/// Extends the lease of each `(task, fence)` whose fence still holds and returns the ids renewed.
-/// A held task missing from the answer was canceled or rescued: its worker must stop.
+/// Extends the lease of each `(task, fence)` whose fence still holds and returns those renewed.
+/// A held attempt missing from the answer was canceled or rescued: its worker must stop.
 pub async fn renew_leases(
     db: impl PgExecutor<'_>,
     held: &[(TaskId, Fence)],

@@ -29,17 +29,13 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
             // At once, before the lease of what it may hold runs out; then the pause after a
             // failed claim.
             match release_lost_claim(shared, &mut conn, token).await {
-                Ok(()) => {
-                    unanswered = None;
-                    sleep_unless(ERROR_PAUSE, shutdown).await;
-                    continue;
-                }
+                Ok(()) => unanswered = None,
                 Err(e) => {
-                    tracing::warn!(error = %e, "releasing a claim whose answer was lost failed; retrying shortly");
-                    sleep_unless(ERROR_PAUSE, shutdown).await;
-                    continue;
+                    tracing::warn!(error = %e, "releasing a claim whose answer was lost failed; retrying shortly")
                 }
             }
+            sleep_unless(ERROR_PAUSE, shutdown).await;
+            continue;
         }
         if shared.slots.available_permits() == 0 {
             tokio::select! {

@@ -43,12 +43,7 @@ pub(super) async fn execute(
     let attempt = fence.attempt;
     tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %shared.config.worker_id, "task claimed");
     let abort = shared.abort_all.child_token();
-    // The lease was drawn by the database after `claimed_at`: counting from then errs on the
-    // safe side.
-    let ours_until = claimed_at + shared.config.lease - shared.config.lease_margin();
-    shared
-        .running
-        .insert(id, fence, abort.clone(), claimed_at, ours_until);
+    shared.running.insert(id, fence, abort.clone(), claimed_at);
     let outcome = run_handler(&shared, task, abort).await;
     if let Some(slot) = slot {
         drop(slot);

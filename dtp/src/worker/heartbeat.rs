@@ -98,7 +98,6 @@ async fn renew(shared: &Shared, conn: &mut DedicatedConnection) -> Renewal {
     }
     let config = &shared.config;
     let sent = Instant::now();
-    let ours_until = sent + config.lease - config.lease_margin();
     // A connection broken by a restart fails its first statement; a second, on a new
     // connection, tells at once whether the server is down or back.
     let mut outcome = Err(sqlx::Error::PoolClosed);
@@ -116,7 +115,7 @@ async fn renew(shared: &Shared, conn: &mut DedicatedConnection) -> Renewal {
     }
     match outcome {
         Ok(renewed) => {
-            shared.running.renewed(&renewed, sent, ours_until);
+            shared.running.renewed(&renewed, sent);
             let renewed: HashSet<_> = renewed.into_iter().collect();
             for (id, fence) in held.into_iter().filter(|held| !renewed.contains(held)) {
                 if shared.running.abort(id, Some(fence)) {
@@ -127,7 +126,7 @@ async fn renew(shared: &Shared, conn: &mut DedicatedConnection) -> Renewal {
         }
         Err(e) if dbsetup::is_server_down(&e) => {
             let most = config.lease * OUTAGE_CARRIED_IN_LEASES - config.lease_margin();
-            shared.running.extend_live(Instant::now(), ours_until, most);
+            shared.running.extend_live(Instant::now(), sent, most);
             Renewal::ServerDown(e)
         }
         Err(e) => {

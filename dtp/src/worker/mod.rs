@@ -84,6 +84,12 @@ impl WorkerConfig {
     pub fn lease_margin(&self) -> Duration {
         self.lease / 5
     }
+
+    /// How long after a claim or renewal is sent its attempt is surely still this worker's:
+    /// the lease less [`lease_margin`](Self::lease_margin).
+    pub fn lease_held(&self) -> Duration {
+        self.lease - self.lease_margin()
+    }
 }
 
 /// `dtp-{host}-{pid}`: unique per process on a host, readable in logs and task bodies.
@@ -124,13 +130,14 @@ impl Worker {
     /// A worker that runs the handlers of `registry` against the queue in `pool`.
     pub fn new(pool: PgPool, registry: HandlerRegistry, config: WorkerConfig) -> Self {
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let running = RunningTasks::new(config.lease_held());
         Worker {
             shared: Arc::new(Shared {
                 pool,
                 task_types: registry.names().into_iter().map(str::to_owned).collect(),
                 registry,
                 config,
-                running: RunningTasks::default(),
+                running,
                 slots,
                 executions: TaskTracker::new(),
                 completer: RwLock::new(None),

@@ -24,25 +24,34 @@ struct Attempt {
 }
 
 /// Shared by the executor, the lease heartbeat and the cancel listener.
-#[derive(Default)]
 pub(crate) struct RunningTasks {
+    /// How long after its claim or renewal was sent an attempt is surely ours
+    /// (`WorkerConfig::lease_held`).
+    held_for: Duration,
     attempts: Mutex<HashMap<(TaskId, Fence), Attempt>>,
 }
 
 impl RunningTasks {
-    /// Lists an attempt claimed by a statement sent at `claimed_at`, ours until `ours_until`.
+    pub(crate) fn new(held_for: Duration) -> Self {
+        RunningTasks {
+            held_for,
+            attempts: Mutex::default(),
+        }
+    }
+
+    /// Lists an attempt claimed by a statement sent at `claimed_at`. The lease was drawn by the
+    /// database after that: counting from then errs on the safe side.
     pub(crate) fn insert(
         &self,
         id: TaskId,
         fence: Fence,
         abort: CancellationToken,
         claimed_at: Instant,
-        ours_until: Instant,
     ) {
         let attempt = Attempt {
             abort,
             renewed_at: claimed_at,
-            ours_until,
+            ours_until: claimed_at + self.held_for,
         };
         self.lock().insert((id, fence), attempt);
     }
@@ -56,9 +65,9 @@ impl RunningTasks {
         self.lock().keys().copied().collect()
     }
 
-    /// The lease of each attempt in `renewed`, renewed by a statement sent at `sent`, is ours
-    /// until at least `until`.
-    pub(crate) fn renewed(&self, renewed: &[(TaskId, Fence)], sent: Instant, until: Instant) {
+    /// The lease of each attempt in `renewed` was renewed by a statement sent at `sent`.
+    pub(crate) fn renewed(&self, renewed: &[(TaskId, Fence)], sent: Instant) {
+        let until = sent + self.held_for;
         let mut attempts = self.lock();
         for key in renewed {
             if let Some(attempt) = attempts.get_mut(key) {
@@ -68,12 +77,13 @@ impl RunningTasks {
         }
     }
 
-    /// Every lease not yet lapsed is ours until at least `until` (the server was seen down, so
-    /// nobody can take a task over before then), but never more than `most` after its last
-    /// renewal: what looks like a server down to this process alone (a firewall that rejects)
-    /// must not keep a handler running for ever. A lapsed one stays lapsed: it may have been
-    /// taken over before the server went down.
-    pub(crate) fn extend_live(&self, now: Instant, until: Instant, most: Duration) {
+    /// The server was seen down by a statement sent at `sent`: nobody can take a task over for
+    /// a lease after that, so every lease not yet lapsed is ours as if renewed then, but never
+    /// more than `most` after its last renewal: what looks like a server down to this process
+    /// alone (a firewall that rejects) must not keep a handler running for ever. A lapsed one
+    /// stays lapsed: it may have been taken over before the server went down.
+    pub(crate) fn extend_live(&self, now: Instant, sent: Instant, most: Duration) {
+        let until = sent + self.held_for;
         for attempt in self.lock().values_mut() {
             if attempt.ours_until > now {
                 let cap = attempt.renewed_at + most;
