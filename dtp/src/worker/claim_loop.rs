@@ -8,8 +8,10 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use super::completer::Completer;
 use super::connection::DedicatedConnection;
-use super::{executor, Shared};
+use super::executor;
+use super::state::WorkerState;
 use crate::queue;
 
 /// Pause after a failed claim (database down), so the loop does not spin.
@@ -19,8 +21,12 @@ const ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// throughput at the database's commit rate; a short task frees its slot within microseconds.
 const GATHER_WINDOW: Duration = Duration::from_micros(250);
 
-pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
-    let mut conn = DedicatedConnection::new(claim_connection_options(&shared.pool));
+pub(super) async fn run(
+    state: &Arc<WorkerState>,
+    completer: &Completer,
+    shutdown: &CancellationToken,
+) {
+    let mut conn = DedicatedConnection::new(claim_connection_options(&state.pool));
     // The token of a claim that failed: if it failed after its commit (the answer was lost),
     // its tasks are RUNNING under this worker's name and nobody runs them.
     let mut unanswered: Option<i64> = None;
@@ -28,7 +34,7 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
         if let Some(token) = unanswered {
             // At once, before the lease of what it may hold runs out; then the pause after a
             // failed claim.
-            match release_lost_claim(shared, &mut conn, token).await {
+            match release_lost_claim(state, &mut conn, token).await {
                 Ok(()) => unanswered = None,
                 Err(e) => {
                     tracing::warn!(error = %e, "releasing a claim whose answer was lost failed; retrying shortly")
@@ -37,21 +43,21 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
             sleep_unless(ERROR_PAUSE, shutdown).await;
             continue;
         }
-        if shared.slots.available_permits() == 0 {
+        if state.slots.available_permits() == 0 {
             tokio::select! {
-                _ = shared.slot_freed.notified() => {}
+                _ = state.slot_freed.notified() => {}
                 _ = shutdown.cancelled() => {}
             }
             continue;
         }
-        let free = gather_slots(shared).await;
+        let free = gather_slots(state).await;
         let limit = i64::try_from(free).unwrap_or(i64::MAX);
-        let config = &shared.config;
-        let claim = queue::Claim::new(&config.worker_id, &shared.task_types, limit, config.lease);
-        match claim_and_start(shared, &mut conn, &claim).await {
+        let config = &state.config;
+        let claim = queue::Claim::new(&config.worker_id, &state.task_types, limit, config.lease);
+        match claim_and_start(state, completer, &mut conn, &claim).await {
             // Every free slot got a task: there may be more, go again at once.
             Ok(claimed) if claimed == free => {}
-            Ok(_) => wait_for_work(shared, shutdown).await,
+            Ok(_) => wait_for_work(state, shutdown).await,
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed; retrying shortly");
                 unanswered = Some(claim.token);
@@ -59,7 +65,7 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
         }
     }
     if let Some(token) = unanswered {
-        if let Err(e) = release_lost_claim(shared, &mut conn, token).await {
+        if let Err(e) = release_lost_claim(state, &mut conn, token).await {
             tracing::warn!(error = %e, "a claim whose answer was lost could not be released at shutdown; its tasks will be rescued when their leases expire");
         }
     }
@@ -79,7 +85,8 @@ fn claim_connection_options(pool: &PgPool) -> PgConnectOptions {
 }
 
 async fn claim_and_start(
-    shared: &Arc<Shared>,
+    state: &Arc<WorkerState>,
+    completer: &Completer,
     conn: &mut DedicatedConnection,
     claim: &queue::Claim<'_>,
 ) -> Result<usize, sqlx::Error> {
@@ -89,15 +96,19 @@ async fn claim_and_start(
         .await?;
     let count = claimed.len();
     for task in claimed {
-        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+        let Ok(slot) = state.slots.clone().try_acquire_owned() else {
             // Cannot happen (we claimed at most the free slots and only this loop takes them),
             // but if it did, the task's lease would simply expire and it would be rescued.
             tracing::error!(task_id = task.id, "claimed a task without a free slot");
             continue;
         };
-        shared
-            .executions
-            .spawn(executor::execute(shared.clone(), task, sent, Some(slot)));
+        state.executions.spawn(executor::execute(
+            state.clone(),
+            completer.clone(),
+            task,
+            sent,
+            Some(slot),
+        ));
     }
     Ok(count)
 }
@@ -106,11 +117,11 @@ async fn claim_and_start(
 /// `queue::release_lost_claim`). What this cannot cover (the process dies before it reconnects)
 /// the rescuer does, counting the attempt as lost.
 async fn release_lost_claim(
-    shared: &Shared,
+    state: &WorkerState,
     conn: &mut DedicatedConnection,
     token: i64,
 ) -> Result<(), sqlx::Error> {
-    let worker_id = &shared.config.worker_id;
+    let worker_id = &state.config.worker_id;
     let released = conn
         .run(async |db| queue::release_lost_claim(db, worker_id, token).await)
         .await?;
@@ -125,11 +136,11 @@ async fn release_lost_claim(
 
 /// Gives tasks that are finishing up to [`GATHER_WINDOW`] to hand their slots back, so that the
 /// next claim takes a batch; returns the free slots. Costs nothing when all slots are free.
-async fn gather_slots(shared: &Shared) -> usize {
-    let all = shared.config.concurrency;
+async fn gather_slots(state: &WorkerState) -> usize {
+    let all = state.config.concurrency;
     let started = std::time::Instant::now();
     loop {
-        let free = shared.slots.available_permits();
+        let free = state.slots.available_permits();
         if free >= all || started.elapsed() >= GATHER_WINDOW {
             return free;
         }
@@ -137,10 +148,10 @@ async fn gather_slots(shared: &Shared) -> usize {
     }
 }
 
-async fn wait_for_work(shared: &Shared, shutdown: &CancellationToken) {
+async fn wait_for_work(state: &WorkerState, shutdown: &CancellationToken) {
     tokio::select! {
-        _ = shared.work_available.notified() => {}
-        _ = tokio::time::sleep(shared.config.poll_interval) => {}
+        _ = state.work_available.notified() => {}
+        _ = tokio::time::sleep(state.config.poll_interval) => {}
         _ = shutdown.cancelled() => {}
     }
 }

@@ -46,11 +46,11 @@ pub(super) struct Completer {
 impl Completer {
     /// Starts the batching loop; it ends when `stop` fires, after writing what it holds.
     pub(super) fn start(
-        pool: PgPool,
+        pool: &PgPool,
         stop: CancellationToken,
     ) -> (Completer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let conn = DedicatedConnection::new(pool.connect_options().as_ref().clone());
+        let conn = DedicatedConnection::for_pool(pool);
         let handle = tokio::spawn(run(conn, rx, stop));
         (Completer { tx }, handle)
     }

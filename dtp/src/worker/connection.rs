@@ -23,6 +23,11 @@ pub(super) struct DedicatedConnection {
 }
 
 impl DedicatedConnection {
+    /// A connection with the pool's options, opened on the first [`run`](Self::run).
+    pub(super) fn for_pool(pool: &sqlx::PgPool) -> Self {
+        Self::new(pool.connect_options().as_ref().clone())
+    }
+
     /// Connects lazily, on the first [`run`](Self::run).
     pub(super) fn new(options: PgConnectOptions) -> Self {
         DedicatedConnection {

@@ -1,14 +1,16 @@
 //! Running one claimed task: the handler under its timeout and abort token, then recording the
-//! outcome through the fenced queue transitions.
+//! outcome through the fenced queue transitions: a success through the [`Completer`], which
+//! batches them, anything else here.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 
-use super::Shared;
+use super::completer::Completer;
+use super::state::WorkerState;
 use crate::handlers::{HandlerError, TaskContext};
 use crate::queue::{self, ClaimedTask, Fence, TaskId};
 
@@ -16,6 +18,12 @@ use crate::queue::{self, ClaimedTask, Fence, TaskId};
 #[derive(Debug)]
 enum Outcome {
     Succeeded(Value),
+    Ended(Ending),
+}
+
+/// An attempt that did not succeed.
+#[derive(Debug)]
+enum Ending {
     Failed(HandlerError),
     /// The task was canceled or its lease lost: the database already holds the truth.
     Aborted,
@@ -33,7 +41,8 @@ const MAX_RECORD_PAUSE: Duration = Duration::from_secs(5);
 /// given back as soon as the handler is done, before the outcome is written, so the claim loop
 /// can take the next task meanwhile.
 pub(super) async fn execute(
-    shared: Arc<Shared>,
+    state: Arc<WorkerState>,
+    completer: Completer,
     task: ClaimedTask,
     claimed_at: Instant,
     slot: Option<OwnedSemaphorePermit>,
@@ -41,28 +50,23 @@ pub(super) async fn execute(
     let id = task.task_id();
     let fence = task.fence();
     let attempt = fence.attempt;
-    tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %shared.config.worker_id, "task claimed");
-    let abort = shared.abort_all.child_token();
-    shared.running.insert(id, fence, abort.clone(), claimed_at);
-    let outcome = run_handler(&shared, task, abort).await;
+    tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %state.config.worker_id, "task claimed");
+    let abort = state.abort_all.child_token();
+    state.running.insert(id, fence, abort.clone(), claimed_at);
+    let outcome = run_handler(&state, task, abort).await;
     if let Some(slot) = slot {
         drop(slot);
-        shared.slot_freed.notify_one();
+        state.slot_freed.notify_one();
     }
-    let completer = shared
-        .completer
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    match (outcome, completer) {
-        (Outcome::Succeeded(result), Some(completer)) => {
+    match outcome {
+        Outcome::Succeeded(result) => {
             completer.complete(id, fence, result).await;
         }
-        (outcome, _) => record_until_written(&shared, id, fence, outcome).await,
+        Outcome::Ended(ending) => record_until_written(&state, id, fence, ending).await,
     }
     // The lease is renewed until here, so an outcome that waits for the database to come back
     // is still ours to write when it does.
-    shared.running.remove(id, fence);
+    state.running.remove(id, fence);
 }
 
 /// How long an aborted handler may take to stop at its next await point before the worker
@@ -80,23 +84,23 @@ async fn stop_handler(run: JoinHandle<Result<Value, HandlerError>>, id: TaskId) 
 }
 
 async fn run_handler(
-    shared: &Shared,
+    state: &WorkerState,
     task: ClaimedTask,
     abort: tokio_util::sync::CancellationToken,
 ) -> Outcome {
     let task_id = task.task_id();
-    let Some(handler) = shared.registry.get(&task.task_type) else {
-        return Outcome::Failed(HandlerError::Permanent(format!(
+    let Some(handler) = state.registry.get(&task.task_type) else {
+        return Outcome::Ended(Ending::Failed(HandlerError::Permanent(format!(
             "no handler registered for type {:?}",
             task.task_type
-        )));
+        ))));
     };
     let timeout = task
         .timeout_ms
         .and_then(|ms| u64::try_from(ms).ok())
         .map(Duration::from_millis)
         .or_else(|| handler.timeout())
-        .unwrap_or(shared.config.default_timeout);
+        .unwrap_or(state.config.default_timeout);
     let ctx = TaskContext {
         id: task.task_id(),
         attempt: task.attempt_count,
@@ -111,32 +115,32 @@ async fn run_handler(
         biased;
         _ = abort.cancelled() => {
             stop_handler(run, task_id).await;
-            if shared.abort_all.is_cancelled() { Outcome::Interrupted } else { Outcome::Aborted }
+            Outcome::Ended(if state.abort_all.is_cancelled() { Ending::Interrupted } else { Ending::Aborted })
         }
         _ = tokio::time::sleep(timeout) => {
             stop_handler(run, task_id).await;
-            Outcome::Failed(HandlerError::Retryable(format!("timed out after {} ms", timeout.as_millis())))
+            Outcome::Ended(Ending::Failed(HandlerError::Retryable(format!("timed out after {} ms", timeout.as_millis()))))
         }
         joined = &mut run => match joined {
             Ok(Ok(result)) => Outcome::Succeeded(result),
-            Ok(Err(error)) => Outcome::Failed(error),
-            Err(e) => Outcome::Failed(HandlerError::Retryable(format!("handler panicked: {e}"))),
+            Ok(Err(error)) => Outcome::Ended(Ending::Failed(error)),
+            Err(e) => Outcome::Ended(Ending::Failed(HandlerError::Retryable(format!("handler panicked: {e}")))),
         },
     }
 }
 
-/// Records `outcome`, for as long as the database is unreachable or busy and the attempt's
+/// Records `ending`, for as long as the database is unreachable or busy and the attempt's
 /// lease is still ours: it is renewed meanwhile (or, while the server is down, cannot be taken
-/// over), so a success finished during an outage is still a success when the database returns.
-async fn record_until_written(shared: &Shared, id: TaskId, fence: Fence, mut outcome: Outcome) {
+/// over), so a failure met during an outage is counted when the database returns.
+async fn record_until_written(state: &WorkerState, id: TaskId, fence: Fence, mut ending: Ending) {
     let attempt = fence.attempt;
     let mut pause = Duration::from_millis(100);
     let mut other_failures = 0;
     loop {
-        let Err(e) = record(shared, id, fence, &outcome).await else {
+        let Err(e) = record(state, id, fence, &ending).await else {
             return;
         };
-        if !shared.running.is_ours(id, fence, Instant::now()) {
+        if !state.running.is_ours(id, fence, Instant::now()) {
             // Its lease may have lapsed: the rescuer decides now, and a late write would be
             // fenced out anyway.
             tracing::warn!(task_id = %id, attempt, error = %e, "outcome not recorded before the lease lapsed; the task will be rescued");
@@ -147,7 +151,7 @@ async fn record_until_written(shared: &Shared, id: TaskId, fence: Fence, mut out
             if dbsetup::is_invalid_data(&e) {
                 // The outcome cannot be stored as it is; record the refusal instead.
                 tracing::warn!(task_id = %id, attempt, error = %e, "outcome refused by the database; recording the refusal");
-                outcome = Outcome::Failed(HandlerError::Permanent(format!(
+                ending = Ending::Failed(HandlerError::Permanent(format!(
                     "the attempt's outcome could not be stored: {e}"
                 )));
             }
@@ -164,44 +168,35 @@ async fn record_until_written(shared: &Shared, id: TaskId, fence: Fence, mut out
 }
 
 async fn record(
-    shared: &Shared,
+    state: &WorkerState,
     id: TaskId,
     fence: Fence,
-    outcome: &Outcome,
+    ending: &Ending,
 ) -> Result<(), sqlx::Error> {
-    let pool = &shared.pool;
+    let pool = &state.pool;
     let attempt = fence.attempt;
-    match outcome {
-        Outcome::Succeeded(result) => {
-            if queue::mark_succeeded(pool, id, fence, result).await? {
-                tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
-            } else {
-                discarded(id, attempt);
-            }
-        }
-        Outcome::Failed(error) => {
+    match ending {
+        Ending::Failed(error) => {
             let permanent = matches!(error, HandlerError::Permanent(_));
-            let delay = shared.config.backoff.delay(attempt);
+            let delay = state.config.backoff.delay(attempt);
             let message = error.to_string();
             match queue::mark_failed_or_retry(pool, id, fence, &message, delay, permanent).await? {
                 Some(failed) => {
                     tracing::info!(task_id = %id, attempt, from = "RUNNING", to = %failed.status(), next_attempt_at = ?failed.next_attempt_at, error = %message, "task attempt failed")
                 }
-                None => discarded(id, attempt),
+                None => {
+                    tracing::info!(task_id = %id, attempt, "late outcome discarded: task was canceled or rescued")
+                }
             }
         }
-        Outcome::Aborted => {
+        Ending::Aborted => {
             tracing::info!(task_id = %id, attempt, "handler aborted: task canceled or its lease lost")
         }
-        Outcome::Interrupted => {
+        Ending::Interrupted => {
             if queue::release(pool, id, fence).await? {
                 tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "PENDING", "task handed back on shutdown");
             }
         }
     }
     Ok(())
-}
-
-fn discarded(id: TaskId, attempt: i32) {
-    tracing::info!(task_id = %id, attempt, "late outcome discarded: task was canceled or rescued");
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::connection::DedicatedConnection;
-use super::Shared;
+use super::state::WorkerState;
 use crate::queue;
 
 /// How often renewal is retried while the server says it is down: when it is back, held leases
@@ -35,19 +35,19 @@ const RETRY_WHILE_DOWN: Duration = Duration::from_millis(100);
 /// process, ends with the handler stopped and its task rescued.
 const OUTAGE_CARRIED_IN_LEASES: u32 = 4;
 
-pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut conn = DedicatedConnection::new(shared.pool.connect_options().as_ref().clone());
-    let interval = shared.config.heartbeat_interval;
+pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
+    let mut conn = DedicatedConnection::for_pool(&state.pool);
+    let interval = state.config.heartbeat_interval;
     let mut next = tokio::time::Instant::now() + interval;
     let mut server_down = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
                 let started = tokio::time::Instant::now();
-                let renewal = renew(&shared, &mut conn).await;
+                let renewal = renew(&state, &mut conn).await;
                 // Said once per outage, not every RETRY_WHILE_DOWN.
                 match (&renewal, server_down) {
-                    (Renewal::ServerDown(e), false) => tracing::warn!(error = %e, held = shared.running.len(), "lease renewal failed: the database is down; running handlers carry on"),
+                    (Renewal::ServerDown(e), false) => tracing::warn!(error = %e, held = state.running.len(), "lease renewal failed: the database is down; running handlers carry on"),
                     (Renewal::Done, true) => tracing::info!("database reachable again: leases renewed"),
                     _ => {}
                 }
@@ -75,14 +75,14 @@ enum Renewal {
 
 /// Aborts, every few milliseconds, the attempts whose lease may no longer be ours. Runs apart
 /// from the renewal, which may be waiting on a database that does not answer.
-pub(super) async fn watch(shared: Arc<Shared>, stop: CancellationToken) {
-    let every = (shared.config.lease_margin() / 4).max(Duration::from_millis(5));
+pub(super) async fn watch(state: Arc<WorkerState>, stop: CancellationToken) {
+    let every = (state.config.lease_margin() / 4).max(Duration::from_millis(5));
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                for (id, fence) in shared.running.abort_lapsed(Instant::now()) {
+                for (id, fence) in state.running.abort_lapsed(Instant::now()) {
                     tracing::warn!(task_id = %id, attempt = fence.attempt, "lease not renewed in time (database unreachable): aborting handler before another process may take the task");
                 }
             }
@@ -91,12 +91,12 @@ pub(super) async fn watch(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-async fn renew(shared: &Shared, conn: &mut DedicatedConnection) -> Renewal {
-    let held = shared.running.held();
+async fn renew(state: &WorkerState, conn: &mut DedicatedConnection) -> Renewal {
+    let held = state.running.held();
     if held.is_empty() {
         return Renewal::Done;
     }
-    let config = &shared.config;
+    let config = &state.config;
     let sent = Instant::now();
     // A connection broken by a restart fails its first statement; a second, on a new
     // connection, tells at once whether the server is down or back.
@@ -115,10 +115,10 @@ async fn renew(shared: &Shared, conn: &mut DedicatedConnection) -> Renewal {
     }
     match outcome {
         Ok(renewed) => {
-            shared.running.renewed(&renewed, sent);
+            state.running.renewed(&renewed, sent);
             let renewed: HashSet<_> = renewed.into_iter().collect();
             for (id, fence) in held.into_iter().filter(|held| !renewed.contains(held)) {
-                if shared.running.abort(id, Some(fence)) {
+                if state.running.abort(id, Some(fence)) {
                     tracing::info!(task_id = %id, attempt = fence.attempt, "lease not renewed (canceled or rescued): aborting handler");
                 }
             }
@@ -126,7 +126,7 @@ async fn renew(shared: &Shared, conn: &mut DedicatedConnection) -> Renewal {
         }
         Err(e) if dbsetup::is_server_down(&e) => {
             let most = config.lease * OUTAGE_CARRIED_IN_LEASES - config.lease_margin();
-            shared.running.extend_live(Instant::now(), sent, most);
+            state.running.extend_live(Instant::now(), sent, most);
             Renewal::ServerDown(e)
         }
         Err(e) => {

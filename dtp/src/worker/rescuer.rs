@@ -34,7 +34,7 @@ impl Rescuer {
     /// interval and backoff of `config`.
     pub fn new(pool: &PgPool, config: &WorkerConfig) -> Self {
         Rescuer {
-            conn: DedicatedConnection::new(pool.connect_options().as_ref().clone()),
+            conn: DedicatedConnection::for_pool(pool),
             lease: config.lease,
             interval: config.rescue_interval,
             backoff: config.backoff,

@@ -1,0 +1,53 @@
+//! What the parts of one running worker share: the queue, the handlers, the settings, the
+//! attempts in flight and the signals between the claim loop and the executors. Built once, by
+//! [`Worker::new`](super::Worker::new); the parts read it and never replace any of it.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::running::RunningTasks;
+use super::WorkerConfig;
+use crate::handlers::HandlerRegistry;
+
+pub(super) struct WorkerState {
+    pub(super) pool: PgPool,
+    pub(super) registry: HandlerRegistry,
+    /// The registry's types: the only ones this worker claims.
+    pub(super) task_types: Vec<String>,
+    pub(super) config: WorkerConfig,
+    /// The attempts this worker runs, with their leases (executor, heartbeat, listener).
+    pub(super) running: RunningTasks,
+    /// One permit per task that may run at once; the claim loop claims only what it can hold.
+    pub(super) slots: Arc<Semaphore>,
+    /// Every task execution, so that shutdown can wait for them (their slots are given back
+    /// before their outcome is written).
+    pub(super) executions: TaskTracker,
+    /// A notification said new work is due.
+    pub(super) work_available: Notify,
+    /// A slot was freed.
+    pub(super) slot_freed: Notify,
+    /// Fired when the shutdown grace period is over: every handler still running is aborted and
+    /// its task handed back to the queue.
+    pub(super) abort_all: CancellationToken,
+}
+
+impl WorkerState {
+    pub(super) fn new(pool: PgPool, registry: HandlerRegistry, config: WorkerConfig) -> Self {
+        WorkerState {
+            pool,
+            task_types: registry.names().into_iter().map(str::to_owned).collect(),
+            registry,
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            running: RunningTasks::new(config.lease_held()),
+            config,
+            executions: TaskTracker::new(),
+            work_available: Notify::new(),
+            slot_freed: Notify::new(),
+            abort_all: CancellationToken::new(),
+        }
+    }
+}
