@@ -9,8 +9,11 @@
 //! [`problem_response`].
 
 pub mod auth;
+pub mod db;
+mod error;
 mod extract;
 mod health;
+pub mod openapi;
 mod peer_body;
 mod request_id;
 mod server;
@@ -21,6 +24,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use common::problem::{Problem, PROBLEM_CONTENT_TYPE};
 
+pub use error::ApiError;
 pub use extract::{problem_for_bare_errors, ApiJson, OptionalJson, PathId, Rejection};
 pub use health::health_router;
 pub use peer_body::{read_at_most, PeerBody};

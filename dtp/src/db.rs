@@ -14,5 +14,5 @@ pub async fn connect_and_migrate(
     max_connections: u32,
     statement_timeout: Duration,
 ) -> anyhow::Result<PgPool> {
-    dbsetup::connect_and_migrate(url, max_connections, statement_timeout, &MIGRATOR).await
+    apikit::db::connect_and_migrate(url, max_connections, statement_timeout, &MIGRATOR).await
 }

@@ -29,7 +29,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         config.validate()?;
         let tokens = config.api_tokens()?;
-        let pool = dbsetup::connect_and_migrate(
+        let pool = apikit::db::connect_and_migrate(
             &config.database_url,
             config.db_max_connections,
             config.statement_timeout(),

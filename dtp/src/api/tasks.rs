@@ -1,5 +1,6 @@
 //! `/tasks`: create (with idempotency keys), get, list, cancel.
 
+use apikit::openapi::{BadId, BodyRefused, DatabaseDown};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,10 +56,9 @@ pub(super) fn router() -> Router<AppState> {
         (status = 200, description = "Idempotent repeat: the existing task", body = TaskView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency key used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        BodyRefused,
         (status = 422, description = "Unknown type or invalid field", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseDown,
     ))]
 async fn create(
     State(state): State<AppState>,
@@ -89,10 +89,9 @@ async fn create(
         (status = 200, description = "Every item repeated an idempotency key", body = BatchCreated),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An idempotency key used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        BodyRefused,
         (status = 422, description = "Empty or oversized batch, or an invalid item", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseDown,
     ))]
 async fn create_batch(
     State(state): State<AppState>,
@@ -202,9 +201,9 @@ fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> 
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses(
         (status = 200, description = "The task", body = TaskView),
-        (status = 400, description = "Id not a positive integer", body = Problem, content_type = "application/problem+json"),
+        BadId,
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseDown,
     ))]
 async fn get_one(
     State(state): State<AppState>,
@@ -238,7 +237,7 @@ struct ListParams {
     responses(
         (status = 200, description = "A page", body = TaskPage),
         (status = 400, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseDown,
     ))]
 async fn list(
     State(state): State<AppState>,
@@ -291,10 +290,10 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses(
         (status = 200, description = "The task, now CANCELED", body = TaskView),
-        (status = 400, description = "Id not a positive integer", body = Problem, content_type = "application/problem+json"),
+        BadId,
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The task already SUCCEEDED or FAILED", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseDown,
     ))]
 async fn cancel(
     State(state): State<AppState>,

@@ -1,5 +1,5 @@
 //! A task's state as the `tasks.status` column holds it: text, constrained by the schema to the
-//! five names, and decoded strictly (see `dbsetup::decode_known`), never with a fallback.
+//! five names, and decoded strictly (see `apikit::db::decode_known`), never with a fallback.
 
 use common::TaskStatus;
 use sqlx::postgres::{PgTypeInfo, PgValueRef};
@@ -21,6 +21,6 @@ impl sqlx::Type<Postgres> for StoredStatus {
 
 impl<'r> sqlx::Decode<'r, Postgres> for StoredStatus {
     fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        dbsetup::decode_known(value, &TaskStatus::ALL, TaskStatus::as_str).map(StoredStatus)
+        apikit::db::decode_known(value, &TaskStatus::ALL, TaskStatus::as_str).map(StoredStatus)
     }
 }

@@ -152,15 +152,15 @@ async fn write_until_stored(
             .await
         {
             Ok(ids) => written.extend(ids),
-            Err(e) if dbsetup::is_invalid_data(&e) && part.len() > 1 => {
+            Err(e) if apikit::db::is_invalid_data(&e) && part.len() > 1 => {
                 let (left, right) = part.split_at(part.len() / 2);
                 pending.extend([left, right]);
             }
-            Err(e) if dbsetup::is_invalid_data(&e) => {
+            Err(e) if apikit::db::is_invalid_data(&e) => {
                 record_unstorable(conn, &part[0], &e).await;
             }
             Err(e) => {
-                if !dbsetup::is_transient(&e) {
+                if !apikit::db::is_transient(&e) {
                     other_failures += 1;
                 }
                 if stop.is_cancelled() || other_failures >= WRITE_ATTEMPTS {

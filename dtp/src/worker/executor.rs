@@ -146,9 +146,9 @@ async fn record_until_written(state: &WorkerState, id: TaskId, fence: Fence, mut
             tracing::warn!(task_id = %id, attempt, error = %e, "outcome not recorded before the lease lapsed; the task will be rescued");
             return;
         }
-        if !dbsetup::is_transient(&e) {
+        if !apikit::db::is_transient(&e) {
             other_failures += 1;
-            if dbsetup::is_invalid_data(&e) {
+            if apikit::db::is_invalid_data(&e) {
                 // The outcome cannot be stored as it is; record the refusal instead.
                 tracing::warn!(task_id = %id, attempt, error = %e, "outcome refused by the database; recording the refusal");
                 ending = Ending::Failed(HandlerError::Permanent(format!(

@@ -109,7 +109,7 @@ async fn renew(state: &WorkerState, conn: &mut DedicatedConnection) -> Renewal {
             })
             .await;
         match &outcome {
-            Err(e) if dbsetup::is_unavailable(e) && !dbsetup::is_server_down(e) => continue,
+            Err(e) if apikit::db::is_unavailable(e) && !apikit::db::is_server_down(e) => continue,
             _ => break,
         }
     }
@@ -124,7 +124,7 @@ async fn renew(state: &WorkerState, conn: &mut DedicatedConnection) -> Renewal {
             }
             Renewal::Done
         }
-        Err(e) if dbsetup::is_server_down(&e) => {
+        Err(e) if apikit::db::is_server_down(&e) => {
             let most = config.lease * OUTAGE_CARRIED_IN_LEASES - config.lease_margin();
             state.running.extend_live(Instant::now(), sent, most);
             Renewal::ServerDown(e)

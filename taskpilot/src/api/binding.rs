@@ -6,12 +6,14 @@
 //! same DTP task, while another TaskPilot sharing the DTP, or this one after its webdb was
 //! recreated, never meets the key. No database transaction is held across the call to DTP.
 
+use apikit::openapi::BodyRefused;
 use apikit::{OptionalJson, PathId, RequestId};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use common::{BindRequest, CreateTask, Problem, TaskView, WebTask};
 
+use super::error::DtpFaults;
 use super::{ApiError, AppState};
 use crate::scheduler_client;
 use crate::store::{self, WebTaskRow};
@@ -31,12 +33,9 @@ pub(super) fn router() -> Router<AppState> {
         (status = 400, description = "Id not a positive integer, or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such web task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "DTP answered with no usable task", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        BodyRefused,
         (status = 422, description = "Invalid field, or DTP rejected the type", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "DTP failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "DTP or the database unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "DTP too slow", body = Problem, content_type = "application/problem+json"),
+        DtpFaults,
     ))]
 pub(super) async fn bind(
     State(state): State<AppState>,

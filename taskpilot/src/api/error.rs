@@ -1,57 +1,12 @@
-//! `ApiError`: the one place where anything that goes wrong becomes an HTTP answer, always as
-//! RFC 9457 problem JSON. DTP's typed outcomes are translated here to the SPEC's table.
+//! TaskPilot's errors as the shared [`ApiError`], the one type its API answers with: DTP's typed
+//! outcomes are translated here to the contract's table (`docs/contract.md`).
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+pub use apikit::ApiError;
 
 use crate::{scheduler_client, store};
 
 /// What the execution endpoints answer when DTP gives no usable task.
 pub const SCHEDULER_TASK_NOT_AVAILABLE: &str = "scheduler task not available";
-
-/// Every error the API can answer with, named for what the client sees.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// 400.
-    #[error("{0}")]
-    BadRequest(String),
-    /// 404.
-    #[error("{0}")]
-    NotFound(String),
-    /// 409: the state forbids this (not bound, DTP refused the cancel, ...).
-    #[error("{0}")]
-    Conflict(String),
-    /// 422: well-formed but invalid, or DTP rejected the task type.
-    #[error("{0}")]
-    Invalid(String),
-    /// 502: DTP failed.
-    #[error("{0}")]
-    BadGateway(String),
-    /// 503: DTP or the database cannot be reached.
-    #[error("{0}")]
-    Unavailable(String),
-    /// 504: DTP did not answer in time.
-    #[error("{0}")]
-    GatewayTimeout(String),
-    /// 500: a bug or an unexpected database error; logged in full, answered opaquely.
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
-
-impl ApiError {
-    fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
 
 impl From<scheduler_client::Error> for ApiError {
     fn from(error: scheduler_client::Error) -> Self {
@@ -91,15 +46,26 @@ impl From<store::Error> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        let internal = |e: sqlx::Error| ApiError::Internal(e.into());
-        dbsetup::answer_for(error, ApiError::Unavailable, ApiError::Invalid, internal)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        apikit::error_response(self.status(), &self)
-    }
+/// The answers every operation that calls DTP can give when DTP fails, for its OpenAPI
+/// `responses(...)`.
+#[derive(utoipa::IntoResponses)]
+pub enum DtpFaults {
+    #[response(
+        status = 502,
+        description = "DTP failed",
+        content_type = "application/problem+json"
+    )]
+    Failed(common::Problem),
+    #[response(
+        status = 503,
+        description = "DTP or the database unreachable",
+        content_type = "application/problem+json"
+    )]
+    Unreachable(common::Problem),
+    #[response(
+        status = 504,
+        description = "DTP too slow",
+        content_type = "application/problem+json"
+    )]
+    TooSlow(common::Problem),
 }

@@ -1,6 +1,7 @@
 //! `/api/tasks/{id}/execution`: read DTP's execution state as an ExecutionView, and forward
 //! cancel. TaskPilot decides nothing here: DTP's answers are translated (see `api::error`).
 
+use apikit::openapi::BadId;
 use apikit::{PathId, RequestId};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,6 +9,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use common::{ExecutionView, Problem};
 
+use super::error::DtpFaults;
 use super::{ApiError, AppState};
 use crate::execution::execution_view;
 use crate::store;
@@ -23,12 +25,10 @@ pub(super) fn router() -> Router<AppState> {
     params(("id" = i64, Path, description = "Web task id", minimum = 1)),
     responses(
         (status = 200, description = "The execution view", body = ExecutionView),
-        (status = 400, description = "Id not a positive integer", body = Problem, content_type = "application/problem+json"),
+        BadId,
         (status = 404, description = "No such web task, or DTP has no such task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not bound, or DTP gave no usable task", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "DTP failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "DTP or the database unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "DTP too slow", body = Problem, content_type = "application/problem+json"),
+        DtpFaults,
     ))]
 pub(super) async fn view(
     State(state): State<AppState>,
@@ -48,12 +48,10 @@ pub(super) async fn view(
     params(("id" = i64, Path, description = "Web task id", minimum = 1)),
     responses(
         (status = 204, description = "Canceled, now or before"),
-        (status = 400, description = "Id not a positive integer", body = Problem, content_type = "application/problem+json"),
+        BadId,
         (status = 404, description = "No such web task, or DTP has no such task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not bound, or the task already SUCCEEDED or FAILED", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "DTP failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "DTP or the database unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "DTP too slow", body = Problem, content_type = "application/problem+json"),
+        DtpFaults,
     ))]
 pub(super) async fn cancel(
     State(state): State<AppState>,

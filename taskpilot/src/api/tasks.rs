@@ -1,5 +1,6 @@
 //! `/api/tasks`: create (with `Idempotency-Key`), get, list.
 
+use apikit::openapi::{BadId, BodyRefused, DatabaseDown};
 use apikit::{ApiJson, PathId};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
@@ -34,11 +35,10 @@ pub(super) fn router() -> Router<AppState> {
     responses(
         (status = 201, description = "Created (or replayed)", body = WebTask),
         (status = 400, description = "Malformed JSON or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        BodyRefused,
         (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or invalid field", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseDown,
     ))]
 pub(super) async fn create(
     State(state): State<AppState>,
@@ -108,9 +108,9 @@ fn validate(
     params(("id" = i64, Path, description = "Web task id", minimum = 1)),
     responses(
         (status = 200, description = "The web task", body = WebTask),
-        (status = 400, description = "Id not a positive integer", body = Problem, content_type = "application/problem+json"),
+        BadId,
         (status = 404, description = "No such web task", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseDown,
     ))]
 pub(super) async fn get_one(
     State(state): State<AppState>,
@@ -136,7 +136,7 @@ pub(super) struct ListParams {
     responses(
         (status = 200, description = "A page", body = WebTaskPage),
         (status = 400, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseDown,
     ))]
 pub(super) async fn list(
     State(state): State<AppState>,

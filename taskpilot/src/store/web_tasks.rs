@@ -49,7 +49,7 @@ impl WebTaskRow {
     }
 }
 
-/// A web task's `status` column, decoded strictly (see `dbsetup::decode_known`).
+/// A web task's `status` column, decoded strictly (see `apikit::db::decode_known`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredWebStatus(pub WebTaskStatus);
 
@@ -66,7 +66,7 @@ impl sqlx::Type<sqlx::Postgres> for StoredWebStatus {
 impl<'r> sqlx::Decode<'r, sqlx::Postgres> for StoredWebStatus {
     fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
         let known = [WebTaskStatus::Pending, WebTaskStatus::Submitted];
-        dbsetup::decode_known(value, &known, WebTaskStatus::as_str).map(StoredWebStatus)
+        apikit::db::decode_known(value, &known, WebTaskStatus::as_str).map(StoredWebStatus)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Database plumbing shared by both services: create the database named in the URL if it is
-//! missing, connect a pool, apply the service's migrations; and tell "the database is
-//! unreachable" (answer 503) from other database errors.
+//! missing, connect a pool, apply the service's migrations; tell "the database is unreachable"
+//! (answer 503) from other database errors; decode stored state names strictly.
 //!
 //! It knows no service's schema: each passes its own embedded `Migrator`.
 
@@ -142,22 +142,4 @@ pub fn decode_known<T: Copy>(
         .copied()
         .find(|candidate| name(*candidate) == stored)
         .ok_or_else(|| format!("unknown stored value {stored:?}").into())
-}
-
-/// The HTTP answer a failed statement calls for, built with the service's own constructors: the
-/// database unreachable is `unavailable` (503), a value it refused is `invalid` (4xx, the client
-/// sent it), anything else `internal` (500, a bug). Both services' `ApiError`s decide this here.
-pub fn answer_for<E>(
-    error: sqlx::Error,
-    unavailable: impl FnOnce(String) -> E,
-    invalid: impl FnOnce(String) -> E,
-    internal: impl FnOnce(sqlx::Error) -> E,
-) -> E {
-    if is_unavailable(&error) {
-        unavailable(format!("database unavailable: {error}"))
-    } else if is_invalid_data(&error) {
-        invalid(format!("the database refused a value: {error}"))
-    } else {
-        internal(error)
-    }
 }
