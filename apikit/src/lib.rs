@@ -26,10 +26,10 @@ use common::problem::{Problem, PROBLEM_CONTENT_TYPE};
 
 pub use error::ApiError;
 pub use extract::{problem_for_bare_errors, ApiJson, OptionalJson, PathId, Rejection};
-pub use health::health_router;
+use health::health_router;
 pub use peer_body::{read_at_most, PeerBody};
 pub use request_id::{with_request_id, RequestId, REQUEST_ID_HEADER};
-pub use server::HttpServer;
+pub use server::{run_binary, HttpServer};
 pub use shutdown::cancel_on_signals;
 pub use telemetry::init_logging;
 
@@ -99,20 +99,37 @@ pub async fn no_such_route() -> Response {
     problem_response(StatusCode::NOT_FOUND, Some("no such route".to_owned()))
 }
 
-/// Puts the layers both services wrap their routes in around `routes`: a problem-JSON `404` for
-/// unknown routes, the body limit (`413`), the request timeout (`408`), problem JSON for every
-/// answer the framework produces bare, and request ids (outermost, so every answer carries one).
-pub fn with_edge(
-    routes: axum::Router,
-    max_body_bytes: usize,
-    request_timeout: std::time::Duration,
+/// The HTTP settings both services take.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Largest request body accepted; larger is 413.
+    pub max_body_bytes: usize,
+    /// Requests taking longer are answered 408.
+    pub request_timeout: std::time::Duration,
+    /// Bearer tokens the service's routes require; `None`: no authentication (and a warning).
+    pub tokens: Option<auth::ApiTokens>,
+}
+
+/// A service's whole router: `protected` behind the bearer tokens, `open` (the OpenAPI
+/// document, say) and the health routes over `pool` without them; then, around all, a
+/// problem-JSON `404` for unknown routes, the body limit (`413`), the request timeout (`408`),
+/// problem JSON for every answer the framework produces bare, and request ids (outermost, so
+/// every answer carries one).
+pub fn edge_router(
+    service: &str,
+    config: &EdgeConfig,
+    protected: axum::Router,
+    open: axum::Router,
+    pool: sqlx::PgPool,
 ) -> axum::Router {
-    let router = routes
+    let router = auth::protect(protected, config.tokens.clone(), service)
+        .merge(open)
+        .merge(health_router(pool))
         .fallback(no_such_route)
-        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
+            config.request_timeout,
         ))
         // Outermost but for request ids, so that it also sees the answers of the layers above.
         .layer(axum::middleware::map_response(problem_for_bare_errors));

@@ -1,5 +1,6 @@
 //! A bound HTTP server: both services' `App`s build their router, bind it here (port 0 allowed,
-//! the real port reported), and serve it until their shutdown token fires.
+//! the real port reported), and serve it until their shutdown token fires. And the whole of
+//! both binaries' `main`.
 
 use std::net::SocketAddr;
 
@@ -38,4 +39,23 @@ impl HttpServer {
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
     }
+}
+
+/// A service binary's `main`: parse the configuration (flags, then environment), start logging,
+/// `build` the app, and `run` it until SIGTERM or SIGINT.
+pub async fn run_binary<C, A, Built, Ran>(
+    build: impl FnOnce(C) -> Built,
+    run: impl FnOnce(A, CancellationToken) -> Ran,
+) -> anyhow::Result<()>
+where
+    C: clap::Parser,
+    Built: std::future::Future<Output = anyhow::Result<A>>,
+    Ran: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let config = C::parse();
+    crate::init_logging();
+    let app = build(config).await?;
+    let shutdown = CancellationToken::new();
+    crate::cancel_on_signals(shutdown.clone());
+    run(app, shutdown).await
 }

@@ -1,7 +1,6 @@
 //! Assembly: `App::build` connects, migrates, binds the listener (port 0 allowed) and wires the
 //! API and the worker; `run_until_stopped` serves until the shutdown token fires.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -61,11 +60,6 @@ impl App {
             rescuer,
             pool,
         })
-    }
-
-    /// The address actually bound.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.server.local_addr()
     }
 
     /// The port actually bound (useful with port 0).

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use apikit::auth::{ApiTokens, Secret};
+use apikit::EdgeConfig;
 use clap::Parser;
 
 use crate::api::ApiConfig;
@@ -167,9 +168,11 @@ impl Config {
     pub fn api_config(&self) -> ApiConfig {
         ApiConfig {
             default_max_attempts: self.default_max_attempts,
-            max_body_bytes: self.max_body_bytes,
-            request_timeout: Duration::from_millis(self.request_timeout_ms),
-            tokens: ApiTokens::new(self.api_token.iter().cloned().collect()),
+            edge: EdgeConfig {
+                max_body_bytes: self.max_body_bytes,
+                request_timeout: Duration::from_millis(self.request_timeout_ms),
+                tokens: ApiTokens::new(self.api_token.iter().cloned().collect()),
+            },
         }
     }
 }

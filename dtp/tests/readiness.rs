@@ -20,9 +20,11 @@ fn unreachable_state() -> AppState {
         registry: HandlerRegistry::with_builtins(),
         config: Arc::new(ApiConfig {
             default_max_attempts: 3,
-            max_body_bytes: 1024,
-            request_timeout: Duration::from_secs(5),
-            tokens: None,
+            edge: apikit::EdgeConfig {
+                max_body_bytes: 1024,
+                request_timeout: Duration::from_secs(5),
+                tokens: None,
+            },
         }),
     }
 }

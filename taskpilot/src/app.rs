@@ -1,7 +1,6 @@
 //! Assembly: `App::build` connects, migrates, binds the listener (port 0 allowed) and wires the
 //! API to the DTP client; `run_until_stopped` serves until the shutdown token fires.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiConfig, AppState};
+use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::scheduler_client::SchedulerClient;
 
@@ -45,7 +44,7 @@ impl App {
         let state = AppState {
             pool: pool.clone(),
             scheduler,
-            config: Arc::new(ApiConfig {
+            config: Arc::new(apikit::EdgeConfig {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: Duration::from_millis(config.request_timeout_ms),
                 tokens,
@@ -56,11 +55,6 @@ impl App {
             server: HttpServer::bind(config.addr, api::router(state)).await?,
             pool,
         })
-    }
-
-    /// The address actually bound.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.server.local_addr()
     }
 
     /// The port actually bound (useful with port 0).

@@ -5,9 +5,8 @@ pub mod error;
 mod tasks;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use apikit::auth::ApiTokens;
+use apikit::EdgeConfig;
 use axum::Router;
 use sqlx::PgPool;
 
@@ -20,12 +19,8 @@ pub use error::ApiError;
 pub struct ApiConfig {
     /// `maxAttempts` of a task that names none.
     pub default_max_attempts: i32,
-    /// Largest request body accepted; larger is 413.
-    pub max_body_bytes: usize,
-    /// Requests taking longer are answered 408.
-    pub request_timeout: Duration,
-    /// Bearer tokens the task routes require; `None`: no authentication.
-    pub tokens: Option<ApiTokens>,
+    /// Body limit, request timeout, bearer tokens.
+    pub edge: EdgeConfig,
 }
 
 /// Shared by every request handler.
@@ -42,9 +37,7 @@ pub struct AppState {
 /// The whole API: task routes, health routes, problem-JSON fallbacks, limits, request ids and
 /// request logging.
 pub fn router(state: AppState) -> Router {
-    let config = state.config.clone();
-    let health = apikit::health_router(state.pool.clone());
+    let (config, pool) = (state.config.clone(), state.pool.clone());
     let tasks = Router::new().merge(tasks::router()).with_state(state);
-    let routes = apikit::auth::protect(tasks, config.tokens.clone(), "dtp").merge(health);
-    apikit::with_edge(routes, config.max_body_bytes, config.request_timeout)
+    apikit::edge_router("dtp", &config.edge, tasks, Router::new(), pool)
 }

@@ -39,11 +39,7 @@ const DEMO_SLOW_DEFAULT_MS: u64 = 5000;
 impl Handler for DemoSlow {
     fn run(&self, ctx: TaskContext) -> BoxFuture<'_, Result<Value, HandlerError>> {
         Box::pin(async move {
-            let ms = ctx
-                .payload
-                .get("ms")
-                .and_then(Value::as_u64)
-                .unwrap_or(DEMO_SLOW_DEFAULT_MS);
+            let ms = ctx.payload_field("ms").unwrap_or(DEMO_SLOW_DEFAULT_MS);
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(ms)) => Ok(json!({ "sleptMs": ms })),
                 _ = ctx.cancel.cancelled() => Err(HandlerError::Retryable("interrupted".into())),
@@ -72,11 +68,7 @@ pub struct DemoFlaky;
 impl Handler for DemoFlaky {
     fn run(&self, ctx: TaskContext) -> BoxFuture<'_, Result<Value, HandlerError>> {
         Box::pin(async move {
-            let fail_times = ctx
-                .payload
-                .get("failTimes")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
+            let fail_times: i64 = ctx.payload_field("failTimes").unwrap_or(1);
             if i64::from(ctx.attempt) <= fail_times {
                 return Err(HandlerError::Retryable(format!(
                     "demo-flaky failure {} of {fail_times}",

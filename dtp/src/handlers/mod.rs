@@ -39,6 +39,14 @@ pub struct TaskContext {
     pub cancel: CancellationToken,
 }
 
+impl TaskContext {
+    /// The payload's field `name` as a `T`; `None` when it is missing or not a `T`.
+    pub fn payload_field<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
+        let field = self.payload.get(name)?;
+        T::deserialize(field).ok()
+    }
+}
+
 /// Why an attempt failed, which decides whether it is retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {

@@ -8,26 +8,14 @@ mod execution;
 mod tasks;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use apikit::auth::ApiTokens;
+use apikit::EdgeConfig;
 use axum::Router;
 use sqlx::PgPool;
 
 use crate::scheduler_client::SchedulerClient;
 
 pub use error::ApiError;
-
-/// HTTP settings of the API.
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    /// Largest request body accepted; larger is 413.
-    pub max_body_bytes: usize,
-    /// Requests taking longer are answered 408.
-    pub request_timeout: Duration,
-    /// Bearer tokens the `/api` routes require; `None`: no authentication.
-    pub tokens: Option<ApiTokens>,
-}
 
 /// Shared by every request handler.
 #[derive(Debug, Clone)]
@@ -37,7 +25,7 @@ pub struct AppState {
     /// DTP.
     pub scheduler: SchedulerClient,
     /// API settings.
-    pub config: Arc<ApiConfig>,
+    pub config: Arc<EdgeConfig>,
 }
 
 /// TaskPilot's API description, generated from the handlers.
@@ -73,15 +61,12 @@ async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
 /// The whole API: web task routes, execution routes, health, problem-JSON fallbacks, limits,
 /// request ids and request logging.
 pub fn router(state: AppState) -> Router {
-    let config = state.config.clone();
-    let health = apikit::health_router(state.pool.clone());
+    let (config, pool) = (state.config.clone(), state.pool.clone());
     let api = Router::new()
         .merge(tasks::router())
         .merge(binding::router())
         .merge(execution::router())
         .with_state(state);
-    let routes = apikit::auth::protect(api, config.tokens.clone(), "taskpilot")
-        .merge(health)
-        .route("/openapi.json", axum::routing::get(openapi));
-    apikit::with_edge(routes, config.max_body_bytes, config.request_timeout)
+    let open = Router::new().route("/openapi.json", axum::routing::get(openapi));
+    apikit::edge_router("taskpilot", &config, api, open, pool)
 }
