@@ -3,6 +3,10 @@
 
 pub use apikit::ApiError;
 
+use std::collections::BTreeMap;
+
+use utoipa::openapi::{RefOr, Response};
+
 use crate::{scheduler_client, store};
 
 /// What the execution endpoints answer when DTP gives no usable task.
@@ -48,24 +52,14 @@ impl From<store::Error> for ApiError {
 
 /// The answers every operation that calls DTP can give when DTP fails, for its OpenAPI
 /// `responses(...)`.
-#[derive(utoipa::IntoResponses)]
-pub enum DtpFaults {
-    #[response(
-        status = 502,
-        description = "DTP failed",
-        content_type = "application/problem+json"
-    )]
-    Failed(common::Problem),
-    #[response(
-        status = 503,
-        description = "DTP or the database unreachable",
-        content_type = "application/problem+json"
-    )]
-    Unreachable(common::Problem),
-    #[response(
-        status = 504,
-        description = "DTP too slow",
-        content_type = "application/problem+json"
-    )]
-    TooSlow(common::Problem),
+pub struct DtpFaults;
+
+impl utoipa::IntoResponses for DtpFaults {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        apikit::openapi::problems(&[
+            (502, "DTP failed"),
+            (503, "DTP or the database unreachable"),
+            (504, "DTP too slow"),
+        ])
+    }
 }
