@@ -4,7 +4,7 @@ mod support;
 
 use common::{RetryState, TaskPage, TaskStatus};
 use dtp::queue::{self, TaskId};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{assert_problem, spawn_app_with, TestApp};
 
@@ -24,10 +24,7 @@ async fn create_answers_201_with_location_and_a_pending_task() {
         .await;
 
     assert_eq!(response.status(), StatusCode::CREATED);
-    let location = response.headers()["location"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let location = testkit::header(response.headers(), "location");
     let task: common::TaskView = response.json().await.expect("task");
     assert_eq!(location, format!("/tasks/{}", task.id));
     assert_eq!(task.task_type, "demo");
@@ -453,56 +450,28 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
 #[tokio::test]
 async fn bad_ids_unknown_routes_and_wrong_methods_are_problem_json() {
     let app = api_only().await;
-    let get = |path: &str| app.client.get(app.url(path)).send();
-
-    assert_problem(
-        get("/tasks/abc").await.expect("sent"),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_problem(
-        get("/tasks/0").await.expect("sent"),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_problem(
-        get("/tasks/-5").await.expect("sent"),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_problem(
-        get("/tasks/99999999999999999999").await.expect("sent"),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_problem(
-        app.client
-            .put(app.url("/tasks/abc/cancel"))
-            .send()
-            .await
-            .expect("sent"),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_problem(
-        get("/no/such/route").await.expect("sent"),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    assert_problem(
-        app.client
-            .delete(app.url("/tasks/1"))
-            .send()
-            .await
-            .expect("sent"),
-        StatusCode::METHOD_NOT_ALLOWED,
-    )
-    .await;
-    assert_problem(
-        get("/tasks/1/cancel").await.expect("sent"),
-        StatusCode::METHOD_NOT_ALLOWED,
-    )
-    .await;
+    let cases = [
+        (Method::GET, "/tasks/abc", StatusCode::BAD_REQUEST),
+        (Method::GET, "/tasks/0", StatusCode::BAD_REQUEST),
+        (Method::GET, "/tasks/-5", StatusCode::BAD_REQUEST),
+        (
+            Method::GET,
+            "/tasks/99999999999999999999",
+            StatusCode::BAD_REQUEST,
+        ),
+        (Method::PUT, "/tasks/abc/cancel", StatusCode::BAD_REQUEST),
+        (Method::GET, "/no/such/route", StatusCode::NOT_FOUND),
+        (Method::DELETE, "/tasks/1", StatusCode::METHOD_NOT_ALLOWED),
+        (
+            Method::GET,
+            "/tasks/1/cancel",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ];
+    for (method, path, status) in cases {
+        let response = app.client.request(method, app.url(path)).send().await;
+        assert_problem(response.expect("sent"), status).await;
+    }
 }
 
 #[tokio::test]

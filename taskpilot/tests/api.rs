@@ -22,10 +22,7 @@ async fn create_answers_201_with_a_pending_unbound_web_task() {
         .await;
 
     assert_eq!(response.status(), StatusCode::CREATED);
-    let location = response.headers()["location"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let location = testkit::header(response.headers(), "location");
     let task: common::WebTask = response.json().await.expect("web task");
     assert_eq!(location, format!("/api/tasks/{}", task.id));
     assert_eq!(task.task_type, "demo");
@@ -351,18 +348,11 @@ async fn bind_with_a_type_dtp_does_not_know_is_422_and_leaves_the_task_unbound()
     let api = system.api();
     let id = api.create(json!({"type": "no-such-handler"})).await.id;
 
-    let response = api
-        .post(&format!("/api/tasks/{id}/scheduler"), json!({}))
-        .await;
+    let response = api.try_bind(id, json!({})).await;
 
     let detail = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(detail.contains("no-such-handler"), "{detail}");
-    let task: common::WebTask = api
-        .get(&format!("/api/tasks/{id}"))
-        .await
-        .json()
-        .await
-        .expect("web task");
+    let task: common::WebTask = api.web_task(id).await;
     assert_eq!(task.status, WebTaskStatus::Pending);
     assert_eq!(dtp_task_count(&system.dtp).await, 0);
 }

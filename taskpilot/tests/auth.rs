@@ -64,18 +64,11 @@ async fn a_dtp_that_refuses_taskpilots_credentials_is_502_and_nothing_is_bound()
     let api = taskpilot.api();
     let id = api.create(json!({"type": "noop"})).await.id;
 
-    let bind = api
-        .post(&format!("/api/tasks/{id}/scheduler"), json!({}))
-        .await;
+    let bind = api.try_bind(id, json!({})).await;
 
     let detail = assert_problem(bind, StatusCode::BAD_GATEWAY).await;
     assert!(detail.contains("DTP_API_TOKEN"), "{detail}");
-    let task: common::WebTask = api
-        .get(&format!("/api/tasks/{id}"))
-        .await
-        .json()
-        .await
-        .expect("web task");
+    let task: common::WebTask = api.web_task(id).await;
     assert_eq!(task.scheduler_task_id, None);
 }
 

@@ -20,19 +20,12 @@ async fn assert_all_endpoints(dtp_url: &str, status: StatusCode) {
 
     let view = api.get(&format!("/api/tasks/{bound}/execution")).await;
     let cancel = api.cancel(bound).await;
-    let bind = api
-        .post(&format!("/api/tasks/{unbound}/scheduler"), json!({}))
-        .await;
+    let bind = api.try_bind(unbound, json!({})).await;
 
     assert_problem(view, status).await;
     assert_problem(cancel, status).await;
     assert_problem(bind, status).await;
-    let still: common::WebTask = api
-        .get(&format!("/api/tasks/{unbound}"))
-        .await
-        .json()
-        .await
-        .expect("web task");
+    let still: common::WebTask = api.web_task(unbound).await;
     assert_eq!(
         still.scheduler_task_id, None,
         "a failed bind changes nothing"

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use common::{ExecutionView, TaskStatus, WebTask};
+use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -11,17 +12,20 @@ use serde_json::Value;
 /// returns its `detail`.
 pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> String {
     assert_eq!(response.status(), status, "unexpected status");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(
+        header(response.headers(), "content-type"),
+        "application/problem+json"
+    );
     let problem: common::Problem = response.json().await.expect("problem body");
     assert_eq!(problem.status, status.as_u16());
     assert_eq!(problem.title, status.canonical_reason().unwrap_or_default());
     problem.detail.unwrap_or_default()
+}
+
+/// The header `name` as text; empty when missing or not text.
+pub fn header(headers: &HeaderMap, name: &str) -> String {
+    let value = headers.get(name).and_then(|v| v.to_str().ok());
+    value.unwrap_or_default().to_owned()
 }
 
 /// A client for one TaskPilot.
@@ -77,9 +81,21 @@ impl TaskPilotClient {
         response.json().await.expect("web task")
     }
 
+    /// Reads a web task; asserts 200.
+    pub async fn web_task(&self, id: i64) -> WebTask {
+        let response = self.get(&format!("/api/tasks/{id}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("web task")
+    }
+
+    /// Asks to bind, whatever the answer.
+    pub async fn try_bind(&self, id: i64, body: Value) -> reqwest::Response {
+        self.post(&format!("/api/tasks/{id}/scheduler"), body).await
+    }
+
     /// Binds; asserts 200.
     pub async fn bind(&self, id: i64, body: Value) -> WebTask {
-        let response = self.post(&format!("/api/tasks/{id}/scheduler"), body).await;
+        let response = self.try_bind(id, body).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("web task")
     }

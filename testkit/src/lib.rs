@@ -9,22 +9,25 @@
 //! Each [`TestDb`] is a new database named `tp_test_…`, dropped when the value is dropped.
 //! [`TaskPilotClient`] and [`assert_problem`] are the typed HTTP helpers tests share;
 //! [`FaultyProxy`] puts network faults between a process and the database;
-//! [`answering_peer`] is a server that answers what no polite server would.
+//! [`answering_peer`] is a server that answers what no polite server would;
+//! [`spawn_dtp_with`] and [`spawn_taskpilot_with`] run the services in the test's process.
 
 mod client;
 mod peer;
 mod proxy;
 mod server;
+mod services;
 
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
-pub use client::{assert_problem, TaskPilotClient};
+pub use client::{assert_problem, header, TaskPilotClient};
 pub use peer::{answering_peer, BodyEnd};
 pub use proxy::{address_of, FaultyProxy};
 pub use server::server_url;
+pub use services::{dtp_config, spawn_dtp_with, spawn_taskpilot_with, Service};
 
 /// A fresh, empty database on the test server; dropped with the value.
 #[derive(Debug)]

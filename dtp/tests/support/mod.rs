@@ -15,23 +15,6 @@ pub use testkit::assert_problem;
 use testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 
-/// Settings fast enough for tests: short polls, leases and backoffs.
-pub fn fast_config(db: &TestDb) -> Config {
-    let mut config = Config::defaults();
-    config.addr = "127.0.0.1:0".parse().expect("valid address");
-    config.database_url = db.url.clone();
-    config.db_max_connections = 10;
-    config.concurrency = 8;
-    config.poll_interval_ms = 50;
-    config.lease_ms = 1000;
-    config.heartbeat_ms = Some(200);
-    config.rescue_interval_ms = 200;
-    config.backoff_base_ms = 20;
-    config.backoff_cap_ms = 100;
-    config.shutdown_grace_ms = 500;
-    config
-}
-
 /// A running service plus what tests need to talk to it and look behind it.
 pub struct TestApp {
     pub address: String,
@@ -173,7 +156,7 @@ pub fn worker_config(
     id: &str,
     tweak: impl FnOnce(&mut Config),
 ) -> dtp::worker::WorkerConfig {
-    let mut config = fast_config(&app.db);
+    let mut config = testkit::dtp_config(&app.db);
     config.worker_id = Some(id.to_owned());
     tweak(&mut config);
     config.worker_config()
@@ -196,7 +179,7 @@ pub async fn spawn_app() -> TestApp {
 /// A service whose settings `tweak` adjusts.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDb::create().await;
-    let mut config = fast_config(&db);
+    let mut config = testkit::dtp_config(&db);
     tweak(&mut config);
     let probes = Probes::default();
     let app = App::build_with_handlers(config, test_registry(&probes))
@@ -223,7 +206,7 @@ pub async fn spawn_peer(
     app: &TestApp,
     tweak: impl FnOnce(&mut Config),
 ) -> (String, tokio_util::sync::DropGuard) {
-    let mut config = fast_config(&app.db);
+    let mut config = testkit::dtp_config(&app.db);
     config.worker = false;
     tweak(&mut config);
     let peer = App::build_with_handlers(config, test_registry(&app.probes))

@@ -13,95 +13,25 @@ use testkit::TestDb;
 pub use testkit::{assert_problem, TaskPilotClient};
 use tokio_util::sync::CancellationToken;
 
-/// A running service with its database.
-pub struct Service {
-    pub address: String,
-    pub pool: PgPool,
-    shutdown: CancellationToken,
-    pub db: TestDb,
-}
-
-impl Service {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    pub fn stop(&self) {
-        self.shutdown.cancel();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+pub use testkit::{spawn_taskpilot_with, Service};
 
 /// DTP in-process with fast test settings and its worker running.
 pub async fn spawn_dtp() -> Service {
     spawn_dtp_with(|_| {}).await
 }
 
-/// DTP in-process with fast test settings that `tweak` adjusts.
+/// DTP in-process with fast test settings (a 200 ms shutdown grace) that `tweak` adjusts.
 pub async fn spawn_dtp_with(tweak: impl FnOnce(&mut dtp::Config)) -> Service {
-    let db = TestDb::create().await;
-    let mut config = dtp::Config::defaults();
-    config.addr = "127.0.0.1:0".parse().expect("address");
-    config.database_url = db.url.clone();
-    config.db_max_connections = 10;
-    config.concurrency = 8;
-    config.poll_interval_ms = 50;
-    config.lease_ms = 1000;
-    config.heartbeat_ms = Some(200);
-    config.rescue_interval_ms = 200;
-    config.backoff_base_ms = 20;
-    config.backoff_cap_ms = 100;
-    config.shutdown_grace_ms = 200;
-    tweak(&mut config);
-    let app = dtp::App::build(config).await.expect("dtp builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let pool = app.pool().clone();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    Service {
-        address,
-        pool,
-        shutdown,
-        db,
-    }
+    testkit::spawn_dtp_with(|config| {
+        config.shutdown_grace_ms = 200;
+        tweak(config);
+    })
+    .await
 }
 
 /// TaskPilot pointed at `dtp_url`, with a short DTP timeout.
 pub async fn spawn_taskpilot(dtp_url: &str) -> Service {
     spawn_taskpilot_with(dtp_url, |_| {}).await
-}
-
-/// TaskPilot pointed at `dtp_url`, with settings that `tweak` adjusts.
-pub async fn spawn_taskpilot_with(
-    dtp_url: &str,
-    tweak: impl FnOnce(&mut taskpilot::Config),
-) -> Service {
-    let db = TestDb::create().await;
-    let mut config = taskpilot::Config::defaults();
-    config.addr = "127.0.0.1:0".parse().expect("address");
-    config.database_url = db.url.clone();
-    config.dtp_url = dtp_url.to_owned();
-    config.dtp_timeout_ms = 500;
-    config.dtp_connect_timeout_ms = 500;
-    tweak(&mut config);
-    let app = taskpilot::App::build(config)
-        .await
-        .expect("taskpilot builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let pool = app.pool().clone();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    Service {
-        address,
-        pool,
-        shutdown,
-        db,
-    }
 }
 
 /// Both services, TaskPilot talking to DTP over real HTTP.
@@ -125,13 +55,6 @@ impl System {
     /// A typed client for this TaskPilot.
     pub fn api(&self) -> TaskPilotClient {
         TaskPilotClient::new(self.taskpilot.address.clone())
-    }
-}
-
-impl Service {
-    /// A typed TaskPilot client for this service.
-    pub fn api(&self) -> TaskPilotClient {
-        TaskPilotClient::new(self.address.clone())
     }
 }
 
