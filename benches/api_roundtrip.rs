@@ -65,8 +65,9 @@ fn api_roundtrip(c: &mut Criterion) {
     group.bench_function("taskpilot_create_bind_execution", |b| {
         b.to_async(&runtime).iter(|| async {
             let api = &services.taskpilot;
-            let id = api.create(json!({"type": "noop"})).await.id;
-            api.bind(id, json!({})).await;
+            let id = api
+                .create_and_bind(json!({"type": "noop"}), json!({}))
+                .await;
             api.execution(id).await;
         });
     });

@@ -69,8 +69,9 @@ async fn cancel_of_a_running_demo_slow_is_204_and_the_view_shows_canceled_then_r
 async fn cancel_of_a_succeeded_task_is_409_with_dtps_reason() {
     let system = System::start().await;
     let api = &system.api;
-    let id = api.create(json!({"type": "demo"})).await.id;
-    api.bind(id, json!({})).await;
+    let id = api
+        .create_and_bind(json!({"type": "demo"}), json!({}))
+        .await;
     api.wait_for(id, TaskStatus::Succeeded).await;
 
     let detail = assert_problem(api.cancel(id).await, StatusCode::CONFLICT).await;
@@ -134,8 +135,9 @@ async fn a_bound_task_whose_dtp_row_is_gone_is_404() {
 async fn demo_flaky_succeeds_after_two_attempts() {
     let system = System::start().await;
     let api = &system.api;
-    let id = api.create(json!({"type": "demo-flaky"})).await.id;
-    api.bind(id, json!({})).await;
+    let id = api
+        .create_and_bind(json!({"type": "demo-flaky"}), json!({}))
+        .await;
 
     let view = api.wait_for(id, TaskStatus::Succeeded).await;
 
@@ -147,8 +149,9 @@ async fn demo_flaky_succeeds_after_two_attempts() {
 async fn demo_fail_is_failed_and_exhausted_after_three_attempts() {
     let system = System::start().await;
     let api = &system.api;
-    let id = api.create(json!({"type": "demo-fail"})).await.id;
-    api.bind(id, json!({})).await;
+    let id = api
+        .create_and_bind(json!({"type": "demo-fail"}), json!({}))
+        .await;
 
     let view = api.wait_for(id, TaskStatus::Failed).await;
 

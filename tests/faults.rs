@@ -187,8 +187,9 @@ async fn in_a_cancel_storm_every_task_answered_204_ends_canceled() {
             .id;
         api.bind(id, json!({"schedulerType": "demo-slow"})).await;
         slow.push(id);
-        let id = api.create(json!({"type": "noop"})).await.id;
-        api.bind(id, json!({})).await;
+        let id = api
+            .create_and_bind(json!({"type": "noop"}), json!({}))
+            .await;
         quick.push(id);
     }
 

@@ -91,9 +91,7 @@ async fn a_future_run_at_is_the_scheduled_time_and_is_not_claimed_early() {
     let run_at = "2099-01-01T00:00:00.000Z";
 
     let task = app.create(json!({"type": "demo", "runAt": run_at})).await;
-    let claimed = support::claim(&app.pool, "w", 10, std::time::Duration::from_secs(5))
-        .await
-        .expect("claim");
+    let claimed = app.claim("w", 10, std::time::Duration::from_secs(5)).await;
 
     assert_eq!(task.scheduled_for.to_rfc3339(), "2099-01-01T00:00:00+00:00");
     assert!(claimed.is_empty());
@@ -198,9 +196,7 @@ async fn cancel_of_a_pending_task_makes_it_canceled_and_repeating_it_is_idempote
     assert!(first.completed_at.is_some());
     assert_eq!(second.status, TaskStatus::Canceled);
     assert_eq!(second.completed_at, first.completed_at);
-    let claimed = support::claim(&app.pool, "w", 10, std::time::Duration::from_secs(5))
-        .await
-        .expect("claim");
+    let claimed = app.claim("w", 10, std::time::Duration::from_secs(5)).await;
     assert!(claimed.is_empty(), "a canceled task must never be claimed");
 }
 
@@ -208,9 +204,7 @@ async fn cancel_of_a_pending_task_makes_it_canceled_and_repeating_it_is_idempote
 async fn cancel_of_a_succeeded_task_is_409_naming_the_state() {
     let app = api_only().await;
     let id = app.create(json!({"type": "demo"})).await.id;
-    let claimed = support::claim(&app.pool, "w", 1, std::time::Duration::from_secs(5))
-        .await
-        .expect("claim");
+    let claimed = app.claim("w", 1, std::time::Duration::from_secs(5)).await;
     assert!(
         queue::mark_succeeded(&app.pool, TaskId(id), claimed[0].fence(), &json!("ok"))
             .await
@@ -230,9 +224,7 @@ async fn cancel_of_a_failed_task_is_409_naming_the_state() {
         .create(json!({"type": "demo", "maxAttempts": 1}))
         .await
         .id;
-    let claimed = support::claim(&app.pool, "w", 1, std::time::Duration::from_secs(5))
-        .await
-        .expect("claim");
+    let claimed = app.claim("w", 1, std::time::Duration::from_secs(5)).await;
     queue::mark_failed_or_retry(
         &app.pool,
         TaskId(id),
@@ -352,74 +344,22 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
             .send()
     };
     // (body, content type, status, a word the detail must name)
+    const BAD: StatusCode = StatusCode::BAD_REQUEST;
+    const INVALID: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
+    #[rustfmt::skip] // a table: one case a line
     let cases = [
-        (r#"{"type": "demo""#, JSON, StatusCode::BAD_REQUEST, "JSON"),
-        (
-            r#"{"type": "nope"}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "demo-slow",
-        ),
-        (
-            r#"{"type": "demo", "maxAttempts": 0}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "maxAttempts",
-        ),
-        (
-            r#"{"type": "demo", "maxAttempts": 101}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "maxAttempts",
-        ),
-        (
-            r#"{"type": "demo", "maxAttempts": "3"}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "maxAttempts",
-        ),
-        (
-            r#"{"type": "demo", "priority": 5000}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "priority",
-        ),
-        (
-            r#"{"type": "demo", "timeoutMs": 0}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "timeoutMs",
-        ),
-        (
-            r#"{"type": "demo", "idempotencyKey": ""}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotencyKey",
-        ),
-        (
-            r#"{"type": "demo", "runAt": "tomorrow"}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "RFC 3339",
-        ),
-        (
-            r#"{"type": "demo", "surprise": 1}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "surprise",
-        ),
-        (
-            r#"{"payload": 1}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "type",
-        ),
-        (
-            r#"{"type": "demo"}"#,
-            "text/plain",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type",
-        ),
+        (r#"{"type": "demo""#, JSON, BAD, "JSON"),
+        (r#"{"type": "nope"}"#, JSON, INVALID, "demo-slow"),
+        (r#"{"type": "demo", "maxAttempts": 0}"#, JSON, INVALID, "maxAttempts"),
+        (r#"{"type": "demo", "maxAttempts": 101}"#, JSON, INVALID, "maxAttempts"),
+        (r#"{"type": "demo", "maxAttempts": "3"}"#, JSON, INVALID, "maxAttempts"),
+        (r#"{"type": "demo", "priority": 5000}"#, JSON, INVALID, "priority"),
+        (r#"{"type": "demo", "timeoutMs": 0}"#, JSON, INVALID, "timeoutMs"),
+        (r#"{"type": "demo", "idempotencyKey": ""}"#, JSON, INVALID, "idempotencyKey"),
+        (r#"{"type": "demo", "runAt": "tomorrow"}"#, JSON, INVALID, "RFC 3339"),
+        (r#"{"type": "demo", "surprise": 1}"#, JSON, INVALID, "surprise"),
+        (r#"{"payload": 1}"#, JSON, INVALID, "type"),
+        (r#"{"type": "demo"}"#, "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
     ];
     for (body, content_type, status, mentions) in cases {
         let response = post_raw(body, content_type).await.expect("sent");

@@ -21,11 +21,7 @@ async fn claim_takes_higher_priority_first_then_the_longest_due() {
     let urgent = app.create(json!({"type": "noop", "priority": 10})).await.id;
 
     let mut order = Vec::new();
-    while let Some(task) = support::claim(&app.pool, "w", 1, LEASE)
-        .await
-        .expect("claim")
-        .pop()
-    {
+    while let Some(task) = app.claim("w", 1, LEASE).await.pop() {
         order.push(task.id);
     }
 
@@ -39,9 +35,7 @@ async fn claim_takes_at_most_the_free_slots() {
         app.create(json!({"type": "noop"})).await;
     }
 
-    let claimed = support::claim(&app.pool, "w", 3, LEASE)
-        .await
-        .expect("claim");
+    let claimed = app.claim("w", 3, LEASE).await;
 
     assert_eq!(claimed.len(), 3);
     assert!(claimed.iter().all(|t| t.attempt_count == 1));
@@ -59,9 +53,7 @@ async fn claim_skips_rows_locked_by_another_worker() {
         .await
         .expect("lock");
 
-    let claimed = support::claim(&app.pool, "w", 2, LEASE)
-        .await
-        .expect("claim");
+    let claimed = app.claim("w", 2, LEASE).await;
     other.rollback().await.expect("rollback");
 
     let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
@@ -72,10 +64,7 @@ async fn claim_skips_rows_locked_by_another_worker() {
 async fn no_transition_leaves_a_terminal_state() {
     let app = spawn_app_with(|c| c.worker = false).await;
     let id = app.create(json!({"type": "noop"})).await.id;
-    let attempt = support::claim(&app.pool, "w", 1, LEASE)
-        .await
-        .expect("claim")[0]
-        .fence();
+    let attempt = app.claim("w", 1, LEASE).await[0].fence();
     app.cancel(id).await;
     let task = TaskId(id);
 
@@ -88,9 +77,7 @@ async fn no_transition_leaves_a_terminal_state() {
     let released = queue::release(&app.pool, task, attempt)
         .await
         .expect("query");
-    let claimed = support::claim(&app.pool, "w", 1, LEASE)
-        .await
-        .expect("claim");
+    let claimed = app.claim("w", 1, LEASE).await;
 
     assert!(!succeeded && failed.is_none() && !released && claimed.is_empty());
     assert_eq!(app.get_task(id).await.status, TaskStatus::Canceled);
@@ -127,9 +114,7 @@ async fn lease_renewal_only_extends_leases_still_held_at_that_attempt() {
     let app = spawn_app_with(|c| c.worker = false).await;
     let held = app.create(json!({"type": "noop"})).await.id;
     let canceled = app.create(json!({"type": "noop"})).await.id;
-    let claimed = support::claim(&app.pool, "w", 2, LEASE)
-        .await
-        .expect("claim");
+    let claimed = app.claim("w", 2, LEASE).await;
     assert_eq!(claimed.len(), 2);
     let fence_of = |id| {
         claimed
@@ -165,16 +150,10 @@ async fn a_claim_lost_in_a_database_crash_cannot_write_over_the_next_claim_of_it
     let app = spawn_app_with(|c| c.worker = false).await;
     let id = app.create(json!({"type": "noop"})).await.id;
     let task = TaskId(id);
-    let lost = support::claim(&app.pool, "w", 1, LEASE)
-        .await
-        .expect("claim")
-        .remove(0);
+    let lost = app.claim("w", 1, LEASE).await.remove(0);
     let mut conn = app.pool.acquire().await.expect("connection");
     forget_claim(&mut conn, id).await;
-    let next = support::claim(&app.pool, "w", 1, LEASE)
-        .await
-        .expect("claim")
-        .remove(0);
+    let next = app.claim("w", 1, LEASE).await.remove(0);
     assert_eq!(
         lost.attempt_count, next.attempt_count,
         "the attempt number is reused"

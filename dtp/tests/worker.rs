@@ -112,9 +112,7 @@ async fn a_running_retry_is_shown_as_retrying() {
     let app = spawn_app_with(|c| c.worker = false).await;
     let id = app.create(json!({"type": "demo-fail"})).await.id;
     let lease = Duration::from_secs(30);
-    let first = support::claim(&app.pool, "w", 1, lease)
-        .await
-        .expect("claim");
+    let first = app.claim("w", 1, lease).await;
     queue::mark_failed_or_retry(
         &app.pool,
         TaskId(id),
@@ -127,9 +125,7 @@ async fn a_running_retry_is_shown_as_retrying() {
     .expect("fail")
     .expect("fence held");
 
-    let second = support::claim(&app.pool, "w", 1, lease)
-        .await
-        .expect("claim");
+    let second = app.claim("w", 1, lease).await;
     let task = app.get_task(id).await;
 
     assert_eq!(second[0].attempt_count, 2);
@@ -326,9 +322,9 @@ async fn a_task_whose_worker_stopped_renewing_is_rescued_and_finished_by_another
     let app = spawn_app_with(|c| c.worker = false).await;
     let id = app.create(json!({"type": "count"})).await.id;
     // A worker claims it and dies (as if SIGKILLed): it never renews, never completes.
-    let dead = support::claim(&app.pool, "dead-worker", 1, Duration::from_millis(300))
-        .await
-        .expect("claim");
+    let dead = app
+        .claim("dead-worker", 1, Duration::from_millis(300))
+        .await;
     assert_eq!(dead.len(), 1);
     let stop = CancellationToken::new();
     let live = tokio::spawn(worker_for(&app, "live-worker", |_| {}).run(stop.clone()));
@@ -378,9 +374,7 @@ async fn a_lost_last_attempt_fails_the_task_with_worker_lost() {
         .create(json!({"type": "noop", "maxAttempts": 1}))
         .await
         .id;
-    support::claim(&app.pool, "dead-worker", 1, Duration::from_millis(50))
-        .await
-        .expect("claim");
+    app.claim("dead-worker", 1, Duration::from_millis(50)).await;
     let mut rescuer = Rescuer::new(&app.pool, &support::worker_config(&app, "rescuer", |_| {}));
 
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -397,9 +391,7 @@ async fn a_lost_last_attempt_fails_the_task_with_worker_lost() {
 async fn a_live_lease_is_not_rescued() {
     let app = spawn_app_with(|c| c.worker = false).await;
     let id = app.create(json!({"type": "noop"})).await.id;
-    support::claim(&app.pool, "busy-worker", 1, Duration::from_secs(60))
-        .await
-        .expect("claim");
+    app.claim("busy-worker", 1, Duration::from_secs(60)).await;
 
     let rescued = Rescuer::new(&app.pool, &support::worker_config(&app, "rescuer", |_| {}))
         .rescue_once()
@@ -448,9 +440,7 @@ async fn shutdown_hands_unfinished_tasks_back_to_the_queue_after_the_grace_perio
     );
     assert!(task.processing_started_at.is_none());
     assert!(app.probes.was_aborted(id));
-    let claimed = support::claim(&app.pool, "next", 1, Duration::from_secs(5))
-        .await
-        .expect("claim");
+    let claimed = app.claim("next", 1, Duration::from_secs(5)).await;
     assert_eq!(claimed.len(), 1, "handed back at once, not after a backoff");
 }
 

@@ -3,11 +3,11 @@
 
 mod support;
 
-use common::{RetryState, TaskStatus, WebTaskPage, WebTaskStatus};
+use common::{ExecutionView, RetryState, TaskStatus, WebTaskPage, WebTaskStatus};
 use reqwest::{Method, StatusCode};
 
 const JSON: &str = "application/json";
-use serde_json::json;
+use serde_json::{json, Value};
 use support::{
     assert_problem, dtp_task_count, spawn_dtp, spawn_system, spawn_taskpilot, TaskPilotClient,
 };
@@ -420,8 +420,9 @@ async fn cancel_of_a_running_task_is_204_then_the_view_shows_canceled_and_repeat
 async fn cancel_of_a_succeeded_task_is_409_with_dtps_reason() {
     let system = spawn_system().await;
     let api = system.api();
-    let id = api.create(json!({"type": "noop"})).await.id;
-    api.bind(id, json!({})).await;
+    let id = api
+        .create_and_bind(json!({"type": "noop"}), json!({}))
+        .await;
     api.wait_for(id, TaskStatus::Succeeded).await;
 
     let detail = assert_problem(api.cancel(id).await, StatusCode::CONFLICT).await;
@@ -491,14 +492,19 @@ async fn a_bound_task_whose_dtp_row_is_gone_is_404_naming_the_scheduler_task() {
     );
 }
 
+/// Creates `task`, binds it with `bind`, and waits until its execution is `status`.
+async fn run_until(system: &System, task: Value, bind: Value, status: TaskStatus) -> ExecutionView {
+    let api = system.api();
+    let id = api.create_and_bind(task, bind).await;
+    api.wait_for(id, status).await
+}
+
 #[tokio::test]
 async fn a_flaky_task_succeeds_after_a_retry() {
     let system = spawn_system().await;
-    let api = system.api();
-    let id = api.create(json!({"type": "demo-flaky"})).await.id;
-    api.bind(id, json!({})).await;
+    let task = json!({"type": "demo-flaky"});
 
-    let view = api.wait_for(id, TaskStatus::Succeeded).await;
+    let view = run_until(&system, task, json!({}), TaskStatus::Succeeded).await;
 
     assert_eq!(view.attempt_count, 2);
     assert_eq!(view.retry_state, RetryState::Completed);
@@ -508,11 +514,9 @@ async fn a_flaky_task_succeeds_after_a_retry() {
 #[tokio::test]
 async fn a_failing_task_is_failed_and_exhausted_after_its_attempts() {
     let system = spawn_system().await;
-    let api = system.api();
-    let id = api.create(json!({"type": "demo-fail"})).await.id;
-    api.bind(id, json!({"maxAttempts": 3})).await;
+    let (task, bind) = (json!({"type": "demo-fail"}), json!({"maxAttempts": 3}));
 
-    let view = api.wait_for(id, TaskStatus::Failed).await;
+    let view = run_until(&system, task, bind, TaskStatus::Failed).await;
 
     assert_eq!(view.attempt_count, 3);
     assert_eq!(view.retry_state, RetryState::Exhausted);
@@ -523,127 +527,28 @@ async fn a_failing_task_is_failed_and_exhausted_after_its_attempts() {
 async fn bad_input_gets_problem_json_and_writes_nothing() {
     let system = spawn_system().await;
     // (method, path, body, content type, status)
+    const BAD: StatusCode = StatusCode::BAD_REQUEST;
+    const INVALID: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
+    #[rustfmt::skip] // a table: one case a line
     let cases = [
-        (
-            Method::POST,
-            "/api/tasks",
-            r#"{"type": "demo""#,
-            JSON,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::POST,
-            "/api/tasks",
-            r#"{"payload": 1}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        (
-            Method::POST,
-            "/api/tasks",
-            r#"{"type": "  "}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        (
-            Method::POST,
-            "/api/tasks",
-            r#"{"type": 7}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        (
-            Method::POST,
-            "/api/tasks",
-            r#"{"type": "demo", "extra": 1}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        (
-            Method::POST,
-            "/api/tasks",
-            r#"{"type": "demo"}"#,
-            "text/plain",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ),
-        (
-            Method::POST,
-            "/api/tasks/1/scheduler",
-            r#"{"maxAttempts": "#,
-            JSON,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::POST,
-            "/api/tasks/1/scheduler",
-            r#"{"maxAttempts": 0}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        (
-            Method::POST,
-            "/api/tasks/1/scheduler",
-            r#"{"colour": "red"}"#,
-            JSON,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        (
-            Method::POST,
-            "/api/tasks/1/scheduler",
-            r#"{}"#,
-            "text/plain",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ),
-        (
-            Method::POST,
-            "/api/tasks/abc/scheduler",
-            "",
-            JSON,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::GET,
-            "/api/tasks/abc",
-            "",
-            JSON,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::GET,
-            "/api/tasks/0/execution",
-            "",
-            JSON,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::PUT,
-            "/api/tasks/-1/execution/cancel",
-            "",
-            JSON,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::GET,
-            "/api/tasks?limit=0",
-            "",
-            JSON,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::GET,
-            "/api/tasks?page=2",
-            "",
-            JSON,
-            StatusCode::BAD_REQUEST,
-        ),
+        (Method::POST, "/api/tasks", r#"{"type": "demo""#, JSON, BAD),
+        (Method::POST, "/api/tasks", r#"{"payload": 1}"#, JSON, INVALID),
+        (Method::POST, "/api/tasks", r#"{"type": "  "}"#, JSON, INVALID),
+        (Method::POST, "/api/tasks", r#"{"type": 7}"#, JSON, INVALID),
+        (Method::POST, "/api/tasks", r#"{"type": "demo", "extra": 1}"#, JSON, INVALID),
+        (Method::POST, "/api/tasks", r#"{"type": "demo"}"#, "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (Method::POST, "/api/tasks/1/scheduler", r#"{"maxAttempts": "#, JSON, BAD),
+        (Method::POST, "/api/tasks/1/scheduler", r#"{"maxAttempts": 0}"#, JSON, INVALID),
+        (Method::POST, "/api/tasks/1/scheduler", r#"{"colour": "red"}"#, JSON, INVALID),
+        (Method::POST, "/api/tasks/1/scheduler", r#"{}"#, "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (Method::POST, "/api/tasks/abc/scheduler", "", JSON, BAD),
+        (Method::GET, "/api/tasks/abc", "", JSON, BAD),
+        (Method::GET, "/api/tasks/0/execution", "", JSON, BAD),
+        (Method::PUT, "/api/tasks/-1/execution/cancel", "", JSON, BAD),
+        (Method::GET, "/api/tasks?limit=0", "", JSON, BAD),
+        (Method::GET, "/api/tasks?page=2", "", JSON, BAD),
         (Method::GET, "/api/nothing", "", JSON, StatusCode::NOT_FOUND),
-        (
-            Method::DELETE,
-            "/api/tasks/1",
-            "",
-            JSON,
-            StatusCode::METHOD_NOT_ALLOWED,
-        ),
+        (Method::DELETE, "/api/tasks/1", "", JSON, StatusCode::METHOD_NOT_ALLOWED),
     ];
     for (method, path, body, content_type, status) in cases {
         let response = system

@@ -41,6 +41,15 @@ async fn bound_task_on(dtp_url: &str) -> (support::Service, support::TaskPilotCl
     (taskpilot, api, id)
 }
 
+/// The problem TaskPilot answers, with `status`, for the execution view of a task bound on a
+/// DTP that misbehaves so; its detail.
+async fn view_problem_through(misbehaviour: Misbehaviour, status: StatusCode) -> String {
+    let dtp = stand_in(misbehaviour).await;
+    let (_taskpilot, api, id) = bound_task_on(&dtp.address).await;
+    let view = api.get(&format!("/api/tasks/{id}/execution")).await;
+    assert_problem(view, status).await
+}
+
 #[tokio::test]
 async fn dtp_answering_5xx_is_502() {
     let dtp = stand_in(Misbehaviour::Answer(
@@ -81,28 +90,20 @@ async fn a_slow_dtp_is_answered_504_within_taskpilots_timeout_not_after_dtp() {
 
 #[tokio::test]
 async fn dtp_answering_2xx_without_a_task_is_409_scheduler_task_not_available() {
-    let dtp = stand_in(Misbehaviour::Answer(StatusCode::OK, "not json")).await;
-    let (_taskpilot, api, id) = bound_task_on(&dtp.address).await;
+    let answer = Misbehaviour::Answer(StatusCode::OK, "not json");
 
-    let view = api.get(&format!("/api/tasks/{id}/execution")).await;
+    let detail = view_problem_through(answer, StatusCode::CONFLICT).await;
 
-    assert_eq!(
-        assert_problem(view, StatusCode::CONFLICT).await,
-        "scheduler task not available"
-    );
+    assert_eq!(detail, "scheduler task not available");
 }
 
 #[tokio::test]
 async fn dtp_answering_another_4xx_is_409_scheduler_task_not_available() {
-    let dtp = stand_in(Misbehaviour::Answer(StatusCode::BAD_REQUEST, "nope")).await;
-    let (_taskpilot, api, id) = bound_task_on(&dtp.address).await;
+    let answer = Misbehaviour::Answer(StatusCode::BAD_REQUEST, "nope");
 
-    let view = api.get(&format!("/api/tasks/{id}/execution")).await;
+    let detail = view_problem_through(answer, StatusCode::CONFLICT).await;
 
-    assert_eq!(
-        assert_problem(view, StatusCode::CONFLICT).await,
-        "scheduler task not available"
-    );
+    assert_eq!(detail, "scheduler task not available");
 }
 
 #[tokio::test]

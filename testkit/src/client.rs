@@ -100,6 +100,13 @@ impl TaskPilotClient {
         response.json().await.expect("web task")
     }
 
+    /// Creates a web task and binds it; asserts both succeed. Returns the web task's id.
+    pub async fn create_and_bind(&self, task: Value, bind: Value) -> i64 {
+        let id = self.create(task).await.id;
+        self.bind(id, bind).await;
+        id
+    }
+
     /// Reads the execution view; asserts 200.
     pub async fn execution(&self, id: i64) -> ExecutionView {
         let response = self.get(&format!("/api/tasks/{id}/execution")).await;

@@ -248,6 +248,18 @@ impl TestApp {
         response.json().await.expect("task body")
     }
 
+    /// Claims up to `limit` due tasks of the test types as `worker_id`, straight from the queue.
+    pub async fn claim(
+        &self,
+        worker_id: &str,
+        limit: i64,
+        lease: Duration,
+    ) -> Vec<dtp::queue::ClaimedTask> {
+        claim(&self.pool, worker_id, limit, lease)
+            .await
+            .expect("claim")
+    }
+
     /// Reads a task and asserts 200.
     pub async fn get_task(&self, id: i64) -> TaskView {
         let response = self
