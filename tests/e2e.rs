@@ -135,11 +135,9 @@ async fn a_bound_task_whose_dtp_row_is_gone_is_404() {
 async fn demo_flaky_succeeds_after_two_attempts() {
     let system = System::start().await;
     let api = &system.api;
-    let id = api
-        .create_and_bind(json!({"type": "demo-flaky"}), json!({}))
-        .await;
+    let task = json!({"type": "demo-flaky"});
 
-    let view = api.wait_for(id, TaskStatus::Succeeded).await;
+    let view = api.run_until(task, json!({}), TaskStatus::Succeeded).await;
 
     assert_eq!(view.attempt_count, 2);
     assert_eq!(view.retry_state, RetryState::Completed);
@@ -149,11 +147,9 @@ async fn demo_flaky_succeeds_after_two_attempts() {
 async fn demo_fail_is_failed_and_exhausted_after_three_attempts() {
     let system = System::start().await;
     let api = &system.api;
-    let id = api
-        .create_and_bind(json!({"type": "demo-fail"}), json!({}))
-        .await;
+    let task = json!({"type": "demo-fail"});
 
-    let view = api.wait_for(id, TaskStatus::Failed).await;
+    let view = api.run_until(task, json!({}), TaskStatus::Failed).await;
 
     assert_eq!(view.attempt_count, 3);
     assert_eq!(view.retry_state, RetryState::Exhausted);

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testkit::Sent;
 
 use axum::extract::State;
 use axum::Json;
@@ -72,9 +73,8 @@ async fn three_workers_one_sigkilled_one_sigtermed_lose_nothing_and_only_the_kil
         let response = client
             .post(format!("{}/tasks/batch", system.dtp[0].url()))
             .json(&batch)
-            .send()
-            .await
-            .expect("sent");
+            .sent()
+            .await;
         assert_eq!(response.status(), StatusCode::CREATED);
     }
     wait_until("a quarter is done", async || {

@@ -154,35 +154,15 @@ async fn a_postgres_crash_under_load_is_503_then_both_services_recover_and_lose_
         seen.statuses
     );
     let web = PgPool::connect(&web_url).await.expect("webdb");
-    let web_ids: HashSet<i64> = sqlx::query_scalar("select id from web_tasks")
-        .fetch_all(&web)
-        .await
-        .expect("web tasks")
-        .into_iter()
-        .collect();
-    let lost: Vec<_> = seen
-        .created
-        .iter()
-        .filter(|id| !web_ids.contains(id))
-        .collect();
+    let web_lost = missing(&seen.created, &web, "select id from web_tasks").await;
     assert!(
-        lost.is_empty(),
-        "web tasks acknowledged then lost: {lost:?}"
+        web_lost.is_empty(),
+        "web tasks acknowledged then lost: {web_lost:?}"
     );
-    let dtp_ids: HashSet<i64> = sqlx::query_scalar("select id from tasks")
-        .fetch_all(&system.dtp_pool)
-        .await
-        .expect("tasks")
-        .into_iter()
-        .collect();
-    let lost: Vec<_> = seen
-        .bound
-        .iter()
-        .filter(|id| !dtp_ids.contains(id))
-        .collect();
+    let dtp_lost = missing(&seen.bound, &system.dtp_pool, "select id from tasks").await;
     assert!(
-        lost.is_empty(),
-        "DTP tasks acknowledged then lost: {lost:?}"
+        dtp_lost.is_empty(),
+        "DTP tasks acknowledged then lost: {dtp_lost:?}"
     );
 
     // Every task finishes, and no RUNNING task outlives its lease by more than a rescue round.
@@ -268,4 +248,16 @@ async fn attempts_running_across_an_outage_longer_than_their_lease_succeed() {
             "task {id}: a healthy attempt outlives the outage"
         );
     }
+}
+
+/// The ids of `acknowledged` that `ids_query` does not return.
+async fn missing(acknowledged: &[i64], pool: &PgPool, ids_query: &str) -> Vec<i64> {
+    let stored: HashSet<i64> = sqlx::query_scalar(ids_query)
+        .fetch_all(pool)
+        .await
+        .expect("stored ids")
+        .into_iter()
+        .collect();
+    let lost = acknowledged.iter().filter(|id| !stored.contains(id));
+    lost.copied().collect()
 }

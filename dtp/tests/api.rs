@@ -7,6 +7,7 @@ use dtp::queue::{self, TaskId};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{assert_problem, spawn_app_with, TestApp};
+use testkit::Sent;
 
 const JSON: &str = "application/json";
 
@@ -47,9 +48,8 @@ async fn task_bodies_use_camel_case_and_millisecond_utc_timestamps() {
     let body: Value = app
         .client
         .get(app.url(&format!("/tasks/{id}")))
-        .send()
+        .sent()
         .await
-        .expect("sent")
         .json()
         .await
         .expect("json");
@@ -100,12 +100,7 @@ async fn a_future_run_at_is_the_scheduled_time_and_is_not_claimed_early() {
 #[tokio::test]
 async fn get_of_an_unknown_task_is_404_problem() {
     let app = api_only().await;
-    let response = app
-        .client
-        .get(app.url("/tasks/424242"))
-        .send()
-        .await
-        .expect("sent");
+    let response = app.client.get(app.url("/tasks/424242")).sent().await;
     let detail = assert_problem(response, StatusCode::NOT_FOUND).await;
     assert!(detail.contains("424242"), "{detail}");
 }
@@ -125,9 +120,8 @@ async fn list_is_newest_first_filtered_and_paged() {
             let response = app
                 .client
                 .get(app.url(&format!("/tasks?{query}")))
-                .send()
-                .await
-                .expect("sent");
+                .sent()
+                .await;
             assert_eq!(response.status(), StatusCode::OK);
             response.json::<TaskPage>().await.expect("page")
         }
@@ -148,9 +142,8 @@ async fn list_is_newest_first_filtered_and_paged() {
     let rest = app
         .client
         .get(app.url(&format!("/tasks?limit=10&after={next}")))
-        .send()
+        .sent()
         .await
-        .expect("sent")
         .json::<TaskPage>()
         .await
         .expect("page");
@@ -172,9 +165,8 @@ async fn bad_list_filters_are_400_problem() {
         let response = app
             .client
             .get(app.url(&format!("/tasks?{query}")))
-            .send()
-            .await
-            .expect("sent");
+            .sent()
+            .await;
         assert_problem(response, StatusCode::BAD_REQUEST).await;
     }
 }
@@ -200,6 +192,14 @@ async fn cancel_of_a_pending_task_makes_it_canceled_and_repeating_it_is_idempote
     assert!(claimed.is_empty(), "a canceled task must never be claimed");
 }
 
+/// Asserts that cancel of task `id`, which is `state`, is 409 naming the state and changes
+/// nothing.
+async fn assert_cancel_refused(app: &TestApp, id: i64, state: TaskStatus) {
+    let detail = assert_problem(app.cancel(id).await, StatusCode::CONFLICT).await;
+    assert_eq!(detail, format!("Cannot cancel task in state {state}"));
+    assert_eq!(app.get_task(id).await.status, state);
+}
+
 #[tokio::test]
 async fn cancel_of_a_succeeded_task_is_409_naming_the_state() {
     let app = api_only().await;
@@ -211,19 +211,15 @@ async fn cancel_of_a_succeeded_task_is_409_naming_the_state() {
             .expect("complete")
     );
 
-    let detail = assert_problem(app.cancel(id).await, StatusCode::CONFLICT).await;
-
-    assert_eq!(detail, "Cannot cancel task in state SUCCEEDED");
-    assert_eq!(app.get_task(id).await.status, TaskStatus::Succeeded);
+    assert_cancel_refused(&app, id, TaskStatus::Succeeded).await;
 }
 
 #[tokio::test]
 async fn cancel_of_a_failed_task_is_409_naming_the_state() {
     let app = api_only().await;
     let id = app
-        .create(json!({"type": "demo", "maxAttempts": 1}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo", "maxAttempts": 1}))
+        .await;
     let claimed = app.claim("w", 1, std::time::Duration::from_secs(5)).await;
     queue::mark_failed_or_retry(
         &app.pool,
@@ -237,10 +233,7 @@ async fn cancel_of_a_failed_task_is_409_naming_the_state() {
     .expect("fail")
     .expect("fence held");
 
-    let detail = assert_problem(app.cancel(id).await, StatusCode::CONFLICT).await;
-
-    assert_eq!(detail, "Cannot cancel task in state FAILED");
-    assert_eq!(app.get_task(id).await.status, TaskStatus::Failed);
+    assert_cancel_refused(&app, id, TaskStatus::Failed).await;
 }
 
 #[tokio::test]
@@ -294,9 +287,8 @@ async fn a_keyed_repeat_is_the_same_request_on_a_process_with_another_default_ma
         .client
         .post(format!("{peer}/tasks"))
         .json(&request)
-        .send()
-        .await
-        .expect("sent");
+        .sent()
+        .await;
 
     assert_eq!(
         repeat.status(),
@@ -316,7 +308,7 @@ async fn ten_concurrent_creates_with_one_key_make_one_task() {
     let sends: Vec<_> = (0..10)
         .map(|_| {
             let (client, url, body) = (app.client.clone(), app.url("/tasks"), request.clone());
-            tokio::spawn(async move { client.post(url).json(&body).send().await.expect("sent") })
+            tokio::spawn(async move { client.post(url).json(&body).sent().await })
         })
         .collect();
 
@@ -379,9 +371,8 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
         .post(app.url("/tasks"))
         .header("content-type", JSON)
         .body(oversized)
-        .send()
-        .await
-        .expect("sent");
+        .sent()
+        .await;
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
 
     assert_eq!(app.count_tasks().await, 0);
@@ -418,7 +409,7 @@ async fn bad_ids_unknown_routes_and_wrong_methods_are_problem_json() {
 async fn health_and_readiness_answer_200_with_a_database() {
     let app = api_only().await;
     for path in ["/healthz", "/readyz"] {
-        let response = app.client.get(app.url(path)).send().await.expect("sent");
+        let response = app.client.get(app.url(path)).sent().await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
 }
@@ -516,9 +507,8 @@ async fn the_openapi_document_describes_every_route_and_the_known_types() {
     let doc: Value = app
         .client
         .get(app.url("/openapi.json"))
-        .send()
+        .sent()
         .await
-        .expect("sent")
         .json()
         .await
         .expect("json");
@@ -550,12 +540,7 @@ async fn nul_characters_are_refused_with_4xx_and_nothing_is_written() {
     let nul_key = app
         .post_task(json!({"type": "demo", "idempotencyKey": "k\u{0}"}))
         .await;
-    let nul_filter = app
-        .client
-        .get(app.url("/tasks?type=a%00b"))
-        .send()
-        .await
-        .expect("sent");
+    let nul_filter = app.client.get(app.url("/tasks?type=a%00b")).sent().await;
 
     assert_problem(nul_payload, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_problem(nul_key, StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -581,9 +566,8 @@ async fn a_stored_status_the_code_does_not_know_is_an_error_not_another_state() 
     let read = app
         .client
         .get(app.url(&format!("/tasks/{id}")))
-        .send()
-        .await
-        .expect("sent");
+        .sent()
+        .await;
     let cancel = app.cancel(id).await;
 
     assert_problem(read, StatusCode::INTERNAL_SERVER_ERROR).await;

@@ -5,31 +5,32 @@ mod support;
 use apikit::auth::Secret;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{assert_problem, spawn_app_with};
+use support::{assert_problem, spawn_app_with, TestApp};
+use testkit::Sent;
 
 const TOKEN: &str = "dtp-test-token";
 
-#[tokio::test]
-async fn requests_without_the_token_are_401_and_change_nothing() {
-    let app = spawn_app_with(|c| {
+/// DTP's API alone (no worker), requiring [`TOKEN`].
+async fn guarded_api() -> TestApp {
+    spawn_app_with(|c| {
         c.worker = false;
         c.api_token = Some(Secret::new(TOKEN));
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn requests_without_the_token_are_401_and_change_nothing() {
+    let app = guarded_api().await;
     let create = || {
         app.client
             .post(app.url("/tasks"))
             .json(&json!({"type": "noop"}))
     };
 
-    let missing = create().send().await.expect("sent");
-    let wrong = create().bearer_auth("not-it").send().await.expect("sent");
-    let listed = app
-        .client
-        .get(app.url("/tasks"))
-        .send()
-        .await
-        .expect("sent");
+    let missing = create().sent().await;
+    let wrong = create().bearer_auth("not-it").sent().await;
+    let listed = app.client.get(app.url("/tasks")).sent().await;
 
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
     assert_problem(missing, StatusCode::UNAUTHORIZED).await;
@@ -40,24 +41,19 @@ async fn requests_without_the_token_are_401_and_change_nothing() {
 
 #[tokio::test]
 async fn requests_with_the_token_pass_and_health_stays_open() {
-    let app = spawn_app_with(|c| {
-        c.worker = false;
-        c.api_token = Some(Secret::new(TOKEN));
-    })
-    .await;
+    let app = guarded_api().await;
 
     let created = app
         .client
         .post(app.url("/tasks"))
         .bearer_auth(TOKEN)
         .json(&json!({"type": "noop"}))
-        .send()
-        .await
-        .expect("sent");
+        .sent()
+        .await;
 
     assert_eq!(created.status(), StatusCode::CREATED);
     for path in ["/healthz", "/readyz"] {
-        let response = app.client.get(app.url(path)).send().await.expect("sent");
+        let response = app.client.get(app.url(path)).sent().await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
 }

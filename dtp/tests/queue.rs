@@ -83,30 +83,27 @@ async fn no_transition_leaves_a_terminal_state() {
     assert_eq!(app.get_task(id).await.status, TaskStatus::Canceled);
 }
 
+/// Whether the schema refuses `update`, given a pending task's id as `$1`.
+async fn schema_refuses(update: &str) -> bool {
+    let app = spawn_app_with(|c| c.worker = false).await;
+    let id = app.create_id(json!({"type": "noop"})).await;
+    let outcome = sqlx::query(update).bind(id).execute(&app.pool).await;
+    outcome.is_err()
+}
+
 #[tokio::test]
 async fn the_schema_refuses_a_running_task_without_a_lease() {
-    let app = spawn_app_with(|c| c.worker = false).await;
-    let id = app.create(json!({"type": "noop"})).await.id;
+    let refused =
+        schema_refuses("update tasks set status = 'RUNNING', worker_id = 'w' where id = $1").await;
 
-    let refused = sqlx::query("update tasks set status = 'RUNNING', worker_id = 'w' where id = $1")
-        .bind(id)
-        .execute(&app.pool)
-        .await;
-
-    assert!(refused.is_err());
+    assert!(refused);
 }
 
 #[tokio::test]
 async fn the_schema_refuses_a_terminal_state_without_completed_at() {
-    let app = spawn_app_with(|c| c.worker = false).await;
-    let id = app.create(json!({"type": "noop"})).await.id;
+    let refused = schema_refuses("update tasks set status = 'SUCCEEDED' where id = $1").await;
 
-    let refused = sqlx::query("update tasks set status = 'SUCCEEDED' where id = $1")
-        .bind(id)
-        .execute(&app.pool)
-        .await;
-
-    assert!(refused.is_err());
+    assert!(refused);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 mod support;
 
 use std::time::Duration;
+use testkit::Sent;
 
 use common::{RetryState, TaskStatus};
 use dtp::queue::{self, TaskId};
@@ -19,9 +20,8 @@ use tokio_util::sync::CancellationToken;
 async fn a_demo_task_runs_to_succeeded_with_its_payload_as_result() {
     let app = spawn_app().await;
     let id = app
-        .create(json!({"type": "demo", "payload": "hello"}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo", "payload": "hello"}))
+        .await;
 
     let task = app.wait_for(id, TaskStatus::Succeeded).await;
 
@@ -62,9 +62,8 @@ async fn demo_flaky_succeeds_on_its_second_attempt() {
 async fn demo_fail_uses_every_attempt_then_is_failed_and_exhausted() {
     let app = spawn_app().await;
     let id = app
-        .create(json!({"type": "demo-fail", "maxAttempts": 3}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo-fail", "maxAttempts": 3}))
+        .await;
 
     let task = app.wait_for(id, TaskStatus::Failed).await;
 
@@ -85,9 +84,8 @@ async fn a_failed_attempt_schedules_a_retry_after_its_backoff() {
         c.backoff_cap_ms = 600_000;
     });
     let id = app
-        .create(json!({"type": "demo-fail", "maxAttempts": 3}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo-fail", "maxAttempts": 3}))
+        .await;
 
     assert_eq!(worker.run_once().await.expect("ran"), 1);
     let task = app.get_task(id).await;
@@ -138,9 +136,10 @@ async fn a_running_retry_is_shown_as_retrying() {
 async fn a_permanent_error_fails_the_task_without_retrying() {
     let app = spawn_app().await;
     let id = app
-        .create(json!({"type": "http", "payload": {"url": "file:///etc/passwd"}, "maxAttempts": 5}))
-        .await
-        .id;
+        .create_id(
+            json!({"type": "http", "payload": {"url": "file:///etc/passwd"}, "maxAttempts": 5}),
+        )
+        .await;
 
     let task = app.wait_for(id, TaskStatus::Failed).await;
 
@@ -151,10 +150,7 @@ async fn a_permanent_error_fails_the_task_without_retrying() {
 #[tokio::test]
 async fn a_handler_that_overruns_its_timeout_fails_its_attempt() {
     let app = spawn_app().await;
-    let id = app
-        .create(json!({"type": "demo-slow", "payload": {"ms": 60_000}, "timeoutMs": 100, "maxAttempts": 1}))
-        .await
-        .id;
+    let id = app.create_id(json!({"type": "demo-slow", "payload": {"ms": 60_000}, "timeoutMs": 100, "maxAttempts": 1})).await;
 
     let task = app.wait_for(id, TaskStatus::Failed).await;
 
@@ -165,9 +161,8 @@ async fn a_handler_that_overruns_its_timeout_fails_its_attempt() {
 async fn a_panicking_handler_fails_its_attempt_and_the_worker_carries_on() {
     let app = spawn_app().await;
     let panicking = app
-        .create(json!({"type": "panic", "maxAttempts": 1}))
-        .await
-        .id;
+        .create_id(json!({"type": "panic", "maxAttempts": 1}))
+        .await;
     let next = app.create(json!({"type": "noop"})).await.id;
 
     let task = app.wait_for(panicking, TaskStatus::Failed).await;
@@ -185,9 +180,8 @@ async fn cancel_of_a_running_task_aborts_its_handler_and_it_stays_canceled() {
     })
     .await;
     let id = app
-        .create(json!({"type": "probe-slow", "payload": {"ms": 1500}}))
-        .await
-        .id;
+        .create_id(json!({"type": "probe-slow", "payload": {"ms": 1500}}))
+        .await;
     wait_for_status(&app.pool, id, TaskStatus::Running).await;
 
     let response = app.cancel(id).await;
@@ -283,13 +277,12 @@ async fn a_cancel_answered_200_always_ends_canceled_whatever_the_handler_did() {
     let mut races = Vec::new();
     for i in 0..300u64 {
         let id = app
-            .create(json!({"type": "count", "payload": {"ms": i % 4}}))
-            .await
-            .id;
+            .create_id(json!({"type": "count", "payload": {"ms": i % 4}}))
+            .await;
         let (client, url) = (app.client.clone(), app.url(&format!("/tasks/{id}/cancel")));
         races.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(i % 6)).await;
-            let status = client.put(url).send().await.expect("sent").status();
+            let status = client.put(url).sent().await.status();
             (id, status)
         }));
     }
@@ -371,9 +364,8 @@ async fn a_lost_last_attempt_fails_the_task_with_worker_lost() {
     })
     .await;
     let id = app
-        .create(json!({"type": "noop", "maxAttempts": 1}))
-        .await
-        .id;
+        .create_id(json!({"type": "noop", "maxAttempts": 1}))
+        .await;
     app.claim("dead-worker", 1, Duration::from_millis(50)).await;
     let mut rescuer = Rescuer::new(&app.pool, &support::worker_config(&app, "rescuer", |_| {}));
 
@@ -407,9 +399,8 @@ async fn shutdown_lets_short_handlers_finish_within_the_grace_period() {
     let app = spawn_app_with(|c| c.worker = false).await;
     let worker = worker_for(&app, "w", |c| c.shutdown_grace_ms = 10_000);
     let id = app
-        .create(json!({"type": "probe-slow", "payload": {"ms": 300}}))
-        .await
-        .id;
+        .create_id(json!({"type": "probe-slow", "payload": {"ms": 300}}))
+        .await;
     let stop = CancellationToken::new();
     let running = tokio::spawn(worker.run(stop.clone()));
     wait_for_status(&app.pool, id, TaskStatus::Running).await;

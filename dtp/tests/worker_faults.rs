@@ -85,9 +85,8 @@ async fn an_error_holding_nul_is_stored_cleaned() {
 async fn a_stale_attempt_reclaimed_by_the_same_worker_is_aborted_and_the_new_one_keeps_its_lease() {
     let app = spawn_app_with(|_| {}).await;
     let id = app
-        .create(json!({"type": "probe-slow", "payload": {"ms": 2500}, "maxAttempts": 1}))
-        .await
-        .id;
+        .create_id(json!({"type": "probe-slow", "payload": {"ms": 2500}, "maxAttempts": 1}))
+        .await;
     wait_for_status(&app.pool, id, TaskStatus::Running).await;
 
     // The database loses the claim (a crash before its commit reached the disk); the same worker
@@ -129,9 +128,8 @@ async fn a_worker_cut_off_from_the_database_stops_its_handlers_before_its_task_i
     let app = spawn_app_with(|c| c.worker = false).await;
     let (proxy, stop, running) = worker_behind_proxy(&app, "cut-off", |_| {}).await;
     let id = app
-        .create(json!({"type": "probe-slow", "payload": {"ms": 60000}, "maxAttempts": 1}))
-        .await
-        .id;
+        .create_id(json!({"type": "probe-slow", "payload": {"ms": 60000}, "maxAttempts": 1}))
+        .await;
     wait_for_status(&app.pool, id, TaskStatus::Running).await;
 
     proxy.partition(true);
@@ -161,9 +159,8 @@ async fn a_claim_whose_answer_was_lost_is_released_without_using_an_attempt() {
     // The claim reaches the database and commits; its answer never comes back.
     proxy.cut_after_request(true);
     let id = app
-        .create(json!({"type": "count", "maxAttempts": 1}))
-        .await
-        .id;
+        .create_id(json!({"type": "count", "maxAttempts": 1}))
+        .await;
     wait_for_status(&app.pool, id, TaskStatus::Running).await;
     proxy.cut_after_request(false);
 
@@ -218,9 +215,8 @@ async fn http_targets_answering_nul_succeed_with_cleaned_results() {
     let mut results = Vec::new();
     for url in [json_nul, raw_nul] {
         let id = app
-            .create(json!({"type": "http", "payload": {"url": url}, "maxAttempts": 1}))
-            .await
-            .id;
+            .create_id(json!({"type": "http", "payload": {"url": url}, "maxAttempts": 1}))
+            .await;
         let task = app.wait_for(id, TaskStatus::Succeeded).await;
         results.push(task.result.expect("result")["body"].clone());
     }

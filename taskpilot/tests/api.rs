@@ -3,8 +3,9 @@
 
 mod support;
 
-use common::{ExecutionView, RetryState, TaskStatus, WebTaskPage, WebTaskStatus};
+use common::{RetryState, TaskStatus, WebTaskPage, WebTaskStatus};
 use reqwest::{Method, StatusCode};
+use testkit::Sent;
 
 const JSON: &str = "application/json";
 use serde_json::{json, Value};
@@ -153,9 +154,8 @@ async fn bind_without_a_body_uses_the_web_task_type() {
                 .taskpilot
                 .url(&format!("/api/tasks/{}/scheduler", created.id)),
         )
-        .send()
-        .await
-        .expect("sent");
+        .sent()
+        .await;
 
     assert_eq!(response.status(), StatusCode::OK);
     let bound: common::WebTask = response.json().await.expect("web task");
@@ -186,14 +186,7 @@ async fn twenty_concurrent_binds_leave_one_dtp_task() {
         .map(|_| {
             let client = system.client.clone();
             let url = system.taskpilot.url(&format!("/api/tasks/{id}/scheduler"));
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .json(&json!({}))
-                    .send()
-                    .await
-                    .expect("sent")
-            })
+            tokio::spawn(async move { client.post(url).json(&json!({})).sent().await })
         })
         .collect();
     let mut scheduler_ids = Vec::new();
@@ -229,10 +222,7 @@ async fn bind_adopts_the_dtp_task_an_interrupted_bind_already_created() {
     let orphan: common::TaskView = system
         .client
         .post(system.dtp.url("/tasks"))
-        .json(&json!({"type": "demo", "payload": "p", "idempotencyKey": bind_key_of(&system, id).await}))
-        .send()
-        .await
-        .expect("sent")
+        .json(&json!({"type": "demo", "payload": "p", "idempotencyKey": bind_key_of(&system, id).await})).sent().await
         .json()
         .await
         .expect("task");
@@ -252,9 +242,8 @@ async fn bind_adopts_the_earlier_dtp_task_even_when_retried_with_other_options()
         .client
         .post(system.dtp.url("/tasks"))
         .json(&json!({"type": "demo-slow", "idempotencyKey": bind_key_of(&system, id).await}))
-        .send()
+        .sent()
         .await
-        .expect("sent")
         .json()
         .await
         .expect("task");
@@ -492,19 +481,15 @@ async fn a_bound_task_whose_dtp_row_is_gone_is_404_naming_the_scheduler_task() {
     );
 }
 
-/// Creates `task`, binds it with `bind`, and waits until its execution is `status`.
-async fn run_until(system: &System, task: Value, bind: Value, status: TaskStatus) -> ExecutionView {
-    let api = system.api();
-    let id = api.create_and_bind(task, bind).await;
-    api.wait_for(id, status).await
-}
-
 #[tokio::test]
 async fn a_flaky_task_succeeds_after_a_retry() {
     let system = spawn_system().await;
     let task = json!({"type": "demo-flaky"});
 
-    let view = run_until(&system, task, json!({}), TaskStatus::Succeeded).await;
+    let view = system
+        .api()
+        .run_until(task, json!({}), TaskStatus::Succeeded)
+        .await;
 
     assert_eq!(view.attempt_count, 2);
     assert_eq!(view.retry_state, RetryState::Completed);
@@ -516,7 +501,7 @@ async fn a_failing_task_is_failed_and_exhausted_after_its_attempts() {
     let system = spawn_system().await;
     let (task, bind) = (json!({"type": "demo-fail"}), json!({"maxAttempts": 3}));
 
-    let view = run_until(&system, task, bind, TaskStatus::Failed).await;
+    let view = system.api().run_until(task, bind, TaskStatus::Failed).await;
 
     assert_eq!(view.attempt_count, 3);
     assert_eq!(view.retry_state, RetryState::Exhausted);
@@ -556,9 +541,8 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
             .request(method, system.taskpilot.url(path))
             .header("content-type", content_type)
             .body(body)
-            .send()
-            .await
-            .expect("sent");
+            .sent()
+            .await;
         assert_problem(response, status).await;
     }
     let oversized = format!(
@@ -570,9 +554,8 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
         .post(system.taskpilot.url("/api/tasks"))
         .header("content-type", JSON)
         .body(oversized)
-        .send()
-        .await
-        .expect("sent");
+        .sent()
+        .await;
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
 
     let count: i64 = sqlx::query_scalar("select count(*) from web_tasks")

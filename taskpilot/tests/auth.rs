@@ -6,6 +6,7 @@ use apikit::auth::Secret;
 use reqwest::StatusCode;
 use serde_json::json;
 use support::{assert_problem, spawn_dtp_with, spawn_taskpilot_with};
+use testkit::Sent;
 
 #[tokio::test]
 async fn taskpilot_refuses_requests_without_a_token_and_serves_those_with_one() {
@@ -20,30 +21,23 @@ async fn taskpilot_refuses_requests_without_a_token_and_serves_those_with_one() 
     let refused = client
         .post(taskpilot.url("/api/tasks"))
         .json(&json!({"type": "noop"}))
-        .send()
-        .await
-        .expect("sent");
+        .sent()
+        .await;
     let created: common::WebTask = client
         .post(taskpilot.url("/api/tasks"))
         .bearer_auth("user-b")
         .json(&json!({"type": "noop"}))
-        .send()
+        .sent()
         .await
-        .expect("sent")
         .json()
         .await
         .expect("web task");
     let bound = client
         .post(taskpilot.url(&format!("/api/tasks/{}/scheduler", created.id)))
         .bearer_auth("user-a")
-        .send()
-        .await
-        .expect("sent");
-    let health = client
-        .get(taskpilot.url("/readyz"))
-        .send()
-        .await
-        .expect("sent");
+        .sent()
+        .await;
+    let health = client.get(taskpilot.url("/readyz")).sent().await;
 
     assert_problem(refused, StatusCode::UNAUTHORIZED).await;
     assert_eq!(
@@ -84,14 +78,9 @@ async fn tokens_can_come_from_a_file() {
     let response = client
         .get(taskpilot.url("/api/tasks"))
         .bearer_auth("from-file")
-        .send()
-        .await
-        .expect("sent");
-    let refused = client
-        .get(taskpilot.url("/api/tasks"))
-        .send()
-        .await
-        .expect("sent");
+        .sent()
+        .await;
+    let refused = client.get(taskpilot.url("/api/tasks")).sent().await;
     let _ = std::fs::remove_file(&file);
 
     assert_eq!(response.status(), StatusCode::OK);

@@ -4,6 +4,7 @@
 mod support;
 
 use std::time::Duration;
+use testkit::Sent;
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -119,9 +120,8 @@ async fn the_request_id_is_passed_to_dtp_and_echoed_to_the_client() {
         .http
         .get(taskpilot.url(&format!("/api/tasks/{id}/execution")))
         .header("x-request-id", "trace-me-123")
-        .send()
-        .await
-        .expect("sent");
+        .sent()
+        .await;
 
     assert_eq!(response.headers()["x-request-id"], "trace-me-123");
     let seen = dtp.request_ids.lock().expect("lock").clone();

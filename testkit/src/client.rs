@@ -22,6 +22,18 @@ pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> 
     problem.detail.unwrap_or_default()
 }
 
+/// Sending a request in a test: any failure to get an answer fails the test.
+pub trait Sent {
+    /// Sends, and expects an answer (of any status).
+    fn sent(self) -> impl std::future::Future<Output = reqwest::Response>;
+}
+
+impl Sent for reqwest::RequestBuilder {
+    async fn sent(self) -> reqwest::Response {
+        self.send().await.expect("request sent")
+    }
+}
+
 /// The header `name` as text; empty when missing or not text.
 pub fn header(headers: &HeaderMap, name: &str) -> String {
     let value = headers.get(name).and_then(|v| v.to_str().ok());
@@ -56,22 +68,17 @@ impl TaskPilotClient {
 
     /// POSTs JSON.
     pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("sent")
+        self.http.post(self.url(path)).json(&body).sent().await
     }
 
     /// GETs.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).send().await.expect("sent")
+        self.http.get(self.url(path)).sent().await
     }
 
     /// PUTs without a body.
     pub async fn put(&self, path: &str) -> reqwest::Response {
-        self.http.put(self.url(path)).send().await.expect("sent")
+        self.http.put(self.url(path)).sent().await
     }
 
     /// Creates a web task; asserts 201.
@@ -117,6 +124,12 @@ impl TaskPilotClient {
     /// Requests cancel.
     pub async fn cancel(&self, id: i64) -> reqwest::Response {
         self.put(&format!("/api/tasks/{id}/execution/cancel")).await
+    }
+
+    /// Creates `task`, binds it with `bind`, and waits until its execution is `status`.
+    pub async fn run_until(&self, task: Value, bind: Value, status: TaskStatus) -> ExecutionView {
+        let id = self.create_and_bind(task, bind).await;
+        self.wait_for(id, status).await
     }
 
     /// Polls the execution view until `status`.

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testkit::Sent;
 
 use common::{TaskStatus, TaskView};
 use dtp::handlers::{handler_fn, HandlerError, HandlerRegistry};
@@ -227,18 +228,16 @@ impl TestApp {
         self.client
             .post(self.url("/tasks"))
             .json(&body)
-            .send()
+            .sent()
             .await
-            .expect("request sent")
     }
 
     pub async fn post_batch(&self, batch: &Value) -> reqwest::Response {
         self.client
             .post(self.url("/tasks/batch"))
             .json(batch)
-            .send()
+            .sent()
             .await
-            .expect("request sent")
     }
 
     /// Creates a task and asserts 201.
@@ -260,14 +259,18 @@ impl TestApp {
             .expect("claim")
     }
 
+    /// Creates a task through the API, asserting 201; its id.
+    pub async fn create_id(&self, body: Value) -> i64 {
+        self.create(body).await.id
+    }
+
     /// Reads a task and asserts 200.
     pub async fn get_task(&self, id: i64) -> TaskView {
         let response = self
             .client
             .get(self.url(&format!("/tasks/{id}")))
-            .send()
-            .await
-            .expect("request sent");
+            .sent()
+            .await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("task body")
     }
@@ -275,9 +278,8 @@ impl TestApp {
     pub async fn cancel(&self, id: i64) -> reqwest::Response {
         self.client
             .put(self.url(&format!("/tasks/{id}/cancel")))
-            .send()
+            .sent()
             .await
-            .expect("request sent")
     }
 
     /// Polls until the task reaches `status`; panics after a generous bound (a hang, not a
