@@ -25,29 +25,38 @@ pub fn problems(answers: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
         .collect()
 }
 
-/// 400 for a path id that is not a positive integer.
-pub struct BadId;
+/// Declares a group of problem answers: a type that operations name in their OpenAPI
+/// `responses(...)` in place of a line per answer.
+///
+/// ```ignore
+/// apikit::problem_answers!(
+///     /// 400 and 404 for an operation on one task.
+///     UnknownTask: 400 "Id not a positive integer", 404 "No such task"
+/// );
+/// ```
+#[macro_export]
+macro_rules! problem_answers {
+    ($(#[$doc:meta])* $name:ident: $($status:literal $description:literal),+ $(,)?) => {
+        $(#[$doc])*
+        pub struct $name;
 
-impl utoipa::IntoResponses for BadId {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        problems(&[(400, "Id not a positive integer")])
-    }
+        impl ::utoipa::IntoResponses for $name {
+            fn responses() -> ::std::collections::BTreeMap<
+                String,
+                ::utoipa::openapi::RefOr<::utoipa::openapi::Response>,
+            > {
+                $crate::openapi::problems(&[$(($status, $description)),+])
+            }
+        }
+    };
 }
 
-/// What the body extractor refuses before the handler runs: 413 and 415.
-pub struct BodyRefused;
+crate::problem_answers!(
+    /// What the body extractor refuses before the handler runs.
+    BodyRefused: 413 "Body too large", 415 "Not JSON"
+);
 
-impl utoipa::IntoResponses for BodyRefused {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        problems(&[(413, "Body too large"), (415, "Not JSON")])
-    }
-}
-
-/// 503 when the service's database cannot be reached.
-pub struct DatabaseDown;
-
-impl utoipa::IntoResponses for DatabaseDown {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        problems(&[(503, "Database unavailable")])
-    }
-}
+crate::problem_answers!(
+    /// 503 when the service's database cannot be reached.
+    DatabaseDown: 503 "Database unavailable"
+);

@@ -1,6 +1,6 @@
 //! `/tasks`: create (with idempotency keys), get, list, cancel.
 
-use apikit::openapi::{BadId, BodyRefused, DatabaseDown};
+use apikit::openapi::{BodyRefused, DatabaseDown};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +39,11 @@ const MAX_PAGE: i64 = 500;
     components(schemas(CreateTask, TaskView, TaskPage, BatchCreated, Problem, TaskStatus))
 )]
 pub struct ApiDoc;
+
+apikit::problem_answers!(
+    /// 400 and 404 for an operation on one task.
+    UnknownTask: 400 "Id not a positive integer", 404 "No such task"
+);
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -201,8 +206,7 @@ fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> 
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses(
         (status = 200, description = "The task", body = TaskView),
-        BadId,
-        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        UnknownTask,
         DatabaseDown,
     ))]
 async fn get_one(
@@ -290,8 +294,7 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses(
         (status = 200, description = "The task, now CANCELED", body = TaskView),
-        BadId,
-        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        UnknownTask,
         (status = 409, description = "The task already SUCCEEDED or FAILED", body = Problem, content_type = "application/problem+json"),
         DatabaseDown,
     ))]

@@ -3,10 +3,6 @@
 
 pub use apikit::ApiError;
 
-use std::collections::BTreeMap;
-
-use utoipa::openapi::{RefOr, Response};
-
 use crate::{scheduler_client, store};
 
 /// What the execution endpoints answer when DTP gives no usable task.
@@ -50,16 +46,17 @@ impl From<store::Error> for ApiError {
     }
 }
 
-/// The answers every operation that calls DTP can give when DTP fails, for its OpenAPI
-/// `responses(...)`.
-pub struct DtpFaults;
+apikit::problem_answers!(
+    /// The answers every operation that calls DTP can give when DTP fails.
+    DtpFaults: 502 "DTP failed", 503 "DTP or the database unreachable", 504 "DTP too slow"
+);
 
-impl utoipa::IntoResponses for DtpFaults {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        apikit::openapi::problems(&[
-            (502, "DTP failed"),
-            (503, "DTP or the database unreachable"),
-            (504, "DTP too slow"),
-        ])
-    }
-}
+apikit::problem_answers!(
+    /// 400 and 404 for an operation on one web task.
+    UnknownWebTask: 400 "Id not a positive integer", 404 "No such web task"
+);
+
+apikit::problem_answers!(
+    /// 400 and 404 for an operation on the execution of one web task.
+    UnknownExecution: 400 "Id not a positive integer", 404 "No such web task, or DTP has no such task"
+);

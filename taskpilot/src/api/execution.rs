@@ -1,7 +1,6 @@
 //! `/api/tasks/{id}/execution`: read DTP's execution state as an ExecutionView, and forward
 //! cancel. TaskPilot decides nothing here: DTP's answers are translated (see `api::error`).
 
-use apikit::openapi::BadId;
 use apikit::{PathId, RequestId};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,7 +8,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use common::{ExecutionView, Problem};
 
-use super::error::DtpFaults;
+use super::error::{DtpFaults, UnknownExecution};
 use super::{ApiError, AppState};
 use crate::execution::execution_view;
 use crate::store;
@@ -25,8 +24,7 @@ pub(super) fn router() -> Router<AppState> {
     params(("id" = i64, Path, description = "Web task id", minimum = 1)),
     responses(
         (status = 200, description = "The execution view", body = ExecutionView),
-        BadId,
-        (status = 404, description = "No such web task, or DTP has no such task", body = Problem, content_type = "application/problem+json"),
+        UnknownExecution,
         (status = 409, description = "Not bound, or DTP gave no usable task", body = Problem, content_type = "application/problem+json"),
         DtpFaults,
     ))]
@@ -48,8 +46,7 @@ pub(super) async fn view(
     params(("id" = i64, Path, description = "Web task id", minimum = 1)),
     responses(
         (status = 204, description = "Canceled, now or before"),
-        BadId,
-        (status = 404, description = "No such web task, or DTP has no such task", body = Problem, content_type = "application/problem+json"),
+        UnknownExecution,
         (status = 409, description = "Not bound, or the task already SUCCEEDED or FAILED", body = Problem, content_type = "application/problem+json"),
         DtpFaults,
     ))]

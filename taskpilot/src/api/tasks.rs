@@ -1,6 +1,6 @@
 //! `/api/tasks`: create (with `Idempotency-Key`), get, list.
 
-use apikit::openapi::{BadId, BodyRefused, DatabaseDown};
+use apikit::openapi::{BodyRefused, DatabaseDown};
 use apikit::{ApiJson, PathId};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use common::{CreateWebTask, Problem, WebTask, WebTaskPage};
 use serde::Deserialize;
 
+use super::error::UnknownWebTask;
 use super::{ApiError, AppState};
 use crate::store::{self, Created, NewWebTask};
 
@@ -108,8 +109,7 @@ fn validate(
     params(("id" = i64, Path, description = "Web task id", minimum = 1)),
     responses(
         (status = 200, description = "The web task", body = WebTask),
-        BadId,
-        (status = 404, description = "No such web task", body = Problem, content_type = "application/problem+json"),
+        UnknownWebTask,
         DatabaseDown,
     ))]
 pub(super) async fn get_one(
