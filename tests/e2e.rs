@@ -48,9 +48,8 @@ async fn cancel_of_a_running_demo_slow_is_204_and_the_view_shows_canceled_then_r
     let system = System::start().await;
     let api = &system.api;
     let id = api
-        .create(json!({"type": "demo", "payload": {"ms": 30000}}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo", "payload": {"ms": 30000}}))
+        .await;
     api.bind(id, json!({"schedulerType": "demo-slow"})).await;
     api.wait_for(id, TaskStatus::Running).await;
 
@@ -180,9 +179,8 @@ async fn a_task_survives_its_dtp_process_being_sigkilled_while_another_one_runs(
     let mut system = System::start_with(3, true).await;
     let api = system.api.clone();
     let id = api
-        .create(json!({"type": "demo-slow", "payload": {"ms": 1500}}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo-slow", "payload": {"ms": 1500}}))
+        .await;
     let scheduler_task_id = api
         .bind(id, json!({}))
         .await

@@ -140,9 +140,8 @@ async fn a_poison_task_that_kills_its_worker_every_time_ends_failed_after_max_at
     let mut system = System::start_with(3, true).await;
     let api = system.api.clone();
     let id = api
-        .create(json!({"type": "demo-slow", "payload": {"ms": 60000}}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo-slow", "payload": {"ms": 60000}}))
+        .await;
     let scheduler_task_id = api
         .bind(id, json!({"maxAttempts": 2}))
         .await
@@ -182,9 +181,8 @@ async fn in_a_cancel_storm_every_task_answered_204_ends_canceled() {
     let mut quick = Vec::new();
     for i in 0..150u64 {
         let id = api
-            .create(json!({"type": "x", "payload": {"ms": 200 + (i % 5) * 100}}))
-            .await
-            .id;
+            .create_id(json!({"type": "x", "payload": {"ms": 200 + (i % 5) * 100}}))
+            .await;
         api.bind(id, json!({"schedulerType": "demo-slow"})).await;
         slow.push(id);
         let id = api

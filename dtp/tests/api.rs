@@ -6,14 +6,14 @@ use common::{RetryState, TaskPage, TaskStatus};
 use dtp::queue::{self, TaskId};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{assert_problem, spawn_app_with, TestApp};
+use support::{api_only_with, assert_problem, TestApp};
 use testkit::Sent;
 
 const JSON: &str = "application/json";
 
 /// API only: tasks stay where the test puts them.
 async fn api_only() -> TestApp {
-    spawn_app_with(|c| c.worker = false).await
+    api_only_with(|_| {}).await
 }
 
 #[tokio::test]
@@ -24,9 +24,7 @@ async fn create_answers_201_with_location_and_a_pending_task() {
         .post_task(json!({"type": "demo", "payload": "hello", "maxAttempts": 5, "priority": 7}))
         .await;
 
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let location = testkit::header(response.headers(), "location");
-    let task: common::TaskView = response.json().await.expect("task");
+    let (location, task): (_, common::TaskView) = testkit::created(response).await;
     assert_eq!(location, format!("/tasks/{}", task.id));
     assert_eq!(task.task_type, "demo");
     assert_eq!(task.payload, json!("hello"));
@@ -274,11 +272,7 @@ async fn an_idempotency_key_reused_for_another_request_is_409() {
 
 #[tokio::test]
 async fn a_keyed_repeat_is_the_same_request_on_a_process_with_another_default_max_attempts() {
-    let app = spawn_app_with(|c| {
-        c.worker = false;
-        c.default_max_attempts = 3;
-    })
-    .await;
+    let app = api_only_with(|c| c.default_max_attempts = 3).await;
     let (peer, _peer) = support::spawn_peer(&app, |c| c.default_max_attempts = 5).await;
     let request = json!({"type": "demo", "payload": "p", "idempotencyKey": "k-defaults"});
     let first = app.create(request.clone()).await;

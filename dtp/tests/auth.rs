@@ -5,18 +5,14 @@ mod support;
 use apikit::auth::Secret;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{assert_problem, spawn_app_with, TestApp};
+use support::{api_only_with, assert_problem, TestApp};
 use testkit::Sent;
 
 const TOKEN: &str = "dtp-test-token";
 
 /// DTP's API alone (no worker), requiring [`TOKEN`].
 async fn guarded_api() -> TestApp {
-    spawn_app_with(|c| {
-        c.worker = false;
-        c.api_token = Some(Secret::new(TOKEN));
-    })
-    .await
+    api_only_with(|c| c.api_token = Some(Secret::new(TOKEN))).await
 }
 
 #[tokio::test]

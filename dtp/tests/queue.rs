@@ -8,13 +8,13 @@ use std::time::Duration;
 use common::TaskStatus;
 use dtp::queue::{self, TaskId};
 use serde_json::json;
-use support::{forget_claim, spawn_app_with};
+use support::{api_only_with, forget_claim};
 
 const LEASE: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn claim_takes_higher_priority_first_then_the_longest_due() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let low = app.create(json!({"type": "noop", "priority": -5})).await.id;
     let older = app.create(json!({"type": "noop"})).await.id;
     let newer = app.create(json!({"type": "noop"})).await.id;
@@ -30,7 +30,7 @@ async fn claim_takes_higher_priority_first_then_the_longest_due() {
 
 #[tokio::test]
 async fn claim_takes_at_most_the_free_slots() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     for _ in 0..5 {
         app.create(json!({"type": "noop"})).await;
     }
@@ -43,7 +43,7 @@ async fn claim_takes_at_most_the_free_slots() {
 
 #[tokio::test]
 async fn claim_skips_rows_locked_by_another_worker() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let first = app.create(json!({"type": "noop"})).await.id;
     let second = app.create(json!({"type": "noop"})).await.id;
     let mut other = app.pool.begin().await.expect("tx");
@@ -62,7 +62,7 @@ async fn claim_skips_rows_locked_by_another_worker() {
 
 #[tokio::test]
 async fn no_transition_leaves_a_terminal_state() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let id = app.create(json!({"type": "noop"})).await.id;
     let attempt = app.claim("w", 1, LEASE).await[0].fence();
     app.cancel(id).await;
@@ -85,7 +85,7 @@ async fn no_transition_leaves_a_terminal_state() {
 
 /// Whether the schema refuses `update`, given a pending task's id as `$1`.
 async fn schema_refuses(update: &str) -> bool {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let id = app.create_id(json!({"type": "noop"})).await;
     let outcome = sqlx::query(update).bind(id).execute(&app.pool).await;
     outcome.is_err()
@@ -108,7 +108,7 @@ async fn the_schema_refuses_a_terminal_state_without_completed_at() {
 
 #[tokio::test]
 async fn lease_renewal_only_extends_leases_still_held_at_that_attempt() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let held = app.create(json!({"type": "noop"})).await.id;
     let canceled = app.create(json!({"type": "noop"})).await.id;
     let claimed = app.claim("w", 2, LEASE).await;
@@ -144,7 +144,7 @@ async fn lease_renewal_only_extends_leases_still_held_at_that_attempt() {
 
 #[tokio::test]
 async fn a_claim_lost_in_a_database_crash_cannot_write_over_the_next_claim_of_its_attempt() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let id = app.create(json!({"type": "noop"})).await.id;
     let task = TaskId(id);
     let lost = app.claim("w", 1, LEASE).await.remove(0);
@@ -179,7 +179,7 @@ async fn a_claim_lost_in_a_database_crash_cannot_write_over_the_next_claim_of_it
 
 #[tokio::test]
 async fn listing_by_a_rare_status_or_an_idempotency_key_reads_an_index_not_the_whole_table() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     // 100,000 finished tasks, one in 2,000 FAILED, loaded by SQL.
     sqlx::query(
         "insert into tasks (type, status, max_attempts, attempt_count, scheduled_for, run_at, \

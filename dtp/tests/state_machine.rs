@@ -141,7 +141,7 @@ proptest! {
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
-            let app = support::spawn_app_with(|c| c.worker = false).await;
+            let app = support::api_only_with(|_| {}).await;
             let id = app.create(json!({"type": "noop", "maxAttempts": max_attempts})).await.id;
             let mut seen_terminal: Option<TaskStatus> = None;
             for step in &steps {

@@ -12,7 +12,8 @@ use dtp::worker::Rescuer;
 use reqwest::StatusCode;
 use serde_json::json;
 use support::{
-    forget_claim, spawn_app, spawn_app_with, wait_for_status, wait_until_all_terminal, worker_for,
+    api_only_with, forget_claim, spawn_app, spawn_app_with, wait_for_status,
+    wait_until_all_terminal, worker_for,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -76,7 +77,7 @@ async fn demo_fail_uses_every_attempt_then_is_failed_and_exhausted() {
 
 #[tokio::test]
 async fn a_failed_attempt_schedules_a_retry_after_its_backoff() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     // Base and cap both large: with full jitter, the fast settings' 100 ms cap made the delay
     // shorter than the time between the two claims now and then.
     let worker = worker_for(&app, "w1", |c| {
@@ -107,7 +108,7 @@ async fn a_failed_attempt_schedules_a_retry_after_its_backoff() {
 
 #[tokio::test]
 async fn a_running_retry_is_shown_as_retrying() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let id = app.create(json!({"type": "demo-fail"})).await.id;
     let lease = Duration::from_secs(30);
     let first = app.claim("w", 1, lease).await;
@@ -230,7 +231,7 @@ async fn an_idle_worker_is_woken_by_notification_without_polling() {
 
 #[tokio::test]
 async fn several_workers_run_each_of_thousands_of_tasks_exactly_once() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let total = 3000;
     sqlx::query(
         "insert into tasks (type, payload, max_attempts, scheduled_for, run_at) \
@@ -312,7 +313,7 @@ async fn a_cancel_answered_200_always_ends_canceled_whatever_the_handler_did() {
 
 #[tokio::test]
 async fn a_task_whose_worker_stopped_renewing_is_rescued_and_finished_by_another() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let id = app.create(json!({"type": "count"})).await.id;
     // A worker claims it and dies (as if SIGKILLed): it never renews, never completes.
     let dead = app
@@ -358,11 +359,7 @@ async fn a_task_whose_worker_stopped_renewing_is_rescued_and_finished_by_another
 async fn a_lost_last_attempt_fails_the_task_with_worker_lost() {
     // The service's own rescuer stays out of the way (its first round comes before it has been
     // connected for a lease, its next in ten minutes).
-    let app = spawn_app_with(|c| {
-        c.worker = false;
-        c.rescue_interval_ms = 600_000;
-    })
-    .await;
+    let app = api_only_with(|c| c.rescue_interval_ms = 600_000).await;
     let id = app
         .create_id(json!({"type": "noop", "maxAttempts": 1}))
         .await;
@@ -381,7 +378,7 @@ async fn a_lost_last_attempt_fails_the_task_with_worker_lost() {
 
 #[tokio::test]
 async fn a_live_lease_is_not_rescued() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let id = app.create(json!({"type": "noop"})).await.id;
     app.claim("busy-worker", 1, Duration::from_secs(60)).await;
 
@@ -396,7 +393,7 @@ async fn a_live_lease_is_not_rescued() {
 
 #[tokio::test]
 async fn shutdown_lets_short_handlers_finish_within_the_grace_period() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let worker = worker_for(&app, "w", |c| c.shutdown_grace_ms = 10_000);
     let id = app
         .create_id(json!({"type": "probe-slow", "payload": {"ms": 300}}))
@@ -413,7 +410,7 @@ async fn shutdown_lets_short_handlers_finish_within_the_grace_period() {
 
 #[tokio::test]
 async fn shutdown_hands_unfinished_tasks_back_to_the_queue_after_the_grace_period() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let worker = worker_for(&app, "w", |c| c.shutdown_grace_ms = 100);
     let id = app.create(json!({"type": "probe-slow"})).await.id;
     let stop = CancellationToken::new();

@@ -11,7 +11,9 @@ use common::TaskStatus;
 use dtp::handlers::{HandlerRegistry, HttpHandler};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{forget_claim, spawn_app_with, wait_for_status, wait_until_all_terminal, PATIENCE};
+use support::{
+    api_only_with, forget_claim, spawn_app_with, wait_for_status, wait_until_all_terminal, PATIENCE,
+};
 use testkit::{address_of, answering_peer, BodyEnd, FaultyProxy};
 use tokio_util::sync::CancellationToken;
 
@@ -125,7 +127,7 @@ async fn worker_behind_proxy(
 
 #[tokio::test]
 async fn a_worker_cut_off_from_the_database_stops_its_handlers_before_its_task_is_rescued() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let (proxy, stop, running) = worker_behind_proxy(&app, "cut-off", |_| {}).await;
     let id = app
         .create_id(json!({"type": "probe-slow", "payload": {"ms": 60000}, "maxAttempts": 1}))
@@ -151,7 +153,7 @@ async fn a_worker_cut_off_from_the_database_stops_its_handlers_before_its_task_i
 
 #[tokio::test]
 async fn a_claim_whose_answer_was_lost_is_released_without_using_an_attempt() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let (proxy, stop, running) =
         worker_behind_proxy(&app, "unlucky", |c| c.poll_interval_ms = 60_000).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -175,7 +177,7 @@ async fn a_claim_whose_answer_was_lost_is_released_without_using_an_attempt() {
 #[tokio::test]
 async fn a_worker_claims_only_the_types_it_has_handlers_for() {
     // The service knows `count`; the worker beside it only has the built-ins.
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let foreign = app.create(json!({"type": "count"})).await.id;
     let stop = CancellationToken::new();
     let config = support::worker_config(&app, "builtins-only", |_| {});
@@ -207,7 +209,7 @@ fn spawn_http_worker(app: &support::TestApp) -> tokio_util::sync::DropGuard {
 
 #[tokio::test]
 async fn http_targets_answering_nul_succeed_with_cleaned_results() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let _worker = spawn_http_worker(&app);
     let json_nul = answering_peer(br#"{"text":"a\u0000b"}"#, BodyEnd::Once).await;
     let raw_nul = answering_peer(b"a\0b", BodyEnd::Once).await;
@@ -229,7 +231,7 @@ async fn http_targets_answering_nul_succeed_with_cleaned_results() {
 
 #[tokio::test]
 async fn an_http_target_answering_an_endless_body_succeeds_with_the_kept_excerpt() {
-    let app = spawn_app_with(|c| c.worker = false).await;
+    let app = api_only_with(|_| {}).await;
     let _worker = spawn_http_worker(&app);
     let url = answering_peer(&[b'x'; 64 * 1024], BodyEnd::Never).await;
 

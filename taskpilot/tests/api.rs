@@ -22,9 +22,7 @@ async fn create_answers_201_with_a_pending_unbound_web_task() {
         .post("/api/tasks", json!({"type": "demo", "payload": "hello"}))
         .await;
 
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let location = testkit::header(response.headers(), "location");
-    let task: common::WebTask = response.json().await.expect("web task");
+    let (location, task): (_, common::WebTask) = testkit::created(response).await;
     assert_eq!(location, format!("/api/tasks/{}", task.id));
     assert_eq!(task.task_type, "demo");
     assert_eq!(task.payload, json!("hello"));
@@ -120,7 +118,7 @@ async fn bind_creates_one_dtp_task_and_marks_the_web_task_submitted() {
     let system = spawn_system().await;
     let api = system.api();
     let created = api
-        .create(json!({"type": "demo", "payload": "hello"}))
+        .create_id(json!({"type": "demo", "payload": "hello"}))
         .await;
 
     let bound = api
@@ -281,12 +279,10 @@ async fn two_taskpilots_sharing_one_dtp_each_get_their_own_dtp_task() {
     let (api_a, api_b) = (a.api(), b.api());
     let id_a = api_a
         .create(json!({"type": "demo", "payload": "from A"}))
-        .await
-        .id;
+        .await;
     let id_b = api_b
-        .create(json!({"type": "demo", "payload": "from B"}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo", "payload": "from B"}))
+        .await;
     assert_eq!(id_a, id_b, "both webdbs start their ids at 1");
 
     api_a.bind(id_a, json!({})).await;
@@ -307,9 +303,8 @@ async fn a_recreated_webdb_reusing_ids_binds_new_dtp_tasks_not_the_old_ones() {
     let system = spawn_system().await;
     let api = system.api();
     let old = api
-        .create(json!({"type": "demo", "payload": "old"}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo", "payload": "old"}))
+        .await;
     api.bind(old, json!({})).await;
     // webdb is recreated (or restored from a backup): ids start again from 1.
     sqlx::query("truncate web_tasks restart identity")
@@ -318,9 +313,8 @@ async fn a_recreated_webdb_reusing_ids_binds_new_dtp_tasks_not_the_old_ones() {
         .expect("truncate");
 
     let new = api
-        .create(json!({"type": "demo", "payload": "new"}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo", "payload": "new"}))
+        .await;
     assert_eq!(new, old, "the id is reused");
     api.bind(new, json!({})).await;
 
@@ -335,14 +329,12 @@ async fn a_recreated_webdb_reusing_ids_binds_new_dtp_tasks_not_the_old_ones() {
 async fn bind_with_a_type_dtp_does_not_know_is_422_and_leaves_the_task_unbound() {
     let system = spawn_system().await;
     let api = system.api();
-    let id = api.create(json!({"type": "no-such-handler"})).await.id;
+    let id = api.create_id(json!({"type": "no-such-handler"})).await;
 
-    let response = api.try_bind(id, json!({})).await;
+    let detail = api.bind_refused(id, StatusCode::UNPROCESSABLE_ENTITY).await;
 
-    let detail = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(detail.contains("no-such-handler"), "{detail}");
-    let task: common::WebTask = api.web_task(id).await;
-    assert_eq!(task.status, WebTaskStatus::Pending);
+    assert_eq!(api.web_task(id).await.status, WebTaskStatus::Pending);
     assert_eq!(dtp_task_count(&system.dtp).await, 0);
 }
 
@@ -361,9 +353,8 @@ async fn the_execution_view_of_a_succeeded_task_has_consistent_latencies() {
     let system = spawn_system().await;
     let api = system.api();
     let id = api
-        .create(json!({"type": "demo", "payload": "hello"}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo", "payload": "hello"}))
+        .await;
     let scheduler_task_id = api.bind(id, json!({})).await.scheduler_task_id;
 
     let view = api.wait_for(id, TaskStatus::Succeeded).await;
@@ -388,9 +379,8 @@ async fn cancel_of_a_running_task_is_204_then_the_view_shows_canceled_and_repeat
     let system = spawn_system().await;
     let api = system.api();
     let id = api
-        .create(json!({"type": "demo-slow", "payload": {"ms": 30000}}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo-slow", "payload": {"ms": 30000}}))
+        .await;
     api.bind(id, json!({})).await;
     api.wait_for(id, TaskStatus::Running).await;
 
@@ -456,9 +446,8 @@ async fn a_bound_task_whose_dtp_row_is_gone_is_404_naming_the_scheduler_task() {
     let system = spawn_system().await;
     let api = system.api();
     let id = api
-        .create(json!({"type": "demo", "payload": {"ms": 1}}))
-        .await
-        .id;
+        .create_id(json!({"type": "demo", "payload": {"ms": 1}}))
+        .await;
     let scheduler_task_id = api
         .bind(id, json!({"schedulerType": "demo-slow"}))
         .await

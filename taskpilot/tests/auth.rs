@@ -56,14 +56,11 @@ async fn a_dtp_that_refuses_taskpilots_credentials_is_502_and_nothing_is_bound()
     })
     .await;
     let api = taskpilot.api();
-    let id = api.create(json!({"type": "noop"})).await.id;
+    let id = api.create_id(json!({"type": "noop"})).await;
 
-    let bind = api.try_bind(id, json!({})).await;
+    let detail = api.bind_refused(id, StatusCode::BAD_GATEWAY).await;
 
-    let detail = assert_problem(bind, StatusCode::BAD_GATEWAY).await;
     assert!(detail.contains("DTP_API_TOKEN"), "{detail}");
-    let task: common::WebTask = api.web_task(id).await;
-    assert_eq!(task.scheduler_task_id, None);
 }
 
 #[tokio::test]

@@ -42,6 +42,9 @@ async fn bound_task_on(dtp_url: &str) -> (support::Service, support::TaskPilotCl
     (taskpilot, api, id)
 }
 
+/// A DTP that answers every request with a 500.
+const FAILING: Misbehaviour = Misbehaviour::Answer(StatusCode::INTERNAL_SERVER_ERROR, "boom");
+
 /// The problem TaskPilot answers, with `status`, for the execution view of a task bound on a
 /// DTP that misbehaves so; its detail.
 async fn view_problem_through(misbehaviour: Misbehaviour, status: StatusCode) -> String {
@@ -53,11 +56,7 @@ async fn view_problem_through(misbehaviour: Misbehaviour, status: StatusCode) ->
 
 #[tokio::test]
 async fn dtp_answering_5xx_is_502() {
-    let dtp = stand_in(Misbehaviour::Answer(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "boom",
-    ))
-    .await;
+    let dtp = stand_in(FAILING).await;
     assert_all_endpoints(&dtp.address, StatusCode::BAD_GATEWAY).await;
 }
 
@@ -109,11 +108,7 @@ async fn dtp_answering_another_4xx_is_409_scheduler_task_not_available() {
 
 #[tokio::test]
 async fn the_request_id_is_passed_to_dtp_and_echoed_to_the_client() {
-    let dtp = stand_in(Misbehaviour::Answer(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "boom",
-    ))
-    .await;
+    let dtp = stand_in(FAILING).await;
     let (taskpilot, api, id) = bound_task_on(&dtp.address).await;
 
     let response = api

@@ -34,6 +34,13 @@ impl Sent for reqwest::RequestBuilder {
     }
 }
 
+/// Asserts a `201 Created` answer; its `Location` header and its body.
+pub async fn created<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> (String, T) {
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = header(response.headers(), "location");
+    (location, response.json().await.expect("created body"))
+}
+
 /// The header `name` as text; empty when missing or not text.
 pub fn header(headers: &HeaderMap, name: &str) -> String {
     let value = headers.get(name).and_then(|v| v.to_str().ok());
@@ -93,6 +100,23 @@ impl TaskPilotClient {
         let response = self.get(&format!("/api/tasks/{id}")).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("web task")
+    }
+
+    /// Creates a web task; asserts 201. Its id.
+    pub async fn create_id(&self, body: Value) -> i64 {
+        self.create(body).await.id
+    }
+
+    /// Asks to bind and expects a problem answer with `status` that leaves the task unbound;
+    /// the problem's detail.
+    pub async fn bind_refused(&self, id: i64, status: StatusCode) -> String {
+        let detail = assert_problem(self.try_bind(id, serde_json::json!({})).await, status).await;
+        assert_eq!(
+            self.web_task(id).await.scheduler_task_id,
+            None,
+            "still unbound"
+        );
+        detail
     }
 
     /// Asks to bind, whatever the answer.

@@ -177,6 +177,16 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// The API and the rescuer, no worker (tasks stay where the test puts them), with settings
+/// that `tweak` adjusts.
+pub async fn api_only_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with(|config| {
+        config.worker = false;
+        tweak(config);
+    })
+    .await
+}
+
 /// A service whose settings `tweak` adjusts.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDb::create().await;
