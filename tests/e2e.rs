@@ -2,6 +2,7 @@
 //! `taskpilot` binaries as child processes over real HTTP and a real PostgreSQL.
 
 use std::time::Duration;
+use testkit::scenarios;
 
 use common::{RetryState, TaskStatus, WebTaskStatus};
 use reqwest::StatusCode;
@@ -67,15 +68,7 @@ async fn cancel_of_a_running_demo_slow_is_204_and_the_view_shows_canceled_then_r
 #[tokio::test]
 async fn cancel_of_a_succeeded_task_is_409_with_dtps_reason() {
     let system = System::start().await;
-    let api = &system.api;
-    let id = api
-        .create_and_bind(json!({"type": "demo"}), json!({}))
-        .await;
-    api.wait_for(id, TaskStatus::Succeeded).await;
-
-    let detail = assert_problem(api.cancel(id).await, StatusCode::CONFLICT).await;
-
-    assert_eq!(detail, "Cannot cancel task in state SUCCEEDED");
+    scenarios::cancel_of_a_succeeded_task_is_409_with_dtps_reason(&system.api).await;
 }
 
 #[tokio::test]
@@ -105,54 +98,19 @@ async fn an_unbound_task_is_409_and_an_unknown_one_404() {
 #[tokio::test]
 async fn a_bound_task_whose_dtp_row_is_gone_is_404() {
     let system = System::start().await;
-    let api = &system.api;
-    let id = api.create(json!({"type": "demo"})).await.id;
-    let scheduler_task_id = api
-        .bind(id, json!({}))
-        .await
-        .scheduler_task_id
-        .expect("bound");
-    sqlx::query("delete from tasks where id = $1")
-        .bind(scheduler_task_id)
-        .execute(&system.dtp_pool)
-        .await
-        .expect("delete");
-
-    let detail = assert_problem(
-        api.get(&format!("/api/tasks/{id}/execution")).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-
-    assert_eq!(
-        detail,
-        format!("Scheduler task not found: {scheduler_task_id}")
-    );
+    scenarios::a_bound_task_whose_dtp_row_is_gone_is_404(&system.api, &system.dtp_pool).await;
 }
 
 #[tokio::test]
 async fn demo_flaky_succeeds_after_two_attempts() {
     let system = System::start().await;
-    let api = &system.api;
-    let task = json!({"type": "demo-flaky"});
-
-    let view = api.run_until(task, json!({}), TaskStatus::Succeeded).await;
-
-    assert_eq!(view.attempt_count, 2);
-    assert_eq!(view.retry_state, RetryState::Completed);
+    scenarios::a_flaky_task_succeeds_on_its_second_attempt(&system.api).await;
 }
 
 #[tokio::test]
 async fn demo_fail_is_failed_and_exhausted_after_three_attempts() {
     let system = System::start().await;
-    let api = &system.api;
-    let task = json!({"type": "demo-fail"});
-
-    let view = api.run_until(task, json!({}), TaskStatus::Failed).await;
-
-    assert_eq!(view.attempt_count, 3);
-    assert_eq!(view.retry_state, RetryState::Exhausted);
-    assert!(view.last_error.expect("error").contains("demo-fail"));
+    scenarios::a_failing_task_ends_failed_and_exhausted(&system.api).await;
 }
 
 #[tokio::test]
@@ -181,11 +139,7 @@ async fn a_task_survives_its_dtp_process_being_sigkilled_while_another_one_runs(
     let id = api
         .create_id(json!({"type": "demo-slow", "payload": {"ms": 1500}}))
         .await;
-    let scheduler_task_id = api
-        .bind(id, json!({}))
-        .await
-        .scheduler_task_id
-        .expect("bound");
+    let scheduler_task_id = api.bind_to_scheduler(id, json!({})).await;
     api.wait_for(id, TaskStatus::Running).await;
     let holder = system.worker_of(scheduler_task_id).await.expect("claimed");
 

@@ -142,11 +142,7 @@ async fn a_poison_task_that_kills_its_worker_every_time_ends_failed_after_max_at
     let id = api
         .create_id(json!({"type": "demo-slow", "payload": {"ms": 60000}}))
         .await;
-    let scheduler_task_id = api
-        .bind(id, json!({"maxAttempts": 2}))
-        .await
-        .scheduler_task_id
-        .expect("bound");
+    let scheduler_task_id = api.bind_to_scheduler(id, json!({"maxAttempts": 2})).await;
 
     for attempt in 1..=2 {
         let view = loop {

@@ -114,15 +114,7 @@ async fn list_is_newest_first_filtered_and_paged() {
 
     let page = |query: &'static str| {
         let app = &app;
-        async move {
-            let response = app
-                .client
-                .get(app.url(&format!("/tasks?{query}")))
-                .sent()
-                .await;
-            assert_eq!(response.status(), StatusCode::OK);
-            response.json::<TaskPage>().await.expect("page")
-        }
+        async move { app.get_ok::<TaskPage>(&format!("/tasks?{query}")).await }
     };
     let all = page("").await;
     let demos = page("type=demo").await;
@@ -369,7 +361,7 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
         .await;
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
 
-    assert_eq!(app.count_tasks().await, 0);
+    app.assert_no_tasks().await;
 }
 
 #[tokio::test]
@@ -442,7 +434,7 @@ async fn a_batch_with_one_invalid_item_is_422_naming_it_and_writes_nothing() {
 
     let detail = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(detail.starts_with("tasks[1]:"), "{detail}");
-    assert_eq!(app.count_tasks().await, 0);
+    app.assert_no_tasks().await;
 }
 
 #[tokio::test]
@@ -453,7 +445,7 @@ async fn an_empty_or_oversized_batch_is_422() {
         let response = app.post_batch(&batch).await;
         assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
-    assert_eq!(app.count_tasks().await, 0);
+    app.assert_no_tasks().await;
 }
 
 #[tokio::test]
@@ -539,7 +531,7 @@ async fn nul_characters_are_refused_with_4xx_and_nothing_is_written() {
     assert_problem(nul_payload, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_problem(nul_key, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_problem(nul_filter, StatusCode::BAD_REQUEST).await;
-    assert_eq!(app.count_tasks().await, 0);
+    app.assert_no_tasks().await;
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ async fn requests_without_the_token_are_401_and_change_nothing() {
     assert_problem(missing, StatusCode::UNAUTHORIZED).await;
     assert_problem(wrong, StatusCode::UNAUTHORIZED).await;
     assert_problem(listed, StatusCode::UNAUTHORIZED).await;
-    assert_eq!(app.count_tasks().await, 0);
+    app.assert_no_tasks().await;
 }
 
 #[tokio::test]

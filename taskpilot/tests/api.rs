@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use support::{
     assert_problem, dtp_task_count, spawn_dtp, spawn_system, spawn_taskpilot, TaskPilotClient,
 };
+use testkit::scenarios;
 
 #[tokio::test]
 async fn create_answers_201_with_a_pending_unbound_web_task() {
@@ -398,16 +399,7 @@ async fn cancel_of_a_running_task_is_204_then_the_view_shows_canceled_and_repeat
 #[tokio::test]
 async fn cancel_of_a_succeeded_task_is_409_with_dtps_reason() {
     let system = spawn_system().await;
-    let api = system.api();
-    let id = api
-        .create_and_bind(json!({"type": "noop"}), json!({}))
-        .await;
-    api.wait_for(id, TaskStatus::Succeeded).await;
-
-    let detail = assert_problem(api.cancel(id).await, StatusCode::CONFLICT).await;
-
-    assert_eq!(detail, "Cannot cancel task in state SUCCEEDED");
-    assert_eq!(api.execution(id).await.status, TaskStatus::Succeeded);
+    scenarios::cancel_of_a_succeeded_task_is_409_with_dtps_reason(&system.api()).await;
 }
 
 #[tokio::test]
@@ -444,57 +436,19 @@ async fn execution_and_cancel_of_an_unknown_web_task_are_404() {
 #[tokio::test]
 async fn a_bound_task_whose_dtp_row_is_gone_is_404_naming_the_scheduler_task() {
     let system = spawn_system().await;
-    let api = system.api();
-    let id = api
-        .create_id(json!({"type": "demo", "payload": {"ms": 1}}))
-        .await;
-    let scheduler_task_id = api
-        .bind(id, json!({"schedulerType": "demo-slow"}))
-        .await
-        .scheduler_task_id
-        .expect("bound");
-    sqlx::query("delete from tasks where id = $1")
-        .bind(scheduler_task_id)
-        .execute(&system.dtp.pool)
-        .await
-        .expect("delete");
-
-    let view = api.get(&format!("/api/tasks/{id}/execution")).await;
-    let cancel = api.cancel(id).await;
-
-    let expected = format!("Scheduler task not found: {scheduler_task_id}");
-    assert_eq!(assert_problem(view, StatusCode::NOT_FOUND).await, expected);
-    assert_eq!(
-        assert_problem(cancel, StatusCode::NOT_FOUND).await,
-        expected
-    );
+    scenarios::a_bound_task_whose_dtp_row_is_gone_is_404(&system.api(), &system.dtp.pool).await;
 }
 
 #[tokio::test]
 async fn a_flaky_task_succeeds_after_a_retry() {
     let system = spawn_system().await;
-    let task = json!({"type": "demo-flaky"});
-
-    let view = system
-        .api()
-        .run_until(task, json!({}), TaskStatus::Succeeded)
-        .await;
-
-    assert_eq!(view.attempt_count, 2);
-    assert_eq!(view.retry_state, RetryState::Completed);
-    assert!(view.last_error.is_some());
+    scenarios::a_flaky_task_succeeds_on_its_second_attempt(&system.api()).await;
 }
 
 #[tokio::test]
 async fn a_failing_task_is_failed_and_exhausted_after_its_attempts() {
     let system = spawn_system().await;
-    let (task, bind) = (json!({"type": "demo-fail"}), json!({"maxAttempts": 3}));
-
-    let view = system.api().run_until(task, bind, TaskStatus::Failed).await;
-
-    assert_eq!(view.attempt_count, 3);
-    assert_eq!(view.retry_state, RetryState::Exhausted);
-    assert!(view.end_to_end_latency_ms.is_some());
+    scenarios::a_failing_task_ends_failed_and_exhausted(&system.api()).await;
 }
 
 #[tokio::test]

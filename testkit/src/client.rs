@@ -131,6 +131,12 @@ impl TaskPilotClient {
         response.json().await.expect("web task")
     }
 
+    /// Binds; asserts 200. The DTP task it is bound to.
+    pub async fn bind_to_scheduler(&self, id: i64, body: Value) -> i64 {
+        let bound = self.bind(id, body).await;
+        bound.scheduler_task_id.expect("bound to a DTP task")
+    }
+
     /// Creates a web task and binds it; asserts both succeed. Returns the web task's id.
     pub async fn create_and_bind(&self, task: Value, bind: Value) -> i64 {
         let id = self.create(task).await.id;

@@ -15,6 +15,7 @@
 mod client;
 mod peer;
 mod proxy;
+pub mod scenarios;
 mod server;
 mod services;
 

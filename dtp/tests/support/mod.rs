@@ -274,15 +274,16 @@ impl TestApp {
         self.create(body).await.id
     }
 
+    /// GETs `path` and asserts 200; the body.
+    pub async fn get_ok<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let response = self.client.get(self.url(path)).sent().await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("JSON body")
+    }
+
     /// Reads a task and asserts 200.
     pub async fn get_task(&self, id: i64) -> TaskView {
-        let response = self
-            .client
-            .get(self.url(&format!("/tasks/{id}")))
-            .sent()
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.expect("task body")
+        self.get_ok(&format!("/tasks/{id}")).await
     }
 
     pub async fn cancel(&self, id: i64) -> reqwest::Response {
@@ -301,6 +302,11 @@ impl TestApp {
 
     pub async fn count_tasks(&self) -> i64 {
         count_tasks(&self.pool).await
+    }
+
+    /// Asserts that the queue holds no task: what was refused wrote nothing.
+    pub async fn assert_no_tasks(&self) {
+        assert_eq!(self.count_tasks().await, 0, "nothing written");
     }
 
     /// Stops the service gracefully and waits for it.

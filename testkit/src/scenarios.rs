@@ -1,0 +1,65 @@
+//! Behaviours checked twice: in-process (`taskpilot/tests`) and across the real binaries
+//! (`tests/e2e.rs`). Each is written once here, against the TaskPilot API only.
+
+use common::{RetryState, TaskStatus};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use sqlx::PgPool;
+
+use crate::{assert_problem, TaskPilotClient};
+
+/// A `demo-flaky` task fails its first attempt and succeeds on its second.
+pub async fn a_flaky_task_succeeds_on_its_second_attempt(api: &TaskPilotClient) {
+    let task = json!({"type": "demo-flaky"});
+    let view = api.run_until(task, json!({}), TaskStatus::Succeeded).await;
+    assert_eq!(view.attempt_count, 2);
+    assert_eq!(view.retry_state, RetryState::Completed);
+    assert!(view.last_error.is_some());
+}
+
+/// A `demo-fail` task bound with three attempts uses them all and ends FAILED, exhausted,
+/// naming its error.
+pub async fn a_failing_task_ends_failed_and_exhausted(api: &TaskPilotClient) {
+    let (task, bind) = (json!({"type": "demo-fail"}), json!({"maxAttempts": 3}));
+    let view = api.run_until(task, bind, TaskStatus::Failed).await;
+    assert_eq!(view.attempt_count, 3);
+    assert_eq!(view.retry_state, RetryState::Exhausted);
+    assert!(view.last_error.expect("error").contains("demo-fail"));
+    assert!(view.end_to_end_latency_ms.is_some());
+}
+
+/// Cancel of a SUCCEEDED task is 409 with DTP's reason, and the task stays SUCCEEDED.
+pub async fn cancel_of_a_succeeded_task_is_409_with_dtps_reason(api: &TaskPilotClient) {
+    let id = api
+        .create_and_bind(json!({"type": "demo"}), json!({}))
+        .await;
+    api.wait_for(id, TaskStatus::Succeeded).await;
+    let detail = assert_problem(api.cancel(id).await, StatusCode::CONFLICT).await;
+    assert_eq!(detail, "Cannot cancel task in state SUCCEEDED");
+    assert_eq!(api.execution(id).await.status, TaskStatus::Succeeded);
+}
+
+/// A bound task whose DTP row is gone (deleted on `dtp_pool`) is 404 naming the DTP task, for
+/// the view and for cancel.
+pub async fn a_bound_task_whose_dtp_row_is_gone_is_404(api: &TaskPilotClient, dtp_pool: &PgPool) {
+    let id = api.create_id(json!({"type": "demo"})).await;
+    let scheduler_task_id = api
+        .bind_to_scheduler(id, json!({"schedulerType": "demo-slow"}))
+        .await;
+    sqlx::query("delete from tasks where id = $1")
+        .bind(scheduler_task_id)
+        .execute(dtp_pool)
+        .await
+        .expect("delete");
+
+    let view = api.get(&format!("/api/tasks/{id}/execution")).await;
+    let cancel = api.cancel(id).await;
+
+    let expected = format!("Scheduler task not found: {scheduler_task_id}");
+    assert_eq!(assert_problem(view, StatusCode::NOT_FOUND).await, expected);
+    assert_eq!(
+        assert_problem(cancel, StatusCode::NOT_FOUND).await,
+        expected
+    );
+}
