@@ -144,4 +144,13 @@ impl System {
             .await
             .unwrap_or_else(|e| panic!("cannot read task {scheduler_task_id}: {e}"))
     }
+
+    /// SIGKILLs the dtp process that holds DTP task `scheduler_task_id`; its index in `dtp`.
+    pub async fn kill_holder_of(&mut self, scheduler_task_id: i64) -> usize {
+        let holder = self.worker_of(scheduler_task_id).await.expect("claimed");
+        let victim = self.dtp.iter().position(|p| p.name() == holder);
+        let victim = victim.unwrap_or_else(|| panic!("{holder} is not one of ours"));
+        self.dtp[victim].kill();
+        victim
+    }
 }

@@ -2,7 +2,7 @@
 //! `taskpilot` binaries as child processes over real HTTP and a real PostgreSQL.
 
 use std::time::Duration;
-use testkit::scenarios;
+use testkit::scenarios::Against;
 
 use common::{RetryState, TaskStatus, WebTaskStatus};
 use reqwest::StatusCode;
@@ -66,12 +66,6 @@ async fn cancel_of_a_running_demo_slow_is_204_and_the_view_shows_canceled_then_r
 }
 
 #[tokio::test]
-async fn cancel_of_a_succeeded_task_is_409_with_dtps_reason() {
-    let system = System::start().await;
-    scenarios::cancel_of_a_succeeded_task_is_409_with_dtps_reason(&system.api).await;
-}
-
-#[tokio::test]
 async fn an_unbound_task_is_409_and_an_unknown_one_404() {
     let system = System::start().await;
     let api = &system.api;
@@ -93,24 +87,6 @@ async fn an_unbound_task_is_409_and_an_unknown_one_404() {
     );
     assert_problem(unknown_view, StatusCode::NOT_FOUND).await;
     assert_problem(unknown_cancel, StatusCode::NOT_FOUND).await;
-}
-
-#[tokio::test]
-async fn a_bound_task_whose_dtp_row_is_gone_is_404() {
-    let system = System::start().await;
-    scenarios::a_bound_task_whose_dtp_row_is_gone_is_404(&system.api, &system.dtp_pool).await;
-}
-
-#[tokio::test]
-async fn demo_flaky_succeeds_after_two_attempts() {
-    let system = System::start().await;
-    scenarios::a_flaky_task_succeeds_on_its_second_attempt(&system.api).await;
-}
-
-#[tokio::test]
-async fn demo_fail_is_failed_and_exhausted_after_three_attempts() {
-    let system = System::start().await;
-    scenarios::a_failing_task_ends_failed_and_exhausted(&system.api).await;
 }
 
 #[tokio::test]
@@ -141,14 +117,9 @@ async fn a_task_survives_its_dtp_process_being_sigkilled_while_another_one_runs(
         .await;
     let scheduler_task_id = api.bind_to_scheduler(id, json!({})).await;
     api.wait_for(id, TaskStatus::Running).await;
-    let holder = system.worker_of(scheduler_task_id).await.expect("claimed");
 
-    let victim = system
-        .dtp
-        .iter()
-        .position(|p| p.name() == holder)
-        .expect("holder is a running process");
-    system.dtp[victim].kill();
+    let victim = system.kill_holder_of(scheduler_task_id).await;
+    let holder = system.dtp[victim].name().to_owned();
     let view = api.wait_for(id, TaskStatus::Succeeded).await;
     let finisher = system.worker_of(scheduler_task_id).await.expect("claimed");
 
@@ -156,3 +127,14 @@ async fn a_task_survives_its_dtp_process_being_sigkilled_while_another_one_runs(
     assert_eq!(view.attempt_count, 2);
     assert_eq!(view.last_error.as_deref(), Some("worker lost"));
 }
+
+testkit::scenario_tests!(
+    start: System::start().await,
+    against: |system: &System| Against { api: system.api.clone(), dtp_pool: system.dtp_pool.clone() },
+    scenarios: [
+        a_flaky_task_succeeds_on_its_second_attempt,
+        a_failing_task_ends_failed_and_exhausted,
+        cancel_of_a_succeeded_task_is_409_with_dtps_reason,
+        a_bound_task_whose_dtp_row_is_gone_is_404,
+    ]
+);

@@ -83,28 +83,20 @@ async fn three_workers_one_sigkilled_one_sigtermed_lose_nothing_and_only_the_kil
     .await;
 
     system.dtp[1].kill();
-    let running_on_killed: HashSet<i64> = sqlx::query_scalar::<_, i64>(
-        "select id from tasks where status = 'RUNNING' and worker_id = 'dtp-1'",
-    )
-    .fetch_all(&system.dtp_pool)
-    .await
-    .expect("running")
-    .into_iter()
-    .collect();
+    let sql = "select id from tasks where status = 'RUNNING' and worker_id = 'dtp-1'";
+    let running_on_killed: HashSet<i64> = rows::<(i64,)>(&system, sql)
+        .await
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
     system.dtp[2].terminate(Duration::from_secs(10)).await;
     wait_until("every task is finished", async || {
         count_by_status(&system, "SUCCEEDED").await == total
     })
     .await;
 
-    let ids_by_n: HashMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>(
-        "select (payload -> 'body' ->> 'n')::bigint, id from tasks",
-    )
-    .fetch_all(&system.dtp_pool)
-    .await
-    .expect("tasks")
-    .into_iter()
-    .collect();
+    let sql = "select (payload -> 'body' ->> 'n')::bigint, id from tasks";
+    let ids_by_n: HashMap<i64, i64> = rows(&system, sql).await.into_iter().collect();
     let hits = hits.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert_eq!(
         hits.len(),
@@ -153,13 +145,7 @@ async fn a_poison_task_that_kills_its_worker_every_time_ends_failed_after_max_at
             assert!(!view.status.is_terminal(), "attempt {attempt}: {view:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let holder = system.worker_of(scheduler_task_id).await.expect("claimed");
-        let victim = system
-            .dtp
-            .iter()
-            .position(|p| p.name() == holder)
-            .expect("holder");
-        system.dtp[victim].kill();
+        let victim = system.kill_holder_of(scheduler_task_id).await;
         assert_eq!(view.attempt_count, attempt);
         system.dtp[victim].restart().await;
     }
@@ -253,4 +239,15 @@ async fn an_api_only_process_rescues_the_task_of_a_killed_worker() {
             .await
             .expect("task");
     assert_eq!(last_error.as_deref(), Some("worker lost"));
+}
+
+/// The rows `sql` returns from DTP's database.
+async fn rows<T>(system: &System, sql: &str) -> Vec<T>
+where
+    T: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    let query = sqlx::query_as::<_, T>(sql)
+        .fetch_all(&system.dtp_pool)
+        .await;
+    query.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }

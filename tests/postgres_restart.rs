@@ -106,27 +106,26 @@ async fn a_postgres_crash_under_load_is_503_then_both_services_recover_and_lose_
         .timeout(Duration::from_secs(15))
         .build()
         .expect("client");
-    assert_unavailable(
-        client.get(format!("{taskpilot}/api/tasks/1")),
-        "TaskPilot get",
-    )
-    .await;
-    assert_unavailable(
-        client
-            .post(format!("{taskpilot}/api/tasks"))
-            .json(&json!({"type": "demo"})),
-        "TaskPilot create",
-    )
-    .await;
-    assert_unavailable(client.get(format!("{dtp}/tasks/1")), "DTP get").await;
-    assert_unavailable(
-        client
-            .post(format!("{dtp}/tasks"))
-            .json(&json!({"type": "demo"})),
-        "DTP create",
-    )
-    .await;
-    assert_unavailable(client.get(format!("{dtp}/readyz")), "DTP readiness").await;
+    let demo = json!({"type": "demo"});
+    let while_down = [
+        (
+            "TaskPilot get",
+            client.get(format!("{taskpilot}/api/tasks/1")),
+        ),
+        (
+            "TaskPilot create",
+            client.post(format!("{taskpilot}/api/tasks")).json(&demo),
+        ),
+        ("DTP get", client.get(format!("{dtp}/tasks/1"))),
+        (
+            "DTP create",
+            client.post(format!("{dtp}/tasks")).json(&demo),
+        ),
+        ("DTP readiness", client.get(format!("{dtp}/readyz"))),
+    ];
+    for (what, request) in while_down {
+        assert_unavailable(request, what).await;
+    }
     postgres.start_again();
 
     wait_for("TaskPilot creates again", async || {

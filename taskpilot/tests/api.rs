@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use support::{
     assert_problem, dtp_task_count, spawn_dtp, spawn_system, spawn_taskpilot, TaskPilotClient,
 };
-use testkit::scenarios;
+use testkit::scenarios::Against;
 
 #[tokio::test]
 async fn create_answers_201_with_a_pending_unbound_web_task() {
@@ -397,12 +397,6 @@ async fn cancel_of_a_running_task_is_204_then_the_view_shows_canceled_and_repeat
 }
 
 #[tokio::test]
-async fn cancel_of_a_succeeded_task_is_409_with_dtps_reason() {
-    let system = spawn_system().await;
-    scenarios::cancel_of_a_succeeded_task_is_409_with_dtps_reason(&system.api()).await;
-}
-
-#[tokio::test]
 async fn execution_and_cancel_of_an_unbound_task_are_409() {
     let system = spawn_system().await;
     let api = system.api();
@@ -431,24 +425,6 @@ async fn execution_and_cancel_of_an_unknown_web_task_are_404() {
     )
     .await;
     assert_problem(api.cancel(4040).await, StatusCode::NOT_FOUND).await;
-}
-
-#[tokio::test]
-async fn a_bound_task_whose_dtp_row_is_gone_is_404_naming_the_scheduler_task() {
-    let system = spawn_system().await;
-    scenarios::a_bound_task_whose_dtp_row_is_gone_is_404(&system.api(), &system.dtp.pool).await;
-}
-
-#[tokio::test]
-async fn a_flaky_task_succeeds_after_a_retry() {
-    let system = spawn_system().await;
-    scenarios::a_flaky_task_succeeds_on_its_second_attempt(&system.api()).await;
-}
-
-#[tokio::test]
-async fn a_failing_task_is_failed_and_exhausted_after_its_attempts() {
-    let system = spawn_system().await;
-    scenarios::a_failing_task_ends_failed_and_exhausted(&system.api()).await;
 }
 
 #[tokio::test]
@@ -531,3 +507,14 @@ async fn the_openapi_document_describes_every_route() {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
 }
+
+testkit::scenario_tests!(
+    start: spawn_system().await,
+    against: |system: &support::System| Against { api: system.api(), dtp_pool: system.dtp.pool.clone() },
+    scenarios: [
+        a_flaky_task_succeeds_on_its_second_attempt,
+        a_failing_task_ends_failed_and_exhausted,
+        cancel_of_a_succeeded_task_is_409_with_dtps_reason,
+        a_bound_task_whose_dtp_row_is_gone_is_404,
+    ]
+);

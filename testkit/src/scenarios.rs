@@ -1,5 +1,6 @@
 //! Behaviours checked twice: in-process (`taskpilot/tests`) and across the real binaries
-//! (`tests/e2e.rs`). Each is written once here, against the TaskPilot API only.
+//! (`tests/e2e.rs`). Each is written once here, against TaskPilot's API (and DTP's database
+//! where a fault is planted), and run by [`scenario_tests!`](crate::scenario_tests) there.
 
 use common::{RetryState, TaskStatus};
 use reqwest::StatusCode;
@@ -9,8 +10,29 @@ use sqlx::PgPool;
 
 use crate::{assert_problem, TaskPilotClient};
 
+/// What a scenario runs against: a TaskPilot, and the database of the DTP it talks to.
+pub struct Against {
+    pub api: TaskPilotClient,
+    pub dtp_pool: PgPool,
+}
+
+/// One `#[tokio::test]` per named scenario, each on a system that `$start` (an expression
+/// evaluated in the test) starts, reached through `$against` (a closure from the started
+/// system to an [`Against`]).
+#[macro_export]
+macro_rules! scenario_tests {
+    (start: $start:expr, against: $against:expr, scenarios: [$($scenario:ident),+ $(,)?]) => {$(
+        #[tokio::test]
+        async fn $scenario() {
+            let system = $start;
+            $crate::scenarios::$scenario($against(&system)).await;
+        }
+    )+};
+}
+
 /// A `demo-flaky` task fails its first attempt and succeeds on its second.
-pub async fn a_flaky_task_succeeds_on_its_second_attempt(api: &TaskPilotClient) {
+pub async fn a_flaky_task_succeeds_on_its_second_attempt(Against { api, .. }: Against) {
+    let api = &api;
     let task = json!({"type": "demo-flaky"});
     let view = api.run_until(task, json!({}), TaskStatus::Succeeded).await;
     assert_eq!(view.attempt_count, 2);
@@ -20,7 +42,8 @@ pub async fn a_flaky_task_succeeds_on_its_second_attempt(api: &TaskPilotClient) 
 
 /// A `demo-fail` task bound with three attempts uses them all and ends FAILED, exhausted,
 /// naming its error.
-pub async fn a_failing_task_ends_failed_and_exhausted(api: &TaskPilotClient) {
+pub async fn a_failing_task_ends_failed_and_exhausted(Against { api, .. }: Against) {
+    let api = &api;
     let (task, bind) = (json!({"type": "demo-fail"}), json!({"maxAttempts": 3}));
     let view = api.run_until(task, bind, TaskStatus::Failed).await;
     assert_eq!(view.attempt_count, 3);
@@ -30,7 +53,8 @@ pub async fn a_failing_task_ends_failed_and_exhausted(api: &TaskPilotClient) {
 }
 
 /// Cancel of a SUCCEEDED task is 409 with DTP's reason, and the task stays SUCCEEDED.
-pub async fn cancel_of_a_succeeded_task_is_409_with_dtps_reason(api: &TaskPilotClient) {
+pub async fn cancel_of_a_succeeded_task_is_409_with_dtps_reason(Against { api, .. }: Against) {
+    let api = &api;
     let id = api
         .create_and_bind(json!({"type": "demo"}), json!({}))
         .await;
@@ -42,14 +66,15 @@ pub async fn cancel_of_a_succeeded_task_is_409_with_dtps_reason(api: &TaskPilotC
 
 /// A bound task whose DTP row is gone (deleted on `dtp_pool`) is 404 naming the DTP task, for
 /// the view and for cancel.
-pub async fn a_bound_task_whose_dtp_row_is_gone_is_404(api: &TaskPilotClient, dtp_pool: &PgPool) {
+pub async fn a_bound_task_whose_dtp_row_is_gone_is_404(Against { api, dtp_pool }: Against) {
+    let api = &api;
     let id = api.create_id(json!({"type": "demo"})).await;
     let scheduler_task_id = api
         .bind_to_scheduler(id, json!({"schedulerType": "demo-slow"}))
         .await;
     sqlx::query("delete from tasks where id = $1")
         .bind(scheduler_task_id)
-        .execute(dtp_pool)
+        .execute(&dtp_pool)
         .await
         .expect("delete");
 
