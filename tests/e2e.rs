@@ -112,10 +112,12 @@ async fn a_task_survives_its_dtp_process_being_sigkilled_while_another_one_runs(
     // dtp-0 serves TaskPilot without a worker; dtp-1 and dtp-2 share the queue.
     let mut system = System::start_with(3, true).await;
     let api = system.api.clone();
-    let id = api
-        .create_id(json!({"type": "demo-slow", "payload": {"ms": 1500}}))
+    let (id, scheduler_task_id) = api
+        .submit(
+            json!({"type": "demo-slow", "payload": {"ms": 1500}}),
+            json!({}),
+        )
         .await;
-    let scheduler_task_id = api.bind_to_scheduler(id, json!({})).await;
     api.wait_for(id, TaskStatus::Running).await;
 
     let victim = system.kill_holder_of(scheduler_task_id).await;

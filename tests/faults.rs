@@ -131,10 +131,12 @@ async fn three_workers_one_sigkilled_one_sigtermed_lose_nothing_and_only_the_kil
 async fn a_poison_task_that_kills_its_worker_every_time_ends_failed_after_max_attempts() {
     let mut system = System::start_with(3, true).await;
     let api = system.api.clone();
-    let id = api
-        .create_id(json!({"type": "demo-slow", "payload": {"ms": 60000}}))
+    let (id, scheduler_task_id) = api
+        .submit(
+            json!({"type": "demo-slow", "payload": {"ms": 60000}}),
+            json!({"maxAttempts": 2}),
+        )
         .await;
-    let scheduler_task_id = api.bind_to_scheduler(id, json!({"maxAttempts": 2})).await;
 
     for attempt in 1..=2 {
         let view = loop {

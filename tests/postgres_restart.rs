@@ -27,37 +27,31 @@ async fn load(taskpilot: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) 
         .build()
         .expect("client");
     let record = |f: &dyn Fn(&mut Seen)| f(&mut seen.lock().unwrap_or_else(|e| e.into_inner()));
-    while !stop.load(Ordering::Relaxed) {
-        let created = client
-            .post(format!("{taskpilot}/api/tasks"))
-            .json(&json!({"type": "demo", "payload": "under load"}))
-            .send()
-            .await
-            .expect("TaskPilot answers");
-        let status = created.status().as_u16();
+    // Sends; records the status; the answer when it is `expected`.
+    let answered = async |request: reqwest::RequestBuilder, expected: u16| {
+        let response = request.send().await.expect("TaskPilot answers");
+        let status = response.status().as_u16();
         record(&|s| {
             s.statuses.insert(status);
         });
-        if status != 201 {
+        (status == expected).then_some(response)
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let create = client
+            .post(format!("{taskpilot}/api/tasks"))
+            .json(&json!({"type": "demo", "payload": "under load"}));
+        let Some(created) = answered(create, 201).await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
-        }
+        };
         let id = created
             .json::<common::WebTask>()
             .await
             .expect("web task")
             .id;
         record(&|s| s.created.push(id));
-        let bound = client
-            .post(format!("{taskpilot}/api/tasks/{id}/scheduler"))
-            .send()
-            .await
-            .expect("TaskPilot answers");
-        let status = bound.status().as_u16();
-        record(&|s| {
-            s.statuses.insert(status);
-        });
-        if status == 200 {
+        let bind = client.post(format!("{taskpilot}/api/tasks/{id}/scheduler"));
+        if let Some(bound) = answered(bind, 200).await {
             let task: common::WebTask = bound.json().await.expect("web task");
             let scheduler_task_id = task.scheduler_task_id.expect("bound");
             record(&|s| s.bound.push(scheduler_task_id));

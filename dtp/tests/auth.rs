@@ -29,9 +29,9 @@ async fn requests_without_the_token_are_401_and_change_nothing() {
     let listed = app.client.get(app.url("/tasks")).sent().await;
 
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
-    assert_problem(missing, StatusCode::UNAUTHORIZED).await;
-    assert_problem(wrong, StatusCode::UNAUTHORIZED).await;
-    assert_problem(listed, StatusCode::UNAUTHORIZED).await;
+    for refused in [missing, wrong, listed] {
+        assert_problem(refused, StatusCode::UNAUTHORIZED).await;
+    }
     app.assert_no_tasks().await;
 }
 

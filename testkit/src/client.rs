@@ -137,6 +137,13 @@ impl TaskPilotClient {
         bound.scheduler_task_id.expect("bound to a DTP task")
     }
 
+    /// Creates `task` and binds it with `bind`; asserts both succeed. The web task's id and the
+    /// DTP task's.
+    pub async fn submit(&self, task: Value, bind: Value) -> (i64, i64) {
+        let id = self.create_id(task).await;
+        (id, self.bind_to_scheduler(id, bind).await)
+    }
+
     /// Creates a web task and binds it; asserts both succeed. Returns the web task's id.
     pub async fn create_and_bind(&self, task: Value, bind: Value) -> i64 {
         let id = self.create(task).await.id;
