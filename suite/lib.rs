@@ -5,12 +5,10 @@
 //! The binaries are the ones `cargo test --workspace` (or `cargo build`) just built next to the
 //! test executable; their logs are kept in files and printed when a test fails.
 
-mod postgres;
 mod process;
 mod system;
 pub mod workloads;
 
-pub use postgres::ThrowawayPostgres;
 pub use process::{Service, ServiceKind};
 pub use system::System;
 pub use testkit::{assert_problem, TaskPilotClient};

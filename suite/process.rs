@@ -2,7 +2,6 @@
 //! file, stopped (SIGTERM), killed (SIGKILL) or restarted on the same port.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -52,7 +51,7 @@ impl Service {
         let mut service = Service {
             kind,
             name: name.to_owned(),
-            port: free_port(),
+            port: testkit::free_port(),
             env,
             child: None,
             log: log_dir().join(format!("{name}-{:08x}.log", rand_suffix())),
@@ -214,12 +213,4 @@ fn rand_suffix() -> u32 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     nanos ^ std::process::id()
-}
-
-/// A port nothing listens on right now (the OS picks it).
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::PgPool;
-use suite::{System, ThrowawayPostgres};
+use suite::System;
+use testkit::ThrowawayPostgres;
 
 /// What the load saw: web tasks whose create got 201, DTP tasks whose bind got 200, and every
 /// status answered.

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use testkit::Sent;
 
 const JSON: &str = "application/json";
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{
     assert_problem, dtp_task_count, spawn_dtp, spawn_system, spawn_taskpilot, TaskPilotClient,
 };
@@ -119,7 +119,7 @@ async fn bind_creates_one_dtp_task_and_marks_the_web_task_submitted() {
     let system = spawn_system().await;
     let api = system.api();
     let created = api
-        .create_id(json!({"type": "demo", "payload": "hello"}))
+        .create(json!({"type": "demo", "payload": "hello"}))
         .await;
 
     let bound = api
@@ -279,7 +279,7 @@ async fn two_taskpilots_sharing_one_dtp_each_get_their_own_dtp_task() {
     );
     let (api_a, api_b) = (a.api(), b.api());
     let id_a = api_a
-        .create(json!({"type": "demo", "payload": "from A"}))
+        .create_id(json!({"type": "demo", "payload": "from A"}))
         .await;
     let id_b = api_b
         .create_id(json!({"type": "demo", "payload": "from B"}))

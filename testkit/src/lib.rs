@@ -10,7 +10,8 @@
 //! [`TaskPilotClient`] and [`assert_problem`] are the typed HTTP helpers tests share;
 //! [`FaultyProxy`] puts network faults between a process and the database;
 //! [`answering_peer`] is a server that answers what no polite server would;
-//! [`spawn_dtp_with`] and [`spawn_taskpilot_with`] run the services in the test's process.
+//! [`spawn_dtp_with`] and [`spawn_taskpilot_with`] run the services in the test's process;
+//! [`ThrowawayPostgres`] is a whole cluster of the test's own, for tests that crash it.
 
 mod client;
 mod peer;
@@ -18,6 +19,7 @@ mod proxy;
 pub mod scenarios;
 mod server;
 mod services;
+mod throwaway;
 
 use std::time::Duration;
 
@@ -29,6 +31,7 @@ pub use peer::{answering_peer, BodyEnd};
 pub use proxy::{address_of, FaultyProxy};
 pub use server::server_url;
 pub use services::{dtp_config, spawn_dtp_with, spawn_taskpilot_with, Service};
+pub use throwaway::{free_port, ThrowawayPostgres};
 
 /// A fresh, empty database on the test server; dropped with the value.
 #[derive(Debug)]

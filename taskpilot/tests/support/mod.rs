@@ -8,8 +8,6 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::json;
-use sqlx::PgPool;
-use testkit::TestDb;
 pub use testkit::{assert_problem, TaskPilotClient};
 use tokio_util::sync::CancellationToken;
 

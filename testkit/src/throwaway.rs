@@ -27,7 +27,7 @@ impl ThrowawayPostgres {
         let cluster = ThrowawayPostgres {
             bindir,
             dir,
-            port: crate::process::free_port(),
+            port: free_port(),
         };
         run(cluster
             .as_postgres(cluster.bindir.join("initdb"))
@@ -135,4 +135,12 @@ fn rand_suffix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// A port nothing listens on right now (the OS picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
 }
