@@ -1,5 +1,5 @@
-//! Queue statements against a real PostgreSQL: claim order, skip-locked, fencing, schema
-//! invariants.
+//! Queue statements against a real PostgreSQL, called directly (no service in front): claim
+//! order, skip-locked, fencing, schema invariants, the plans of operator queries.
 
 mod support;
 
@@ -8,17 +8,17 @@ use std::time::Duration;
 use common::TaskStatus;
 use dtp::queue::{self, TaskId};
 use serde_json::json;
-use support::{api_only_with, forget_claim};
+use support::{forget_claim, QueueDb};
 
 const LEASE: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn claim_takes_higher_priority_first_then_the_longest_due() {
-    let app = api_only_with(|_| {}).await;
-    let low = app.create(json!({"type": "noop", "priority": -5})).await.id;
-    let older = app.create(json!({"type": "noop"})).await.id;
-    let newer = app.create(json!({"type": "noop"})).await.id;
-    let urgent = app.create(json!({"type": "noop", "priority": 10})).await.id;
+    let app = QueueDb::new().await;
+    let low = app.enqueue(-5).await;
+    let older = app.enqueue(0).await;
+    let newer = app.enqueue(0).await;
+    let urgent = app.enqueue(10).await;
 
     let mut order = Vec::new();
     while let Some(task) = app.claim("w", 1, LEASE).await.pop() {
@@ -30,9 +30,9 @@ async fn claim_takes_higher_priority_first_then_the_longest_due() {
 
 #[tokio::test]
 async fn claim_takes_at_most_the_free_slots() {
-    let app = api_only_with(|_| {}).await;
+    let app = QueueDb::new().await;
     for _ in 0..5 {
-        app.create(json!({"type": "noop"})).await;
+        app.enqueue(0).await;
     }
 
     let claimed = app.claim("w", 3, LEASE).await;
@@ -43,9 +43,9 @@ async fn claim_takes_at_most_the_free_slots() {
 
 #[tokio::test]
 async fn claim_skips_rows_locked_by_another_worker() {
-    let app = api_only_with(|_| {}).await;
-    let first = app.create(json!({"type": "noop"})).await.id;
-    let second = app.create(json!({"type": "noop"})).await.id;
+    let app = QueueDb::new().await;
+    let first = app.enqueue(0).await;
+    let second = app.enqueue(0).await;
     let mut other = app.pool.begin().await.expect("tx");
     sqlx::query("select id from tasks where id = $1 for update")
         .bind(first)
@@ -62,8 +62,8 @@ async fn claim_skips_rows_locked_by_another_worker() {
 
 #[tokio::test]
 async fn no_transition_leaves_a_terminal_state() {
-    let app = api_only_with(|_| {}).await;
-    let id = app.create(json!({"type": "noop"})).await.id;
+    let app = QueueDb::new().await;
+    let id = app.enqueue(0).await;
     let attempt = app.claim("w", 1, LEASE).await[0].fence();
     app.cancel(id).await;
     let task = TaskId(id);
@@ -80,13 +80,13 @@ async fn no_transition_leaves_a_terminal_state() {
     let claimed = app.claim("w", 1, LEASE).await;
 
     assert!(!succeeded && failed.is_none() && !released && claimed.is_empty());
-    assert_eq!(app.get_task(id).await.status, TaskStatus::Canceled);
+    assert_eq!(app.status(id).await, TaskStatus::Canceled);
 }
 
 /// Whether the schema refuses `update`, given a pending task's id as `$1`.
 async fn schema_refuses(update: &str) -> bool {
-    let app = api_only_with(|_| {}).await;
-    let id = app.create_id(json!({"type": "noop"})).await;
+    let app = QueueDb::new().await;
+    let id = app.enqueue(0).await;
     let outcome = sqlx::query(update).bind(id).execute(&app.pool).await;
     outcome.is_err()
 }
@@ -108,9 +108,9 @@ async fn the_schema_refuses_a_terminal_state_without_completed_at() {
 
 #[tokio::test]
 async fn lease_renewal_only_extends_leases_still_held_at_that_attempt() {
-    let app = api_only_with(|_| {}).await;
-    let held = app.create(json!({"type": "noop"})).await.id;
-    let canceled = app.create(json!({"type": "noop"})).await.id;
+    let app = QueueDb::new().await;
+    let held = app.enqueue(0).await;
+    let canceled = app.enqueue(0).await;
     let claimed = app.claim("w", 2, LEASE).await;
     assert_eq!(claimed.len(), 2);
     let fence_of = |id| {
@@ -144,8 +144,8 @@ async fn lease_renewal_only_extends_leases_still_held_at_that_attempt() {
 
 #[tokio::test]
 async fn a_claim_lost_in_a_database_crash_cannot_write_over_the_next_claim_of_its_attempt() {
-    let app = api_only_with(|_| {}).await;
-    let id = app.create(json!({"type": "noop"})).await.id;
+    let app = QueueDb::new().await;
+    let id = app.enqueue(0).await;
     let task = TaskId(id);
     let lost = app.claim("w", 1, LEASE).await.remove(0);
     let mut conn = app.pool.acquire().await.expect("connection");
@@ -168,18 +168,18 @@ async fn a_claim_lost_in_a_database_crash_cannot_write_over_the_next_claim_of_it
         .expect("query");
     let released = queue::release(&app.pool, task, stale).await.expect("query");
     assert!(renewed.is_empty() && !succeeded && failed.is_none() && !released);
-    assert_eq!(app.get_task(id).await.status, TaskStatus::Running);
+    assert_eq!(app.status(id).await, TaskStatus::Running);
 
     let current = queue::mark_succeeded(&app.pool, task, next.fence(), &json!("current"))
         .await
         .expect("query");
     assert!(current);
-    assert_eq!(app.get_task(id).await.status, TaskStatus::Succeeded);
+    assert_eq!(app.status(id).await, TaskStatus::Succeeded);
 }
 
 #[tokio::test]
 async fn listing_by_a_rare_status_or_an_idempotency_key_reads_an_index_not_the_whole_table() {
-    let app = api_only_with(|_| {}).await;
+    let app = QueueDb::new().await;
     // 100,000 finished tasks, one in 2,000 FAILED, loaded by SQL.
     sqlx::query(
         "insert into tasks (type, status, max_attempts, attempt_count, scheduled_for, run_at, \

@@ -409,3 +409,67 @@ pub async fn claim(
     let types = test_types();
     dtp::queue::claim_available(db, &dtp::queue::Claim::new(worker_id, &types, limit, lease)).await
 }
+
+/// A migrated queue database with no service in front of it, for tests of the queue's own
+/// statements: tasks go in and change state through `queue` functions only.
+pub struct QueueDb {
+    pub pool: PgPool,
+    _db: TestDb,
+}
+
+impl QueueDb {
+    pub async fn new() -> QueueDb {
+        let db = TestDb::create().await;
+        let pool = dtp::db::connect_and_migrate(&db.url, 5, Duration::from_secs(30))
+            .await
+            .expect("queue database");
+        QueueDb { pool, _db: db }
+    }
+
+    /// Enqueues a `noop` task with `priority`, due now; its id.
+    pub async fn enqueue(&self, priority: i32) -> i64 {
+        let task = dtp::queue::NewTask {
+            task_type: "noop".to_owned(),
+            payload: Value::Null,
+            priority,
+            max_attempts: 3,
+            max_attempts_requested: false,
+            timeout_ms: None,
+            run_at: None,
+            idempotency_key: None,
+        };
+        let mut conn = self.pool.acquire().await.expect("connection");
+        match dtp::queue::enqueue(&mut conn, &task)
+            .await
+            .expect("enqueue")
+        {
+            dtp::queue::Enqueued::Created(row) => row.id,
+            dtp::queue::Enqueued::Existing(row) => panic!("no key, yet task {} existed", row.id),
+        }
+    }
+
+    /// Claims up to `limit` due tasks of the test types as `worker_id`.
+    pub async fn claim(
+        &self,
+        worker_id: &str,
+        limit: i64,
+        lease: Duration,
+    ) -> Vec<dtp::queue::ClaimedTask> {
+        claim(&self.pool, worker_id, limit, lease)
+            .await
+            .expect("claim")
+    }
+
+    /// Cancels task `id`.
+    pub async fn cancel(&self, id: i64) {
+        let id = dtp::queue::TaskId(id);
+        dtp::queue::cancel(&self.pool, id).await.expect("cancel");
+    }
+
+    /// Task `id`'s state.
+    pub async fn status(&self, id: i64) -> TaskStatus {
+        let id = dtp::queue::TaskId(id);
+        let row = dtp::queue::get(&self.pool, id).await.expect("task");
+        row.into_view().status
+    }
+}
