@@ -6,7 +6,7 @@ use common::{RetryState, TaskPage, TaskStatus};
 use dtp::queue::{self, TaskId};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{api_only_with, assert_problem, TestApp};
+use support::{api_only_with, assert_problem, claim, TestApp};
 use testkit::Sent;
 
 const JSON: &str = "application/json";
@@ -89,7 +89,7 @@ async fn a_future_run_at_is_the_scheduled_time_and_is_not_claimed_early() {
     let run_at = "2099-01-01T00:00:00.000Z";
 
     let task = app.create(json!({"type": "demo", "runAt": run_at})).await;
-    let claimed = app.claim("w", 10, std::time::Duration::from_secs(5)).await;
+    let claimed = claim(&app.pool, "w", 10, std::time::Duration::from_secs(5)).await;
 
     assert_eq!(task.scheduled_for.to_rfc3339(), "2099-01-01T00:00:00+00:00");
     assert!(claimed.is_empty());
@@ -178,7 +178,7 @@ async fn cancel_of_a_pending_task_makes_it_canceled_and_repeating_it_is_idempote
     assert!(first.completed_at.is_some());
     assert_eq!(second.status, TaskStatus::Canceled);
     assert_eq!(second.completed_at, first.completed_at);
-    let claimed = app.claim("w", 10, std::time::Duration::from_secs(5)).await;
+    let claimed = claim(&app.pool, "w", 10, std::time::Duration::from_secs(5)).await;
     assert!(claimed.is_empty(), "a canceled task must never be claimed");
 }
 
@@ -194,7 +194,7 @@ async fn assert_cancel_refused(app: &TestApp, id: i64, state: TaskStatus) {
 async fn cancel_of_a_succeeded_task_is_409_naming_the_state() {
     let app = api_only().await;
     let id = app.create(json!({"type": "demo"})).await.id;
-    let claimed = app.claim("w", 1, std::time::Duration::from_secs(5)).await;
+    let claimed = claim(&app.pool, "w", 1, std::time::Duration::from_secs(5)).await;
     assert!(
         queue::mark_succeeded(&app.pool, TaskId(id), claimed[0].fence(), &json!("ok"))
             .await
@@ -210,7 +210,7 @@ async fn cancel_of_a_failed_task_is_409_naming_the_state() {
     let id = app
         .create_id(json!({"type": "demo", "maxAttempts": 1}))
         .await;
-    let claimed = app.claim("w", 1, std::time::Duration::from_secs(5)).await;
+    let claimed = claim(&app.pool, "w", 1, std::time::Duration::from_secs(5)).await;
     queue::mark_failed_or_retry(
         &app.pool,
         TaskId(id),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::TaskStatus;
 use dtp::queue::{self, TaskId};
 use serde_json::json;
-use support::{forget_claim, QueueDb};
+use support::{claim, forget_claim, QueueDb};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -21,7 +21,7 @@ async fn claim_takes_higher_priority_first_then_the_longest_due() {
     let urgent = app.enqueue(10).await;
 
     let mut order = Vec::new();
-    while let Some(task) = app.claim("w", 1, LEASE).await.pop() {
+    while let Some(task) = claim(&app.pool, "w", 1, LEASE).await.pop() {
         order.push(task.id);
     }
 
@@ -35,7 +35,7 @@ async fn claim_takes_at_most_the_free_slots() {
         app.enqueue(0).await;
     }
 
-    let claimed = app.claim("w", 3, LEASE).await;
+    let claimed = claim(&app.pool, "w", 3, LEASE).await;
 
     assert_eq!(claimed.len(), 3);
     assert!(claimed.iter().all(|t| t.attempt_count == 1));
@@ -53,7 +53,7 @@ async fn claim_skips_rows_locked_by_another_worker() {
         .await
         .expect("lock");
 
-    let claimed = app.claim("w", 2, LEASE).await;
+    let claimed = claim(&app.pool, "w", 2, LEASE).await;
     other.rollback().await.expect("rollback");
 
     let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
@@ -64,7 +64,7 @@ async fn claim_skips_rows_locked_by_another_worker() {
 async fn no_transition_leaves_a_terminal_state() {
     let app = QueueDb::new().await;
     let id = app.enqueue(0).await;
-    let attempt = app.claim("w", 1, LEASE).await[0].fence();
+    let attempt = claim(&app.pool, "w", 1, LEASE).await[0].fence();
     app.cancel(id).await;
     let task = TaskId(id);
 
@@ -77,7 +77,7 @@ async fn no_transition_leaves_a_terminal_state() {
     let released = queue::release(&app.pool, task, attempt)
         .await
         .expect("query");
-    let claimed = app.claim("w", 1, LEASE).await;
+    let claimed = claim(&app.pool, "w", 1, LEASE).await;
 
     assert!(!succeeded && failed.is_none() && !released && claimed.is_empty());
     assert_eq!(app.status(id).await, TaskStatus::Canceled);
@@ -111,7 +111,7 @@ async fn lease_renewal_only_extends_leases_still_held_at_that_attempt() {
     let app = QueueDb::new().await;
     let held = app.enqueue(0).await;
     let canceled = app.enqueue(0).await;
-    let claimed = app.claim("w", 2, LEASE).await;
+    let claimed = claim(&app.pool, "w", 2, LEASE).await;
     assert_eq!(claimed.len(), 2);
     let fence_of = |id| {
         claimed
@@ -147,10 +147,10 @@ async fn a_claim_lost_in_a_database_crash_cannot_write_over_the_next_claim_of_it
     let app = QueueDb::new().await;
     let id = app.enqueue(0).await;
     let task = TaskId(id);
-    let lost = app.claim("w", 1, LEASE).await.remove(0);
+    let lost = claim(&app.pool, "w", 1, LEASE).await.remove(0);
     let mut conn = app.pool.acquire().await.expect("connection");
     forget_claim(&mut conn, id).await;
-    let next = app.claim("w", 1, LEASE).await.remove(0);
+    let next = claim(&app.pool, "w", 1, LEASE).await.remove(0);
     assert_eq!(
         lost.attempt_count, next.attempt_count,
         "the attempt number is reused"

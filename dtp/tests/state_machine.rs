@@ -6,6 +6,7 @@
 mod support;
 
 use std::time::Duration;
+use support::claim;
 
 use common::TaskStatus;
 use dtp::queue::{self, TaskId};
@@ -87,7 +88,7 @@ async fn apply(pool: &PgPool, id: i64, step: &Step) {
     let lease = Duration::from_secs(30);
     match step {
         Step::Claim => {
-            support::claim(pool, "w", 1, lease).await.expect("claim");
+            claim(pool, "w", 1, lease).await;
         }
         Step::Succeed { stale } => {
             queue::mark_succeeded(pool, task, token(*stale), &json!("ok"))

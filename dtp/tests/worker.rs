@@ -12,7 +12,7 @@ use dtp::worker::Rescuer;
 use reqwest::StatusCode;
 use serde_json::json;
 use support::{
-    api_only_with, forget_claim, spawn_app, spawn_app_with, wait_for_status,
+    api_only_with, claim, forget_claim, spawn_app, spawn_app_with, wait_for_status,
     wait_until_all_terminal, worker_for,
 };
 use tokio_util::sync::CancellationToken;
@@ -111,7 +111,7 @@ async fn a_running_retry_is_shown_as_retrying() {
     let app = api_only_with(|_| {}).await;
     let id = app.create(json!({"type": "demo-fail"})).await.id;
     let lease = Duration::from_secs(30);
-    let first = app.claim("w", 1, lease).await;
+    let first = claim(&app.pool, "w", 1, lease).await;
     queue::mark_failed_or_retry(
         &app.pool,
         TaskId(id),
@@ -124,7 +124,7 @@ async fn a_running_retry_is_shown_as_retrying() {
     .expect("fail")
     .expect("fence held");
 
-    let second = app.claim("w", 1, lease).await;
+    let second = claim(&app.pool, "w", 1, lease).await;
     let task = app.get_task(id).await;
 
     assert_eq!(second[0].attempt_count, 2);
@@ -316,9 +316,7 @@ async fn a_task_whose_worker_stopped_renewing_is_rescued_and_finished_by_another
     let app = api_only_with(|_| {}).await;
     let id = app.create(json!({"type": "count"})).await.id;
     // A worker claims it and dies (as if SIGKILLed): it never renews, never completes.
-    let dead = app
-        .claim("dead-worker", 1, Duration::from_millis(300))
-        .await;
+    let dead = claim(&app.pool, "dead-worker", 1, Duration::from_millis(300)).await;
     assert_eq!(dead.len(), 1);
     let stop = CancellationToken::new();
     let live = tokio::spawn(worker_for(&app, "live-worker", |_| {}).run(stop.clone()));
@@ -363,7 +361,7 @@ async fn a_lost_last_attempt_fails_the_task_with_worker_lost() {
     let id = app
         .create_id(json!({"type": "noop", "maxAttempts": 1}))
         .await;
-    app.claim("dead-worker", 1, Duration::from_millis(50)).await;
+    claim(&app.pool, "dead-worker", 1, Duration::from_millis(50)).await;
     let mut rescuer = Rescuer::new(&app.pool, &support::worker_config(&app, "rescuer", |_| {}));
 
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -380,7 +378,7 @@ async fn a_lost_last_attempt_fails_the_task_with_worker_lost() {
 async fn a_live_lease_is_not_rescued() {
     let app = api_only_with(|_| {}).await;
     let id = app.create(json!({"type": "noop"})).await.id;
-    app.claim("busy-worker", 1, Duration::from_secs(60)).await;
+    claim(&app.pool, "busy-worker", 1, Duration::from_secs(60)).await;
 
     let rescued = Rescuer::new(&app.pool, &support::worker_config(&app, "rescuer", |_| {}))
         .rescue_once()
@@ -428,7 +426,7 @@ async fn shutdown_hands_unfinished_tasks_back_to_the_queue_after_the_grace_perio
     );
     assert!(task.processing_started_at.is_none());
     assert!(app.probes.was_aborted(id));
-    let claimed = app.claim("next", 1, Duration::from_secs(5)).await;
+    let claimed = claim(&app.pool, "next", 1, Duration::from_secs(5)).await;
     assert_eq!(claimed.len(), 1, "handed back at once, not after a backoff");
 }
 
@@ -454,9 +452,8 @@ async fn a_worker_whose_claim_the_database_lost_stops_once_the_task_is_claimed_a
     // under the same attempt number before the first worker hears of anything.
     let mut tx = app.pool.begin().await.expect("transaction");
     forget_claim(&mut tx, id).await;
-    let next = support::claim(&mut *tx, "other-worker", 1, Duration::from_secs(30))
+    let next = claim(&mut *tx, "other-worker", 1, Duration::from_secs(30))
         .await
-        .expect("claim")
         .remove(0);
     tx.commit().await.expect("commit");
     assert_eq!(next.attempt_count, 1);

@@ -257,18 +257,6 @@ impl TestApp {
         response.json().await.expect("task body")
     }
 
-    /// Claims up to `limit` due tasks of the test types as `worker_id`, straight from the queue.
-    pub async fn claim(
-        &self,
-        worker_id: &str,
-        limit: i64,
-        lease: Duration,
-    ) -> Vec<dtp::queue::ClaimedTask> {
-        claim(&self.pool, worker_id, limit, lease)
-            .await
-            .expect("claim")
-    }
-
     /// Creates a task through the API, asserting 201; its id.
     pub async fn create_id(&self, body: Value) -> i64 {
         self.create(body).await.id
@@ -405,9 +393,12 @@ pub async fn claim(
     worker_id: &str,
     limit: i64,
     lease: Duration,
-) -> Result<Vec<dtp::queue::ClaimedTask>, sqlx::Error> {
+) -> Vec<dtp::queue::ClaimedTask> {
     let types = test_types();
-    dtp::queue::claim_available(db, &dtp::queue::Claim::new(worker_id, &types, limit, lease)).await
+    let claim = dtp::queue::Claim::new(worker_id, &types, limit, lease);
+    dtp::queue::claim_available(db, &claim)
+        .await
+        .expect("claim")
 }
 
 /// A migrated queue database with no service in front of it, for tests of the queue's own
@@ -446,18 +437,6 @@ impl QueueDb {
             dtp::queue::Enqueued::Created(row) => row.id,
             dtp::queue::Enqueued::Existing(row) => panic!("no key, yet task {} existed", row.id),
         }
-    }
-
-    /// Claims up to `limit` due tasks of the test types as `worker_id`.
-    pub async fn claim(
-        &self,
-        worker_id: &str,
-        limit: i64,
-        lease: Duration,
-    ) -> Vec<dtp::queue::ClaimedTask> {
-        claim(&self.pool, worker_id, limit, lease)
-            .await
-            .expect("claim")
     }
 
     /// Cancels task `id`.
