@@ -152,6 +152,32 @@ async fn a_worker_cut_off_from_the_database_stops_its_handlers_before_its_task_i
 }
 
 #[tokio::test]
+async fn run_once_does_not_wait_past_the_lease_for_a_success_it_cannot_write() {
+    let app = api_only_with(|_| {}).await;
+    let proxy = FaultyProxy::start(&address_of(&app.db.url)).await;
+    let pool = sqlx::PgPool::connect(&proxy.url_for(&app.db.url))
+        .await
+        .expect("pool through the proxy");
+    let config = support::worker_config(&app, "once", |_| {});
+    let worker = dtp::worker::Worker::new(pool, support::test_registry(&app.probes), config);
+    let id = app
+        .create_id(json!({"type": "count", "payload": {"ms": 1500}}))
+        .await;
+    let once = tokio::spawn(async move { worker.run_once().await });
+    wait_for_status(&app.pool, id, TaskStatus::Running).await;
+
+    // The handler succeeds while the database is out of reach, and stays so.
+    proxy.partition(true);
+    let returned = tokio::time::timeout(PATIENCE, once).await;
+    proxy.partition(false);
+
+    let claimed = returned.expect("run_once returned while the database was unreachable");
+    assert_eq!(claimed.expect("joined").expect("claimed"), 1);
+    assert_eq!(app.probes.runs_of(id), 1);
+    assert_ne!(app.get_task(id).await.status, TaskStatus::Succeeded);
+}
+
+#[tokio::test]
 async fn a_claim_whose_answer_was_lost_is_released_without_using_an_attempt() {
     let app = api_only_with(|_| {}).await;
     let (proxy, stop, running) =

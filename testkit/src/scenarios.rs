@@ -40,12 +40,12 @@ pub async fn a_flaky_task_succeeds_on_its_second_attempt(Against { api, .. }: Ag
     assert!(view.last_error.is_some());
 }
 
-/// A `demo-fail` task bound with three attempts uses them all and ends FAILED, exhausted,
-/// naming its error.
+/// A `demo-fail` task bound without options uses DTP's default of three attempts and ends
+/// FAILED, exhausted, naming its error.
 pub async fn a_failing_task_ends_failed_and_exhausted(Against { api, .. }: Against) {
     let api = &api;
-    let (task, bind) = (json!({"type": "demo-fail"}), json!({"maxAttempts": 3}));
-    let view = api.run_until(task, bind, TaskStatus::Failed).await;
+    let task = json!({"type": "demo-fail"});
+    let view = api.run_until(task, json!({}), TaskStatus::Failed).await;
     assert_eq!(view.attempt_count, 3);
     assert_eq!(view.retry_state, RetryState::Exhausted);
     assert!(view.last_error.expect("error").contains("demo-fail"));

@@ -157,7 +157,7 @@ async fn write_until_stored(
                 pending.extend([left, right]);
             }
             Err(e) if apikit::db::is_invalid_data(&e) => {
-                record_unstorable(conn, &part[0], &e).await;
+                record_unstorable(conn, &part[0], &e, stop).await;
             }
             Err(e) => {
                 if !apikit::db::is_transient(&e) {
@@ -182,24 +182,41 @@ async fn write_until_stored(
 }
 
 /// Records the attempt of a success whose result the database refused as a permanent failure
-/// naming the refusal.
+/// naming the refusal, retrying like a batch (while the database is unreachable or busy, until
+/// the worker stops).
 async fn record_unstorable(
     conn: &mut DedicatedConnection,
     (id, fence, _): &(TaskId, Fence, Value),
     refusal: &sqlx::Error,
+    stop: &CancellationToken,
 ) {
     let error = format!("the result could not be stored: {refusal}");
-    let recorded = conn
-        .run(async |db| {
-            queue::mark_failed_or_retry(db, *id, *fence, &error, Duration::ZERO, true).await
-        })
-        .await;
-    match recorded {
-        Ok(_) => {
-            tracing::warn!(task_id = %id, attempt = fence.attempt, error, "result refused by the database: attempt failed")
+    let mut pause = Duration::from_millis(100);
+    let mut other_failures = 0;
+    loop {
+        let recorded = conn
+            .run(async |db| {
+                queue::mark_failed_or_retry(db, *id, *fence, &error, Duration::ZERO, true).await
+            })
+            .await;
+        let e = match recorded {
+            Ok(_) => {
+                tracing::warn!(task_id = %id, attempt = fence.attempt, error, "result refused by the database: attempt failed");
+                return;
+            }
+            Err(e) => e,
+        };
+        if !apikit::db::is_transient(&e) {
+            other_failures += 1;
         }
-        Err(e) => {
-            tracing::error!(task_id = %id, error = %e, "could not record a refused result; the task will be rescued")
+        if stop.is_cancelled() || other_failures >= WRITE_ATTEMPTS {
+            tracing::error!(task_id = %id, error = %e, "could not record a refused result; the task will be rescued");
+            return;
         }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.cancelled() => {}
+        }
+        pause = (pause * 2).min(MAX_WRITE_PAUSE);
     }
 }

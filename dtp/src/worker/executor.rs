@@ -60,7 +60,14 @@ pub(super) async fn execute(
     }
     match outcome {
         Outcome::Succeeded(result) => {
-            completer.complete(id, fence, result).await;
+            // Waited on while the lease is ours (renewed meanwhile, or carried across an outage);
+            // after that the task is the rescuer's, and the fence keeps a late write out.
+            tokio::select! {
+                _ = completer.complete(id, fence, result) => {}
+                _ = state.running.lapsed(id, fence) => {
+                    tracing::warn!(task_id = %id, attempt, "success not recorded before the lease lapsed; the task will be rescued");
+                }
+            }
         }
         Outcome::Ended(ending) => record_until_written(&state, id, fence, ending).await,
     }

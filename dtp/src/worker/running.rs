@@ -99,6 +99,20 @@ impl RunningTasks {
             .is_some_and(|attempt| attempt.ours_until > now)
     }
 
+    /// Resolves once the attempt's lease may no longer be ours (or it is no longer listed):
+    /// from then on another process may run the task, so nothing may wait on its behalf.
+    pub(crate) async fn lapsed(&self, id: TaskId, fence: Fence) {
+        loop {
+            let ours_until = self.lock().get(&(id, fence)).map(|a| a.ours_until);
+            match ours_until {
+                Some(until) if until > Instant::now() => {
+                    tokio::time::sleep_until(until.into()).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// Aborts every attempt whose lease may no longer be ours at `now`; returns them. They stay
     /// listed until their executor removes them.
     pub(crate) fn abort_lapsed(&self, now: Instant) -> Vec<(TaskId, Fence)> {
