@@ -107,7 +107,7 @@ async fn claim_and_start(
             completer.clone(),
             task,
             sent,
-            Some(slot),
+            executor::Started::ByClaimLoop(slot),
         ));
     }
     Ok(count)

@@ -37,15 +37,26 @@ const RECORD_ATTEMPTS: u32 = 5;
 /// Longest pause between attempts at recording an outcome.
 const MAX_RECORD_PAUSE: Duration = Duration::from_secs(5);
 
-/// Runs `task`, claimed by a statement sent at `claimed_at`, and records its outcome. `slot` is
-/// given back as soon as the handler is done, before the outcome is written, so the claim loop
-/// can take the next task meanwhile.
+/// Who started an execution, which decides how long its success may wait to be written.
+pub(super) enum Started {
+    /// The claim loop of `Worker::run`, in one of its concurrency slots. The slot is given back
+    /// as soon as the handler is done, before the outcome is written, so the loop can take the
+    /// next task meanwhile. The heartbeat renews the lease until the outcome is written, also
+    /// after an outage longer than the lease (nobody rescues before the server has been back a
+    /// lease), so the success waits until written or the worker stops.
+    ByClaimLoop(OwnedSemaphorePermit),
+    /// `Worker::run_once`: nothing renews the lease, so the success waits only while the claim's
+    /// lease is surely ours; after that the task is the rescuer's.
+    Once,
+}
+
+/// Runs `task`, claimed by a statement sent at `claimed_at`, and records its outcome.
 pub(super) async fn execute(
     state: Arc<WorkerState>,
     completer: Completer,
     task: ClaimedTask,
     claimed_at: Instant,
-    slot: Option<OwnedSemaphorePermit>,
+    started: Started,
 ) {
     let id = task.task_id();
     let fence = task.fence();
@@ -54,18 +65,24 @@ pub(super) async fn execute(
     let abort = state.abort_all.child_token();
     state.running.insert(id, fence, abort.clone(), claimed_at);
     let outcome = run_handler(&state, task, abort).await;
-    if let Some(slot) = slot {
-        drop(slot);
-        state.slot_freed.notify_one();
-    }
+    let renewed = match started {
+        Started::ByClaimLoop(slot) => {
+            drop(slot);
+            state.slot_freed.notify_one();
+            true
+        }
+        Started::Once => false,
+    };
     match outcome {
+        Outcome::Succeeded(result) if renewed => {
+            completer.complete(id, fence, result).await;
+        }
         Outcome::Succeeded(result) => {
-            // Waited on while the lease is ours (renewed meanwhile, or carried across an outage);
-            // after that the task is the rescuer's, and the fence keeps a late write out.
+            // The fence keeps the write out if it lands after a rescue.
             tokio::select! {
                 _ = completer.complete(id, fence, result) => {}
                 _ = state.running.lapsed(id, fence) => {
-                    tracing::warn!(task_id = %id, attempt, "success not recorded before the lease lapsed; the task will be rescued");
+                    tracing::warn!(task_id = %id, attempt, "success not recorded before the claim's lease lapsed; the task will be rescued");
                 }
             }
         }

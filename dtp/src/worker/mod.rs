@@ -131,7 +131,7 @@ impl Worker {
                     completer,
                     task,
                     sent,
-                    None,
+                    executor::Started::Once,
                 ))
             })
             .collect();
