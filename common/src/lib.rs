@@ -4,6 +4,7 @@
 //! execution view, states, and the RFC 9457 problem body. It must not grow helpers, database code or behaviour.
 
 pub mod execution;
+pub mod limits;
 pub mod problem;
 pub mod task;
 pub mod timestamp;

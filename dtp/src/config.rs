@@ -1,5 +1,6 @@
 //! Configuration: command-line flags with environment fallbacks; `dtp --help` lists them all.
 
+use common::limits::MAX_ATTEMPTS;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -69,7 +70,8 @@ pub struct Config {
 
     /// `maxAttempts` of a task that names none (1..=100).
     #[arg(long, env = "DTP_DEFAULT_MAX_ATTEMPTS", default_value_t = 3,
-          value_parser = clap::value_parser!(i32).range(1..=100))]
+          value_parser = clap::value_parser!(i32).range(
+              i64::from(*MAX_ATTEMPTS.start())..=i64::from(*MAX_ATTEMPTS.end())))]
     pub default_max_attempts: i32,
 
     /// Execution timeout when neither the task nor its type sets one, in ms.

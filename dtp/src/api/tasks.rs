@@ -6,6 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use common::limits::MAX_ATTEMPTS;
 use common::{BatchCreated, CreateTask, Problem, TaskPage, TaskStatus, TaskView};
 use serde::Deserialize;
 use serde_json::Value;
@@ -14,8 +15,6 @@ use super::{ApiError, AppState};
 use crate::queue::{self, CancelOutcome, Enqueued, ListFilter, NewTask, TaskId};
 use apikit::{ApiJson, PathId};
 
-/// Allowed `maxAttempts`.
-const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<i32> = 1..=100;
 /// Allowed `priority`.
 const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
 /// Allowed `timeoutMs`: up to a day.
@@ -166,9 +165,11 @@ fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> 
     let max_attempts = request
         .max_attempts
         .unwrap_or(state.config.default_max_attempts);
-    if !MAX_ATTEMPTS_RANGE.contains(&max_attempts) {
+    if !MAX_ATTEMPTS.contains(&max_attempts) {
         return Err(ApiError::Invalid(format!(
-            "maxAttempts must be between 1 and 100, got {max_attempts}"
+            "maxAttempts must be between {} and {}, got {max_attempts}",
+            MAX_ATTEMPTS.start(),
+            MAX_ATTEMPTS.end()
         )));
     }
     let priority = request.priority.unwrap_or(0);

@@ -11,15 +11,13 @@ use apikit::{OptionalJson, PathId, RequestId};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
+use common::limits::MAX_ATTEMPTS;
 use common::{BindRequest, CreateTask, Problem, TaskView, WebTask};
 
 use super::error::DtpFaults;
 use super::{ApiError, AppState};
 use crate::scheduler_client;
 use crate::store::{self, WebTaskRow};
-
-/// Allowed `maxAttempts`, as DTP allows.
-const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<i32> = 1..=100;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/api/tasks/{id}/scheduler", post(bind))
@@ -66,12 +64,11 @@ fn validate(request: &BindRequest) -> Result<(), ApiError> {
             ));
         }
     }
-    if let Some(max) = request
-        .max_attempts
-        .filter(|m| !MAX_ATTEMPTS_RANGE.contains(m))
-    {
+    if let Some(max) = request.max_attempts.filter(|m| !MAX_ATTEMPTS.contains(m)) {
         return Err(ApiError::Invalid(format!(
-            "maxAttempts must be between 1 and 100, got {max}"
+            "maxAttempts must be between {} and {}, got {max}",
+            MAX_ATTEMPTS.start(),
+            MAX_ATTEMPTS.end()
         )));
     }
     Ok(())
