@@ -106,6 +106,7 @@ pub struct CreateTask {
     #[serde(default)]
     pub payload: Value,
     /// Attempts allowed, 1..=100; the server's default (3) when absent.
+    // The bounds are `limits::MAX_ATTEMPTS`; the schema attribute needs literals.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<i32>,

@@ -55,6 +55,7 @@ pub struct BindRequest {
     )]
     pub scheduler_type: Option<String>,
     /// Attempts DTP allows (1..=100); DTP's default when absent.
+    // The bounds are `limits::MAX_ATTEMPTS`; the schema attribute needs literals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub max_attempts: Option<i32>,
