@@ -31,14 +31,14 @@ pub fn problems(answers: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
 /// ```ignore
 /// apikit::problem_answers!(
 ///     /// 400 and 404 for an operation on one task.
-///     UnknownTask: 400 "Id not a positive integer", 404 "No such task"
+///     pub UnknownTask: 400 "Id not a positive integer", 404 "No such task"
 /// );
 /// ```
 #[macro_export]
 macro_rules! problem_answers {
-    ($(#[$doc:meta])* $name:ident: $($status:literal $description:literal),+ $(,)?) => {
+    ($(#[$doc:meta])* $vis:vis $name:ident: $($status:literal $description:literal),+ $(,)?) => {
         $(#[$doc])*
-        pub struct $name;
+        $vis struct $name;
 
         impl ::utoipa::IntoResponses for $name {
             fn responses() -> ::std::collections::BTreeMap<
@@ -53,10 +53,10 @@ macro_rules! problem_answers {
 
 crate::problem_answers!(
     /// What the body extractor refuses before the handler runs.
-    BodyRefused: 413 "Body too large", 415 "Not JSON"
+    pub BodyRefused: 413 "Body too large", 415 "Not JSON"
 );
 
 crate::problem_answers!(
     /// 503 when the service's database cannot be reached.
-    DatabaseDown: 503 "Database unavailable"
+    pub DatabaseDown: 503 "Database unavailable"
 );

@@ -8,7 +8,8 @@ impl From<queue::Error> for ApiError {
     fn from(error: queue::Error) -> Self {
         match error {
             queue::Error::NotFound(id) => ApiError::NotFound(format!("Task {id} not found")),
-            e @ queue::Error::CannotCancel { .. } => ApiError::Conflict(e.to_string()),
+            e @ queue::Error::Refused { .. } => ApiError::Conflict(e.to_string()),
+            e @ queue::Error::NoAttemptsLeft(_) => ApiError::Conflict(e.to_string()),
             e @ queue::Error::IdempotencyConflict(_) => ApiError::Conflict(e.to_string()),
             queue::Error::Database(e) => e.into(),
         }

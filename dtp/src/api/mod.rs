@@ -2,6 +2,7 @@
 //! No SQL and no retry logic here; every error leaves through [`error::ApiError`].
 
 pub mod error;
+mod operate;
 mod tasks;
 
 use std::sync::Arc;
@@ -38,6 +39,9 @@ pub struct AppState {
 /// request logging.
 pub fn router(state: AppState) -> Router {
     let (config, pool) = (state.config.clone(), state.pool.clone());
-    let tasks = Router::new().merge(tasks::router()).with_state(state);
+    let tasks = Router::new()
+        .merge(tasks::router())
+        .merge(operate::router())
+        .with_state(state);
     apikit::edge_router("dtp", &config.edge, tasks, Router::new(), pool)
 }

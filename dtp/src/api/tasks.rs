@@ -32,16 +32,25 @@ const MAX_PAGE: i64 = 500;
 #[openapi(
     info(
         title = "DTP",
-        description = "The execution plane: tasks, their states, cancel."
+        description = "The execution plane: tasks, their states, cancel, and an operator's retry, run-now and delete."
     ),
-    paths(create, create_batch, get_one, list, cancel),
+    paths(
+        create,
+        create_batch,
+        get_one,
+        list,
+        cancel,
+        super::operate::retry,
+        super::operate::run_now,
+        super::operate::remove
+    ),
     components(schemas(CreateTask, TaskView, TaskPage, BatchCreated, Problem, TaskStatus))
 )]
 pub struct ApiDoc;
 
 apikit::problem_answers!(
     /// 400 and 404 for an operation on one task.
-    UnknownTask: 400 "Id not a positive integer", 404 "No such task"
+    pub(super) UnknownTask: 400 "Id not a positive integer", 404 "No such task"
 );
 
 pub(super) fn router() -> Router<AppState> {

@@ -21,7 +21,7 @@ pub enum CancelOutcome {
     AlreadyCanceled(TaskRow),
 }
 
-/// Cancels a task. SUCCEEDED and FAILED tasks refuse ([`Error::CannotCancel`]).
+/// Cancels a task. SUCCEEDED and FAILED tasks refuse ([`Error::Refused`]).
 ///
 /// The row lock taken first makes cancel and a worker's completion strictly ordered: whichever
 /// commits first wins, and a completion that comes second finds its fence broken.
@@ -36,7 +36,11 @@ pub async fn cancel(pool: &PgPool, id: TaskId) -> Result<CancelOutcome, Error> {
         return Err(Error::NotFound(id));
     };
     match status {
-        TaskStatus::Succeeded | TaskStatus::Failed => Err(Error::CannotCancel { id, status }),
+        TaskStatus::Succeeded | TaskStatus::Failed => Err(Error::Refused {
+            id,
+            action: "cancel",
+            status,
+        }),
         TaskStatus::Canceled => {
             let task = super::get(&mut *tx, id).await?;
             tx.commit().await?;

@@ -9,6 +9,7 @@ mod cancel;
 mod claim;
 mod complete;
 mod enqueue;
+mod operate;
 mod read;
 mod rescue;
 mod row;
@@ -22,6 +23,7 @@ pub use complete::{
     FailedAttempt,
 };
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};
+pub use operate::{delete, retry, run_now};
 pub use read::{explain_list, get, list, ListFilter};
 pub use rescue::{fail_expired, lock_expired, ExpiredLease};
 pub use row::TaskRow;
@@ -53,14 +55,21 @@ pub enum Error {
     /// No task has this id.
     #[error("task {0} not found")]
     NotFound(TaskId),
-    /// Cancel of a task that already SUCCEEDED or FAILED.
-    #[error("Cannot cancel task in state {status}")]
-    CannotCancel {
+    /// An action the task's state does not allow: cancel of a SUCCEEDED or FAILED task, retry
+    /// of one that is not FAILED or CANCELED, run-now of one that is not PENDING, delete of a
+    /// PENDING or RUNNING one.
+    #[error("Cannot {action} task in state {status}")]
+    Refused {
         /// The task.
         id: TaskId,
-        /// Its terminal state.
+        /// What was asked, as the endpoint names it.
+        action: &'static str,
+        /// The state that refuses it.
         status: TaskStatus,
     },
+    /// Retry of a task that has made the most attempts any task may have.
+    #[error("Cannot retry task {0}: it has made the most attempts a task may have")]
+    NoAttemptsLeft(TaskId),
     /// The idempotency key was first used with a different request.
     #[error("idempotency key {0:?} was already used for a different request")]
     IdempotencyConflict(String),

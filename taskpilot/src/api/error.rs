@@ -48,15 +48,15 @@ impl From<store::Error> for ApiError {
 
 apikit::problem_answers!(
     /// The answers every operation that calls DTP can give when DTP fails.
-    DtpFaults: 502 "DTP failed", 503 "DTP or the database unreachable", 504 "DTP too slow"
+    pub DtpFaults: 502 "DTP failed", 503 "DTP or the database unreachable", 504 "DTP too slow"
 );
 
 apikit::problem_answers!(
     /// 400 and 404 for an operation on one web task.
-    UnknownWebTask: 400 "Id not a positive integer", 404 "No such web task"
+    pub UnknownWebTask: 400 "Id not a positive integer", 404 "No such web task"
 );
 
 apikit::problem_answers!(
     /// 400 and 404 for an operation on the execution of one web task.
-    UnknownExecution: 400 "Id not a positive integer", 404 "No such web task, or DTP has no such task"
+    pub UnknownExecution: 400 "Id not a positive integer", 404 "No such web task, or DTP has no such task"
 );

@@ -1,0 +1,120 @@
+//! An operator's actions on one task: retry a finished one, run a waiting one now, delete a
+//! finished one. Each is one fenced statement: it changes the row only in the states the action
+//! applies to, so it cannot race a worker's claim or completion into a state the state machine
+//! does not draw.
+
+use common::limits::MAX_ATTEMPTS;
+use common::TaskStatus;
+use sqlx::{PgExecutor, PgPool};
+
+use super::row::TASK_COLUMNS;
+use super::status::StoredStatus;
+use super::{Error, TaskId, TaskRow, CHANNEL_TASK_AVAILABLE};
+
+/// Makes a FAILED or CANCELED task PENDING again, due now. If its attempts were used up,
+/// `maxAttempts` is raised by one so that it gets one more; the attempts already made and the
+/// last error stay. Refused in any other state ([`Error::Refused`]), and for a task that has
+/// made the most attempts a task may have ([`Error::NoAttemptsLeft`]).
+pub async fn retry(pool: &PgPool, id: TaskId) -> Result<TaskRow, Error> {
+    let mut tx = pool.begin().await?;
+    let retried: Option<TaskRow> = sqlx::query_as(&format!(
+        r#"
+        update tasks
+        set status = 'PENDING', run_at = now(), next_attempt_at = null, completed_at = null,
+            max_attempts = greatest(max_attempts, attempt_count + 1), updated_at = now()
+        where id = $1 and status in ('FAILED', 'CANCELED') and attempt_count < $2
+        returning {TASK_COLUMNS}
+        "#
+    ))
+    .bind(id.0)
+    .bind(MAX_ATTEMPTS.end())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(task) = retried else {
+        return Err(match status_of(&mut *tx, id).await? {
+            TaskStatus::Failed | TaskStatus::Canceled => Error::NoAttemptsLeft(id),
+            status => Error::Refused {
+                id,
+                action: "retry",
+                status,
+            },
+        });
+    };
+    notify_available(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(task)
+}
+
+/// Makes a PENDING task due now: a delayed task, or a retry waiting for its backoff. A task
+/// that has not started yet counts as first due now (`scheduledFor`). Refused in any other
+/// state ([`Error::Refused`]).
+pub async fn run_now(pool: &PgPool, id: TaskId) -> Result<TaskRow, Error> {
+    let mut tx = pool.begin().await?;
+    let due: Option<TaskRow> = sqlx::query_as(&format!(
+        r#"
+        update tasks
+        set run_at = least(run_at, now()), next_attempt_at = null,
+            scheduled_for = case when attempt_count = 0 then least(scheduled_for, now())
+                                 else scheduled_for end,
+            updated_at = now()
+        where id = $1 and status = 'PENDING'
+        returning {TASK_COLUMNS}
+        "#
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(task) = due else {
+        let status = status_of(&mut *tx, id).await?;
+        return Err(Error::Refused {
+            id,
+            action: "run-now",
+            status,
+        });
+    };
+    notify_available(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(task)
+}
+
+/// Deletes a SUCCEEDED, FAILED or CANCELED task. Refused for PENDING and RUNNING ones
+/// ([`Error::Refused`]): they must be canceled first, so that no worker runs a task that no
+/// longer exists.
+pub async fn delete(db: impl PgExecutor<'_> + Copy, id: TaskId) -> Result<(), Error> {
+    let deleted = sqlx::query(
+        "delete from tasks where id = $1 and status in ('SUCCEEDED', 'FAILED', 'CANCELED')",
+    )
+    .bind(id.0)
+    .execute(db)
+    .await?;
+    if deleted.rows_affected() == 1 {
+        return Ok(());
+    }
+    let status = status_of(db, id).await?;
+    Err(Error::Refused {
+        id,
+        action: "delete",
+        status,
+    })
+}
+
+/// The state of task `id`, for saying why an action did not apply; [`Error::NotFound`] if there
+/// is no such task.
+async fn status_of(db: impl PgExecutor<'_>, id: TaskId) -> Result<TaskStatus, Error> {
+    let status: Option<(StoredStatus,)> = sqlx::query_as("select status from tasks where id = $1")
+        .bind(id.0)
+        .fetch_optional(db)
+        .await?;
+    status
+        .map(|(StoredStatus(s),)| s)
+        .ok_or(Error::NotFound(id))
+}
+
+/// Wakes the workers at commit: a task is due now.
+async fn notify_available(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_notify($1, '')")
+        .bind(CHANNEL_TASK_AVAILABLE)
+        .execute(db)
+        .await?;
+    Ok(())
+}

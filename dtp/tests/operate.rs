@@ -1,0 +1,195 @@
+//! An operator's actions on one task (SPEC §6): retry, run-now, delete, each allowed only in the
+//! states it applies to, answering problem JSON otherwise and changing nothing then.
+
+mod support;
+
+use std::time::Duration;
+
+use common::{RetryState, TaskStatus, TaskView};
+use dtp::queue::{self, TaskId};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use support::{api_only_with, assert_problem, claim, spawn_app_with, TestApp};
+use testkit::Sent;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Sends `method` to `/tasks/{id}{action}`.
+async fn act(app: &TestApp, method: Method, id: i64, action: &str) -> reqwest::Response {
+    let url = app.url(&format!("/tasks/{id}{action}"));
+    app.client.request(method, url).sent().await
+}
+
+async fn retry(app: &TestApp, id: i64) -> reqwest::Response {
+    act(app, Method::POST, id, "/retry").await
+}
+
+/// A task with `max_attempts`, claimed once and failed for good.
+async fn failed_task(app: &TestApp, max_attempts: i32) -> i64 {
+    let id = app
+        .create_id(json!({"type": "noop", "maxAttempts": max_attempts}))
+        .await;
+    let fence = claim(&app.pool, "w", 1, LEASE).await[0].fence();
+    let failed = queue::mark_failed_or_retry(&app.pool, TaskId(id), fence, "boom", LEASE, true);
+    failed.await.expect("fail").expect("fence held");
+    id
+}
+
+#[tokio::test]
+async fn retry_of_a_failed_task_makes_it_pending_and_due_now_with_one_more_attempt() {
+    let app = api_only_with(|_| {}).await;
+    let id = failed_task(&app, 1).await;
+
+    let response = retry(&app, id).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let task: TaskView = response.json().await.expect("task");
+    assert_eq!(task.status, TaskStatus::Pending);
+    assert_eq!((task.attempt_count, task.max_attempts), (1, 2));
+    assert_eq!(task.retry_state, RetryState::RetryScheduled);
+    assert_eq!(task.completed_at, None);
+    assert_eq!(task.next_attempt_at, None);
+    assert_eq!(
+        task.last_error.as_deref(),
+        Some("boom"),
+        "the last error is kept"
+    );
+    let again = claim(&app.pool, "w", 1, LEASE).await;
+    assert_eq!(again.len(), 1, "due now");
+    assert_eq!(again[0].attempt_count, 2);
+}
+
+#[tokio::test]
+async fn retry_of_a_canceled_task_with_attempts_left_keeps_its_max_attempts() {
+    let app = api_only_with(|_| {}).await;
+    let id = app.create_id(json!({"type": "noop"})).await;
+    app.cancel(id).await;
+
+    let response = retry(&app, id).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let task: TaskView = response.json().await.expect("task");
+    assert_eq!(task.status, TaskStatus::Pending);
+    assert_eq!((task.attempt_count, task.max_attempts), (0, 3));
+}
+
+#[tokio::test]
+async fn retry_is_refused_for_pending_running_and_succeeded_tasks_and_changes_nothing() {
+    let app = api_only_with(|_| {}).await;
+    let running = app.create_id(json!({"type": "noop"})).await;
+    let succeeded = app.create_id(json!({"type": "noop"})).await;
+    let claimed = claim(&app.pool, "w", 2, LEASE).await;
+    let pending = app.create_id(json!({"type": "noop"})).await;
+    let fence_of = |id| claimed.iter().find(|t| t.id == id).map(|t| t.fence());
+    let done = (
+        TaskId(succeeded),
+        fence_of(succeeded).expect("claimed"),
+        json!(1),
+    );
+    queue::mark_succeeded_many(&app.pool, &[done])
+        .await
+        .expect("succeed");
+    let before = app.get_task(pending).await;
+
+    for (id, state) in [
+        (pending, TaskStatus::Pending),
+        (running, TaskStatus::Running),
+        (succeeded, TaskStatus::Succeeded),
+    ] {
+        let detail = assert_problem(retry(&app, id).await, StatusCode::CONFLICT).await;
+        assert_eq!(detail, format!("Cannot retry task in state {state}"));
+        assert_eq!(app.get_task(id).await.status, state);
+    }
+    assert_eq!(app.get_task(pending).await, before);
+    assert_problem(retry(&app, 4040).await, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn retry_of_a_task_that_made_the_most_attempts_a_task_may_have_is_409() {
+    let app = api_only_with(|_| {}).await;
+    let id = failed_task(&app, 100).await;
+    sqlx::query("update tasks set attempt_count = 100 where id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .expect("use every attempt");
+
+    let detail = assert_problem(retry(&app, id).await, StatusCode::CONFLICT).await;
+
+    assert!(detail.contains("most attempts"), "{detail}");
+    assert_eq!(app.get_task(id).await.status, TaskStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_retried_task_runs_again_on_a_worker() {
+    let app = spawn_app_with(|_| {}).await;
+    let id = app
+        .create_id(json!({"type": "demo-fail", "maxAttempts": 1}))
+        .await;
+    app.wait_for(id, TaskStatus::Failed).await;
+
+    assert_eq!(retry(&app, id).await.status(), StatusCode::OK);
+
+    let failed_again = app.wait_for(id, TaskStatus::Failed).await;
+    assert_eq!(
+        (failed_again.attempt_count, failed_again.max_attempts),
+        (2, 2)
+    );
+}
+
+#[tokio::test]
+async fn run_now_makes_a_delayed_task_due_now() {
+    let app = api_only_with(|_| {}).await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let id = app
+        .create_id(json!({"type": "noop", "runAt": later.to_rfc3339()}))
+        .await;
+    assert!(
+        claim(&app.pool, "w", 1, LEASE).await.is_empty(),
+        "not due yet"
+    );
+
+    let response = act(&app, Method::POST, id, "/run-now").await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let task: TaskView = response.json().await.expect("task");
+    assert!(task.scheduled_for < later, "first due now: {task:?}");
+    assert_eq!(claim(&app.pool, "w", 1, LEASE).await.len(), 1);
+}
+
+#[tokio::test]
+async fn run_now_of_a_task_that_is_not_pending_is_409_and_of_an_unknown_one_404() {
+    let app = api_only_with(|_| {}).await;
+    let id = app.create_id(json!({"type": "noop"})).await;
+    claim(&app.pool, "w", 1, LEASE).await;
+
+    let running = act(&app, Method::POST, id, "/run-now").await;
+    let unknown = act(&app, Method::POST, 4040, "/run-now").await;
+
+    let detail = assert_problem(running, StatusCode::CONFLICT).await;
+    assert_eq!(detail, "Cannot run-now task in state RUNNING");
+    assert_problem(unknown, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn delete_removes_a_finished_task_and_refuses_one_that_may_still_run() {
+    let app = api_only_with(|_| {}).await;
+    let finished = app.create_id(json!({"type": "noop"})).await;
+    app.cancel(finished).await;
+    let pending = app.create_id(json!({"type": "noop"})).await;
+
+    let deleted = act(&app, Method::DELETE, finished, "").await;
+    let refused = act(&app, Method::DELETE, pending, "").await;
+    let unknown = act(&app, Method::DELETE, 4040, "").await;
+
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let gone = app
+        .client
+        .get(app.url(&format!("/tasks/{finished}")))
+        .sent();
+    assert_problem(gone.await, StatusCode::NOT_FOUND).await;
+    let detail = assert_problem(refused, StatusCode::CONFLICT).await;
+    assert_eq!(detail, "Cannot delete task in state PENDING");
+    assert_eq!(app.get_task(pending).await.status, TaskStatus::Pending);
+    assert_problem(unknown, StatusCode::NOT_FOUND).await;
+}
