@@ -32,14 +32,8 @@ pub async fn truncate(pool: &PgPool) {
 /// Enqueues `count` `noop` tasks through the library's batch call, 1000 per transaction.
 pub async fn enqueue_noops(pool: &PgPool, count: usize) {
     let task = NewTask {
-        task_type: "noop".into(),
-        payload: Value::Null,
-        priority: 0,
-        max_attempts: 3,
         max_attempts_requested: true,
-        timeout_ms: None,
-        run_at: None,
-        idempotency_key: None,
+        ..NewTask::new("noop", Value::Null)
     };
     let mut left = count;
     while left > 0 {
@@ -136,14 +130,9 @@ pub async fn pickup_latencies(
         .await
         .unwrap_or_else(|e| panic!("acquire: {e}"));
     let task = NewTask {
-        task_type: "probe".into(),
-        payload: json!({}),
-        priority: 0,
         max_attempts: 1,
         max_attempts_requested: true,
-        timeout_ms: None,
-        run_at: None,
-        idempotency_key: None,
+        ..NewTask::new("probe", json!({}))
     };
     for _ in 0..count {
         let before = Instant::now();

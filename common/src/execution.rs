@@ -13,6 +13,8 @@ use crate::task::{RetryState, TaskStatus};
 pub struct ExecutionView {
     /// The DTP task.
     pub scheduler_task_id: i64,
+    /// Its queue in DTP.
+    pub queue: String,
     /// Execution state, as DTP reports it.
     pub status: TaskStatus,
     /// Attempts started.

@@ -105,6 +105,10 @@ pub struct CreateTask {
     /// Any JSON; handed to the handler as is. `null` when absent.
     #[serde(default)]
     pub payload: Value,
+    /// The queue, `default` when absent: 1..=100 characters of `[A-Za-z0-9_.:-]`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// Attempts allowed, 1..=100; the server's default (3) when absent.
     // The bounds are `limits::MAX_ATTEMPTS`; the schema attribute needs literals.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
@@ -137,6 +141,7 @@ impl CreateTask {
         CreateTask {
             task_type: task_type.into(),
             payload,
+            queue: None,
             max_attempts: None,
             run_at: None,
             priority: None,
@@ -158,6 +163,8 @@ pub struct TaskView {
     pub task_type: String,
     /// The payload given at creation.
     pub payload: Value,
+    /// The queue it is in.
+    pub queue: String,
     /// Current state.
     pub status: TaskStatus,
     /// Attempts started so far.

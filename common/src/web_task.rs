@@ -59,6 +59,10 @@ pub struct BindRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub max_attempts: Option<i32>,
+    /// DTP queue; `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
+    pub queue: Option<String>,
 }
 
 /// The web task body.

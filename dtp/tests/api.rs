@@ -28,6 +28,7 @@ async fn create_answers_201_with_location_and_a_pending_task() {
     assert_eq!(location, format!("/tasks/{}", task.id));
     assert_eq!(task.task_type, "demo");
     assert_eq!(task.payload, json!("hello"));
+    assert_eq!(task.queue, "default");
     assert_eq!(task.status, TaskStatus::Pending);
     assert_eq!(task.retry_state, RetryState::None);
     assert_eq!(
@@ -36,6 +37,49 @@ async fn create_answers_201_with_location_and_a_pending_task() {
     );
     assert_eq!(task.scheduled_for, task.created_at);
     assert!(task.processing_started_at.is_none() && task.completed_at.is_none());
+}
+
+#[tokio::test]
+async fn a_task_is_created_in_the_queue_it_names_and_listed_by_queue() {
+    let app = api_only().await;
+    let long_name = "q".repeat(100);
+    let emails = app
+        .create(json!({"type": "noop", "queue": "emails:eu-1.v2_a"}))
+        .await;
+    let long = app
+        .create(json!({"type": "noop", "queue": long_name}))
+        .await;
+    app.create(json!({"type": "noop"})).await;
+
+    let page: TaskPage = app.get_ok("/tasks?queue=emails:eu-1.v2_a").await;
+    let too_long = app.post_task(json!({"type": "noop", "queue": "q".repeat(101)}));
+
+    assert_eq!(emails.queue, "emails:eu-1.v2_a");
+    assert_eq!(long.queue, long_name);
+    let ids: Vec<i64> = page.tasks.iter().map(|t| t.id).collect();
+    assert_eq!(ids, vec![emails.id]);
+    assert_problem(too_long.await, StatusCode::UNPROCESSABLE_ENTITY).await;
+}
+
+#[tokio::test]
+async fn a_key_reused_in_another_queue_is_409_and_naming_the_default_queue_is_the_same_request() {
+    let app = api_only().await;
+    let first = app
+        .create(json!({"type": "noop", "idempotencyKey": "q-1"}))
+        .await;
+
+    let same = app
+        .post_task(json!({"type": "noop", "idempotencyKey": "q-1", "queue": "default"}))
+        .await;
+    let other = app
+        .post_task(json!({"type": "noop", "idempotencyKey": "q-1", "queue": "emails"}))
+        .await;
+
+    assert_eq!(same.status(), StatusCode::OK);
+    let same: common::TaskView = same.json().await.expect("task");
+    assert_eq!(same.id, first.id);
+    assert_problem(other, StatusCode::CONFLICT).await;
+    assert_eq!(app.count_tasks().await, 1);
 }
 
 #[tokio::test]
@@ -56,6 +100,7 @@ async fn task_bodies_use_camel_case_and_millisecond_utc_timestamps() {
         "id",
         "type",
         "payload",
+        "queue",
         "status",
         "attemptCount",
         "maxAttempts",
@@ -337,6 +382,10 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
         (r#"{"type": "demo", "runAt": "tomorrow"}"#, JSON, INVALID, "RFC 3339"),
         (r#"{"type": "demo", "surprise": 1}"#, JSON, INVALID, "surprise"),
         (r#"{"payload": 1}"#, JSON, INVALID, "type"),
+        (r#"{"type": "demo", "queue": ""}"#, JSON, INVALID, "queue"),
+        (r#"{"type": "demo", "queue": "two words"}"#, JSON, INVALID, "queue"),
+        (r#"{"type": "demo", "queue": "caf\u00e9"}"#, JSON, INVALID, "queue"),
+        (r#"{"type": "demo", "queue": 7}"#, JSON, INVALID, "queue"),
         (r#"{"type": "demo"}"#, "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
     ];
     for (body, content_type, status, mentions) in cases {
@@ -378,7 +427,11 @@ async fn bad_ids_unknown_routes_and_wrong_methods_are_problem_json() {
         ),
         (Method::PUT, "/tasks/abc/cancel", StatusCode::BAD_REQUEST),
         (Method::GET, "/no/such/route", StatusCode::NOT_FOUND),
-        (Method::DELETE, "/tasks/1", StatusCode::METHOD_NOT_ALLOWED),
+        (
+            Method::DELETE,
+            "/tasks/1/cancel",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
         (
             Method::GET,
             "/tasks/1/cancel",

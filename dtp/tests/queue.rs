@@ -200,6 +200,11 @@ async fn listing_by_a_rare_status_or_an_idempotency_key_reads_an_index_not_the_w
         limit: 50,
         ..Default::default()
     };
+    let by_queue = queue::ListFilter {
+        queue: Some("emails".into()),
+        limit: 50,
+        ..Default::default()
+    };
     let by_key = queue::ListFilter {
         idempotency_key: Some("key-4242".into()),
         limit: 50,
@@ -210,6 +215,7 @@ async fn listing_by_a_rare_status_or_an_idempotency_key_reads_an_index_not_the_w
         (by_status(TaskStatus::Failed), "tasks_failed"),
         (by_status(TaskStatus::Canceled), "tasks_canceled"),
         (by_key, "tasks_idempotency_key"),
+        (by_queue, "tasks_queue_id"),
     ] {
         let plan = queue::explain_list(&app.pool, &filter)
             .await

@@ -10,6 +10,7 @@ pub fn execution_view(task: TaskView) -> ExecutionView {
     let completed = task.completed_at;
     ExecutionView {
         scheduler_task_id: task.id,
+        queue: task.queue,
         status: task.status,
         attempt_count: task.attempt_count,
         max_attempts: task.max_attempts,
@@ -50,6 +51,7 @@ mod tests {
             id: 9,
             task_type: "demo".into(),
             payload: json!(null),
+            queue: "default".into(),
             status: TaskStatus::Succeeded,
             attempt_count: 1,
             max_attempts: 3,

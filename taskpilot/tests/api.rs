@@ -125,19 +125,23 @@ async fn bind_creates_one_dtp_task_and_marks_the_web_task_submitted() {
     let bound = api
         .bind(
             created.id,
-            json!({"schedulerType": "demo-slow", "maxAttempts": 2}),
+            json!({"schedulerType": "demo-slow", "maxAttempts": 2, "queue": "slow"}),
         )
         .await;
 
     assert_eq!(bound.status, WebTaskStatus::Submitted);
     let scheduler_task_id = bound.scheduler_task_id.expect("bound");
-    let (task_type, max_attempts): (String, i32) =
-        sqlx::query_as("select type, max_attempts from tasks where id = $1")
+    let (task_type, max_attempts, queue): (String, i32, String) =
+        sqlx::query_as("select type, max_attempts, queue from tasks where id = $1")
             .bind(scheduler_task_id)
             .fetch_one(&system.dtp.pool)
             .await
             .expect("dtp task");
-    assert_eq!((task_type.as_str(), max_attempts), ("demo-slow", 2));
+    assert_eq!(
+        (task_type.as_str(), max_attempts, queue.as_str()),
+        ("demo-slow", 2, "slow")
+    );
+    assert_eq!(api.execution(created.id).await.queue, "slow");
 }
 
 #[tokio::test]
@@ -444,6 +448,7 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
         (Method::POST, "/api/tasks/1/scheduler", r#"{"maxAttempts": "#, JSON, BAD),
         (Method::POST, "/api/tasks/1/scheduler", r#"{"maxAttempts": 0}"#, JSON, INVALID),
         (Method::POST, "/api/tasks/1/scheduler", r#"{"colour": "red"}"#, JSON, INVALID),
+        (Method::POST, "/api/tasks/1/scheduler", r#"{"queue": "no spaces"}"#, JSON, INVALID),
         (Method::POST, "/api/tasks/1/scheduler", r#"{}"#, "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE),
         (Method::POST, "/api/tasks/abc/scheduler", "", JSON, BAD),
         (Method::GET, "/api/tasks/abc", "", JSON, BAD),

@@ -2,6 +2,7 @@
 //! No SQL and no retry logic here; every error leaves through [`error::ApiError`].
 
 pub mod error;
+mod list;
 mod operate;
 mod tasks;
 

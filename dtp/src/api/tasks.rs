@@ -1,18 +1,17 @@
 //! `/tasks`: create (with idempotency keys), get, list, cancel.
 
 use apikit::openapi::{BodyRefused, DatabaseDown};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use common::limits::MAX_ATTEMPTS;
+use common::limits::{is_queue_name, DEFAULT_QUEUE, MAX_ATTEMPTS};
 use common::{BatchCreated, CreateTask, Problem, TaskPage, TaskStatus, TaskView};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, AppState};
-use crate::queue::{self, CancelOutcome, Enqueued, ListFilter, NewTask, TaskId};
+use crate::queue::{self, CancelOutcome, Enqueued, NewTask, TaskId};
 use apikit::{ApiJson, PathId};
 
 /// Allowed `priority`.
@@ -23,9 +22,6 @@ const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<i64> = 1..=86_400_000;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Most requests in one batch.
 const MAX_BATCH: usize = 1000;
-/// Page size when `limit` is absent, and its ceiling.
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 500;
 
 /// DTP's API description, generated from the handlers above.
 #[derive(utoipa::OpenApi)]
@@ -38,7 +34,7 @@ const MAX_PAGE: i64 = 500;
         create,
         create_batch,
         get_one,
-        list,
+        super::list::list,
         cancel,
         super::operate::retry,
         super::operate::run_now,
@@ -55,7 +51,7 @@ apikit::problem_answers!(
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/tasks", post(create).get(list))
+        .route("/tasks", post(create).get(super::list::list))
         .route("/tasks/batch", post(create_batch))
         .route("/tasks/{id}", get(get_one))
         .route("/tasks/{id}/cancel", put(cancel))
@@ -199,9 +195,16 @@ fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> 
             ));
         }
     }
+    let queue = request.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+    if !is_queue_name(&queue) {
+        return Err(ApiError::Invalid(format!(
+            "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -, got {queue:?}"
+        )));
+    }
     Ok(NewTask {
         task_type: request.task_type,
         payload: request.payload,
+        queue,
         priority,
         max_attempts,
         max_attempts_requested: request.max_attempts.is_some(),
@@ -224,79 +227,6 @@ async fn get_one(
     PathId(id): PathId,
 ) -> Result<Json<TaskView>, ApiError> {
     Ok(Json(queue::get(&state.pool, TaskId(id)).await?.into_view()))
-}
-
-/// `GET /tasks` query; every value arrives as text so that bad values get a clear 400.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListParams {
-    status: Option<String>,
-    #[serde(rename = "type")]
-    task_type: Option<String>,
-    limit: Option<String>,
-    after: Option<String>,
-    #[serde(rename = "idempotencyKey")]
-    idempotency_key: Option<String>,
-}
-
-/// A page of tasks, newest first.
-#[utoipa::path(get, path = "/tasks", tag = "tasks",
-    params(
-        ("status" = Option<TaskStatus>, Query, description = "Only tasks in this state"),
-        ("type" = Option<String>, Query, description = "Only tasks of this type"),
-        ("limit" = Option<i64>, Query, description = "Page size, 1..=500 (default 50)", minimum = 1, maximum = 500),
-        ("after" = Option<i64>, Query, description = "Only tasks older than this id", minimum = 1),
-        ("idempotencyKey" = Option<String>, Query, description = "Only the task created with this key"),
-    ),
-    responses(
-        (status = 200, description = "A page", body = TaskPage),
-        (status = 400, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
-        DatabaseDown,
-    ))]
-async fn list(
-    State(state): State<AppState>,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<TaskPage>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let filter = parse_filter(params)?;
-    let rows = queue::list(&state.pool, &filter).await?;
-    let full_page = i64::try_from(rows.len()).unwrap_or(i64::MAX) == filter.limit;
-    let next_after = if full_page {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
-    Ok(Json(TaskPage {
-        tasks: rows.into_iter().map(|r| r.into_view()).collect(),
-        next_after,
-    }))
-}
-
-fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
-    let texts = [params.task_type.as_ref(), params.idempotency_key.as_ref()];
-    if texts.iter().flatten().any(|t| t.contains('\0')) {
-        return Err(ApiError::BadRequest(
-            "filters cannot contain NUL characters".into(),
-        ));
-    }
-    let status = params
-        .status
-        .map(|s| s.parse::<TaskStatus>())
-        .transpose()
-        .map_err(ApiError::BadRequest)?;
-    let limit = apikit::parse_bounded_int(params.limit.as_deref(), "limit", 1, MAX_PAGE)
-        .map_err(ApiError::BadRequest)?
-        .unwrap_or(DEFAULT_PAGE);
-    let after = apikit::parse_bounded_int(params.after.as_deref(), "after", 1, i64::MAX)
-        .map_err(ApiError::BadRequest)?
-        .map(TaskId);
-    Ok(ListFilter {
-        status,
-        task_type: params.task_type,
-        idempotency_key: params.idempotency_key,
-        after,
-        limit,
-    })
 }
 
 /// Cancels a PENDING or RUNNING task (idempotent).

@@ -1,6 +1,7 @@
 //! Creating tasks, with idempotency keys.
 
 use chrono::{DateTime, Utc};
+use common::limits::DEFAULT_QUEUE;
 use serde_json::Value;
 use sqlx::PgConnection;
 
@@ -14,6 +15,8 @@ pub struct NewTask {
     pub task_type: String,
     /// Handler input.
     pub payload: Value,
+    /// The queue (`common::limits::DEFAULT_QUEUE` when the request named none).
+    pub queue: String,
     /// Higher runs first.
     pub priority: i32,
     /// Attempts allowed.
@@ -31,17 +34,39 @@ pub struct NewTask {
 }
 
 impl NewTask {
+    /// A task of `task_type` with `payload`, in the default queue, priority 0, due now, three
+    /// attempts (not named by the request), no timeout or key: set the fields that differ.
+    pub fn new(task_type: impl Into<String>, payload: Value) -> Self {
+        NewTask {
+            task_type: task_type.into(),
+            payload,
+            queue: DEFAULT_QUEUE.to_owned(),
+            priority: 0,
+            max_attempts: 3,
+            max_attempts_requested: false,
+            timeout_ms: None,
+            run_at: None,
+            idempotency_key: None,
+        }
+    }
+
     /// What identifies "the same request" for an idempotency key: every field the request gave,
     /// but the key.
     fn fingerprint(&self) -> Value {
-        serde_json::json!({
+        let mut fingerprint = serde_json::json!({
             "type": self.task_type,
             "payload": self.payload,
             "priority": self.priority,
             "maxAttempts": self.max_attempts_requested.then_some(self.max_attempts),
             "timeoutMs": self.timeout_ms,
             "runAt": self.run_at.map(|t| t.timestamp_micros()),
-        })
+        });
+        // Named only when not the default, so that keys stored before queues existed still
+        // match a repeat of their request.
+        if self.queue != DEFAULT_QUEUE {
+            fingerprint["queue"] = Value::from(self.queue.as_str());
+        }
+        fingerprint
     }
 }
 
@@ -86,9 +111,9 @@ async fn insert(conn: &mut PgConnection, task: &NewTask) -> Result<Option<TaskRo
     let sql = format!(
         r#"
         with inserted as (
-            insert into tasks (type, payload, priority, max_attempts, timeout_ms,
+            insert into tasks (type, payload, queue, priority, max_attempts, timeout_ms,
                                scheduled_for, run_at, idempotency_key, idempotency_request)
-            values ($1, $2, $3, $4, $5, coalesce($6, now()), coalesce($6, now()), $7,
+            values ($1, $2, $9, $3, $4, $5, coalesce($6, now()), coalesce($6, now()), $7,
                     case when $7::text is null then null else $8::jsonb end)
             on conflict (idempotency_key) where idempotency_key is not null do nothing
             returning *
@@ -108,6 +133,7 @@ async fn insert(conn: &mut PgConnection, task: &NewTask) -> Result<Option<TaskRo
         .bind(task.run_at)
         .bind(&task.idempotency_key)
         .bind(task.fingerprint())
+        .bind(&task.queue)
         .fetch_optional(conn)
         .await?;
     Ok(row)
@@ -149,15 +175,15 @@ pub async fn enqueue_many(
         with input as (
             select nextval(pg_get_serial_sequence('tasks', 'id')) as id, i.*
             from unnest($1::text[], $2::jsonb[], $3::integer[], $4::integer[], $5::bigint[],
-                        $6::timestamptz[], $7::text[], $8::jsonb[])
+                        $6::timestamptz[], $7::text[], $8::jsonb[], $9::text[])
                  with ordinality as i(type, payload, priority, max_attempts, timeout_ms,
-                                      run_at, idempotency_key, fingerprint, position)
+                                      run_at, idempotency_key, fingerprint, queue, position)
         ),
         inserted as (
-            insert into tasks (id, type, payload, priority, max_attempts, timeout_ms,
+            insert into tasks (id, type, payload, queue, priority, max_attempts, timeout_ms,
                                scheduled_for, run_at, idempotency_key, idempotency_request)
             overriding system value
-            select id, type, payload, priority, max_attempts, timeout_ms,
+            select id, type, payload, queue, priority, max_attempts, timeout_ms,
                    coalesce(run_at, now()), coalesce(run_at, now()), idempotency_key,
                    case when idempotency_key is null then null else fingerprint end
             from input order by position
@@ -181,6 +207,7 @@ pub async fn enqueue_many(
         .bind(&columns.run_ats)
         .bind(&columns.keys)
         .bind(&columns.fingerprints)
+        .bind(&columns.queues)
         .fetch_all(&mut *conn)
         .await?;
     let mut answers: Vec<Option<Enqueued>> = (0..tasks.len()).map(|_| None).collect();
@@ -238,6 +265,7 @@ struct BatchColumns {
     run_ats: Vec<Option<DateTime<Utc>>>,
     keys: Vec<Option<String>>,
     fingerprints: Vec<Value>,
+    queues: Vec<String>,
 }
 
 impl BatchColumns {
@@ -258,6 +286,7 @@ impl BatchColumns {
                     None => Value::Null,
                 })
                 .collect(),
+            queues: tasks.iter().map(|t| t.queue.clone()).collect(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct ListFilter {
     pub status: Option<TaskStatus>,
     /// Only tasks of this handler type.
     pub task_type: Option<String>,
+    /// Only tasks in this queue (served by `tasks_queue_id`).
+    pub queue: Option<String>,
     /// Only the task created with this idempotency key.
     pub idempotency_key: Option<String>,
     /// Only tasks older than this id (the cursor of the previous page).
@@ -48,6 +50,9 @@ fn list_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, 
     }
     if let Some(task_type) = &filter.task_type {
         sql.push(" and type = ").push_bind(task_type);
+    }
+    if let Some(queue) = &filter.queue {
+        sql.push(" and queue = ").push_bind(queue);
     }
     if let Some(key) = &filter.idempotency_key {
         sql.push(" and idempotency_key = ").push_bind(key);

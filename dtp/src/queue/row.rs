@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::status::StoredStatus;
 
 /// Every column of `tasks` that reads return.
-pub(crate) const TASK_COLUMNS: &str = "id, type, payload, status, priority, attempt_count, \
+pub(crate) const TASK_COLUMNS: &str = "id, type, payload, queue, status, priority, attempt_count, \
      max_attempts, timeout_ms, scheduled_for, run_at, processing_started_at, completed_at, \
      next_attempt_at, last_error, result, worker_id, lease_expires_at, idempotency_key, \
      created_at, updated_at";
@@ -22,6 +22,8 @@ pub struct TaskRow {
     pub task_type: String,
     /// Handler input.
     pub payload: Value,
+    /// The queue it is in.
+    pub queue: String,
     /// The state.
     pub status: StoredStatus,
     /// Higher runs first.
@@ -84,6 +86,7 @@ impl TaskRow {
             id: self.id,
             task_type: self.task_type,
             payload: self.payload,
+            queue: self.queue,
             status,
             attempt_count: self.attempt_count,
             max_attempts: self.max_attempts,

@@ -420,14 +420,8 @@ impl QueueDb {
     /// Enqueues a `noop` task with `priority`, due now; its id.
     pub async fn enqueue(&self, priority: i32) -> i64 {
         let task = dtp::queue::NewTask {
-            task_type: "noop".to_owned(),
-            payload: Value::Null,
             priority,
-            max_attempts: 3,
-            max_attempts_requested: false,
-            timeout_ms: None,
-            run_at: None,
-            idempotency_key: None,
+            ..dtp::queue::NewTask::new("noop", Value::Null)
         };
         let mut conn = self.pool.acquire().await.expect("connection");
         match dtp::queue::enqueue(&mut conn, &task)

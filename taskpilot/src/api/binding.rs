@@ -11,7 +11,7 @@ use apikit::{OptionalJson, PathId, RequestId};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use common::limits::MAX_ATTEMPTS;
+use common::limits::{is_queue_name, MAX_ATTEMPTS};
 use common::{BindRequest, CreateTask, Problem, TaskView, WebTask};
 
 use super::error::DtpFaults;
@@ -71,6 +71,11 @@ fn validate(request: &BindRequest) -> Result<(), ApiError> {
             MAX_ATTEMPTS.end()
         )));
     }
+    if let Some(queue) = request.queue.as_deref().filter(|q| !is_queue_name(q)) {
+        return Err(ApiError::Invalid(format!(
+            "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -, got {queue:?}"
+        )));
+    }
     Ok(())
 }
 
@@ -89,6 +94,7 @@ async fn create_or_adopt(
         task.payload.clone(),
     );
     create.max_attempts = request.max_attempts;
+    create.queue = request.queue;
     create.idempotency_key = Some(key.clone());
     match state.scheduler.create_task(&create, request_id).await {
         Ok(created) => Ok(created),
