@@ -1,5 +1,6 @@
 //! Reading tasks: one by id, and pages newest first.
 
+use common::limits::is_queue_name;
 use common::TaskStatus;
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 
@@ -52,7 +53,13 @@ fn list_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, 
         sql.push(" and type = ").push_bind(task_type);
     }
     if let Some(queue) = &filter.queue {
-        sql.push(" and queue = ").push_bind(queue);
+        // A literal too, for the partial index `tasks_queue_id`. Only a queue name (letters,
+        // digits, `_.:-`) is written into the statement; no task is in anything else.
+        if is_queue_name(queue) {
+            sql.push(format_args!(" and queue = '{queue}'"));
+        } else {
+            sql.push(" and false");
+        }
     }
     if let Some(key) = &filter.idempotency_key {
         sql.push(" and idempotency_key = ").push_bind(key);
