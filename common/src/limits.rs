@@ -12,8 +12,9 @@ pub const MAX_ATTEMPTS: RangeInclusive<i32> = 1..=100;
 /// The queue a task is in when its create request names none.
 pub const DEFAULT_QUEUE: &str = "default";
 
-/// Whether `name` is a queue name: 1..=100 characters of `[A-Za-z0-9_.:-]` (the schema checks
-/// the same, `migrations/dtp/0005_task_queue.sql`).
+/// Whether `name` is a queue name: 1..=100 characters of `[A-Za-z0-9_.:-]`. The services check
+/// it on every request; the schema checks only the length (`migrations/dtp/0005_task_queue.sql`
+/// says why), so a program embedding `dtp` that writes through `dtp::queue` must check too.
 pub fn is_queue_name(name: &str) -> bool {
     (1..=100).contains(&name.len())
         && name

@@ -170,6 +170,7 @@ impl Config {
     pub fn api_config(&self) -> ApiConfig {
         ApiConfig {
             default_max_attempts: self.default_max_attempts,
+            lease: Duration::from_millis(self.lease_ms),
             edge: EdgeConfig {
                 max_body_bytes: self.max_body_bytes,
                 request_timeout: Duration::from_millis(self.request_timeout_ms),

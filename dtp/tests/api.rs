@@ -53,12 +53,14 @@ async fn a_task_is_created_in_the_queue_it_names_and_listed_by_queue() {
 
     let page: TaskPage = app.get_ok("/tasks?queue=emails:eu-1.v2_a").await;
     let too_long = app.post_task(json!({"type": "noop", "queue": "q".repeat(101)}));
+    let bad_filter = app.client.get(app.url("/tasks?queue=two%20words")).sent();
 
     assert_eq!(emails.queue, "emails:eu-1.v2_a");
     assert_eq!(long.queue, long_name);
     let ids: Vec<i64> = page.tasks.iter().map(|t| t.id).collect();
     assert_eq!(ids, vec![emails.id]);
     assert_problem(too_long.await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_problem(bad_filter.await, StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]

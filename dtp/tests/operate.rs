@@ -193,3 +193,70 @@ async fn delete_removes_a_finished_task_and_refuses_one_that_may_still_run() {
     assert_eq!(app.get_task(pending).await.status, TaskStatus::Pending);
     assert_problem(unknown, StatusCode::NOT_FOUND).await;
 }
+
+#[tokio::test]
+async fn a_task_canceled_while_running_is_retried_only_a_lease_after_its_cancel() {
+    let app = api_only_with(|c| c.lease_ms = 60_000).await;
+    let id = app.create_id(json!({"type": "noop"})).await;
+    claim(&app.pool, "w", 1, LEASE).await;
+    app.cancel(id).await;
+
+    let retried = retry(&app, id).await;
+    let claimed_after_retry = claim(&app.pool, "w", 1, LEASE).await;
+    let brought_forward = act(&app, Method::POST, id, "/run-now").await;
+    let claimed_after_run_now = claim(&app.pool, "w", 1, LEASE).await;
+
+    assert_eq!(retried.status(), StatusCode::OK);
+    assert_eq!(brought_forward.status(), StatusCode::OK);
+    assert_eq!(app.get_task(id).await.status, TaskStatus::Pending);
+    assert!(
+        claimed_after_retry.is_empty(),
+        "its canceled attempt may still run"
+    );
+    assert!(
+        claimed_after_run_now.is_empty(),
+        "run-now does not bring it forward either"
+    );
+}
+
+#[tokio::test]
+async fn run_now_makes_a_retry_waiting_for_its_backoff_due_now() {
+    let app = api_only_with(|_| {}).await;
+    let id = app.create_id(json!({"type": "noop"})).await;
+    let fence = claim(&app.pool, "w", 1, LEASE).await[0].fence();
+    let hour = Duration::from_secs(3600);
+    let failed = queue::mark_failed_or_retry(&app.pool, TaskId(id), fence, "boom", hour, false);
+    failed.await.expect("fail").expect("fence held");
+    assert!(app.get_task(id).await.next_attempt_at.is_some());
+
+    let response = act(&app, Method::POST, id, "/run-now").await;
+
+    let task: TaskView = response.json().await.expect("task");
+    assert_eq!(task.next_attempt_at, None);
+    assert_eq!(task.retry_state, RetryState::RetryScheduled);
+    assert_eq!(claim(&app.pool, "w", 1, LEASE).await.len(), 1);
+}
+
+#[tokio::test]
+async fn delete_is_allowed_in_every_terminal_state_and_refused_while_running() {
+    let app = api_only_with(|_| {}).await;
+    let succeeded = app.create_id(json!({"type": "noop"})).await;
+    let fence = claim(&app.pool, "w", 1, LEASE).await[0].fence();
+    let done = [(TaskId(succeeded), fence, json!(1))];
+    queue::mark_succeeded_many(&app.pool, &done)
+        .await
+        .expect("succeed");
+    let failed = failed_task(&app, 1).await;
+    let running = app.create_id(json!({"type": "noop"})).await;
+    claim(&app.pool, "w", 1, LEASE).await;
+
+    for id in [succeeded, failed] {
+        let deleted = act(&app, Method::DELETE, id, "").await;
+        assert_eq!(deleted.status(), StatusCode::NO_CONTENT, "task {id}");
+    }
+    let refused = act(&app, Method::DELETE, running, "").await;
+
+    let detail = assert_problem(refused, StatusCode::CONFLICT).await;
+    assert_eq!(detail, "Cannot delete task in state RUNNING");
+    assert_eq!(app.count_tasks().await, 1);
+}

@@ -20,6 +20,7 @@ fn unreachable_state() -> AppState {
         registry: HandlerRegistry::with_builtins(),
         config: Arc::new(ApiConfig {
             default_max_attempts: 3,
+            lease: Duration::from_secs(15),
             edge: apikit::EdgeConfig {
                 max_body_bytes: 1024,
                 request_timeout: Duration::from_secs(5),

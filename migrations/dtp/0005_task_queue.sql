@@ -11,3 +11,9 @@ alter table tasks add column queue text not null default 'default'
 -- from being written on every claim and completion of a default-queue task (`queue::list`
 -- writes the name as a literal, so that a cached plan can use this partial index).
 create index tasks_queue_id on tasks (queue, id desc) where queue <> 'default';
+
+-- A task canceled while it ran, then retried by an operator, is not due before this: its
+-- canceled attempt may run until its worker hears of the cancel or its lease runs out, and a
+-- second claim before then would run the task twice at once. run-now does not bring a task
+-- forward past it. Null for every other task.
+alter table tasks add column rerun_not_before timestamptz;

@@ -3,6 +3,7 @@
 use apikit::openapi::DatabaseDown;
 use axum::extract::{Query, State};
 use axum::Json;
+use common::limits::is_queue_name;
 use common::{Problem, TaskPage, TaskStatus};
 use serde::Deserialize;
 
@@ -71,6 +72,11 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
         return Err(ApiError::BadRequest(
             "filters cannot contain NUL characters".into(),
         ));
+    }
+    if let Some(queue) = params.queue.as_deref().filter(|q| !is_queue_name(q)) {
+        return Err(ApiError::BadRequest(format!(
+            "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -, got {queue:?}"
+        )));
     }
     let status = params
         .status

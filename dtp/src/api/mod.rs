@@ -21,6 +21,9 @@ pub use error::ApiError;
 pub struct ApiConfig {
     /// `maxAttempts` of a task that names none.
     pub default_max_attempts: i32,
+    /// The workers' lease (`DTP_LEASE_MS`): a task canceled while running is retried no sooner
+    /// than a lease after its cancel, when its canceled attempt has surely stopped.
+    pub lease: std::time::Duration,
     /// Body limit, request timeout, bearer tokens.
     pub edge: EdgeConfig,
 }

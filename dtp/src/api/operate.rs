@@ -19,12 +19,12 @@ pub(super) fn router() -> Router<AppState> {
         .route("/tasks/{id}", delete(remove))
 }
 
-/// Makes a FAILED or CANCELED task PENDING again, due now; `maxAttempts` is raised by one if its
-/// attempts were used up.
+/// Makes a FAILED or CANCELED task PENDING again, due now (a task canceled while running: a
+/// lease after its cancel); `maxAttempts` is raised by one if its attempts were used up.
 #[utoipa::path(post, path = "/tasks/{id}/retry", tag = "operator",
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses(
-        (status = 200, description = "The task, PENDING and due now", body = TaskView),
+        (status = 200, description = "The task, PENDING and due now (a lease after its cancel if it was canceled while running)", body = TaskView),
         UnknownTask,
         (status = 409, description = "The task is PENDING, RUNNING or SUCCEEDED, or has made 100 attempts", body = Problem, content_type = "application/problem+json"),
         DatabaseDown,
@@ -33,7 +33,7 @@ pub(super) async fn retry(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<TaskView>, ApiError> {
-    let task = queue::retry(&state.pool, TaskId(id)).await?;
+    let task = queue::retry(&state.pool, TaskId(id), state.config.lease).await?;
     tracing::info!(
         task_id = id,
         to = "PENDING",

@@ -3,24 +3,39 @@
 //! applies to, so it cannot race a worker's claim or completion into a state the state machine
 //! does not draw.
 
+use std::time::Duration;
+
 use common::limits::MAX_ATTEMPTS;
 use common::TaskStatus;
 use sqlx::{PgExecutor, PgPool};
 
 use super::row::TASK_COLUMNS;
 use super::status::StoredStatus;
-use super::{Error, TaskId, TaskRow, CHANNEL_TASK_AVAILABLE};
+use super::{millis, Error, TaskId, TaskRow, CHANNEL_TASK_AVAILABLE};
 
 /// Makes a FAILED or CANCELED task PENDING again, due now. If its attempts were used up,
 /// `maxAttempts` is raised by one so that it gets one more; the attempts already made and the
 /// last error stay. Refused in any other state ([`Error::Refused`]), and for a task that has
 /// made the most attempts a task may have ([`Error::NoAttemptsLeft`]).
-pub async fn retry(pool: &PgPool, id: TaskId) -> Result<TaskRow, Error> {
+///
+/// A task canceled after it had started is due no sooner than `lease` after its cancel: its
+/// canceled attempt may still be running until its worker hears of the cancel or its lease, as
+/// last renewed, runs out; a new claim before then would run the task twice at once. A task
+/// that never started counts as first due now (`scheduledFor`).
+pub async fn retry(pool: &PgPool, id: TaskId, lease: Duration) -> Result<TaskRow, Error> {
     let mut tx = pool.begin().await?;
     let retried: Option<TaskRow> = sqlx::query_as(&format!(
         r#"
         update tasks
-        set status = 'PENDING', run_at = now(), next_attempt_at = null, completed_at = null,
+        set status = 'PENDING',
+            rerun_not_before = case when status = 'CANCELED' and attempt_count > 0
+                                    then completed_at + $3 * interval '1 millisecond' end,
+            run_at = case when status = 'CANCELED' and attempt_count > 0
+                          then greatest(now(), completed_at + $3 * interval '1 millisecond')
+                          else now() end,
+            scheduled_for = case when attempt_count = 0 then least(scheduled_for, now())
+                                 else scheduled_for end,
+            next_attempt_at = null, completed_at = null,
             max_attempts = greatest(max_attempts, attempt_count + 1), updated_at = now()
         where id = $1 and status in ('FAILED', 'CANCELED') and attempt_count < $2
         returning {TASK_COLUMNS}
@@ -28,11 +43,16 @@ pub async fn retry(pool: &PgPool, id: TaskId) -> Result<TaskRow, Error> {
     ))
     .bind(id.0)
     .bind(MAX_ATTEMPTS.end())
+    .bind(millis(lease))
     .fetch_optional(&mut *tx)
     .await?;
     let Some(task) = retried else {
-        return Err(match status_of(&mut *tx, id).await? {
-            TaskStatus::Failed | TaskStatus::Canceled => Error::NoAttemptsLeft(id),
+        let (status, attempts) = state_of(&mut *tx, id).await?;
+        return Err(match status {
+            TaskStatus::Failed | TaskStatus::Canceled if attempts >= *MAX_ATTEMPTS.end() => {
+                Error::NoAttemptsLeft(id)
+            }
+            // Another state, or it changed in between: the state it is in now is the answer.
             status => Error::Refused {
                 id,
                 action: "retry",
@@ -46,14 +66,15 @@ pub async fn retry(pool: &PgPool, id: TaskId) -> Result<TaskRow, Error> {
 }
 
 /// Makes a PENDING task due now: a delayed task, or a retry waiting for its backoff. A task
-/// that has not started yet counts as first due now (`scheduledFor`). Refused in any other
-/// state ([`Error::Refused`]).
+/// that has not started yet counts as first due now (`scheduledFor`). Not before the time
+/// [`retry`] set for a task canceled while it ran. Refused in any other state
+/// ([`Error::Refused`]).
 pub async fn run_now(pool: &PgPool, id: TaskId) -> Result<TaskRow, Error> {
     let mut tx = pool.begin().await?;
     let due: Option<TaskRow> = sqlx::query_as(&format!(
         r#"
         update tasks
-        set run_at = least(run_at, now()), next_attempt_at = null,
+        set run_at = greatest(least(run_at, now()), rerun_not_before), next_attempt_at = null,
             scheduled_for = case when attempt_count = 0 then least(scheduled_for, now())
                                  else scheduled_for end,
             updated_at = now()
@@ -65,7 +86,7 @@ pub async fn run_now(pool: &PgPool, id: TaskId) -> Result<TaskRow, Error> {
     .fetch_optional(&mut *tx)
     .await?;
     let Some(task) = due else {
-        let status = status_of(&mut *tx, id).await?;
+        let (status, _) = state_of(&mut *tx, id).await?;
         return Err(Error::Refused {
             id,
             action: "run-now",
@@ -90,7 +111,7 @@ pub async fn delete(db: impl PgExecutor<'_> + Copy, id: TaskId) -> Result<(), Er
     if deleted.rows_affected() == 1 {
         return Ok(());
     }
-    let status = status_of(db, id).await?;
+    let (status, _) = state_of(db, id).await?;
     Err(Error::Refused {
         id,
         action: "delete",
@@ -98,15 +119,16 @@ pub async fn delete(db: impl PgExecutor<'_> + Copy, id: TaskId) -> Result<(), Er
     })
 }
 
-/// The state of task `id`, for saying why an action did not apply; [`Error::NotFound`] if there
-/// is no such task.
-async fn status_of(db: impl PgExecutor<'_>, id: TaskId) -> Result<TaskStatus, Error> {
-    let status: Option<(StoredStatus,)> = sqlx::query_as("select status from tasks where id = $1")
-        .bind(id.0)
-        .fetch_optional(db)
-        .await?;
-    status
-        .map(|(StoredStatus(s),)| s)
+/// The state and attempt count of task `id`, for saying why an action did not apply;
+/// [`Error::NotFound`] if there is no such task.
+async fn state_of(db: impl PgExecutor<'_>, id: TaskId) -> Result<(TaskStatus, i32), Error> {
+    let state: Option<(StoredStatus, i32)> =
+        sqlx::query_as("select status, attempt_count from tasks where id = $1")
+            .bind(id.0)
+            .fetch_optional(db)
+            .await?;
+    state
+        .map(|(StoredStatus(status), attempts)| (status, attempts))
         .ok_or(Error::NotFound(id))
 }
 
