@@ -3,6 +3,7 @@
 //! This crate holds exactly the JSON contract of `docs/contract.md`: DTP's task, TaskPilot's web task and
 //! execution view, states, and the RFC 9457 problem body. It must not grow helpers, database code or behaviour.
 
+pub mod bulk;
 pub mod execution;
 pub mod limits;
 pub mod problem;
@@ -10,6 +11,7 @@ pub mod task;
 pub mod timestamp;
 pub mod web_task;
 
+pub use bulk::{BulkAction, BulkFilter, BulkOutcome, BulkRequest};
 pub use execution::ExecutionView;
 pub use problem::Problem;
 pub use task::{BatchCreated, CreateTask, RetryState, TaskPage, TaskStatus, TaskView};

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use common::{RetryState, TaskStatus, TaskView};
+use common::{BulkOutcome, RetryState, TaskStatus, TaskView};
 use dtp::queue::{self, TaskId};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -259,4 +259,106 @@ async fn delete_is_allowed_in_every_terminal_state_and_refused_while_running() {
     let detail = assert_problem(refused, StatusCode::CONFLICT).await;
     assert_eq!(detail, "Cannot delete task in state RUNNING");
     assert_eq!(app.count_tasks().await, 1);
+}
+
+async fn bulk(app: &TestApp, body: serde_json::Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/tasks/bulk"))
+        .json(&body)
+        .sent()
+        .await
+}
+
+#[tokio::test]
+async fn bulk_cancel_cancels_the_matching_pending_and_running_tasks_only() {
+    let app = api_only_with(|_| {}).await;
+    let finished = failed_task(&app, 1).await;
+    sqlx::query("update tasks set queue = 'mail' where id = $1")
+        .bind(finished)
+        .execute(&app.pool)
+        .await
+        .expect("move to mail");
+    let running = app
+        .create_id(json!({"type": "noop", "queue": "mail"}))
+        .await;
+    claim(&app.pool, "w", 1, LEASE).await;
+    let pending = app
+        .create_id(json!({"type": "noop", "queue": "mail"}))
+        .await;
+    let elsewhere = app
+        .create_id(json!({"type": "noop", "queue": "other"}))
+        .await;
+
+    let response = bulk(
+        &app,
+        json!({"action": "cancel", "filter": {"queue": "mail"}}),
+    )
+    .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let outcome: BulkOutcome = response.json().await.expect("outcome");
+    assert_eq!((outcome.matched, outcome.changed), (3, 2));
+    for (id, state) in [
+        (running, TaskStatus::Canceled),
+        (pending, TaskStatus::Canceled),
+        (finished, TaskStatus::Failed),
+        (elsewhere, TaskStatus::Pending),
+    ] {
+        assert_eq!(app.get_task(id).await.status, state, "task {id}");
+    }
+}
+
+#[tokio::test]
+async fn bulk_retry_by_last_error_and_bulk_delete_by_status() {
+    let app = api_only_with(|_| {}).await;
+    let boom = failed_task(&app, 1).await;
+    let other = app.create_id(json!({"type": "noop"})).await;
+    let fence = claim(&app.pool, "w", 1, LEASE).await[0].fence();
+    let failed = queue::mark_failed_or_retry(&app.pool, TaskId(other), fence, "quiet", LEASE, true);
+    failed.await.expect("fail").expect("fence held");
+
+    let retried = bulk(
+        &app,
+        json!({"action": "retry", "filter": {"lastErrorContains": "oo"}}),
+    );
+    let outcome: BulkOutcome = retried.await.json().await.expect("outcome");
+    let page: common::TaskPage = app.get_ok("/tasks?lastErrorContains=qui").await;
+    let deleted = bulk(
+        &app,
+        json!({"action": "delete", "filter": {"status": "FAILED"}}),
+    );
+    let deleted: BulkOutcome = deleted.await.json().await.expect("outcome");
+
+    assert_eq!((outcome.matched, outcome.changed), (1, 1));
+    assert_eq!(app.get_task(boom).await.status, TaskStatus::Pending);
+    assert_eq!(
+        page.tasks.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![other]
+    );
+    assert_eq!((deleted.matched, deleted.changed), (1, 1));
+    assert_eq!(app.count_tasks().await, 1);
+}
+
+#[tokio::test]
+async fn a_bulk_action_without_a_filter_or_with_a_bad_one_is_422_and_changes_nothing() {
+    let app = api_only_with(|_| {}).await;
+    let id = app.create_id(json!({"type": "noop"})).await;
+
+    for body in [
+        json!({"action": "cancel", "filter": {}}),
+        json!({"action": "cancel", "filter": {"all": false}}),
+        json!({"action": "cancel", "filter": {"queue": "two words"}}),
+        json!({"action": "cancel", "filter": {"lastErrorContains": ""}}),
+        json!({"action": "cancel", "filter": {"colour": "red"}}),
+        json!({"action": "explode", "filter": {"all": true}}),
+        json!({"action": "cancel"}),
+    ] {
+        let refused = bulk(&app, body.clone()).await;
+        assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    assert_eq!(app.get_task(id).await.status, TaskStatus::Pending);
+
+    let everything = bulk(&app, json!({"action": "cancel", "filter": {"all": true}})).await;
+    let outcome: BulkOutcome = everything.json().await.expect("outcome");
+    assert_eq!((outcome.matched, outcome.changed), (1, 1));
 }

@@ -22,6 +22,8 @@ pub(super) struct ListParams {
     #[serde(rename = "type")]
     task_type: Option<String>,
     queue: Option<String>,
+    #[serde(rename = "lastErrorContains")]
+    last_error_contains: Option<String>,
     limit: Option<String>,
     after: Option<String>,
     #[serde(rename = "idempotencyKey")]
@@ -34,6 +36,7 @@ pub(super) struct ListParams {
         ("status" = Option<TaskStatus>, Query, description = "Only tasks in this state"),
         ("type" = Option<String>, Query, description = "Only tasks of this type"),
         ("queue" = Option<String>, Query, description = "Only tasks in this queue"),
+        ("lastErrorContains" = Option<String>, Query, description = "Only tasks whose last error contains this text"),
         ("limit" = Option<i64>, Query, description = "Page size, 1..=500 (default 50)", minimum = 1, maximum = 500),
         ("after" = Option<i64>, Query, description = "Only tasks older than this id", minimum = 1),
         ("idempotencyKey" = Option<String>, Query, description = "Only the task created with this key"),
@@ -66,6 +69,7 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
     let texts = [
         params.task_type.as_ref(),
         params.queue.as_ref(),
+        params.last_error_contains.as_ref(),
         params.idempotency_key.as_ref(),
     ];
     if texts.iter().flatten().any(|t| t.contains('\0')) {
@@ -93,6 +97,7 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
         status,
         task_type: params.task_type,
         queue: params.queue,
+        last_error_contains: params.last_error_contains,
         idempotency_key: params.idempotency_key,
         after,
         limit,

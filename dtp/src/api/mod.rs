@@ -1,6 +1,7 @@
 //! The HTTP API: parses and validates requests, calls the `queue`, renders answers.
 //! No SQL and no retry logic here; every error leaves through [`error::ApiError`].
 
+mod bulk;
 pub mod error;
 mod list;
 mod operate;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
     let tasks = Router::new()
         .merge(tasks::router())
         .merge(operate::router())
+        .merge(bulk::router())
         .with_state(state);
     apikit::edge_router("dtp", &config.edge, tasks, Router::new(), pool)
 }

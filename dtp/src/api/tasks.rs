@@ -28,7 +28,7 @@ const MAX_BATCH: usize = 1000;
 #[openapi(
     info(
         title = "DTP",
-        description = "The execution plane: tasks, their states, cancel, and an operator's retry, run-now and delete."
+        description = "The execution plane: tasks, their states, cancel, and an operator's retry, run-now, delete and bulk actions."
     ),
     paths(
         create,
@@ -38,9 +38,21 @@ const MAX_BATCH: usize = 1000;
         cancel,
         super::operate::retry,
         super::operate::run_now,
-        super::operate::remove
+        super::operate::remove,
+        super::bulk::bulk
     ),
-    components(schemas(CreateTask, TaskView, TaskPage, BatchCreated, Problem, TaskStatus))
+    components(schemas(
+        CreateTask,
+        TaskView,
+        TaskPage,
+        BatchCreated,
+        Problem,
+        TaskStatus,
+        common::BulkRequest,
+        common::BulkFilter,
+        common::BulkAction,
+        common::BulkOutcome
+    ))
 )]
 pub struct ApiDoc;
 

@@ -5,6 +5,7 @@
 //! attempt's [`Fence`] (attempt number and claim token), so a worker whose lease was taken over
 //! can never overwrite a newer outcome. This module knows nothing about timing, HTTP or handlers.
 
+mod bulk;
 mod cancel;
 mod claim;
 mod complete;
@@ -16,6 +17,7 @@ mod row;
 mod status;
 mod storable;
 
+pub use bulk::bulk;
 pub use cancel::{cancel, CancelOutcome};
 pub use claim::{claim_available, renew_leases, Claim, ClaimedTask, Fence};
 pub use complete::{

@@ -13,6 +13,23 @@ use super::row::TASK_COLUMNS;
 use super::status::StoredStatus;
 use super::{millis, Error, TaskId, TaskRow, CHANNEL_TASK_AVAILABLE};
 
+/// The tasks a retry applies to; `$2` is the most attempts a task may have.
+pub(super) const RETRYABLE: &str = "status in ('FAILED', 'CANCELED') and attempt_count < $2";
+
+/// How a retry changes a task (see [`retry`]); `$3` is the lease in milliseconds. One clause for
+/// `retry` and the bulk retry.
+pub(super) const RETRY_SET: &str = r#"
+        set status = 'PENDING',
+            rerun_not_before = case when status = 'CANCELED' and attempt_count > 0
+                                    then completed_at + $3 * interval '1 millisecond' end,
+            run_at = case when status = 'CANCELED' and attempt_count > 0
+                          then greatest(now(), completed_at + $3 * interval '1 millisecond')
+                          else now() end,
+            scheduled_for = case when attempt_count = 0 then least(scheduled_for, now())
+                                 else scheduled_for end,
+            next_attempt_at = null, completed_at = null,
+            max_attempts = greatest(max_attempts, attempt_count + 1), updated_at = now()"#;
+
 /// Makes a FAILED or CANCELED task PENDING again, due now. If its attempts were used up,
 /// `maxAttempts` is raised by one so that it gets one more; the attempts already made and the
 /// last error stay. Refused in any other state ([`Error::Refused`]), and for a task that has
@@ -27,17 +44,8 @@ pub async fn retry(pool: &PgPool, id: TaskId, lease: Duration) -> Result<TaskRow
     let retried: Option<TaskRow> = sqlx::query_as(&format!(
         r#"
         update tasks
-        set status = 'PENDING',
-            rerun_not_before = case when status = 'CANCELED' and attempt_count > 0
-                                    then completed_at + $3 * interval '1 millisecond' end,
-            run_at = case when status = 'CANCELED' and attempt_count > 0
-                          then greatest(now(), completed_at + $3 * interval '1 millisecond')
-                          else now() end,
-            scheduled_for = case when attempt_count = 0 then least(scheduled_for, now())
-                                 else scheduled_for end,
-            next_attempt_at = null, completed_at = null,
-            max_attempts = greatest(max_attempts, attempt_count + 1), updated_at = now()
-        where id = $1 and status in ('FAILED', 'CANCELED') and attempt_count < $2
+        {RETRY_SET}
+        where id = $1 and {RETRYABLE}
         returning {TASK_COLUMNS}
         "#
     ))

@@ -25,6 +25,9 @@ pub struct ListFilter {
     pub task_type: Option<String>,
     /// Only tasks in this queue (served by `tasks_queue_id`).
     pub queue: Option<String>,
+    /// Only tasks whose last error contains this text (case-sensitive). No index serves it:
+    /// the page walks newest first until it is full.
+    pub last_error_contains: Option<String>,
     /// Only the task created with this idempotency key.
     pub idempotency_key: Option<String>,
     /// Only tasks older than this id (the cursor of the previous page).
@@ -60,6 +63,11 @@ fn list_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, 
         } else {
             sql.push(" and false");
         }
+    }
+    if let Some(text) = &filter.last_error_contains {
+        sql.push(" and strpos(last_error, ")
+            .push_bind(text)
+            .push(") > 0");
     }
     if let Some(key) = &filter.idempotency_key {
         sql.push(" and idempotency_key = ").push_bind(key);

@@ -1,0 +1,116 @@
+//! An operator's action on every task a filter matches (`POST /tasks/bulk`): cancel, retry or
+//! delete, each changing only the rows it applies to, in one transaction.
+
+use std::time::Duration;
+
+use common::limits::MAX_ATTEMPTS;
+use common::{BulkAction, BulkFilter, BulkOutcome};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+
+use super::operate::{RETRYABLE, RETRY_SET};
+use super::{millis, Error, CHANNEL_TASK_AVAILABLE, CHANNEL_TASK_CANCELED};
+
+/// Applies `action` to the tasks `filter` matches; `lease` as for [`super::retry`]. The caller
+/// has checked that the filter names at least one condition or says `all`.
+pub async fn bulk(
+    pool: &PgPool,
+    action: BulkAction,
+    filter: &BulkFilter,
+    lease: Duration,
+) -> Result<BulkOutcome, Error> {
+    let mut tx = pool.begin().await?;
+    let matched: i64 = matching("select count(*) from tasks where true", filter)
+        .build_query_scalar()
+        .fetch_one(&mut *tx)
+        .await?;
+    let changed: i64 = match action {
+        BulkAction::Cancel => {
+            // The row locks order the cancel against completions, as a single cancel does;
+            // each handler still running is told to stop.
+            let mut sql = matching(
+                "with target as (select id, status from tasks where status in ('PENDING', 'RUNNING')",
+                filter,
+            );
+            sql.push(format_args!(
+                r#" for update),
+                canceled as (
+                    update tasks t
+                    set status = 'CANCELED', completed_at = now(), next_attempt_at = null,
+                        lease_expires_at = null, updated_at = now()
+                    from target where t.id = target.id
+                    returning t.id, target.status as was
+                ),
+                notified as (
+                    select pg_notify('{CHANNEL_TASK_CANCELED}', id::text) from canceled
+                    where was = 'RUNNING'
+                )
+                select count(*) from canceled, (select count(*) from notified) n"#
+            ));
+            sql.build_query_scalar().fetch_one(&mut *tx).await?
+        }
+        BulkAction::Retry => {
+            let ids: Vec<i64> = matching(
+                "select id from tasks where status in ('FAILED', 'CANCELED')",
+                filter,
+            )
+            .build_query_scalar()
+            .fetch_all(&mut *tx)
+            .await?;
+            // The statement of a single retry, over all of them: RETRYABLE re-checks each row.
+            sqlx::query_scalar(&format!(
+                "with retried as (update tasks {RETRY_SET} where id = any($1) and {RETRYABLE} \
+                 returning id), \
+                 notified as (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '') \
+                 where exists (select 1 from retried)) \
+                 select count(*) from retried, (select count(*) from notified) n"
+            ))
+            .bind(&ids)
+            .bind(MAX_ATTEMPTS.end())
+            .bind(millis(lease))
+            .fetch_one(&mut *tx)
+            .await?
+        }
+        BulkAction::Delete => {
+            let mut sql = matching(
+                "with deleted as (delete from tasks \
+                 where status in ('SUCCEEDED', 'FAILED', 'CANCELED')",
+                filter,
+            );
+            sql.push(" returning id) select count(*) from deleted");
+            sql.build_query_scalar().fetch_one(&mut *tx).await?
+        }
+    };
+    tx.commit().await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(BulkOutcome {
+        matched: count(matched),
+        changed: count(changed),
+    })
+}
+
+/// `prefix` (which ends inside a `where`) followed by the filter's conditions.
+fn matching<'a>(prefix: &str, filter: &'a BulkFilter) -> QueryBuilder<'a, Postgres> {
+    let mut sql = QueryBuilder::new(prefix);
+    push_conditions(&mut sql, filter);
+    sql
+}
+
+fn push_conditions<'a>(sql: &mut QueryBuilder<'a, Postgres>, filter: &'a BulkFilter) {
+    if let Some(queue) = &filter.queue {
+        sql.push(" and queue = ").push_bind(queue);
+    }
+    if let Some(task_type) = &filter.task_type {
+        sql.push(" and type = ").push_bind(task_type);
+    }
+    if let Some(status) = filter.status {
+        sql.push(format_args!(" and status = '{}'", status.as_str()));
+    }
+    if let Some(created_before) = filter.created_before {
+        sql.push(" and created_at < ").push_bind(created_before);
+    }
+    if let Some(text) = &filter.last_error_contains {
+        sql.push(" and strpos(last_error, ")
+            .push_bind(text)
+            .push(") > 0");
+    }
+}
