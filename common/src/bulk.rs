@@ -21,29 +21,21 @@ pub enum BulkAction {
 /// Which tasks: all conditions given must hold. At least one, or `"all": true`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct BulkFilter {
     /// In this queue.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
     /// Of this type.
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type")]
     pub task_type: Option<String>,
     /// In this state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskStatus>,
     /// Created before this time.
-    #[serde(
-        default,
-        with = "crate::timestamp::option",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "crate::timestamp::option")]
     pub created_before: Option<DateTime<Utc>>,
     /// Whose last error contains this text (case-sensitive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error_contains: Option<String>,
     /// Every task: required when no other condition is given, so that "everything" is said.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all: bool,
 }
 

@@ -8,6 +8,10 @@ use common::{Problem, TaskPage, TaskStatus};
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
+
+pub(super) fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/tasks", axum::routing::get(list))
+}
 use crate::queue::{self, ListFilter, TaskId};
 
 /// Page size when `limit` is absent, and its ceiling.

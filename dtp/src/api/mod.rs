@@ -44,10 +44,13 @@ pub struct AppState {
 /// request logging.
 pub fn router(state: AppState) -> Router {
     let (config, pool) = (state.config.clone(), state.pool.clone());
-    let tasks = Router::new()
-        .merge(tasks::router())
-        .merge(operate::router())
-        .merge(bulk::router())
-        .with_state(state);
+    let routes = [
+        tasks::router(),
+        list::router(),
+        operate::router(),
+        bulk::router(),
+    ];
+    let tasks = routes.into_iter().fold(Router::new(), Router::merge);
+    let tasks = tasks.with_state(state);
     apikit::edge_router("dtp", &config.edge, tasks, Router::new(), pool)
 }

@@ -63,7 +63,7 @@ apikit::problem_answers!(
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/tasks", post(create).get(super::list::list))
+        .route("/tasks", post(create))
         .route("/tasks/batch", post(create_batch))
         .route("/tasks/{id}", get(get_one))
         .route("/tasks/{id}/cancel", put(cancel))

@@ -94,12 +94,7 @@ pub async fn run_now(pool: &PgPool, id: TaskId) -> Result<TaskRow, Error> {
     .fetch_optional(&mut *tx)
     .await?;
     let Some(task) = due else {
-        let (status, _) = state_of(&mut *tx, id).await?;
-        return Err(Error::Refused {
-            id,
-            action: "run-now",
-            status,
-        });
+        return Err(refused(&mut *tx, id, "run-now").await);
     };
     notify_available(&mut *tx).await?;
     tx.commit().await?;
@@ -119,12 +114,16 @@ pub async fn delete(db: impl PgExecutor<'_> + Copy, id: TaskId) -> Result<(), Er
     if deleted.rows_affected() == 1 {
         return Ok(());
     }
-    let (status, _) = state_of(db, id).await?;
-    Err(Error::Refused {
-        id,
-        action: "delete",
-        status,
-    })
+    Err(refused(db, id, "delete").await)
+}
+
+/// Why `action` did not apply to task `id`: the state it is in now ([`Error::Refused`]), or
+/// that there is no such task.
+async fn refused(db: impl PgExecutor<'_>, id: TaskId, action: &'static str) -> Error {
+    match state_of(db, id).await {
+        Ok((status, _)) => Error::Refused { id, action, status },
+        Err(e) => e,
+    }
 }
 
 /// The state and attempt count of task `id`, for saying why an action did not apply;
