@@ -113,6 +113,19 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
+/// An operation on one resource: the service's state and the id from the path, refused as
+/// [`PathId`] refuses a bad one.
+pub struct WithId<S>(pub S, pub i64);
+
+impl<S: Clone + Send + Sync> FromRequestParts<S> for WithId<S> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let PathId(id) = PathId::from_request_parts(parts, state).await?;
+        Ok(WithId(state.clone(), id))
+    }
+}
+
 /// Largest bare error body carried over into `detail`.
 const MAX_DETAIL: usize = 1024;
 

@@ -600,11 +600,8 @@ async fn a_stored_status_the_code_does_not_know_is_an_error_not_another_state() 
         .execute(&app.pool)
         .await
         .expect("drop check");
-    sqlx::query("update tasks set status = 'PAUSED' where id = $1")
-        .bind(id)
-        .execute(&app.pool)
-        .await
-        .expect("plant");
+    app.plant("update tasks set status = 'PAUSED' where id = $1", id)
+        .await;
 
     let read = app
         .client

@@ -24,11 +24,9 @@ async fn retry(app: &TestApp, id: i64) -> reqwest::Response {
     act(app, Method::POST, id, "/retry").await
 }
 
-/// A task with `max_attempts`, claimed once and failed for good.
-async fn failed_task(app: &TestApp, max_attempts: i32) -> i64 {
-    let id = app
-        .create_id(json!({"type": "noop", "maxAttempts": max_attempts}))
-        .await;
+/// A task created by `request`, claimed once and failed for good.
+async fn failed(app: &TestApp, request: serde_json::Value) -> i64 {
+    let id = app.create_id(request).await;
     let fence = claim(&app.pool, "w", 1, LEASE).await[0].fence();
     let failed = queue::mark_failed_or_retry(&app.pool, TaskId(id), fence, "boom", LEASE, true);
     failed.await.expect("fail").expect("fence held");
@@ -38,7 +36,7 @@ async fn failed_task(app: &TestApp, max_attempts: i32) -> i64 {
 #[tokio::test]
 async fn retry_of_a_failed_task_makes_it_pending_and_due_now_with_one_more_attempt() {
     let app = api_only_with(|_| {}).await;
-    let id = failed_task(&app, 1).await;
+    let id = failed(&app, json!({"type": "noop", "maxAttempts": 1})).await;
 
     let response = retry(&app, id).await;
 
@@ -107,12 +105,9 @@ async fn retry_is_refused_for_pending_running_and_succeeded_tasks_and_changes_no
 #[tokio::test]
 async fn retry_of_a_task_that_made_the_most_attempts_a_task_may_have_is_409() {
     let app = api_only_with(|_| {}).await;
-    let id = failed_task(&app, 100).await;
-    sqlx::query("update tasks set attempt_count = 100 where id = $1")
-        .bind(id)
-        .execute(&app.pool)
-        .await
-        .expect("use every attempt");
+    let id = failed(&app, json!({"type": "noop", "maxAttempts": 100})).await;
+    app.plant("update tasks set attempt_count = 100 where id = $1", id)
+        .await;
 
     let detail = assert_problem(retry(&app, id).await, StatusCode::CONFLICT).await;
 
@@ -246,7 +241,7 @@ async fn delete_is_allowed_in_every_terminal_state_and_refused_while_running() {
     queue::mark_succeeded_many(&app.pool, &done)
         .await
         .expect("succeed");
-    let failed = failed_task(&app, 1).await;
+    let failed = failed(&app, json!({"type": "noop", "maxAttempts": 1})).await;
     let running = app.create_id(json!({"type": "noop"})).await;
     claim(&app.pool, "w", 1, LEASE).await;
 
@@ -272,12 +267,11 @@ async fn bulk(app: &TestApp, body: serde_json::Value) -> reqwest::Response {
 #[tokio::test]
 async fn bulk_cancel_cancels_the_matching_pending_and_running_tasks_only() {
     let app = api_only_with(|_| {}).await;
-    let finished = failed_task(&app, 1).await;
-    sqlx::query("update tasks set queue = 'mail' where id = $1")
-        .bind(finished)
-        .execute(&app.pool)
-        .await
-        .expect("move to mail");
+    let finished = failed(
+        &app,
+        json!({"type": "noop", "queue": "mail", "maxAttempts": 1}),
+    )
+    .await;
     let running = app
         .create_id(json!({"type": "noop", "queue": "mail"}))
         .await;
@@ -311,7 +305,7 @@ async fn bulk_cancel_cancels_the_matching_pending_and_running_tasks_only() {
 #[tokio::test]
 async fn bulk_retry_by_last_error_and_bulk_delete_by_status() {
     let app = api_only_with(|_| {}).await;
-    let boom = failed_task(&app, 1).await;
+    let boom = failed(&app, json!({"type": "noop", "maxAttempts": 1})).await;
     let other = app.create_id(json!({"type": "noop"})).await;
     let fence = claim(&app.pool, "w", 1, LEASE).await[0].fence();
     let failed = queue::mark_failed_or_retry(&app.pool, TaskId(other), fence, "quiet", LEASE, true);

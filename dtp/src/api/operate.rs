@@ -1,7 +1,6 @@
 //! An operator's actions on one task: retry, run now, delete.
 
-use apikit::PathId;
-use axum::extract::State;
+use apikit::WithId;
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
@@ -32,10 +31,7 @@ apikit::problem_answers!(
 #[utoipa::path(post, path = "/tasks/{id}/retry", tag = "operator",
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses((status = 200, description = "The task, PENDING", body = TaskView), RetryRefused))]
-pub(super) async fn retry(
-    State(state): State<AppState>,
-    PathId(id): PathId,
-) -> Answer<Json<TaskView>> {
+pub(super) async fn retry(WithId(state, id): WithId<AppState>) -> Answer<Json<TaskView>> {
     let task = queue::retry(&state.pool, TaskId(id), state.config.lease).await?;
     tracing::info!(
         task_id = id,
@@ -56,10 +52,7 @@ apikit::problem_answers!(
 #[utoipa::path(post, path = "/tasks/{id}/run-now", tag = "operator",
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses((status = 200, description = "The task, due now", body = TaskView), RunNowRefused))]
-pub(super) async fn run_now(
-    State(state): State<AppState>,
-    PathId(id): PathId,
-) -> Answer<Json<TaskView>> {
+pub(super) async fn run_now(WithId(state, id): WithId<AppState>) -> Answer<Json<TaskView>> {
     let due = queue::run_now(&state.pool, TaskId(id)).await?.into_view();
     tracing::info!(task_id = id, run_at = %due.scheduled_for, "task made due now by an operator");
     Ok(Json(due))
@@ -75,10 +68,7 @@ apikit::problem_answers!(
 #[utoipa::path(delete, path = "/tasks/{id}", tag = "operator",
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses((status = 204, description = "Deleted"), DeleteRefused))]
-pub(super) async fn remove(
-    State(state): State<AppState>,
-    PathId(id): PathId,
-) -> Answer<StatusCode> {
+pub(super) async fn remove(WithId(state, id): WithId<AppState>) -> Answer<StatusCode> {
     queue::delete(&state.pool, TaskId(id)).await?;
     tracing::info!(task_id = id, "task deleted by an operator");
     Ok(StatusCode::NO_CONTENT)

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{ApiError, AppState};
 use crate::queue::{self, CancelOutcome, Enqueued, NewTask, TaskId};
-use apikit::{ApiJson, PathId};
+use apikit::{ApiJson, WithId};
 
 /// Allowed `priority`.
 const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
@@ -229,31 +229,22 @@ fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> 
 /// One task.
 #[utoipa::path(get, path = "/tasks/{id}", tag = "tasks",
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
-    responses(
-        (status = 200, description = "The task", body = TaskView),
-        UnknownTask,
-        DatabaseDown,
-    ))]
-async fn get_one(
-    State(state): State<AppState>,
-    PathId(id): PathId,
-) -> Result<Json<TaskView>, ApiError> {
+    responses((status = 200, description = "The task", body = TaskView), UnknownTask, DatabaseDown))]
+async fn get_one(WithId(state, id): WithId<AppState>) -> Result<Json<TaskView>, ApiError> {
     Ok(Json(queue::get(&state.pool, TaskId(id)).await?.into_view()))
 }
+
+apikit::problem_answers!(
+    /// Cancel's 409.
+    CancelRefused: 409 "The task already SUCCEEDED or FAILED"
+);
 
 /// Cancels a PENDING or RUNNING task (idempotent).
 #[utoipa::path(put, path = "/tasks/{id}/cancel", tag = "tasks",
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
-    responses(
-        (status = 200, description = "The task, now CANCELED", body = TaskView),
-        UnknownTask,
-        (status = 409, description = "The task already SUCCEEDED or FAILED", body = Problem, content_type = "application/problem+json"),
-        DatabaseDown,
-    ))]
-async fn cancel(
-    State(state): State<AppState>,
-    PathId(id): PathId,
-) -> Result<Json<TaskView>, ApiError> {
+    responses((status = 200, description = "The task, now CANCELED", body = TaskView),
+        UnknownTask, CancelRefused, DatabaseDown))]
+async fn cancel(WithId(state, id): WithId<AppState>) -> Result<Json<TaskView>, ApiError> {
     let id = TaskId(id);
     match queue::cancel(&state.pool, id).await? {
         CancelOutcome::Canceled { task, was_running } => {

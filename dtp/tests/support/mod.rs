@@ -292,6 +292,13 @@ impl TestApp {
         count_tasks(&self.pool).await
     }
 
+    /// Runs `sql` with task `id` as `$1`, behind the API's back: to plant a state the API
+    /// cannot produce.
+    pub async fn plant(&self, sql: &str, id: i64) {
+        let planted = sqlx::query(sql).bind(id).execute(&self.pool).await;
+        planted.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     /// Asserts that the queue holds no task: what was refused wrote nothing.
     pub async fn assert_no_tasks(&self) {
         assert_eq!(self.count_tasks().await, 0, "nothing written");
