@@ -1,7 +1,7 @@
 //! Property test of the state machine against a real PostgreSQL: random sequences of claims,
-//! completions, failures, cancels, lease expiries, rescues and releases, current or stale,
-//! never move a task along an edge the SPEC does not draw, and nothing ever leaves a terminal
-//! state.
+//! completions, failures, cancels, lease expiries, rescues, releases (current or stale) and an
+//! operator's retries and run-nows never move a task along an edge the SPEC does not draw,
+//! never give it more attempts than it allows, and nothing leaves a terminal state but a retry.
 
 mod support;
 
@@ -17,11 +17,24 @@ use sqlx::PgPool;
 #[derive(Debug, Clone)]
 enum Step {
     Claim,
-    Succeed { stale: bool },
-    Fail { permanent: bool, stale: bool },
+    Succeed {
+        stale: bool,
+    },
+    Fail {
+        permanent: bool,
+        stale: bool,
+    },
     Cancel,
     ExpireAndRescue,
-    Release { stale: bool },
+    Release {
+        stale: bool,
+    },
+    /// An operator's retry; `lease` zero or thirty seconds (a task canceled while running is
+    /// due a lease after its cancel).
+    Retry {
+        lease_secs: u64,
+    },
+    RunNow,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -32,13 +45,19 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Cancel),
         2 => Just(Step::ExpireAndRescue),
         1 => any::<bool>().prop_map(|stale| Step::Release { stale }),
+        1 => prop_oneof![Just(0u64), Just(30u64)].prop_map(|lease_secs| Step::Retry { lease_secs }),
+        1 => Just(Step::RunNow),
     ]
 }
 
-/// The SPEC's edges (staying put is always allowed).
-fn allowed(from: TaskStatus, to: TaskStatus) -> bool {
+/// The SPEC's edges (staying put is always allowed); a retry is the one way out of FAILED and
+/// CANCELED.
+fn allowed(from: TaskStatus, to: TaskStatus, step: &Step) -> bool {
     use TaskStatus::*;
+    let retried =
+        matches!(step, Step::Retry { .. }) && matches!((from, to), (Failed | Canceled, Pending));
     from == to
+        || retried
         || matches!(
             (from, to),
             (Pending, Running)
@@ -51,13 +70,19 @@ fn allowed(from: TaskStatus, to: TaskStatus) -> bool {
 }
 
 async fn status_and_attempt(pool: &PgPool, id: i64) -> (TaskStatus, i32) {
-    let (status, attempt): (String, i32) =
-        sqlx::query_as("select status, attempt_count from tasks where id = $1")
+    let (status, attempt, _) = state(pool, id).await;
+    (status, attempt)
+}
+
+/// Status, attempts made and attempts allowed.
+async fn state(pool: &PgPool, id: i64) -> (TaskStatus, i32, i32) {
+    let (status, attempt, max): (String, i32, i32) =
+        sqlx::query_as("select status, attempt_count, max_attempts from tasks where id = $1")
             .bind(id)
             .fetch_one(pool)
             .await
             .expect("task");
-    (status.parse().expect("status"), attempt)
+    (status.parse().expect("status"), attempt, max)
 }
 
 async fn apply(pool: &PgPool, id: i64, step: &Step) {
@@ -129,6 +154,12 @@ async fn apply(pool: &PgPool, id: i64, step: &Step) {
                 .await
                 .expect("release");
         }
+        Step::Retry { lease_secs } => {
+            let _ = queue::retry(pool, task, Duration::from_secs(*lease_secs)).await;
+        }
+        Step::RunNow => {
+            let _ = queue::run_now(pool, task).await;
+        }
     }
 }
 
@@ -148,16 +179,17 @@ proptest! {
             for step in &steps {
                 let (before, attempts_before) = status_and_attempt(&app.pool, id).await;
                 apply(&app.pool, id, step).await;
-                let (after, attempts_after) = status_and_attempt(&app.pool, id).await;
-                assert!(allowed(before, after), "{step:?} moved {before} -> {after}");
-                assert!(attempts_after <= max_attempts, "{attempts_after} attempts of {max_attempts}");
-                if let Some(terminal) = seen_terminal {
+                let (after, attempts_after, allowed_attempts) = state(&app.pool, id).await;
+                assert!(allowed(before, after, step), "{step:?} moved {before} -> {after}");
+                assert!(
+                    attempts_after <= allowed_attempts && allowed_attempts <= max_attempts.max(attempts_after + 1),
+                    "{attempts_after} attempts of {allowed_attempts} (created with {max_attempts})"
+                );
+                if let Some(terminal) = seen_terminal.filter(|_| after.is_terminal() || !matches!(step, Step::Retry { .. })) {
                     assert_eq!(after, terminal, "{step:?} left terminal {terminal}");
                     assert_eq!(attempts_after, attempts_before);
                 }
-                if after.is_terminal() {
-                    seen_terminal = Some(after);
-                }
+                seen_terminal = after.is_terminal().then_some(after);
             }
         });
     }
