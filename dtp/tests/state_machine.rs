@@ -69,6 +69,11 @@ fn allowed(from: TaskStatus, to: TaskStatus, step: &Step) -> bool {
         )
 }
 
+/// A connection of `pool`, for the queue functions that run a transaction of their own.
+async fn conn(pool: &PgPool) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
+    pool.acquire().await.expect("connection")
+}
+
 async fn status_and_attempt(pool: &PgPool, id: i64) -> (TaskStatus, i32) {
     let (status, attempt, _) = state(pool, id).await;
     (status, attempt)
@@ -133,7 +138,7 @@ async fn apply(pool: &PgPool, id: i64, step: &Step) {
             .expect("fail");
         }
         Step::Cancel => {
-            let _ = queue::cancel(pool, task).await;
+            let _ = queue::cancel(&mut *conn(pool).await, task).await;
         }
         Step::ExpireAndRescue => {
             sqlx::query("update tasks set lease_expires_at = now() - interval '1 second' where id = $1 and status = 'RUNNING'")
@@ -155,10 +160,11 @@ async fn apply(pool: &PgPool, id: i64, step: &Step) {
                 .expect("release");
         }
         Step::Retry { lease_secs } => {
-            let _ = queue::retry(pool, task, Duration::from_secs(*lease_secs)).await;
+            let lease = Duration::from_secs(*lease_secs);
+            let _ = queue::retry(&mut *conn(pool).await, task, lease).await;
         }
         Step::RunNow => {
-            let _ = queue::run_now(pool, task).await;
+            let _ = queue::run_now(&mut *conn(pool).await, task).await;
         }
     }
 }

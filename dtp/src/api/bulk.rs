@@ -30,8 +30,9 @@ pub(super) async fn bulk(
     ApiJson(request): ApiJson<BulkRequest>,
 ) -> Result<Json<BulkOutcome>, ApiError> {
     validate(&request.filter)?;
+    let mut conn = state.pool.acquire().await?;
     let outcome = queue::bulk(
-        &state.pool,
+        &mut conn,
         request.action,
         &request.filter,
         state.config.lease,

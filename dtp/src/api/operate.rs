@@ -32,7 +32,8 @@ apikit::problem_answers!(
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses((status = 200, description = "The task, PENDING", body = TaskView), RetryRefused))]
 pub(super) async fn retry(WithId(state, id): WithId<AppState>) -> Answer<Json<TaskView>> {
-    let task = queue::retry(&state.pool, TaskId(id), state.config.lease).await?;
+    let mut conn = state.pool.acquire().await?;
+    let task = queue::retry(&mut conn, TaskId(id), state.config.lease).await?;
     tracing::info!(
         task_id = id,
         to = "PENDING",
@@ -53,7 +54,8 @@ apikit::problem_answers!(
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses((status = 200, description = "The task, due now", body = TaskView), RunNowRefused))]
 pub(super) async fn run_now(WithId(state, id): WithId<AppState>) -> Answer<Json<TaskView>> {
-    let due = queue::run_now(&state.pool, TaskId(id)).await?.into_view();
+    let mut conn = state.pool.acquire().await?;
+    let due = queue::run_now(&mut conn, TaskId(id)).await?.into_view();
     tracing::info!(task_id = id, run_at = %due.scheduled_for, "task made due now by an operator");
     Ok(Json(due))
 }

@@ -246,7 +246,8 @@ apikit::problem_answers!(
         UnknownTask, CancelRefused, DatabaseDown))]
 async fn cancel(WithId(state, id): WithId<AppState>) -> Result<Json<TaskView>, ApiError> {
     let id = TaskId(id);
-    match queue::cancel(&state.pool, id).await? {
+    let mut conn = state.pool.acquire().await?;
+    match queue::cancel(&mut conn, id).await? {
         CancelOutcome::Canceled { task, was_running } => {
             let from = if was_running { "RUNNING" } else { "PENDING" };
             tracing::info!(task_id = %id, from, to = "CANCELED", "task canceled");

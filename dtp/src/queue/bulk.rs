@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use common::limits::MAX_ATTEMPTS;
 use common::{BulkAction, BulkFilter, BulkOutcome};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 use super::operate::{RETRYABLE, RETRY_SET};
 use super::{millis, Error, CHANNEL_TASK_AVAILABLE, CHANNEL_TASK_CANCELED};
@@ -13,12 +13,12 @@ use super::{millis, Error, CHANNEL_TASK_AVAILABLE, CHANNEL_TASK_CANCELED};
 /// Applies `action` to the tasks `filter` matches; `lease` as for [`super::retry`]. The caller
 /// has checked that the filter names at least one condition or says `all`.
 pub async fn bulk(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     action: BulkAction,
     filter: &BulkFilter,
     lease: Duration,
 ) -> Result<BulkOutcome, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let matched: i64 = matching("select count(*) from tasks where true", filter)
         .build_query_scalar()
         .fetch_one(&mut *tx)

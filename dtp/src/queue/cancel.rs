@@ -1,7 +1,7 @@
 //! Cancel: PENDING and RUNNING tasks become CANCELED at once; the database is the truth.
 
 use common::TaskStatus;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection};
 
 use super::row::TASK_COLUMNS;
 use super::status::StoredStatus;
@@ -25,8 +25,8 @@ pub enum CancelOutcome {
 ///
 /// The row lock taken first makes cancel and a worker's completion strictly ordered: whichever
 /// commits first wins, and a completion that comes second finds its fence broken.
-pub async fn cancel(pool: &PgPool, id: TaskId) -> Result<CancelOutcome, Error> {
-    let mut tx = pool.begin().await?;
+pub async fn cancel(conn: &mut PgConnection, id: TaskId) -> Result<CancelOutcome, Error> {
+    let mut tx = conn.begin().await?;
     let status: Option<(StoredStatus,)> =
         sqlx::query_as("select status from tasks where id = $1 for update")
             .bind(id.0)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::limits::MAX_ATTEMPTS;
 use common::TaskStatus;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{Connection, PgConnection, PgExecutor};
 
 use super::row::TASK_COLUMNS;
 use super::status::StoredStatus;
@@ -39,8 +39,8 @@ pub(super) const RETRY_SET: &str = r#"
 /// canceled attempt may still be running until its worker hears of the cancel or its lease, as
 /// last renewed, runs out; a new claim before then would run the task twice at once. A task
 /// that never started counts as first due now (`scheduledFor`).
-pub async fn retry(pool: &PgPool, id: TaskId, lease: Duration) -> Result<TaskRow, Error> {
-    let mut tx = pool.begin().await?;
+pub async fn retry(conn: &mut PgConnection, id: TaskId, lease: Duration) -> Result<TaskRow, Error> {
+    let mut tx = conn.begin().await?;
     let retried: Option<TaskRow> = sqlx::query_as(&format!(
         r#"
         update tasks
@@ -77,8 +77,8 @@ pub async fn retry(pool: &PgPool, id: TaskId, lease: Duration) -> Result<TaskRow
 /// that has not started yet counts as first due now (`scheduledFor`). Not before the time
 /// [`retry`] set for a task canceled while it ran. Refused in any other state
 /// ([`Error::Refused`]).
-pub async fn run_now(pool: &PgPool, id: TaskId) -> Result<TaskRow, Error> {
-    let mut tx = pool.begin().await?;
+pub async fn run_now(conn: &mut PgConnection, id: TaskId) -> Result<TaskRow, Error> {
+    let mut tx = conn.begin().await?;
     let due: Option<TaskRow> = sqlx::query_as(&format!(
         r#"
         update tasks

@@ -443,7 +443,8 @@ impl QueueDb {
     /// Cancels task `id`.
     pub async fn cancel(&self, id: i64) {
         let id = dtp::queue::TaskId(id);
-        dtp::queue::cancel(&self.pool, id).await.expect("cancel");
+        let mut conn = self.pool.acquire().await.expect("connection");
+        dtp::queue::cancel(&mut conn, id).await.expect("cancel");
     }
 
     /// Task `id`'s state.
