@@ -11,6 +11,7 @@ use crate::{TaskPilotClient, TestDb};
 pub struct Service {
     /// `http://127.0.0.1:{port}`.
     pub address: String,
+    /// The service's database, for looking behind its API (open after the service stops).
     pub pool: PgPool,
     shutdown: CancellationToken,
     pub db: TestDb,
@@ -61,10 +62,10 @@ pub async fn spawn_dtp_with(tweak: impl FnOnce(&mut dtp::Config)) -> Service {
     let mut config = dtp_config(&db);
     tweak(&mut config);
     let app = dtp::App::build(config).await.expect("dtp builds");
-    let (port, pool) = (app.port(), app.pool().clone());
+    let port = app.port();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    Service::running(port, pool, shutdown, db)
+    Service::running(port, shutdown, db).await
 }
 
 /// TaskPilot pointed at `dtp_url` with a 500 ms DTP timeout, settings that `tweak` adjusts.
@@ -83,17 +84,19 @@ pub async fn spawn_taskpilot_with(
     let app = taskpilot::App::build(config)
         .await
         .expect("taskpilot builds");
-    let (port, pool) = (app.port(), app.pool().clone());
+    let port = app.port();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    Service::running(port, pool, shutdown, db)
+    Service::running(port, shutdown, db).await
 }
 
 impl Service {
-    fn running(port: u16, pool: PgPool, shutdown: CancellationToken, db: TestDb) -> Service {
+    /// The service's pool closes when it stops; tests look behind it through a pool of their
+    /// own, which outlives it.
+    async fn running(port: u16, shutdown: CancellationToken, db: TestDb) -> Service {
         Service {
             address: format!("http://127.0.0.1:{port}"),
-            pool,
+            pool: db.pool().await,
             shutdown,
             db,
         }
