@@ -8,6 +8,7 @@ use common::{BulkAction, BulkFilter, BulkOutcome};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 use super::operate::{RETRYABLE, RETRY_SET};
+use super::read::{push_matching, Matching};
 use super::{millis, Error, CHANNEL_TASK_AVAILABLE, CHANNEL_TASK_CANCELED};
 
 /// Applies `action` to the tasks `filter` matches; `lease` as for [`super::retry`]. The caller
@@ -96,21 +97,14 @@ fn matching<'a>(prefix: &str, filter: &'a BulkFilter) -> QueryBuilder<'a, Postgr
 }
 
 fn push_conditions<'a>(sql: &mut QueryBuilder<'a, Postgres>, filter: &'a BulkFilter) {
-    if let Some(queue) = &filter.queue {
-        sql.push(" and queue = ").push_bind(queue);
-    }
-    if let Some(task_type) = &filter.task_type {
-        sql.push(" and type = ").push_bind(task_type);
-    }
-    if let Some(status) = filter.status {
-        sql.push(format_args!(" and status = '{}'", status.as_str()));
-    }
+    let matching = Matching {
+        status: filter.status,
+        task_type: filter.task_type.as_ref(),
+        queue: filter.queue.as_ref(),
+        last_error_contains: filter.last_error_contains.as_ref(),
+    };
+    push_matching(sql, matching);
     if let Some(created_before) = filter.created_before {
         sql.push(" and created_at < ").push_bind(created_before);
-    }
-    if let Some(text) = &filter.last_error_contains {
-        sql.push(" and strpos(last_error, ")
-            .push_bind(text)
-            .push(") > 0");
     }
 }

@@ -47,28 +47,15 @@ fn list_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, 
     let mut sql = QueryBuilder::new(format!(
         "{prefix} select {TASK_COLUMNS} from tasks where true"
     ));
-    if let Some(status) = filter.status {
-        // A literal, not a parameter: a generic plan cannot match `status = $1` to the
-        // predicate of a partial index. The value is one of five constants.
-        sql.push(format_args!(" and status = '{}'", status.as_str()));
-    }
-    if let Some(task_type) = &filter.task_type {
-        sql.push(" and type = ").push_bind(task_type);
-    }
-    if let Some(queue) = &filter.queue {
-        // A literal too, for the partial index `tasks_queue_id`. Only a queue name (letters,
-        // digits, `_.:-`) is written into the statement; no task is in anything else.
-        if is_queue_name(queue) {
-            sql.push(format_args!(" and queue = '{queue}'"));
-        } else {
-            sql.push(" and false");
-        }
-    }
-    if let Some(text) = &filter.last_error_contains {
-        sql.push(" and strpos(last_error, ")
-            .push_bind(text)
-            .push(") > 0");
-    }
+    push_matching(
+        &mut sql,
+        Matching {
+            status: filter.status,
+            task_type: filter.task_type.as_ref(),
+            queue: filter.queue.as_ref(),
+            last_error_contains: filter.last_error_contains.as_ref(),
+        },
+    );
     if let Some(key) = &filter.idempotency_key {
         sql.push(" and idempotency_key = ").push_bind(key);
     }
@@ -77,6 +64,40 @@ fn list_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, 
     }
     sql.push(" order by id desc limit ").push_bind(filter.limit);
     sql
+}
+
+/// The conditions a page of tasks and a bulk action share.
+pub(super) struct Matching<'a> {
+    pub(super) status: Option<TaskStatus>,
+    pub(super) task_type: Option<&'a String>,
+    pub(super) queue: Option<&'a String>,
+    pub(super) last_error_contains: Option<&'a String>,
+}
+
+/// Appends ` and …` for each condition `matching` sets.
+pub(super) fn push_matching<'a>(sql: &mut QueryBuilder<'a, Postgres>, matching: Matching<'a>) {
+    if let Some(status) = matching.status {
+        // A literal, not a parameter: a generic plan cannot match `status = $1` to the
+        // predicate of a partial index. The value is one of five constants.
+        sql.push(format_args!(" and status = '{}'", status.as_str()));
+    }
+    if let Some(task_type) = matching.task_type {
+        sql.push(" and type = ").push_bind(task_type);
+    }
+    if let Some(queue) = matching.queue {
+        // A literal too, for the partial index `tasks_queue_id`. Only a queue name (letters,
+        // digits, `_.:-`) is written into the statement; no task is in anything else.
+        if is_queue_name(queue) {
+            sql.push(format_args!(" and queue = '{queue}'"));
+        } else {
+            sql.push(" and false");
+        }
+    }
+    if let Some(text) = matching.last_error_contains {
+        sql.push(" and strpos(last_error, ")
+            .push_bind(text)
+            .push(") > 0");
+    }
 }
 
 /// A page of tasks, newest first.
