@@ -144,8 +144,7 @@ async fn write_until_stored(
 ) -> HashSet<TaskId> {
     let mut pending = vec![done];
     let mut written = HashSet::new();
-    let mut pause = Duration::from_millis(100);
-    let mut other_failures = 0;
+    let mut patience = Patience::new();
     while let Some(part) = pending.pop() {
         match conn
             .run(async |db| queue::mark_succeeded_many(db, part).await)
@@ -160,21 +159,14 @@ async fn write_until_stored(
                 record_unstorable(conn, &part[0], &e, stop).await;
             }
             Err(e) => {
-                if !apikit::db::is_transient(&e) {
-                    other_failures += 1;
-                }
-                if stop.is_cancelled() || other_failures >= WRITE_ATTEMPTS {
+                if !patience.failed(&e, stop) {
                     // Their leases will expire and the rescuer will retry them: at-least-once.
                     tracing::error!(error = %e, batch = part.len(), "successes not recorded; the tasks will be rescued when their leases expire");
                     continue;
                 }
                 tracing::warn!(error = %e, batch = part.len(), "writing successes failed; retrying");
                 pending.push(part);
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = stop.cancelled() => {}
-                }
-                pause = (pause * 2).min(MAX_WRITE_PAUSE);
+                patience.pause(stop).await;
             }
         }
     }
@@ -191,8 +183,7 @@ async fn record_unstorable(
     stop: &CancellationToken,
 ) {
     let error = format!("the result could not be stored: {refusal}");
-    let mut pause = Duration::from_millis(100);
-    let mut other_failures = 0;
+    let mut patience = Patience::new();
     loop {
         let recorded = conn
             .run(async |db| {
@@ -206,17 +197,44 @@ async fn record_unstorable(
             }
             Err(e) => e,
         };
-        if !apikit::db::is_transient(&e) {
-            other_failures += 1;
-        }
-        if stop.is_cancelled() || other_failures >= WRITE_ATTEMPTS {
+        if !patience.failed(&e, stop) {
             tracing::error!(task_id = %id, error = %e, "could not record a refused result; the task will be rescued");
             return;
         }
+        patience.pause(stop).await;
+    }
+}
+
+/// How long the completer keeps at a write that fails: for as long as the database is
+/// unreachable or busy, [`WRITE_ATTEMPTS`] times for any other failure, never past the worker's
+/// stop; pausing from 100 ms, doubling, up to [`MAX_WRITE_PAUSE`].
+struct Patience {
+    pause: Duration,
+    other_failures: u32,
+}
+
+impl Patience {
+    fn new() -> Self {
+        Patience {
+            pause: Duration::from_millis(100),
+            other_failures: 0,
+        }
+    }
+
+    /// Counts the failure `e`; whether to try again.
+    fn failed(&mut self, e: &sqlx::Error, stop: &CancellationToken) -> bool {
+        if !apikit::db::is_transient(e) {
+            self.other_failures += 1;
+        }
+        !stop.is_cancelled() && self.other_failures < WRITE_ATTEMPTS
+    }
+
+    /// Waits before the next try (cut short by the stop).
+    async fn pause(&mut self, stop: &CancellationToken) {
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(self.pause) => {}
             _ = stop.cancelled() => {}
         }
-        pause = (pause * 2).min(MAX_WRITE_PAUSE);
+        self.pause = (self.pause * 2).min(MAX_WRITE_PAUSE);
     }
 }
