@@ -23,7 +23,7 @@ pub async fn queue_pool(url: &str) -> PgPool {
 
 /// Empties the queue (between benchmark iterations).
 pub async fn truncate(pool: &PgPool) {
-    sqlx::query("truncate tasks")
+    sqlx::query("truncate task_attempts, tasks")
         .execute(pool)
         .await
         .unwrap_or_else(|e| panic!("truncate failed: {e}"));
@@ -83,7 +83,7 @@ async fn wait_until_drained(pool: &PgPool) {
         // every 2 ms, took most of a core from the worker being measured.
         let open: bool = sqlx::query_scalar(
             "select (select id from tasks where status = 'PENDING' \
-                     order by priority desc, run_at, id limit 1) is not null \
+                     order by queue, priority desc, run_at, id limit 1) is not null \
                  or (select id from tasks where status = 'RUNNING' \
                      order by lease_expires_at limit 1) is not null",
         )

@@ -264,7 +264,7 @@ async fn cancel_of_a_failed_task_is_409_naming_the_state() {
         claimed[0].fence(),
         "boom",
         std::time::Duration::ZERO,
-        false,
+        queue::Failure::Retryable,
     )
     .await
     .expect("fail")

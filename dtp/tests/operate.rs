@@ -28,7 +28,14 @@ async fn retry(app: &TestApp, id: i64) -> reqwest::Response {
 async fn failed(app: &TestApp, request: serde_json::Value) -> i64 {
     let id = app.create_id(request).await;
     let fence = claim(&app.pool, "w", 1, LEASE).await[0].fence();
-    let failed = queue::mark_failed_or_retry(&app.pool, TaskId(id), fence, "boom", LEASE, true);
+    let failed = queue::mark_failed_or_retry(
+        &app.pool,
+        TaskId(id),
+        fence,
+        "boom",
+        LEASE,
+        queue::Failure::Permanent,
+    );
     failed.await.expect("fail").expect("fence held");
     id
 }
@@ -220,7 +227,14 @@ async fn run_now_makes_a_retry_waiting_for_its_backoff_due_now() {
     let id = app.create_id(json!({"type": "noop"})).await;
     let fence = claim(&app.pool, "w", 1, LEASE).await[0].fence();
     let hour = Duration::from_secs(3600);
-    let failed = queue::mark_failed_or_retry(&app.pool, TaskId(id), fence, "boom", hour, false);
+    let failed = queue::mark_failed_or_retry(
+        &app.pool,
+        TaskId(id),
+        fence,
+        "boom",
+        hour,
+        queue::Failure::Retryable,
+    );
     failed.await.expect("fail").expect("fence held");
     assert!(app.get_task(id).await.next_attempt_at.is_some());
 
@@ -308,7 +322,14 @@ async fn bulk_retry_by_last_error_and_bulk_delete_by_status() {
     let boom = failed(&app, json!({"type": "noop", "maxAttempts": 1})).await;
     let other = app.create_id(json!({"type": "noop"})).await;
     let fence = claim(&app.pool, "w", 1, LEASE).await[0].fence();
-    let failed = queue::mark_failed_or_retry(&app.pool, TaskId(other), fence, "quiet", LEASE, true);
+    let failed = queue::mark_failed_or_retry(
+        &app.pool,
+        TaskId(other),
+        fence,
+        "quiet",
+        LEASE,
+        queue::Failure::Permanent,
+    );
     failed.await.expect("fail").expect("fence held");
 
     let retried = bulk(

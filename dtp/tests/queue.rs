@@ -71,9 +71,16 @@ async fn no_transition_leaves_a_terminal_state() {
     let succeeded = queue::mark_succeeded(&app.pool, task, attempt, &json!(1))
         .await
         .expect("query");
-    let failed = queue::mark_failed_or_retry(&app.pool, task, attempt, "x", Duration::ZERO, true)
-        .await
-        .expect("query");
+    let failed = queue::mark_failed_or_retry(
+        &app.pool,
+        task,
+        attempt,
+        "x",
+        Duration::ZERO,
+        queue::Failure::Permanent,
+    )
+    .await
+    .expect("query");
     let released = queue::release(&app.pool, task, attempt)
         .await
         .expect("query");
@@ -163,9 +170,16 @@ async fn a_claim_lost_in_a_database_crash_cannot_write_over_the_next_claim_of_it
     let succeeded = queue::mark_succeeded(&app.pool, task, stale, &json!("stale"))
         .await
         .expect("query");
-    let failed = queue::mark_failed_or_retry(&app.pool, task, stale, "x", Duration::ZERO, true)
-        .await
-        .expect("query");
+    let failed = queue::mark_failed_or_retry(
+        &app.pool,
+        task,
+        stale,
+        "x",
+        Duration::ZERO,
+        queue::Failure::Permanent,
+    )
+    .await
+    .expect("query");
     let released = queue::release(&app.pool, task, stale).await.expect("query");
     assert!(renewed.is_empty() && !succeeded && failed.is_none() && !released);
     assert_eq!(app.status(id).await, TaskStatus::Running);

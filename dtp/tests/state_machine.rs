@@ -132,7 +132,11 @@ async fn apply(pool: &PgPool, id: i64, step: &Step) {
                 token(*stale),
                 "boom",
                 Duration::ZERO,
-                *permanent,
+                if *permanent {
+                    queue::Failure::Permanent
+                } else {
+                    queue::Failure::Retryable
+                },
             )
             .await
             .expect("fail");

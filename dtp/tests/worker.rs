@@ -118,7 +118,7 @@ async fn a_running_retry_is_shown_as_retrying() {
         first[0].fence(),
         "x",
         Duration::ZERO,
-        false,
+        queue::Failure::Retryable,
     )
     .await
     .expect("fail")
@@ -338,12 +338,17 @@ async fn a_task_whose_worker_stopped_renewing_is_rescued_and_finished_by_another
             .await
             .expect("query")
     );
-    assert!(
-        queue::mark_failed_or_retry(&app.pool, stale, attempt, "stale", Duration::ZERO, false)
-            .await
-            .expect("query")
-            .is_none()
-    );
+    assert!(queue::mark_failed_or_retry(
+        &app.pool,
+        stale,
+        attempt,
+        "stale",
+        Duration::ZERO,
+        queue::Failure::Retryable
+    )
+    .await
+    .expect("query")
+    .is_none());
     assert!(!queue::release(&app.pool, stale, attempt)
         .await
         .expect("query"));
@@ -452,8 +457,12 @@ async fn a_worker_whose_claim_the_database_lost_stops_once_the_task_is_claimed_a
     // under the same attempt number before the first worker hears of anything.
     let mut tx = app.pool.begin().await.expect("transaction");
     forget_claim(&mut tx, id).await;
-    let next = claim(&mut *tx, "other-worker", 1, Duration::from_secs(30))
+    let types = support::test_types();
+    let again = queue::Claim::new("other-worker", &types, 1, Duration::from_secs(30));
+    let next = queue::claim_available(&mut tx, &again)
         .await
+        .expect("claim")
+        .tasks
         .remove(0);
     tx.commit().await.expect("commit");
     assert_eq!(next.attempt_count, 1);

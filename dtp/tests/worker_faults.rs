@@ -182,7 +182,16 @@ async fn a_claim_whose_answer_was_lost_is_released_without_using_an_attempt() {
     let app = api_only_with(|_| {}).await;
     let (proxy, stop, running) =
         worker_behind_proxy(&app, "unlucky", |c| c.poll_interval_ms = 60_000).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A first task prepares the claim statement on the worker's connection; then a
+    // notification naming no queue makes it read the queues again, so that the claim below is
+    // the first statement it sends (it reads them at most every half second).
+    let first = app.create_id(json!({"type": "count"})).await;
+    wait_for_status(&app.pool, first, TaskStatus::Succeeded).await;
+    sqlx::query("select pg_notify('dtp_task_available', '')")
+        .execute(&app.pool)
+        .await
+        .expect("notify");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // The claim reaches the database and commits; its answer never comes back.
     proxy.cut_after_request(true);

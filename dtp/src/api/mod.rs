@@ -5,6 +5,7 @@ mod bulk;
 pub mod error;
 mod list;
 mod operate;
+mod queues;
 mod tasks;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         list::router(),
         operate::router(),
         bulk::router(),
+        queues::router(),
     ];
     let tasks = routes.into_iter().fold(Router::new(), Router::merge);
     let tasks = tasks.with_state(state);

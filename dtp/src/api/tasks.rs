@@ -28,7 +28,7 @@ const MAX_BATCH: usize = 1000;
 #[openapi(
     info(
         title = "DTP",
-        description = "The execution plane: tasks, their states, cancel, and an operator's retry, run-now, delete and bulk actions."
+        description = "The execution plane: tasks, their states and attempts, cancel, an operator's retry, run-now, delete and bulk actions, and queues with pause and global limits."
     ),
     paths(
         create,
@@ -39,7 +39,13 @@ const MAX_BATCH: usize = 1000;
         super::operate::retry,
         super::operate::run_now,
         super::operate::remove,
-        super::bulk::bulk
+        super::bulk::bulk,
+        super::queues::attempts,
+        super::queues::list,
+        super::queues::one,
+        super::queues::configure,
+        super::queues::pause,
+        super::queues::resume
     ),
     components(schemas(
         CreateTask,
@@ -51,7 +57,14 @@ const MAX_BATCH: usize = 1000;
         common::BulkRequest,
         common::BulkFilter,
         common::BulkAction,
-        common::BulkOutcome
+        common::BulkOutcome,
+        common::Queue,
+        common::QueueCounts,
+        common::QueueList,
+        common::QueuePatch,
+        common::Attempt,
+        common::AttemptOutcome,
+        common::AttemptList
     ))
 )]
 pub struct ApiDoc;

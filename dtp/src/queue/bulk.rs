@@ -7,9 +7,10 @@ use common::limits::MAX_ATTEMPTS;
 use common::{BulkAction, BulkFilter, BulkOutcome};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
+use super::cancel::cancel_target;
 use super::operate::{RETRYABLE, RETRY_SET};
 use super::read::{push_matching, Matching};
-use super::{millis, Error, CHANNEL_TASK_AVAILABLE, CHANNEL_TASK_CANCELED};
+use super::{millis, Error, CHANNEL_TASK_AVAILABLE};
 
 /// Applies `action` to the tasks `filter` matches; `lease` as for [`super::retry`]. The caller
 /// has checked that the filter names at least one condition or says `all`.
@@ -29,23 +30,13 @@ pub async fn bulk(
             // The row locks order the cancel against completions, as a single cancel does;
             // each handler still running is told to stop.
             let mut sql = matching(
-                "with target as (select id, status from tasks where status in ('PENDING', 'RUNNING')",
+                "with target as (select id, status as was from tasks \
+                 where status in ('PENDING', 'RUNNING')",
                 filter,
             );
             sql.push(format_args!(
-                r#" for update),
-                canceled as (
-                    update tasks t
-                    set status = 'CANCELED', completed_at = now(), next_attempt_at = null,
-                        lease_expires_at = null, updated_at = now()
-                    from target where t.id = target.id
-                    returning t.id, target.status as was
-                ),
-                notified as (
-                    select pg_notify('{CHANNEL_TASK_CANCELED}', id::text) from canceled
-                    where was = 'RUNNING'
-                )
-                select count(*) from canceled, (select count(*) from notified) n"#
+                " for update), {} select count(*) from canceled, (select count(*) from notified) n",
+                cancel_target()
             ));
             sql.build_query_scalar().fetch_one(&mut *tx).await?
         }

@@ -3,6 +3,7 @@
 use common::TaskStatus;
 use sqlx::{Connection, PgConnection};
 
+use super::complete::record_attempts;
 use super::row::TASK_COLUMNS;
 use super::status::StoredStatus;
 use super::{Error, TaskId, TaskRow, CHANNEL_TASK_CANCELED};
@@ -47,28 +48,49 @@ pub async fn cancel(conn: &mut PgConnection, id: TaskId) -> Result<CancelOutcome
             Ok(CancelOutcome::AlreadyCanceled(task))
         }
         TaskStatus::Pending | TaskStatus::Running => {
+            let cancel_target = cancel_target();
             let task: TaskRow = sqlx::query_as(&format!(
                 r#"
-                update tasks
-                set status = 'CANCELED', completed_at = now(), next_attempt_at = null,
-                    lease_expires_at = null, updated_at = now()
-                where id = $1
-                returning {TASK_COLUMNS}
+                with target as (select id, status as was from tasks where id = $1),
+                {cancel_target}
+                select {TASK_COLUMNS} from canceled, (select count(*) from notified) n
                 "#
             ))
             .bind(id.0)
             .fetch_one(&mut *tx)
             .await?;
             let was_running = status == TaskStatus::Running;
-            if was_running {
-                sqlx::query("select pg_notify($1, $2)")
-                    .bind(CHANNEL_TASK_CANCELED)
-                    .bind(id.0.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
             tx.commit().await?;
             Ok(CancelOutcome::Canceled { task, was_running })
         }
     }
+}
+
+/// The CTEs of every cancel, after a CTE `target` of the tasks to cancel (`id`, and `was`, their
+/// state), whose rows the transaction holds locked and which are PENDING or RUNNING: `canceled`
+/// (every column of the canceled tasks) makes them CANCELED; `recorded` adds the attempt each
+/// RUNNING one was making to its history (outcome `CANCELED`); `notified` tells their workers
+/// to abort the handlers, at commit. A `select` that follows must read `notified`, or it does
+/// not run.
+pub(super) fn cancel_target() -> String {
+    let recorded = record_attempts(
+        "(select id, attempt_count, worker_id, attempt_started_at, null::text as last_error \
+          from canceled where was = 'RUNNING') c",
+        "'CANCELED'",
+    );
+    format!(
+        r#"
+        canceled as (
+            update tasks t
+            set status = 'CANCELED', completed_at = now(), next_attempt_at = null,
+                lease_expires_at = null, updated_at = now()
+            from target where t.id = target.id
+            returning t.*, target.was
+        ),
+        recorded as ({recorded}),
+        notified as (
+            select pg_notify('{CHANNEL_TASK_CANCELED}', id::text) from canceled
+            where was = 'RUNNING'
+        )"#
+    )
 }

@@ -79,23 +79,43 @@ impl FailedAttempt {
     }
 }
 
+/// Why an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The handler failed and may succeed if tried again.
+    Retryable,
+    /// The handler said trying again cannot help: FAILED at once.
+    Permanent,
+    /// The handler ran past its timeout (retried while attempts remain; outcome `TIMEOUT`).
+    TimedOut,
+}
+
 /// Records a failed attempt: the task is retried after `retry_delay` while attempts remain and
-/// the error is not `permanent`, else it is FAILED. The error is stored as
-/// [`super::storable`] makes it. `None` when the fence did not match.
+/// the failure is not [`Failure::Permanent`], else it is FAILED. The error is stored as
+/// [`super::storable`] makes it, on the task and in its attempt history. `None` when the fence
+/// did not match.
 pub async fn mark_failed_or_retry(
     db: impl PgExecutor<'_>,
     id: TaskId,
     fence: Fence,
     error: &str,
     retry_delay: Duration,
-    permanent: bool,
+    failure: Failure,
 ) -> Result<Option<FailedAttempt>, sqlx::Error> {
     let set = failed_attempt("$6 or attempt_count >= max_attempts", "$5", "$4");
+    let recorded = record_attempts(
+        "failed",
+        "case when $7 then 'TIMEOUT' when status = 'FAILED' then 'FAILED' else 'RETRY' end",
+    );
     sqlx::query_as(&format!(
         r#"
-        update tasks set {set}
-        where id = $1 and status = 'RUNNING' and attempt_count = $2 and claim_token = $3
-        returning status, next_attempt_at
+        with failed as (
+            update tasks set {set}
+            where id = $1 and status = 'RUNNING' and attempt_count = $2 and claim_token = $3
+            returning {ENDED_ATTEMPT}, status, next_attempt_at
+        ),
+        recorded as ({recorded})
+        select status, next_attempt_at from failed
         "#
     ))
     .bind(id.0)
@@ -103,9 +123,28 @@ pub async fn mark_failed_or_retry(
     .bind(fence.claim_token)
     .bind(storable_error(error))
     .bind(millis(retry_delay))
-    .bind(permanent)
+    .bind(failure == Failure::Permanent)
+    .bind(failure == Failure::TimedOut)
     .fetch_optional(db)
     .await
+}
+
+/// What a statement that ends attempts returns, for [`record_attempts`]: the task, the attempt
+/// and its worker, when it started, and the error it ended with.
+pub(super) const ENDED_ATTEMPT: &str =
+    "id, attempt_count, worker_id, attempt_started_at, last_error";
+
+/// An `insert` that adds to the attempt history one row per attempt the CTE `ended` (which
+/// returns [`ENDED_ATTEMPT`]) ended, with `outcome` (SQL over those columns). Every attempt that
+/// does not succeed is recorded by the statement that ends it, through this; one that succeeds
+/// is the task row itself (see `migrations/dtp/0006_queue_settings_and_attempts.sql`).
+pub(super) fn record_attempts(ended: &str, outcome: &str) -> String {
+    format!(
+        "insert into task_attempts \
+             (task_id, attempt, worker_id, started_at, finished_at, outcome, error) \
+         select id, attempt_count, worker_id, attempt_started_at, now(), {outcome}, last_error \
+         from {ended}"
+    )
 }
 
 /// The `set` clause that counts a RUNNING task's attempt as failed with `error`: FAILED when
@@ -131,21 +170,28 @@ const HAND_BACK: &str = "status = 'PENDING', attempt_count = attempt_count - 1, 
      run_at = now(), lease_expires_at = null, updated_at = now()";
 
 /// Gives an interrupted attempt back to the queue at once, without counting it (the worker is
-/// shutting down; the task did nothing wrong), and wakes the other workers.
-/// `false` when the fence did not match.
+/// shutting down; the task did nothing wrong), records it as `RELEASED`, and wakes the other
+/// workers. `false` when the fence did not match.
 pub async fn release(
     db: impl PgExecutor<'_>,
     id: TaskId,
     fence: Fence,
 ) -> Result<bool, sqlx::Error> {
+    // The hand-back took the attempt number back: the released attempt is the one after it.
+    let recorded = record_attempts(
+        "(select id, attempt_count + 1 as attempt_count, worker_id, attempt_started_at, \
+         null::text as last_error from released) r",
+        "'RELEASED'",
+    );
     let released: Option<(i64,)> = sqlx::query_as(&format!(
         r#"
         with released as (
             update tasks set {HAND_BACK}
             where id = $1 and status = 'RUNNING' and attempt_count = $2 and claim_token = $3
-            returning id
-        )
-        select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')) n
+            returning {ENDED_ATTEMPT}, queue
+        ),
+        recorded as ({recorded})
+        select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', queue)) n
         "#
     ))
     .bind(id.0)
@@ -170,9 +216,9 @@ pub async fn release_lost_claim(
         with released as (
             update tasks set {HAND_BACK}
             where status = 'RUNNING' and claim_token = $2 and worker_id = $1
-            returning id
+            returning id, queue
         )
-        select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')) n
+        select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', queue)) n
         "#
     ))
     .bind(worker_id)

@@ -120,7 +120,8 @@ async fn insert(conn: &mut PgConnection, task: &NewTask) -> Result<Option<TaskRo
         )
         select {TASK_COLUMNS} from inserted
         left join lateral (
-            select pg_notify('{CHANNEL_TASK_AVAILABLE}', '') where inserted.run_at <= now()
+            select pg_notify('{CHANNEL_TASK_AVAILABLE}', inserted.queue)
+            where inserted.run_at <= now()
         ) notified on true
         "#
     );
@@ -191,8 +192,8 @@ pub async fn enqueue_many(
             returning {TASK_COLUMNS}
         ),
         notified as (
-            select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')
-            where exists (select 1 from inserted where run_at <= now())
+            select pg_notify('{CHANNEL_TASK_AVAILABLE}', queue)
+            from (select distinct queue from inserted where run_at <= now()) due
         )
         select inserted.*, input.position
         from input join inserted using (id), (select count(*) from notified) n

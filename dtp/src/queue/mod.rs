@@ -5,6 +5,7 @@
 //! attempt's [`Fence`] (attempt number and claim token), so a worker whose lease was taken over
 //! can never overwrite a newer outcome. This module knows nothing about timing, HTTP or handlers.
 
+mod attempts;
 mod bulk;
 mod cancel;
 mod claim;
@@ -14,21 +15,26 @@ mod operate;
 mod read;
 mod rescue;
 mod row;
+mod settings;
 mod status;
 mod storable;
 
+pub use attempts::attempts;
 pub use bulk::bulk;
 pub use cancel::{cancel, CancelOutcome};
-pub use claim::{claim_available, renew_leases, Claim, ClaimedTask, Fence};
+pub use claim::{
+    claim_available, queue_view, renew_leases, Claim, Claimed, ClaimedTask, Fence, QueueView,
+};
 pub use complete::{
     mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, release_lost_claim,
-    FailedAttempt,
+    FailedAttempt, Failure,
 };
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};
 pub use operate::{delete, retry, run_now};
 pub use read::{explain_list, get, list, ListFilter};
 pub use rescue::{fail_expired, lock_expired, ExpiredLease};
 pub use row::TaskRow;
+pub use settings::{configure, queue, queues};
 pub use status::StoredStatus;
 pub use storable::MAX_ERROR_BYTES;
 
@@ -36,8 +42,11 @@ use std::fmt;
 
 use common::TaskStatus;
 
-/// Notified (payload empty) when a task becomes claimable now.
+/// Notified when a task becomes claimable now, with its queue's name (empty: some queue, look).
 pub const CHANNEL_TASK_AVAILABLE: &str = "dtp_task_available";
+/// Notified (payload: the queue's name) when a queue's settings change, so that every claimer
+/// reads them again at once.
+pub const CHANNEL_QUEUE_CHANGED: &str = "dtp_queue_changed";
 /// Notified with the task id when a RUNNING task is canceled, so its worker aborts the handler.
 pub const CHANNEL_TASK_CANCELED: &str = "dtp_task_canceled";
 

@@ -68,7 +68,7 @@ pub async fn retry(conn: &mut PgConnection, id: TaskId, lease: Duration) -> Resu
             },
         });
     };
-    notify_available(&mut *tx).await?;
+    notify_available(&mut *tx, &task.queue).await?;
     tx.commit().await?;
     Ok(task)
 }
@@ -96,7 +96,7 @@ pub async fn run_now(conn: &mut PgConnection, id: TaskId) -> Result<TaskRow, Err
     let Some(task) = due else {
         return Err(refused(&mut *tx, id, "run-now").await);
     };
-    notify_available(&mut *tx).await?;
+    notify_available(&mut *tx, &task.queue).await?;
     tx.commit().await?;
     Ok(task)
 }
@@ -139,10 +139,11 @@ async fn state_of(db: impl PgExecutor<'_>, id: TaskId) -> Result<(TaskStatus, i3
         .ok_or(Error::NotFound(id))
 }
 
-/// Wakes the workers at commit: a task is due now.
-async fn notify_available(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_notify($1, '')")
+/// Wakes the workers at commit: a task of `queue` is due now.
+async fn notify_available(db: impl PgExecutor<'_>, queue: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_notify($1, $2)")
         .bind(CHANNEL_TASK_AVAILABLE)
+        .bind(queue)
         .execute(db)
         .await?;
     Ok(())

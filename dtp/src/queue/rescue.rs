@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 
 use common::TaskStatus;
 
-use super::complete::failed_attempt;
+use super::complete::{failed_attempt, record_attempts, ENDED_ATTEMPT};
 use super::status::StoredStatus;
 use super::{millis, TaskId, CHANNEL_TASK_AVAILABLE};
 
@@ -57,8 +57,8 @@ pub async fn lock_expired(
     .await
 }
 
-/// Counts each lost attempt as failed with "worker lost": retried after its delay, or FAILED
-/// when attempts are used up; wakes the workers (at commit) when any is due again. Returns
+/// Counts each lost attempt as failed with "worker lost" (outcome `LOST` in its history):
+/// retried after its delay, or FAILED when attempts are used up; wakes the workers (at commit) when any is due again. Returns
 /// `(id, new status)` per task changed.
 pub async fn fail_expired(
     conn: &mut PgConnection,
@@ -72,18 +72,20 @@ pub async fn fail_expired(
         "lost.delay_ms",
         "'worker lost'",
     );
+    let recorded = record_attempts("rescued", "'LOST'");
     let rows: Vec<(i64, StoredStatus)> = sqlx::query_as(&format!(
         r#"
         with rescued as (
         update tasks t set {set}
-        from unnest($1::bigint[], $2::integer[], $3::bigint[]) as lost(id, attempt, delay_ms)
-        where t.id = lost.id and t.status = 'RUNNING' and t.attempt_count = lost.attempt
+        from unnest($1::bigint[], $2::integer[], $3::bigint[]) as lost(task_id, attempt, delay_ms)
+        where t.id = lost.task_id and t.status = 'RUNNING' and t.attempt_count = lost.attempt
           and t.lease_expires_at < now()
-        returning t.id, t.status, t.run_at
-        )
+        returning {ENDED_ATTEMPT}, t.status, t.run_at, t.queue
+        ),
+        recorded as ({recorded})
         select id, status from rescued
         left join lateral (
-            select pg_notify('{CHANNEL_TASK_AVAILABLE}', '')
+            select pg_notify('{CHANNEL_TASK_AVAILABLE}', rescued.queue)
             where rescued.status = 'PENDING' and rescued.run_at <= now()
         ) notified on true
         "#

@@ -1,6 +1,7 @@
-//! The claim loop: claim as many due tasks as there are free slots, in one statement, and wait
-//! for a notification, a freed slot or the poll interval when there is nothing to do.
+//! The claim loop: claim as many due tasks as there are free slots, and wait for a
+//! notification, a freed slot or the poll interval when there is nothing to do.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,14 @@ const ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// with some slots empty. Each claim is a commit, and claiming one task per freed slot would cap
 /// throughput at the database's commit rate; a short task frees its slot within microseconds.
 const GATHER_WINDOW: Duration = Duration::from_micros(250);
+/// How old the loop's view of the queues (which have work, whether any is paused or limited)
+/// may be. The claim of a process that believes no queue restricted obeys no queue setting, so
+/// this bounds how long a new setting takes to hold everywhere when its notification is lost
+/// (SPEC §6 allows one second).
+const QUEUE_VIEW_AGE: Duration = Duration::from_millis(500);
+/// How soon the loop looks again while a limited queue exists and the last claim did not fill
+/// every slot: tokens accrue and other processes' tasks end without any notification.
+const LIMITED_POLL: Duration = Duration::from_millis(100);
 
 pub(super) async fn run(
     state: &Arc<WorkerState>,
@@ -30,6 +39,8 @@ pub(super) async fn run(
     // The token of a claim that failed: if it failed after its commit (the answer was lost),
     // its tasks are RUNNING under this worker's name and nobody runs them.
     let mut unanswered: Option<i64> = None;
+    let mut queues = QueuesSeen::default();
+    let mut polled = false;
     while !shutdown.is_cancelled() {
         if let Some(token) = unanswered {
             // At once, before the lease of what it may hold runs out; then the pause after a
@@ -53,11 +64,21 @@ pub(super) async fn run(
         let free = gather_slots(state).await;
         let limit = i64::try_from(free).unwrap_or(i64::MAX);
         let config = &state.config;
-        let claim = queue::Claim::new(&config.worker_id, &state.task_types, limit, config.lease);
+        let mut claim =
+            queue::Claim::new(&config.worker_id, &state.task_types, limit, config.lease);
+        match queues.refresh(state, &mut conn, polled).await {
+            Ok(()) => claim.queues = Some(&queues.view.pending),
+            // The claim finds the queues itself (if the database is down it fails too, and
+            // pauses the loop), obeying the settings last seen.
+            Err(e) => tracing::warn!(error = %e, "reading the queues failed"),
+        }
+        claim.restricted_queues = queues.view.restricted;
+        polled = false;
         match claim_and_start(state, completer, &mut conn, &claim).await {
-            // Every free slot got a task: there may be more, go again at once.
-            Ok(claimed) if claimed == free => {}
-            Ok(_) => wait_for_work(state, shutdown).await,
+            // The claim took something: there may be more (in this queue, or in a queue that
+            // got less than its share), go again at once.
+            Ok((claimed, _)) if claimed > 0 => {}
+            Ok((_, limited)) => polled = wait_for_work(state, limited, shutdown).await,
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed; retrying shortly");
                 unanswered = Some(claim.token);
@@ -72,16 +93,23 @@ pub(super) async fn run(
     conn.close().await;
 }
 
-/// The pool's options, but commits return without waiting for the WAL flush. A claim is on the
-/// path of every pickup, and under load the claim cycle is the worker's pace: waiting for the
-/// disk was a quarter of each claim. A claim lost in a database crash is safe: its task is
-/// PENDING again and runs again, as after a lost worker, and the claim token in its fence keeps
-/// the first run's late outcome out (see `migrations/dtp/0003_claim_token.sql`).
+/// The pool's options, but commits return without waiting for the WAL flush, and statements
+/// always run their cached generic plan.
+///
+/// A claim is on the path of every pickup, and under load the claim cycle is the worker's pace:
+/// waiting for the disk was a quarter of each claim. A claim lost in a database crash is safe:
+/// its task is PENDING again and runs again, as after a lost worker, and the claim token in its
+/// fence keeps the first run's late outcome out (see `migrations/dtp/0003_claim_token.sql`).
+///
+/// The claim statement's generic plan is the right one whatever its parameters (it walks
+/// tasks_claimable one queue at a time), but the planner's estimate of it is poor, so left to
+/// itself it planned the statement anew for every claim: 1.2 ms of planning, which halved the
+/// standard workload's throughput.
 fn claim_connection_options(pool: &PgPool) -> PgConnectOptions {
-    pool.connect_options()
-        .as_ref()
-        .clone()
-        .options([("synchronous_commit", "off")])
+    pool.connect_options().as_ref().clone().options([
+        ("synchronous_commit", "off"),
+        ("plan_cache_mode", "force_generic_plan"),
+    ])
 }
 
 async fn claim_and_start(
@@ -89,13 +117,13 @@ async fn claim_and_start(
     completer: &Completer,
     conn: &mut DedicatedConnection,
     claim: &queue::Claim<'_>,
-) -> Result<usize, sqlx::Error> {
+) -> Result<(usize, bool), sqlx::Error> {
     let sent = Instant::now();
     let claimed = conn
         .run(async |db| queue::claim_available(db, claim).await)
         .await?;
-    let count = claimed.len();
-    for task in claimed {
+    let count = claimed.tasks.len();
+    for task in claimed.tasks {
         let Ok(slot) = state.slots.clone().try_acquire_owned() else {
             // Cannot happen (we claimed at most the free slots and only this loop takes them),
             // but if it did, the task's lease would simply expire and it would be rescued.
@@ -110,7 +138,56 @@ async fn claim_and_start(
             executor::Started::ByClaimLoop(slot),
         ));
     }
-    Ok(count)
+    Ok((count, claimed.limited_queues))
+}
+
+/// The queues as the loop last read them ([`queue::queue_view`]), with the queues
+/// notifications named since. Read again when older than [`QUEUE_VIEW_AGE`], when a
+/// notification says the queues changed, and when the loop wakes without one (the poll).
+#[derive(Default)]
+struct QueuesSeen {
+    view: queue::QueueView,
+    read_at: Option<Instant>,
+}
+
+impl QueuesSeen {
+    async fn refresh(
+        &mut self,
+        state: &WorkerState,
+        conn: &mut DedicatedConnection,
+        polled: bool,
+    ) -> Result<(), sqlx::Error> {
+        let stale = state.queue_view_stale.swap(false, Ordering::AcqRel);
+        let fresh = self
+            .read_at
+            .is_some_and(|read| read.elapsed() < QUEUE_VIEW_AGE);
+        let mut read = Ok(());
+        if stale || polled || !fresh {
+            let read_at = Instant::now();
+            match conn.run(async |db| queue::queue_view(db).await).await {
+                Ok(view) => {
+                    self.view = view;
+                    self.read_at = Some(read_at);
+                }
+                Err(e) => {
+                    state.queue_view_stale.store(true, Ordering::Release);
+                    read = Err(e);
+                }
+            }
+        }
+        let announced = std::mem::take(
+            &mut *state
+                .announced_queues
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for queue in announced {
+            if !self.view.pending.contains(&queue) {
+                self.view.pending.push(queue);
+            }
+        }
+        read
+    }
 }
 
 /// Puts back, uncounted, the tasks of a claim whose answer never arrived (see
@@ -148,11 +225,22 @@ async fn gather_slots(state: &WorkerState) -> usize {
     }
 }
 
-async fn wait_for_work(state: &WorkerState, shutdown: &CancellationToken) {
+/// Waits for a notification, the poll interval (shorter while a limited queue exists) or the
+/// shutdown; `true` when the poll interval ran out.
+async fn wait_for_work(
+    state: &WorkerState,
+    limited_queues: bool,
+    shutdown: &CancellationToken,
+) -> bool {
+    let poll = if limited_queues {
+        state.config.poll_interval.min(LIMITED_POLL)
+    } else {
+        state.config.poll_interval
+    };
     tokio::select! {
-        _ = state.work_available.notified() => {}
-        _ = tokio::time::sleep(state.config.poll_interval) => {}
-        _ = shutdown.cancelled() => {}
+        _ = state.work_available.notified() => false,
+        _ = tokio::time::sleep(poll) => true,
+        _ = shutdown.cancelled() => false,
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::connection::DedicatedConnection;
-use crate::queue::{self, Fence, TaskId};
+use crate::queue::{self, Failure, Fence, TaskId};
 
 /// Most successes written in one statement.
 const MAX_BATCH: usize = 1000;
@@ -187,7 +187,15 @@ async fn record_unstorable(
     loop {
         let recorded = conn
             .run(async |db| {
-                queue::mark_failed_or_retry(db, *id, *fence, &error, Duration::ZERO, true).await
+                queue::mark_failed_or_retry(
+                    db,
+                    *id,
+                    *fence,
+                    &error,
+                    Duration::ZERO,
+                    Failure::Permanent,
+                )
+                .await
             })
             .await;
         let e = match recorded {

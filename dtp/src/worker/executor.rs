@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::completer::Completer;
 use super::state::WorkerState;
 use crate::handlers::{HandlerError, TaskContext};
-use crate::queue::{self, ClaimedTask, Fence, TaskId};
+use crate::queue::{self, ClaimedTask, Failure, Fence, TaskId};
 
 /// How an attempt ended, as far as the worker can tell.
 #[derive(Debug)]
@@ -24,11 +24,27 @@ enum Outcome {
 /// An attempt that did not succeed.
 #[derive(Debug)]
 enum Ending {
-    Failed(HandlerError),
+    Failed {
+        error: String,
+        failure: Failure,
+    },
     /// The task was canceled or its lease lost: the database already holds the truth.
     Aborted,
     /// The worker is shutting down past its grace period: hand the task back.
     Interrupted,
+}
+
+impl Ending {
+    fn failed(error: HandlerError) -> Self {
+        let failure = match error {
+            HandlerError::Permanent(_) => Failure::Permanent,
+            HandlerError::Retryable(_) => Failure::Retryable,
+        };
+        Ending::Failed {
+            error: error.to_string(),
+            failure,
+        }
+    }
 }
 
 /// Attempts at recording an outcome that fails for a reason other than the database being
@@ -114,7 +130,7 @@ async fn run_handler(
 ) -> Outcome {
     let task_id = task.task_id();
     let Some(handler) = state.registry.get(&task.task_type) else {
-        return Outcome::Ended(Ending::Failed(HandlerError::Permanent(format!(
+        return Outcome::Ended(Ending::failed(HandlerError::Permanent(format!(
             "no handler registered for type {:?}",
             task.task_type
         ))));
@@ -143,12 +159,12 @@ async fn run_handler(
         }
         _ = tokio::time::sleep(timeout) => {
             stop_handler(run, task_id).await;
-            Outcome::Ended(Ending::Failed(HandlerError::Retryable(format!("timed out after {} ms", timeout.as_millis()))))
+            Outcome::Ended(Ending::Failed { error: format!("timed out after {} ms", timeout.as_millis()), failure: Failure::TimedOut })
         }
         joined = &mut run => match joined {
             Ok(Ok(result)) => Outcome::Succeeded(result),
-            Ok(Err(error)) => Outcome::Ended(Ending::Failed(error)),
-            Err(e) => Outcome::Ended(Ending::Failed(HandlerError::Retryable(format!("handler panicked: {e}")))),
+            Ok(Err(error)) => Outcome::Ended(Ending::failed(error)),
+            Err(e) => Outcome::Ended(Ending::failed(HandlerError::Retryable(format!("handler panicked: {e}")))),
         },
     }
 }
@@ -175,7 +191,7 @@ async fn record_until_written(state: &WorkerState, id: TaskId, fence: Fence, mut
             if apikit::db::is_invalid_data(&e) {
                 // The outcome cannot be stored as it is; record the refusal instead.
                 tracing::warn!(task_id = %id, attempt, error = %e, "outcome refused by the database; recording the refusal");
-                ending = Ending::Failed(HandlerError::Permanent(format!(
+                ending = Ending::failed(HandlerError::Permanent(format!(
                     "the attempt's outcome could not be stored: {e}"
                 )));
             }
@@ -200,13 +216,11 @@ async fn record(
     let pool = &state.pool;
     let attempt = fence.attempt;
     match ending {
-        Ending::Failed(error) => {
-            let permanent = matches!(error, HandlerError::Permanent(_));
+        Ending::Failed { error, failure } => {
             let delay = state.config.backoff.delay(attempt);
-            let message = error.to_string();
-            match queue::mark_failed_or_retry(pool, id, fence, &message, delay, permanent).await? {
+            match queue::mark_failed_or_retry(pool, id, fence, error, delay, *failure).await? {
                 Some(failed) => {
-                    tracing::info!(task_id = %id, attempt, from = "RUNNING", to = %failed.status(), next_attempt_at = ?failed.next_attempt_at, error = %message, "task attempt failed")
+                    tracing::info!(task_id = %id, attempt, from = "RUNNING", to = %failed.status(), next_attempt_at = ?failed.next_attempt_at, error = %error, "task attempt failed")
                 }
                 None => {
                     tracing::info!(task_id = %id, attempt, "late outcome discarded: task was canceled or rescued")

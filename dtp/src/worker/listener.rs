@@ -1,6 +1,8 @@
-//! LISTEN/NOTIFY: wakes the claim loop when tasks are created, and aborts handlers of tasks
-//! canceled while running. Polling covers anything missed while the connection was down.
+//! LISTEN/NOTIFY: wakes the claim loop when tasks are created or a queue's settings change, and
+//! aborts handlers of tasks canceled while running. Polling covers anything missed while the
+//! connection was down.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use super::state::WorkerState;
-use crate::queue::{TaskId, CHANNEL_TASK_AVAILABLE, CHANNEL_TASK_CANCELED};
+use crate::queue::{TaskId, CHANNEL_QUEUE_CHANGED, CHANNEL_TASK_AVAILABLE, CHANNEL_TASK_CANCELED};
 
 /// Pause before reconnecting after the listener failed.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
@@ -28,9 +30,14 @@ pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
 async fn listen(state: &WorkerState, stop: &CancellationToken) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(&state.pool).await?;
     listener
-        .listen_all([CHANNEL_TASK_AVAILABLE, CHANNEL_TASK_CANCELED])
+        .listen_all([
+            CHANNEL_TASK_AVAILABLE,
+            CHANNEL_TASK_CANCELED,
+            CHANNEL_QUEUE_CHANGED,
+        ])
         .await?;
     // Anything sent while we were not listening is found by one claim now.
+    state.queue_view_stale.store(true, Ordering::Release);
     state.work_available.notify_one();
     loop {
         let received = tokio::select! {
@@ -38,16 +45,34 @@ async fn listen(state: &WorkerState, stop: &CancellationToken) -> Result<(), sql
             _ = stop.cancelled() => return Ok(()),
         };
         let Some(notification) = received else {
-            // Connection lost; `try_recv` reconnects on the next call. Claim in case we missed work.
-            state.work_available.notify_one();
+            // Connection lost; `try_recv` reconnects on the next call. Look in case we missed work.
+            announce(state, "");
             continue;
         };
         match notification.channel() {
-            CHANNEL_TASK_AVAILABLE => state.work_available.notify_one(),
+            CHANNEL_TASK_AVAILABLE => announce(state, notification.payload()),
             CHANNEL_TASK_CANCELED => abort_canceled(state, notification.payload()),
+            // A resumed queue's tasks are due now.
+            CHANNEL_QUEUE_CHANGED => announce(state, ""),
             _ => {}
         }
     }
+}
+
+/// Tells the claim loop that `queue` has tasks due now; with no queue, to look at them all.
+fn announce(state: &WorkerState, queue: &str) {
+    if queue.is_empty() {
+        state.queue_view_stale.store(true, Ordering::Release);
+    } else {
+        let mut announced = state
+            .announced_queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !announced.iter().any(|known| known == queue) {
+            announced.push(queue.to_owned());
+        }
+    }
+    state.work_available.notify_one();
 }
 
 fn abort_canceled(state: &WorkerState, payload: &str) {

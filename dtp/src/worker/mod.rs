@@ -118,7 +118,11 @@ impl Worker {
         let limit = i64::try_from(config.concurrency.max(1)).unwrap_or(i64::MAX);
         let claim = crate::queue::Claim::new(self.id(), &state.task_types, limit, config.lease);
         let sent = std::time::Instant::now();
-        let claimed = crate::queue::claim_available(&state.pool, &claim).await?;
+        let mut conn = state.pool.acquire().await?;
+        let claimed = crate::queue::claim_available(&mut conn, &claim)
+            .await?
+            .tasks;
+        drop(conn);
         let count = claimed.len();
         let stop = CancellationToken::new();
         let (completer, completing) = Completer::start(&state.pool, stop.clone());

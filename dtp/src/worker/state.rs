@@ -2,7 +2,8 @@
 //! attempts in flight and the signals between the claim loop and the executors. Built once, by
 //! [`Worker::new`](super::Worker::new); the parts read it and never replace any of it.
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore};
@@ -28,6 +29,11 @@ pub(super) struct WorkerState {
     pub(super) executions: TaskTracker,
     /// A notification said new work is due.
     pub(super) work_available: Notify,
+    /// A notification said a queue's settings changed, or that some queue has work: the claim
+    /// loop reads the queues again.
+    pub(super) queue_view_stale: AtomicBool,
+    /// Queues that notifications said have tasks due now, not yet seen by the claim loop.
+    pub(super) announced_queues: Mutex<Vec<String>>,
     /// A slot was freed.
     pub(super) slot_freed: Notify,
     /// Fired when the shutdown grace period is over: every handler still running is aborted and
@@ -46,6 +52,8 @@ impl WorkerState {
             config,
             executions: TaskTracker::new(),
             work_available: Notify::new(),
+            queue_view_stale: AtomicBool::new(true),
+            announced_queues: Mutex::new(Vec::new()),
             slot_freed: Notify::new(),
             abort_all: CancellationToken::new(),
         }

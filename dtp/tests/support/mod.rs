@@ -396,16 +396,18 @@ pub fn test_types() -> Vec<String> {
 
 /// Claims as a worker with the test handlers would (any type they know).
 pub async fn claim(
-    db: impl sqlx::PgExecutor<'_>,
+    pool: &PgPool,
     worker_id: &str,
     limit: i64,
     lease: Duration,
 ) -> Vec<dtp::queue::ClaimedTask> {
     let types = test_types();
     let claim = dtp::queue::Claim::new(worker_id, &types, limit, lease);
-    dtp::queue::claim_available(db, &claim)
+    let mut conn = pool.acquire().await.expect("connection");
+    dtp::queue::claim_available(&mut conn, &claim)
         .await
         .expect("claim")
+        .tasks
 }
 
 /// A migrated queue database with no service in front of it, for tests of the queue's own

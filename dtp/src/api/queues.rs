@@ -1,0 +1,151 @@
+//! Queues (`GET/PATCH /queues`, pause, resume) and a task's attempts: what an operator reads
+//! and steers.
+
+use apikit::openapi::{BodyRefused, DatabaseDown};
+use apikit::{ApiJson, WithId};
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::limits::is_queue_name;
+use common::queue::bounds::{CONCURRENCY_LIMIT, MAX_RATE_PER_SECOND};
+use common::{AttemptList, Problem, Queue, QueueList, QueuePatch};
+
+use super::tasks::UnknownTask;
+use super::{ApiError, AppState};
+use crate::queue::{self, TaskId};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/queues", get(list))
+        .route("/queues/{name}", get(one).patch(configure))
+        .route("/queues/{name}/pause", post(pause))
+        .route("/queues/{name}/resume", post(resume))
+        .route("/tasks/{id}/attempts", get(attempts))
+}
+
+/// Every queue (the default one, each a task names, each with settings) by name, with its
+/// settings, tasks per state and oldest due task's wait.
+#[utoipa::path(get, path = "/queues", tag = "queues",
+    responses((status = 200, description = "The queues", body = QueueList), DatabaseDown))]
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<QueueList>, ApiError> {
+    let queues = queue::queues(&state.pool).await?;
+    Ok(Json(QueueList { queues }))
+}
+
+apikit::problem_answers!(
+    /// 404 for a queue no task names and nobody configured.
+    UnknownQueue: 404 "No such queue"
+);
+
+/// One queue.
+#[utoipa::path(get, path = "/queues/{name}", tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses((status = 200, description = "The queue", body = Queue), UnknownQueue, DatabaseDown))]
+pub(super) async fn one(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Queue>, ApiError> {
+    queue::queue(&state.pool, &name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("Queue {name:?} not found")))
+}
+
+/// Changes a queue's settings: any of `concurrencyLimit`, `rateLimitPerSecond` (`null` removes
+/// a limit) and `paused`. Every process obeys the change within a second. A queue no task names
+/// yet may be configured ahead of its tasks.
+#[utoipa::path(patch, path = "/queues/{name}", request_body = QueuePatch, tag = "queues",
+    params(("name" = String, Path, description = "Queue name, 1..=100 of A-Z a-z 0-9 _ . : -")),
+    responses(
+        (status = 200, description = "The queue as changed", body = Queue),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name or value", body = Problem, content_type = "application/problem+json"),
+        BodyRefused,
+        DatabaseDown,
+    ))]
+pub(super) async fn configure(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(patch): ApiJson<QueuePatch>,
+) -> Result<Json<Queue>, ApiError> {
+    validate(&name, &patch)?;
+    apply(&state, &name, &patch).await.map(Json)
+}
+
+/// Pauses a queue: none of its PENDING tasks is claimed until it is resumed; running ones
+/// finish. Idempotent.
+#[utoipa::path(post, path = "/queues/{name}/pause", tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "The queue, paused", body = Queue),
+        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        DatabaseDown,
+    ))]
+pub(super) async fn pause(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Queue>, ApiError> {
+    set_paused(&state, &name, true).await
+}
+
+/// Resumes a paused queue. Idempotent.
+#[utoipa::path(post, path = "/queues/{name}/resume", tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "The queue, not paused", body = Queue),
+        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        DatabaseDown,
+    ))]
+pub(super) async fn resume(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Queue>, ApiError> {
+    set_paused(&state, &name, false).await
+}
+
+async fn set_paused(state: &AppState, name: &str, paused: bool) -> Result<Json<Queue>, ApiError> {
+    let patch = QueuePatch {
+        paused: Some(paused),
+        ..QueuePatch::default()
+    };
+    validate(name, &patch)?;
+    apply(state, name, &patch).await.map(Json)
+}
+
+async fn apply(state: &AppState, name: &str, patch: &QueuePatch) -> Result<Queue, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let queue = queue::configure(&mut conn, name, patch).await?;
+    tracing::info!(queue = name, paused = queue.paused, concurrency_limit = ?queue.concurrency_limit, rate_limit_per_second = ?queue.rate_limit_per_second, "queue configured by an operator");
+    Ok(queue)
+}
+
+fn validate(name: &str, patch: &QueuePatch) -> Result<(), ApiError> {
+    let invalid = |message: &str| Err(ApiError::Invalid(message.to_owned()));
+    if !is_queue_name(name) {
+        return invalid("a queue name is 1 to 100 characters of A-Z a-z 0-9 _ . : -");
+    }
+    if let Some(Some(limit)) = patch.concurrency_limit {
+        if !CONCURRENCY_LIMIT.contains(&limit) {
+            return invalid("concurrencyLimit must be an integer from 1 to 1000000, or null");
+        }
+    }
+    if let Some(Some(rate)) = patch.rate_limit_per_second {
+        if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_SECOND) {
+            return invalid("rateLimitPerSecond must be above 0 and at most 1000000, or null");
+        }
+    }
+    Ok(())
+}
+
+/// The attempts of a task, oldest first: worker, start, end, duration, outcome and error of
+/// each; the one running now, if any, last, without end or outcome.
+#[utoipa::path(get, path = "/tasks/{id}/attempts", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id", minimum = 1)),
+    responses((status = 200, description = "The attempts", body = AttemptList), UnknownTask, DatabaseDown))]
+pub(super) async fn attempts(
+    WithId(state, id): WithId<AppState>,
+) -> Result<Json<AttemptList>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let attempts = queue::attempts(&mut conn, TaskId(id)).await?;
+    Ok(Json(AttemptList { attempts }))
+}
