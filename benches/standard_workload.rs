@@ -4,10 +4,12 @@
 //!    database shows every task finished);
 //! 2. pickup latency of an idle worker: 500 tasks created one at a time, 10 ms apart, from just
 //!    before the enqueue call to the handler's first line (monotonic clock, one process);
-//! 3. bulk enqueue through DTP's API (`POST /tasks/batch`).
+//! 3. bulk enqueue through DTP's API (`POST /tasks/batch`);
+//! 4. the drain of (1) with the 20,000 tasks spread over 10 queues, each with `concurrencyLimit`
+//!    5: what limits and fair claims across queues cost.
 //!
 //! Runs against the server `DATABASE_URL` names (default: the local server), in a database of
-//! its own that it creates and drops. Prints one `RESULT …` line.
+//! its own that it creates and drops. Prints one `RESULT …` line for (1) to (3), then one for (4).
 //!
 //! `cargo bench --bench standard_workload`
 
@@ -23,6 +25,8 @@ const LATENCY_GAP: Duration = Duration::from_millis(10);
 const ENQUEUE_TASKS: usize = 100_000;
 const ENQUEUE_BATCH: usize = 1000;
 const ENQUEUE_IN_FLIGHT: usize = 4;
+const LIMITED_QUEUES: usize = 10;
+const QUEUE_CONCURRENCY_LIMIT: i32 = 5;
 
 fn main() {
     // `cargo bench` passes `--bench`; there is nothing else to parse.
@@ -71,11 +75,22 @@ async fn run() {
         "enqueue over HTTP: {ENQUEUE_TASKS} tasks, batches of {ENQUEUE_BATCH}, {ENQUEUE_IN_FLIGHT} in flight: {enqueue:.2?} = {enqueue_rate:.0} tasks/s"
     );
     stop.cancel();
+    workloads::truncate(&pool).await;
+
+    let queues: Vec<String> = (0..LIMITED_QUEUES).map(|i| format!("bench-{i}")).collect();
+    workloads::limit_queues(&pool, &queues, QUEUE_CONCURRENCY_LIMIT).await;
+    workloads::enqueue_noops_across(&pool, DRAIN_TASKS, &queues).await;
+    let drain = workloads::drain(&pool, DRAIN_CONCURRENCY).await;
+    let limited_throughput = DRAIN_TASKS as f64 / drain.as_secs_f64();
+    println!("drain: {DRAIN_TASKS} noop tasks over {LIMITED_QUEUES} queues with concurrencyLimit {QUEUE_CONCURRENCY_LIMIT}, concurrency {DRAIN_CONCURRENCY}: {drain:.2?} = {limited_throughput:.0} tasks/s");
     pool.close().await;
 
     drop_database(&server, &name).await;
     println!(
         "RESULT throughput_tasks_s={throughput:.0} latency_p50_ms={p50:.3} latency_p95_ms={p95:.3} latency_p99_ms={p99:.3} enqueue_tasks_s={enqueue_rate:.0}"
+    );
+    println!(
+        "RESULT queues={LIMITED_QUEUES} concurrency_limit={QUEUE_CONCURRENCY_LIMIT} throughput_tasks_s={limited_throughput:.0}"
     );
 }
 

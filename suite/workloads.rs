@@ -23,22 +23,48 @@ pub async fn queue_pool(url: &str) -> PgPool {
 
 /// Empties the queue (between benchmark iterations).
 pub async fn truncate(pool: &PgPool) {
-    sqlx::query("truncate task_attempts, tasks")
+    sqlx::query("truncate task_attempts, tasks, queues")
         .execute(pool)
         .await
         .unwrap_or_else(|e| panic!("truncate failed: {e}"));
 }
 
+/// Gives each of `queues` a concurrency limit of `limit`.
+pub async fn limit_queues(pool: &PgPool, queues: &[String], limit: i32) {
+    let mut conn = pool
+        .acquire()
+        .await
+        .unwrap_or_else(|e| panic!("connection: {e}"));
+    let patch = common::QueuePatch {
+        concurrency_limit: Some(Some(limit)),
+        ..common::QueuePatch::default()
+    };
+    for queue in queues {
+        queue::configure(&mut conn, queue, &patch)
+            .await
+            .unwrap_or_else(|e| panic!("configure {queue}: {e}"));
+    }
+}
+
 /// Enqueues `count` `noop` tasks through the library's batch call, 1000 per transaction.
 pub async fn enqueue_noops(pool: &PgPool, count: usize) {
-    let task = NewTask {
-        max_attempts_requested: true,
-        ..NewTask::new("noop", Value::Null)
-    };
+    enqueue_noops_across(pool, count, &[common::limits::DEFAULT_QUEUE.to_owned()]).await;
+}
+
+/// Enqueues `count` `noop` tasks spread evenly over `queues` (in turn), 1000 per transaction.
+pub async fn enqueue_noops_across(pool: &PgPool, count: usize, queues: &[String]) {
+    let tasks: Vec<NewTask> = queues
+        .iter()
+        .map(|queue| NewTask {
+            max_attempts_requested: true,
+            queue: queue.clone(),
+            ..NewTask::new("noop", Value::Null)
+        })
+        .collect();
     let mut left = count;
     while left > 0 {
         let n = left.min(1000);
-        let batch = vec![task.clone(); n];
+        let batch: Vec<NewTask> = tasks.iter().cycle().take(n).cloned().collect();
         let mut tx = pool.begin().await.unwrap_or_else(|e| panic!("begin: {e}"));
         queue::enqueue_many(&mut tx, &batch)
             .await

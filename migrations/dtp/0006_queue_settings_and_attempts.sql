@@ -47,3 +47,11 @@ alter table tasks add column attempt_started_at timestamptz;
 -- with PENDING tasks by skipping through the first column: the queue leads the claim index.
 drop index tasks_claimable;
 create index tasks_claimable on tasks (queue, priority desc, run_at, id) where status = 'PENDING';
+
+-- A claim from a queue with a concurrency limit counts the queue's RUNNING tasks, every time:
+-- led by the queue, this index answers that by an index-only scan of the queue's entries, which
+-- also marks the entries of finished attempts dead as it passes them (a bitmap scan of the
+-- old index visited every finished attempt's heap page until vacuum: 2.5 ms per claim after
+-- 20,000 tasks). The rescuer reads all of it, ordered by lease: a few rows per process.
+drop index tasks_running_lease;
+create index tasks_running_lease on tasks (queue, lease_expires_at) where status = 'RUNNING';

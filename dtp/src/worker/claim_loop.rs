@@ -225,8 +225,9 @@ async fn gather_slots(state: &WorkerState) -> usize {
     }
 }
 
-/// Waits for a notification, the poll interval (shorter while a limited queue exists) or the
-/// shutdown; `true` when the poll interval ran out.
+/// Waits for a notification, the poll interval (shorter while a limited queue exists), the
+/// completer writing outcomes (while a limited queue exists: the tasks it ended held places
+/// under the limits) or the shutdown; `true` when the poll interval ran out.
 async fn wait_for_work(
     state: &WorkerState,
     limited_queues: bool,
@@ -237,8 +238,16 @@ async fn wait_for_work(
     } else {
         state.config.poll_interval
     };
+    let room_in_limits = async {
+        if limited_queues {
+            state.outcomes_written.notified().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         _ = state.work_available.notified() => false,
+        _ = room_in_limits => false,
         _ = tokio::time::sleep(poll) => true,
         _ = shutdown.cancelled() => false,
     }

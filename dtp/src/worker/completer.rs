@@ -7,11 +7,12 @@
 //! free, so claiming does not wait for the database.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::connection::DedicatedConnection;
@@ -45,13 +46,16 @@ pub(super) struct Completer {
 
 impl Completer {
     /// Starts the batching loop; it ends when `stop` fires, after writing what it holds.
+    /// `written` is notified after each batch: the tasks it ended no longer count against
+    /// their queues' concurrency limits.
     pub(super) fn start(
         pool: &PgPool,
         stop: CancellationToken,
+        written: Arc<Notify>,
     ) -> (Completer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = DedicatedConnection::for_pool(pool);
-        let handle = tokio::spawn(run(conn, rx, stop));
+        let handle = tokio::spawn(run(conn, rx, stop, written));
         (Completer { tx }, handle)
     }
 
@@ -73,6 +77,7 @@ async fn run(
     mut conn: DedicatedConnection,
     mut rx: mpsc::UnboundedReceiver<Completion>,
     stop: CancellationToken,
+    written: Arc<Notify>,
 ) {
     loop {
         let first = tokio::select! {
@@ -105,6 +110,7 @@ async fn run(
             }
         }
         write(&mut conn, batch, &stop).await;
+        written.notify_one();
     }
     conn.close().await;
 }

@@ -56,7 +56,11 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) {
         let state = &self.state;
         let background = CancellationToken::new();
-        let (completer, completing) = Completer::start(&state.pool, background.clone());
+        let (completer, completing) = Completer::start(
+            &state.pool,
+            background.clone(),
+            state.outcomes_written.clone(),
+        );
         state.executions.reopen();
         let tasks = [
             tokio::spawn(listener::run(state.clone(), background.clone())),
@@ -125,7 +129,8 @@ impl Worker {
         drop(conn);
         let count = claimed.len();
         let stop = CancellationToken::new();
-        let (completer, completing) = Completer::start(&state.pool, stop.clone());
+        let (completer, completing) =
+            Completer::start(&state.pool, stop.clone(), state.outcomes_written.clone());
         let runs: Vec<_> = claimed
             .into_iter()
             .map(|task| {

@@ -34,6 +34,8 @@ pub(super) struct WorkerState {
     pub(super) queue_view_stale: AtomicBool,
     /// Queues that notifications said have tasks due now, not yet seen by the claim loop.
     pub(super) announced_queues: Mutex<Vec<String>>,
+    /// The completer wrote a batch of successes: a limited queue may have room again.
+    pub(super) outcomes_written: Arc<Notify>,
     /// A slot was freed.
     pub(super) slot_freed: Notify,
     /// Fired when the shutdown grace period is over: every handler still running is aborted and
@@ -54,6 +56,7 @@ impl WorkerState {
             work_available: Notify::new(),
             queue_view_stale: AtomicBool::new(true),
             announced_queues: Mutex::new(Vec::new()),
+            outcomes_written: Arc::new(Notify::new()),
             slot_freed: Notify::new(),
             abort_all: CancellationToken::new(),
         }
