@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::queue::Attempt;
 use crate::task::{RetryState, TaskStatus};
 
 /// `GET /api/tasks/{id}/execution` body. Latencies are computed by TaskPilot from DTP's
@@ -43,4 +44,6 @@ pub struct ExecutionView {
     pub processing_latency_ms: Option<i64>,
     /// `completedAt - scheduledFor`.
     pub end_to_end_latency_ms: Option<i64>,
+    /// Every attempt, as DTP reports them, newest last.
+    pub attempts: Vec<Attempt>,
 }

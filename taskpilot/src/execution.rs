@@ -2,10 +2,11 @@
 //! It reports DTP's state as is; it never decides execution state.
 
 use chrono::{DateTime, Utc};
-use common::{ExecutionView, TaskView};
+use common::{Attempt, ExecutionView, TaskView};
 
-/// The view of `task`. Each latency is `null` until both of its ends exist.
-pub fn execution_view(task: TaskView) -> ExecutionView {
+/// The view of `task` and its `attempts` (oldest first). Each latency is `null` until both of
+/// its ends exist.
+pub fn execution_view(task: TaskView, attempts: Vec<Attempt>) -> ExecutionView {
     let started = task.processing_started_at;
     let completed = task.completed_at;
     ExecutionView {
@@ -23,6 +24,7 @@ pub fn execution_view(task: TaskView) -> ExecutionView {
         completed_at: completed,
         next_attempt_at: task.next_attempt_at,
         last_error: task.last_error,
+        attempts,
     }
 }
 
@@ -71,9 +73,13 @@ mod tests {
         }
     }
 
+    fn execution_view_of(task: TaskView) -> ExecutionView {
+        execution_view(task, Vec::new())
+    }
+
     #[test]
     fn latencies_are_the_differences_of_the_timestamps() {
-        let view = execution_view(task(Some(32), Some(96)));
+        let view = execution_view_of(task(Some(32), Some(96)));
         assert_eq!(view.queue_latency_ms, Some(32));
         assert_eq!(view.processing_latency_ms, Some(64));
         assert_eq!(view.end_to_end_latency_ms, Some(96));
@@ -82,7 +88,7 @@ mod tests {
 
     #[test]
     fn latencies_are_null_until_both_ends_exist() {
-        let pending = execution_view(task(None, None));
+        let pending = execution_view_of(task(None, None));
         assert_eq!(
             (
                 pending.queue_latency_ms,
@@ -91,11 +97,11 @@ mod tests {
             ),
             (None, None, None)
         );
-        let running = execution_view(task(Some(5), None));
+        let running = execution_view_of(task(Some(5), None));
         assert_eq!(running.queue_latency_ms, Some(5));
         assert_eq!(running.processing_latency_ms, None);
         assert_eq!(running.end_to_end_latency_ms, None);
-        let canceled_before_start = execution_view(task(None, Some(40)));
+        let canceled_before_start = execution_view_of(task(None, Some(40)));
         assert_eq!(canceled_before_start.queue_latency_ms, None);
         assert_eq!(canceled_before_start.end_to_end_latency_ms, Some(40));
     }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use apikit::auth::Secret;
-use common::{CreateTask, Problem, TaskPage, TaskView};
+use common::{Attempt, AttemptList, CreateTask, Problem, TaskPage, TaskView};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
@@ -95,6 +95,13 @@ impl SchedulerClient {
     pub async fn get_task(&self, id: i64, request_id: &str) -> Result<TaskView, Error> {
         let call = self.request(Method::GET, &format!("/tasks/{id}"), request_id);
         self.send(call, Some(id)).await
+    }
+
+    /// `GET /tasks/{id}/attempts`: oldest first.
+    pub async fn get_attempts(&self, id: i64, request_id: &str) -> Result<Vec<Attempt>, Error> {
+        let call = self.request(Method::GET, &format!("/tasks/{id}/attempts"), request_id);
+        let list: AttemptList = self.send(call, Some(id)).await?;
+        Ok(list.attempts)
     }
 
     /// `PUT /tasks/{id}/cancel`: succeeds when the task is (now or already) CANCELED. The body

@@ -2,7 +2,7 @@
 //! (`tests/e2e.rs`). Each is written once here, against TaskPilot's API (and DTP's database
 //! where a fault is planted), and run by [`scenario_tests!`](crate::scenario_tests) there.
 
-use common::{RetryState, TaskStatus};
+use common::{AttemptOutcome, RetryState, TaskStatus};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -30,18 +30,34 @@ macro_rules! scenario_tests {
     )+};
 }
 
-/// A `demo-flaky` task fails its first attempt and succeeds on its second.
+/// A `demo-flaky` task fails its first attempt and succeeds on its second, in the queue its
+/// binding names; the view lists both attempts, newest last.
 pub async fn a_flaky_task_succeeds_on_its_second_attempt(Against { api, .. }: Against) {
     let task = json!({"type": "demo-flaky"});
-    let view = api.run_until(task, json!({}), TaskStatus::Succeeded).await;
+    let bind = json!({"queue": "flaky"});
+    let view = api.run_until(task, bind, TaskStatus::Succeeded).await;
     assert_eq!(
         (view.attempt_count, view.retry_state),
         (2, RetryState::Completed)
     );
+    assert_eq!(view.queue, "flaky");
     assert!(
         view.last_error.is_some(),
         "the first attempt's error is kept"
     );
+    let attempts: Vec<(i32, Option<AttemptOutcome>)> = view
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.outcome))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            (1, Some(AttemptOutcome::Retry)),
+            (2, Some(AttemptOutcome::Succeeded))
+        ]
+    );
+    assert_eq!(view.attempts[0].error, view.last_error);
 }
 
 /// A `demo-fail` task bound without options uses DTP's default of three attempts and ends

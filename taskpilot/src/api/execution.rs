@@ -34,11 +34,12 @@ pub(super) async fn view(
     RequestId(request_id): RequestId,
 ) -> Result<Json<ExecutionView>, ApiError> {
     let scheduler_task_id = bound_scheduler_task(&state, id).await?;
-    let task = state
-        .scheduler
-        .get_task(scheduler_task_id, &request_id)
-        .await?;
-    Ok(Json(execution_view(task)))
+    let scheduler = &state.scheduler;
+    let (task, attempts) = tokio::join!(
+        scheduler.get_task(scheduler_task_id, &request_id),
+        scheduler.get_attempts(scheduler_task_id, &request_id)
+    );
+    Ok(Json(execution_view(task?, attempts?)))
 }
 
 /// Asks DTP to cancel the bound task (idempotent).

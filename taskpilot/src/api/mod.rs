@@ -49,6 +49,8 @@ pub struct AppState {
         common::WebTaskPage,
         common::BindRequest,
         common::ExecutionView,
+        common::Attempt,
+        common::AttemptOutcome,
         common::Problem
     ))
 )]
