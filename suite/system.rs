@@ -121,6 +121,15 @@ impl System {
         self.dtp.len() - 1
     }
 
+    /// How many tasks satisfy `condition` (SQL over `tasks`, e.g. `status = 'SUCCEEDED'`).
+    pub async fn count_tasks(&self, condition: &str) -> i64 {
+        let sql = format!("select count(*) from tasks where {condition}");
+        sqlx::query_scalar(&sql)
+            .fetch_one(&self.dtp_pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Creates a task through the API of `dtp[0]` and returns it (asserting `201`).
     pub async fn create_dtp_task(&self, body: serde_json::Value) -> common::TaskView {
         let response = reqwest::Client::new()

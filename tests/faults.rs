@@ -13,7 +13,7 @@ use axum::Json;
 use common::TaskStatus;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use suite::System;
+use suite::{wait_until, System};
 
 type Hits = Arc<Mutex<HashMap<i64, u32>>>;
 
@@ -40,22 +40,7 @@ async fn counting_endpoint(pause: Duration) -> (String, Hits) {
 }
 
 async fn count_by_status(system: &System, status: &str) -> i64 {
-    sqlx::query_scalar("select count(*) from tasks where status = $1")
-        .bind(status)
-        .fetch_one(&system.dtp_pool)
-        .await
-        .expect("count")
-}
-
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while !done().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    system.count_tasks(&format!("status = '{status}'")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

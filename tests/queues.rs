@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use suite::System;
+use suite::{wait_until, System};
 use testkit::Sent;
 
 async fn configure(system: &System, queue: &str, settings: Value) {
@@ -53,22 +53,7 @@ where
 }
 
 async fn count(system: &System, condition: &str) -> i64 {
-    scalar(
-        &system.dtp_pool,
-        &format!("select count(*) from tasks where {condition}"),
-    )
-    .await
-}
-
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while !done().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    system.count_tasks(condition).await
 }
 
 /// Samples, as often as the database answers, how many tasks of `queue` are RUNNING, until

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::limits::is_queue_name;
 use common::queue::bounds::{CONCURRENCY_LIMIT, MAX_RATE_PER_SECOND};
-use common::{AttemptList, Problem, Queue, QueueList, QueuePatch};
+use common::{AttemptList, Queue, QueueList, QueuePatch};
 
 use super::tasks::UnknownTask;
 use super::{ApiError, AppState};
@@ -51,18 +51,23 @@ pub(super) async fn one(
         .ok_or_else(|| ApiError::NotFound(format!("Queue {name:?} not found")))
 }
 
+apikit::problem_answers!(
+    /// What PATCH refuses.
+    SettingsRefused: 400 "Malformed JSON", 422 "Invalid name or value"
+);
+
+apikit::problem_answers!(
+    /// What pause and resume refuse.
+    QueueNameRefused: 422 "Invalid name"
+);
+
 /// Changes a queue's settings: any of `concurrencyLimit`, `rateLimitPerSecond` (`null` removes
 /// a limit) and `paused`. Every process obeys the change within a second. A queue no task names
 /// yet may be configured ahead of its tasks.
 #[utoipa::path(patch, path = "/queues/{name}", request_body = QueuePatch, tag = "queues",
     params(("name" = String, Path, description = "Queue name, 1..=100 of A-Z a-z 0-9 _ . : -")),
-    responses(
-        (status = 200, description = "The queue as changed", body = Queue),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name or value", body = Problem, content_type = "application/problem+json"),
-        BodyRefused,
-        DatabaseDown,
-    ))]
+    responses((status = 200, description = "The queue as changed", body = Queue),
+        SettingsRefused, BodyRefused, DatabaseDown))]
 pub(super) async fn configure(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -76,40 +81,33 @@ pub(super) async fn configure(
 /// finish. Idempotent.
 #[utoipa::path(post, path = "/queues/{name}/pause", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    responses(
-        (status = 200, description = "The queue, paused", body = Queue),
-        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
-        DatabaseDown,
-    ))]
-pub(super) async fn pause(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Queue>, ApiError> {
-    set_paused(&state, &name, true).await
+    responses((status = 200, description = "The queue, paused", body = Queue), QueueNameRefused, DatabaseDown))]
+pub(super) async fn pause(state: State<AppState>, name: Path<String>) -> Answer {
+    set_paused(state, name, true).await
 }
 
 /// Resumes a paused queue. Idempotent.
 #[utoipa::path(post, path = "/queues/{name}/resume", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    responses(
-        (status = 200, description = "The queue, not paused", body = Queue),
-        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
-        DatabaseDown,
-    ))]
-pub(super) async fn resume(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Queue>, ApiError> {
-    set_paused(&state, &name, false).await
+    responses((status = 200, description = "The queue, not paused", body = Queue), QueueNameRefused, DatabaseDown))]
+pub(super) async fn resume(state: State<AppState>, name: Path<String>) -> Answer {
+    set_paused(state, name, false).await
 }
 
-async fn set_paused(state: &AppState, name: &str, paused: bool) -> Result<Json<Queue>, ApiError> {
+/// What the queue operations answer with.
+type Answer = Result<Json<Queue>, ApiError>;
+
+async fn set_paused(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    paused: bool,
+) -> Answer {
     let patch = QueuePatch {
         paused: Some(paused),
         ..QueuePatch::default()
     };
-    validate(name, &patch)?;
-    apply(state, name, &patch).await.map(Json)
+    validate(&name, &patch)?;
+    apply(&state, &name, &patch).await.map(Json)
 }
 
 async fn apply(state: &AppState, name: &str, patch: &QueuePatch) -> Result<Queue, ApiError> {
