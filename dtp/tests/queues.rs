@@ -228,6 +228,14 @@ async fn a_busy_queue_does_not_starve_a_small_one() {
     );
 }
 
+/// An attempt as the tests compare it: number, worker, outcome, error.
+type Seen<'a> = (
+    i32,
+    Option<&'a str>,
+    Option<AttemptOutcome>,
+    Option<&'a str>,
+);
+
 async fn attempts(app: &TestApp, id: i64) -> Vec<common::Attempt> {
     let list: AttemptList = app.get_ok(&format!("/tasks/{id}/attempts")).await;
     list.attempts
@@ -288,7 +296,7 @@ async fn attempts_list_each_ending_oldest_first_and_survive_a_retry() {
         .expect("succeed");
 
     let list = attempts(&app, id).await;
-    let seen: Vec<(i32, Option<&str>, Option<AttemptOutcome>, Option<&str>)> = list
+    let seen: Vec<Seen<'_>> = list
         .iter()
         .map(|a| {
             (
@@ -392,4 +400,81 @@ async fn a_rescued_attempt_is_lost_and_the_history_goes_with_a_deleted_task() {
         .sent()
         .await;
     assert_problem(gone, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn with_one_slot_a_worker_takes_turns_between_queues() {
+    let app = api_only_with(|_| {}).await;
+    let busy = enqueue(&app, "busy", 40).await;
+    app.plant(
+        "update tasks set run_at = now() - interval '1 hour' where queue = 'busy' and id >= $1",
+        busy[0],
+    )
+    .await;
+    let small = enqueue(&app, "small", 3).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = support::worker_for(&app, "one-slot", |c| c.concurrency = 1);
+    let running = tokio::spawn(worker.run(stop.clone()));
+    support::wait_until_all_terminal(&app.pool).await;
+    stop.cancel();
+    running.await.expect("worker stopped");
+
+    let order: Vec<i64> =
+        sqlx::query_scalar("select id from tasks order by attempt_started_at, id")
+            .fetch_all(&app.pool)
+            .await
+            .expect("start order");
+    let latest_small = small
+        .iter()
+        .map(|id| order.iter().position(|o| o == id).expect("ran"))
+        .max();
+    assert!(
+        latest_small.is_some_and(|at| at < 8),
+        "the small queue's three tasks start among the first claims, taking turns with the \
+         busy queue's 40 older ones: started {latest_small:?}th"
+    );
+}
+
+#[tokio::test]
+async fn a_task_canceled_while_running_keeps_its_place_under_the_limit_for_a_lease() {
+    let app = api_only_with(|_| {}).await;
+    configured(&app, "one", json!({"concurrencyLimit": 1})).await;
+    let ids = enqueue(&app, "one", 2).await;
+    assert_eq!(claim(&app.pool, "w", 10, LEASE).await.len(), 1);
+    let canceled = app.cancel(ids[0]).await;
+    assert_eq!(canceled.status(), StatusCode::OK);
+    assert!(
+        claim(&app.pool, "w", 10, LEASE).await.is_empty(),
+        "its handler may still run until its worker hears of the cancel"
+    );
+    let short = Duration::from_millis(50);
+    tokio::time::sleep(short * 2).await;
+    assert_eq!(
+        claim(&app.pool, "w", 10, short).await.len(),
+        1,
+        "a lease after the cancel, the place is free"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_locks_only_the_limited_queues_it_takes_from() {
+    let app = api_only_with(|_| {}).await;
+    configured(&app, "a", json!({"concurrencyLimit": 5})).await;
+    configured(&app, "b", json!({"concurrencyLimit": 5})).await;
+    enqueue(&app, "a", 1).await;
+    enqueue(&app, "b", 1).await;
+    // A claim from `a` whose transaction stays open keeps the locks it took.
+    let mut holder = app.pool.begin().await.expect("transaction");
+    let types = support::test_types();
+    let only_a = [String::from("a")];
+    let mut from_a = queue::Claim::new("w1", &types, 10, LEASE);
+    from_a.queues = Some(&only_a);
+    let took = queue::claim_available(&mut holder, &from_a)
+        .await
+        .expect("claim");
+    assert_eq!(took.tasks.len(), 1);
+
+    let other = claim(&app.pool, "w2", 10, LEASE).await;
+    assert_eq!(other.len(), 1, "b is free to the other claimer: {other:?}");
+    holder.rollback().await.expect("rollback");
 }

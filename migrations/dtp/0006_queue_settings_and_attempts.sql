@@ -55,3 +55,9 @@ create index tasks_claimable on tasks (queue, priority desc, run_at, id) where s
 -- 20,000 tasks). The rescuer reads all of it, ordered by lease: a few rows per process.
 drop index tasks_running_lease;
 create index tasks_running_lease on tasks (queue, lease_expires_at) where status = 'RUNNING';
+
+-- A task canceled while it ran keeps its place under its queue's concurrency limit for a lease
+-- after the cancel (its handler may run until its worker hears of it): the limited claim counts
+-- these rows. Only canceled tasks that had started are in it.
+create index tasks_canceled_started on tasks (queue, completed_at)
+    where status = 'CANCELED' and attempt_count > 0;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use common::{Attempt, AttemptOutcome};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use super::{Error, TaskId};
 
@@ -21,9 +21,14 @@ struct AttemptRow {
 /// task's own row for an attempt that succeeded (never written to the history, see
 /// [`super::complete::record_attempts`]) or the one running now (no end, no outcome).
 pub async fn attempts(conn: &mut PgConnection, id: TaskId) -> Result<Vec<Attempt>, Error> {
+    // One snapshot for both statements: a task deleted in between is 404, not an empty list.
+    let mut tx = conn.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
     let exists: Option<i64> = sqlx::query_scalar("select id from tasks where id = $1")
         .bind(id.0)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut *tx)
         .await?;
     if exists.is_none() {
         return Err(Error::NotFound(id));
@@ -47,8 +52,9 @@ pub async fn attempts(conn: &mut PgConnection, id: TaskId) -> Result<Vec<Attempt
         "#,
     )
     .bind(id.0)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     rows.into_iter().map(into_attempt).collect()
 }
 

@@ -67,12 +67,14 @@ pub(super) async fn run(
         let mut claim =
             queue::Claim::new(&config.worker_id, &state.task_types, limit, config.lease);
         match queues.refresh(state, &mut conn, polled).await {
-            Ok(()) => claim.queues = Some(&queues.view.pending),
-            // The claim finds the queues itself (if the database is down it fails too, and
-            // pauses the loop), obeying the settings last seen.
+            Ok(()) => {
+                claim.restricted_queues = queues.view.restricted;
+                claim.queues = Some(queues.next_turn());
+            }
+            // The claim finds the queues itself and reads every setting (if the database is
+            // down it fails too, and pauses the loop).
             Err(e) => tracing::warn!(error = %e, "reading the queues failed"),
         }
-        claim.restricted_queues = queues.view.restricted;
         polled = false;
         match claim_and_start(state, completer, &mut conn, &claim).await {
             // The claim took something: there may be more (in this queue, or in a queue that
@@ -187,6 +189,16 @@ impl QueuesSeen {
             }
         }
         read
+    }
+
+    /// The queues to claim from, turned by one since the last claim: a claim takes its
+    /// queues' first tasks in this order, so when it has fewer slots than queues with work,
+    /// each queue's turn comes.
+    fn next_turn(&mut self) -> &[String] {
+        if !self.view.pending.is_empty() {
+            self.view.pending.rotate_left(1);
+        }
+        &self.view.pending
     }
 }
 

@@ -11,6 +11,7 @@ use common::{ExecutionView, Problem};
 use super::error::{DtpFaults, UnknownExecution};
 use super::{ApiError, AppState};
 use crate::execution::execution_view;
+use crate::scheduler_client::Error as SchedulerError;
 use crate::store;
 
 pub(super) fn router() -> Router<AppState> {
@@ -39,7 +40,14 @@ pub(super) async fn view(
         scheduler.get_task(scheduler_task_id, &request_id),
         scheduler.get_attempts(scheduler_task_id, &request_id)
     );
-    Ok(Json(execution_view(task?, attempts?)))
+    let task = task?;
+    let attempts = match attempts {
+        Ok(attempts) => attempts,
+        // A DTP older than the attempt history answers 404 for it while the task exists.
+        Err(SchedulerError::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(execution_view(task, attempts)))
 }
 
 /// Asks DTP to cancel the bound task (idempotent).
