@@ -115,6 +115,8 @@ async fn invalid_settings_are_422_and_change_nothing() {
         ("q", json!({"paused": "yes"})),
         ("q", json!({"paused": null})),
         ("q", json!({"concurrency": 3})),
+        ("q", json!([null, null])),
+        ("q", json!([1])),
         ("bad%20name", json!({"paused": true})),
         (&"x".repeat(101), json!({"paused": true})),
     ];
@@ -144,11 +146,15 @@ async fn pause_and_resume_are_idempotent_and_a_paused_queue_is_not_claimed() {
     assert_eq!(queues_of(&claimed, &held), 0, "nothing of a paused queue");
     assert_eq!(queues_of(&claimed, &other), 2, "other queues go on");
 
-    // Create, cancel, and retry still work on a paused queue.
-    let created = enqueue(&app, "held", 1).await[0];
-    assert_eq!(app.cancel(created).await.status(), StatusCode::OK);
-    let retried = post(&app, &format!("/tasks/{created}/retry")).await;
+    // Create, cancel, retry and delete still work on a paused queue.
+    let created = enqueue(&app, "held", 2).await;
+    assert_eq!(app.cancel(created[0]).await.status(), StatusCode::OK);
+    let retried = post(&app, &format!("/tasks/{}/retry", created[0])).await;
     assert_eq!(retried.status(), StatusCode::OK);
+    assert_eq!(app.cancel(created[1]).await.status(), StatusCode::OK);
+    let url = app.url(&format!("/tasks/{}", created[1]));
+    let deleted = app.client.delete(url).sent().await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
 
     for _ in 0..2 {
         let response = post(&app, "/queues/held/resume").await;
