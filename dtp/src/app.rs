@@ -11,13 +11,14 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::handlers::{HandlerRegistry, HttpHandler};
-use crate::worker::{Rescuer, Worker};
+use crate::worker::{Maintenance, Rescuer, Worker};
 
 /// A built DTP service, ready to run.
 pub struct App {
     server: HttpServer,
     worker: Option<Worker>,
     rescuer: Rescuer,
+    maintenance: Maintenance,
     pool: PgPool,
 }
 
@@ -46,6 +47,8 @@ impl App {
         // Every process rescues, API only or not: a fleet whose only workers died still has its
         // tasks returned to the queue by whatever process is left.
         let rescuer = Rescuer::new(&pool, &worker_config);
+        // Every process offers to do the fleet's maintenance; one at a time does it.
+        let maintenance = Maintenance::new(&pool, &worker_config.worker_id, config.retention());
         let worker = config
             .worker
             .then(|| Worker::new(pool.clone(), registry.clone(), worker_config));
@@ -58,6 +61,7 @@ impl App {
             server: HttpServer::bind(config.addr, api::router(state)).await?,
             worker,
             rescuer,
+            maintenance,
             pool,
         })
     }
@@ -78,6 +82,7 @@ impl App {
         tracing::info!(addr = ?self.server.local_addr().ok(), worker = self.worker.is_some(), "dtp listening");
         let worker = self.worker.map(|w| tokio::spawn(w.run(shutdown.clone())));
         let rescuer = tokio::spawn(self.rescuer.run(shutdown.clone()));
+        let maintenance = tokio::spawn(self.maintenance.run(shutdown.clone()));
         let served = self
             .server
             .serve_until(shutdown.clone())
@@ -88,6 +93,7 @@ impl App {
             worker.await.context("worker task failed")?;
         }
         rescuer.await.context("rescuer task failed")?;
+        maintenance.await.context("maintenance task failed")?;
         self.pool.close().await;
         served
     }

@@ -2,6 +2,7 @@
 
 use common::limits::MAX_ATTEMPTS;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use apikit::auth::{ApiTokens, Secret};
@@ -9,7 +10,7 @@ use apikit::EdgeConfig;
 use clap::Parser;
 
 use crate::api::ApiConfig;
-use crate::worker::{default_worker_id, Backoff, WorkerConfig};
+use crate::worker::{default_worker_id, Backoff, RetentionPolicy, WorkerConfig};
 
 /// DTP, the execution plane: HTTP API plus workers over one PostgreSQL queue.
 #[derive(Debug, Clone, Parser)]
@@ -104,6 +105,54 @@ pub struct Config {
     /// default, so that tasks cannot reach the internal network).
     #[arg(long, env = "DTP_HTTP_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
     pub http_allow_private: bool,
+
+    /// How long SUCCEEDED tasks are kept after they finished (`90s`, `15m`, `24h`, `7d`; `0`
+    /// keeps them forever).
+    #[arg(long, env = "DTP_RETENTION_SUCCEEDED", default_value = "24h")]
+    pub retention_succeeded: Retention,
+
+    /// How long FAILED tasks are kept after they finished.
+    #[arg(long, env = "DTP_RETENTION_FAILED", default_value = "7d")]
+    pub retention_failed: Retention,
+
+    /// How long CANCELED tasks are kept after they were canceled.
+    #[arg(long, env = "DTP_RETENTION_CANCELED", default_value = "7d")]
+    pub retention_canceled: Retention,
+}
+
+/// A retention period: a whole number of seconds, minutes, hours or days (`90s`, `15m`, `24h`,
+/// `7d`), or `0` to keep forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+impl FromStr for Retention {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "0" {
+            return Ok(Retention(None));
+        }
+        let invalid = || {
+            format!(
+                "{text:?} is not a retention period: write 90s, 15m, 24h, 7d, or 0 to keep forever"
+            )
+        };
+        let split = text.len().checked_sub(1).ok_or_else(invalid)?;
+        let (count, unit) = text.split_at(split);
+        let count: u64 = count.parse().map_err(|_| invalid())?;
+        let unit_seconds = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(invalid()),
+        };
+        let seconds = count.checked_mul(unit_seconds).ok_or_else(invalid)?;
+        if seconds == 0 {
+            return Ok(Retention(None));
+        }
+        Ok(Retention(Some(Duration::from_secs(seconds))))
+    }
 }
 
 impl Config {
@@ -163,6 +212,15 @@ impl Config {
             },
             default_timeout: Duration::from_millis(self.task_timeout_ms),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        }
+    }
+
+    /// How long finished tasks are kept.
+    pub fn retention(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            succeeded: self.retention_succeeded.0,
+            failed: self.retention_failed.0,
+            canceled: self.retention_canceled.0,
         }
     }
 

@@ -14,6 +14,7 @@ mod connection;
 mod executor;
 mod heartbeat;
 mod listener;
+mod maintenance;
 mod rescuer;
 mod running;
 mod state;
@@ -29,6 +30,7 @@ use crate::handlers::HandlerRegistry;
 pub use backoff::Backoff;
 use completer::Completer;
 pub use config::{default_worker_id, WorkerConfig};
+pub use maintenance::{Maintenance, RetentionPolicy};
 pub use rescuer::Rescuer;
 use state::WorkerState;
 

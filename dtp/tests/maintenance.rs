@@ -1,0 +1,158 @@
+//! Maintenance (SPEC §7): retention deletes finished tasks per state after their period, and
+//! one process at a time does it, chosen through the database.
+
+mod support;
+
+use std::time::Duration;
+
+use common::TaskStatus;
+use dtp::config::Retention;
+use dtp::queue::{self, TaskId};
+use dtp::worker::{Maintenance, RetentionPolicy};
+use serde_json::json;
+use support::{claim, QueueDb};
+
+const LEASE: Duration = Duration::from_secs(30);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A task that ended in `status`, `age` ago (the queue's only due task while it runs).
+async fn finished(db: &QueueDb, status: TaskStatus, age: Duration) -> i64 {
+    let id = db.enqueue(0).await;
+    if status == TaskStatus::Canceled {
+        db.cancel(id).await;
+    } else {
+        let fence = claim(&db.pool, "w", 1, LEASE).await[0].fence();
+        if status == TaskStatus::Succeeded {
+            queue::mark_succeeded(&db.pool, TaskId(id), fence, &json!(1))
+                .await
+                .expect("succeed");
+        } else {
+            let failure = queue::Failure::Permanent;
+            queue::mark_failed_or_retry(&db.pool, TaskId(id), fence, "x", LEASE, failure)
+                .await
+                .expect("fail");
+        }
+    }
+    sqlx::query("update tasks set completed_at = now() - $2 * interval '1 second' where id = $1")
+        .bind(id)
+        .bind(i64::try_from(age.as_secs()).expect("fits"))
+        .execute(&db.pool)
+        .await
+        .expect("age the task");
+    assert_eq!(db.status(id).await, status);
+    id
+}
+
+async fn remaining(db: &QueueDb) -> Vec<i64> {
+    sqlx::query_scalar("select id from tasks order by id")
+        .fetch_all(&db.pool)
+        .await
+        .expect("ids")
+}
+
+#[tokio::test]
+async fn each_state_is_kept_for_its_own_period_and_zero_keeps_forever() {
+    let db = QueueDb::new().await;
+    let old_success = finished(&db, TaskStatus::Succeeded, 2 * HOUR).await;
+    let young_success = finished(&db, TaskStatus::Succeeded, HOUR / 2).await;
+    let old_failure = finished(&db, TaskStatus::Failed, 1000 * HOUR).await;
+    let old_cancel = finished(&db, TaskStatus::Canceled, 2 * HOUR).await;
+    let pending = db.enqueue(0).await;
+
+    let retention = RetentionPolicy {
+        succeeded: Some(HOUR),
+        failed: None,
+        canceled: Some(HOUR),
+    };
+    let mut maintenance = Maintenance::new(&db.pool, "m", retention);
+    assert_eq!(maintenance.round().await.expect("round"), Some(2));
+
+    assert_eq!(remaining(&db).await, [young_success, old_failure, pending]);
+    let attempts: i64 =
+        sqlx::query_scalar("select count(*) from task_attempts where task_id = any($1)")
+            .bind(vec![old_success, old_cancel])
+            .fetch_one(&db.pool)
+            .await
+            .expect("attempts");
+    assert_eq!(attempts, 0, "their attempts went with them");
+    assert_eq!(
+        maintenance.round().await.expect("round"),
+        Some(0),
+        "nothing left to prune"
+    );
+}
+
+#[tokio::test]
+async fn a_large_backlog_is_pruned_in_batches() {
+    let db = QueueDb::new().await;
+    for _ in 0..1200 {
+        db.enqueue(0).await;
+    }
+    sqlx::query("update tasks set status = 'CANCELED', completed_at = now() - interval '2 hours'")
+        .execute(&db.pool)
+        .await
+        .expect("cancel all, long ago");
+    let retention = RetentionPolicy {
+        canceled: Some(HOUR),
+        ..RetentionPolicy::default()
+    };
+    let mut maintenance = Maintenance::new(&db.pool, "m", retention);
+    assert_eq!(maintenance.round().await.expect("round"), Some(1200));
+    assert!(remaining(&db).await.is_empty());
+}
+
+#[tokio::test]
+async fn one_process_leads_and_another_takes_over_when_its_connection_ends() {
+    let db = QueueDb::new().await;
+    let retention = RetentionPolicy {
+        succeeded: Some(HOUR),
+        ..RetentionPolicy::default()
+    };
+    let mut first = Maintenance::new(&db.pool, "first", retention);
+    let mut second = Maintenance::new(&db.pool, "second", retention);
+    assert_eq!(
+        first.round().await.expect("round"),
+        Some(0),
+        "the first to ask leads"
+    );
+    assert_eq!(
+        second.round().await.expect("round"),
+        None,
+        "the other waits"
+    );
+    assert_eq!(
+        first.round().await.expect("round"),
+        Some(0),
+        "and the leader stays"
+    );
+
+    drop(first);
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    while second.round().await.expect("round").is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "nobody took over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn retention_periods_are_read_as_the_spec_writes_them() {
+    let read = |text: &str| text.parse::<Retention>().map(|r| r.0);
+    assert_eq!(read("90s"), Ok(Some(Duration::from_secs(90))));
+    assert_eq!(read("15m"), Ok(Some(Duration::from_secs(900))));
+    assert_eq!(read("24h"), Ok(Some(Duration::from_secs(86_400))));
+    assert_eq!(read("7d"), Ok(Some(Duration::from_secs(604_800))));
+    assert_eq!(read("0"), Ok(None));
+    assert_eq!(read("0s"), Ok(None));
+    for bad in [
+        "",
+        "7",
+        "d",
+        "7w",
+        "-1d",
+        "1.5h",
+        "7 d",
+        "99999999999999999999d",
+    ] {
+        assert!(read(bad).is_err(), "{bad:?} refused");
+    }
+}
