@@ -45,10 +45,20 @@ impl System {
     /// `dtp_processes` processes over one queue; with `first_api_only`, the first (the one
     /// TaskPilot talks to) runs no worker, so the others do all the work.
     pub async fn start_with(dtp_processes: usize, first_api_only: bool) -> System {
+        Self::start_with_env(dtp_processes, first_api_only, &[]).await
+    }
+
+    /// Like [`System::start_with`], every `dtp` process with the settings `extra` besides.
+    pub async fn start_with_env(
+        dtp_processes: usize,
+        first_api_only: bool,
+        extra: &[(&str, &str)],
+    ) -> System {
         let dtp_db = TestDb::create().await;
         let web_db = TestDb::create().await;
         let (dtp_url, web_url) = (dtp_db.url.clone(), web_db.url.clone());
-        let mut system = Self::start_on(&dtp_url, &web_url, dtp_processes, first_api_only).await;
+        let mut system =
+            Self::start_on_with(&dtp_url, &web_url, dtp_processes, first_api_only, extra).await;
         system._databases = Some((dtp_db, web_db));
         system
     }
@@ -61,6 +71,16 @@ impl System {
         dtp_processes: usize,
         first_api_only: bool,
     ) -> System {
+        Self::start_on_with(dtp_url, web_url, dtp_processes, first_api_only, &[]).await
+    }
+
+    async fn start_on_with(
+        dtp_url: &str,
+        web_url: &str,
+        dtp_processes: usize,
+        first_api_only: bool,
+        extra: &[(&str, &str)],
+    ) -> System {
         let mut dtp = Vec::new();
         for i in 0..dtp_processes.max(1) {
             let name = format!("dtp-{i}");
@@ -70,6 +90,11 @@ impl System {
             ];
             env.extend(
                 FAST_DTP
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            );
+            env.extend(
+                extra
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
             );

@@ -1,0 +1,65 @@
+//! Maintenance with real processes (SPEC §7): the process leading maintenance is SIGKILLed and
+//! another takes over the pruning within seconds.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use suite::{wait_until, System};
+use testkit::Sent;
+
+/// The worker id of the process holding the maintenance lock, if any, as PostgreSQL sees it.
+async fn leader(system: &System) -> Option<String> {
+    let name: Option<String> = sqlx::query_scalar(
+        "select a.application_name from pg_locks l join pg_stat_activity a on a.pid = l.pid \
+         where l.locktype = 'advisory' and l.granted and l.classid = 1146376269 \
+           and l.objid = 1 and l.objsubid = 2 and l.database = \
+               (select oid from pg_database where datname = current_database())",
+    )
+    .fetch_optional(&system.dtp_pool)
+    .await
+    .expect("leader");
+    name.and_then(|n| n.strip_prefix("dtp-maintenance:").map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_maintenance_leader_is_sigkilled_another_process_prunes_within_seconds() {
+    let retention = [("DTP_RETENTION_SUCCEEDED", "1s")];
+    let mut system = System::start_with_env(2, false, &retention).await;
+    let mut first = None;
+    wait_until("a process leads", async || {
+        first = leader(&system).await;
+        first.is_some()
+    })
+    .await;
+    let first = first.expect("a leader");
+    let killed = system
+        .dtp
+        .iter()
+        .position(|p| p.name() == first)
+        .expect("the leader is one of ours");
+    system.dtp[killed].kill();
+    let survivor = &system.dtp[1 - killed];
+
+    let created = reqwest::Client::new()
+        .post(format!("{}/tasks", survivor.url()))
+        .json(&json!({"type": "noop"}))
+        .sent()
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let mut taken_over = None;
+    wait_until("the other process leads", async || {
+        taken_over = leader(&system).await;
+        taken_over.is_some()
+    })
+    .await;
+    assert_eq!(taken_over.as_deref(), Some(survivor.name()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while system.count_tasks("true").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new leader prunes the task a second after it succeeded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
