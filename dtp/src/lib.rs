@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cadence;
 pub mod config;
 pub mod db;
 pub mod handlers;

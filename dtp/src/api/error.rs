@@ -11,6 +11,8 @@ impl From<queue::Error> for ApiError {
             e @ queue::Error::Refused { .. } => ApiError::Conflict(e.to_string()),
             e @ queue::Error::NoAttemptsLeft(_) => ApiError::Conflict(e.to_string()),
             e @ queue::Error::IdempotencyConflict(_) => ApiError::Conflict(e.to_string()),
+            e @ queue::Error::UnknownSchedule(_) => ApiError::NotFound(e.to_string()),
+            e @ queue::Error::ScheduleExists(_) => ApiError::Conflict(e.to_string()),
             queue::Error::Database(e) => e.into(),
         }
     }

@@ -6,6 +6,7 @@ pub mod error;
 mod list;
 mod operate;
 mod queues;
+mod schedules;
 mod tasks;
 
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         operate::router(),
         bulk::router(),
         queues::router(),
+        schedules::router(),
     ];
     let tasks = routes.into_iter().fold(Router::new(), Router::merge);
     let tasks = tasks.with_state(state);

@@ -45,7 +45,12 @@ const MAX_BATCH: usize = 1000;
         super::queues::one,
         super::queues::configure,
         super::queues::pause,
-        super::queues::resume
+        super::queues::resume,
+        super::schedules::create,
+        super::schedules::list,
+        super::schedules::one,
+        super::schedules::change,
+        super::schedules::remove
     ),
     components(schemas(
         CreateTask,
@@ -64,7 +69,11 @@ const MAX_BATCH: usize = 1000;
         common::QueuePatch,
         common::Attempt,
         common::AttemptOutcome,
-        common::AttemptList
+        common::AttemptList,
+        common::NewSchedule,
+        common::Schedule,
+        common::ScheduleList,
+        common::SchedulePatch
     ))
 )]
 pub struct ApiDoc;
@@ -178,7 +187,7 @@ fn at_index(index: usize, error: ApiError) -> ApiError {
 }
 
 /// Checks every field; on error nothing is written.
-fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> {
+pub(super) fn validate(request: CreateTask, state: &AppState) -> Result<NewTask, ApiError> {
     let texts = [Some(&request.task_type), request.idempotency_key.as_ref()];
     if texts.iter().flatten().any(|t| t.contains('\0')) || apikit::json_has_nul(&request.payload) {
         return Err(ApiError::Invalid(

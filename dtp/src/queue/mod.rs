@@ -16,6 +16,7 @@ mod read;
 mod rescue;
 mod retention;
 mod row;
+mod schedules;
 mod settings;
 mod status;
 mod storable;
@@ -36,6 +37,10 @@ pub use read::{explain_list, get, list, ListFilter};
 pub use rescue::{fail_expired, lock_expired, ExpiredLease};
 pub use retention::prune;
 pub use row::TaskRow;
+pub use schedules::{
+    create_schedule, database_now, delete_schedule, due_schedules, enqueue_tick, schedule,
+    schedules, tick_key, update_schedule, DueSchedule, ScheduleFields,
+};
 pub use settings::{configure, queue, queues};
 pub use status::StoredStatus;
 pub use storable::MAX_ERROR_BYTES;
@@ -83,6 +88,12 @@ pub enum Error {
     /// Retry of a task that has made the most attempts any task may have.
     #[error("Cannot retry task {0}: it has made the most attempts a task may have")]
     NoAttemptsLeft(TaskId),
+    /// No schedule has this name.
+    #[error("schedule {0:?} not found")]
+    UnknownSchedule(String),
+    /// A schedule already has this name.
+    #[error("a schedule named {0:?} already exists")]
+    ScheduleExists(String),
     /// The idempotency key was first used with a different request.
     #[error("idempotency key {0:?} was already used for a different request")]
     IdempotencyConflict(String),

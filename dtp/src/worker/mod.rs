@@ -30,7 +30,7 @@ use crate::handlers::HandlerRegistry;
 pub use backoff::Backoff;
 use completer::Completer;
 pub use config::{default_worker_id, WorkerConfig};
-pub use maintenance::{Maintenance, RetentionPolicy};
+pub use maintenance::{Maintenance, RetentionPolicy, RoundDone};
 pub use rescuer::Rescuer;
 use state::WorkerState;
 

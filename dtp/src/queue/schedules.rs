@@ -1,0 +1,239 @@
+//! Schedules (`schedules`): their rows, and the tick that enqueues a due schedule's task.
+
+use chrono::{DateTime, Utc};
+use common::{CreateTask, Schedule};
+use sqlx::types::Json;
+use sqlx::{Connection, PgConnection, PgExecutor};
+
+use super::{enqueue, Error, NewTask};
+
+const SCHEDULE_COLUMNS: &str =
+    "name, cron, timezone, task, paused, next_run_at, last_run_at, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct ScheduleRow {
+    name: String,
+    cron: String,
+    timezone: String,
+    task: Json<CreateTask>,
+    paused: bool,
+    next_run_at: Option<DateTime<Utc>>,
+    last_run_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<ScheduleRow> for Schedule {
+    fn from(row: ScheduleRow) -> Self {
+        Schedule {
+            name: row.name,
+            cron: row.cron,
+            timezone: row.timezone,
+            task: row.task.0,
+            paused: row.paused,
+            next_run_at: row.next_run_at,
+            last_run_at: row.last_run_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A schedule as it is stored: the checked request, and its next tick (`None` while paused).
+#[derive(Debug, Clone)]
+pub struct ScheduleFields<'a> {
+    /// The name.
+    pub name: &'a str,
+    /// The pattern, valid.
+    pub cron: &'a str,
+    /// The zone, valid.
+    pub timezone: &'a str,
+    /// The task each tick creates, checked, `maxAttempts` resolved.
+    pub task: &'a CreateTask,
+    /// Paused.
+    pub paused: bool,
+    /// The next tick.
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+/// Creates a schedule; [`Error::ScheduleExists`] if the name is taken.
+pub async fn create_schedule(
+    db: impl PgExecutor<'_>,
+    fields: &ScheduleFields<'_>,
+) -> Result<Schedule, Error> {
+    let row: Option<ScheduleRow> = sqlx::query_as(&format!(
+        r#"
+        insert into schedules (name, cron, timezone, task, paused, next_run_at)
+        values ($1, $2, $3, $4, $5, $6)
+        on conflict (name) do nothing
+        returning {SCHEDULE_COLUMNS}
+        "#
+    ))
+    .bind(fields.name)
+    .bind(fields.cron)
+    .bind(fields.timezone)
+    .bind(Json(fields.task))
+    .bind(fields.paused)
+    .bind(fields.next_run_at)
+    .fetch_optional(db)
+    .await?;
+    row.map(Schedule::from)
+        .ok_or_else(|| Error::ScheduleExists(fields.name.to_owned()))
+}
+
+/// Every schedule, by name.
+pub async fn schedules(db: impl PgExecutor<'_>) -> Result<Vec<Schedule>, Error> {
+    let rows: Vec<ScheduleRow> = sqlx::query_as(&format!(
+        "select {SCHEDULE_COLUMNS} from schedules order by name"
+    ))
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Schedule::from).collect())
+}
+
+/// The schedule `name`, or [`Error::UnknownSchedule`].
+pub async fn schedule(db: impl PgExecutor<'_>, name: &str) -> Result<Schedule, Error> {
+    let row: Option<ScheduleRow> = sqlx::query_as(&format!(
+        "select {SCHEDULE_COLUMNS} from schedules where name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(db)
+    .await?;
+    row.map(Schedule::from)
+        .ok_or_else(|| Error::UnknownSchedule(name.to_owned()))
+}
+
+/// Replaces the schedule's fields (a patch the caller merged and checked); its last tick stays.
+pub async fn update_schedule(
+    db: impl PgExecutor<'_>,
+    fields: &ScheduleFields<'_>,
+) -> Result<Schedule, Error> {
+    let row: Option<ScheduleRow> = sqlx::query_as(&format!(
+        r#"
+        update schedules
+        set cron = $2, timezone = $3, task = $4, paused = $5, next_run_at = $6,
+            updated_at = now()
+        where name = $1
+        returning {SCHEDULE_COLUMNS}
+        "#
+    ))
+    .bind(fields.name)
+    .bind(fields.cron)
+    .bind(fields.timezone)
+    .bind(Json(fields.task))
+    .bind(fields.paused)
+    .bind(fields.next_run_at)
+    .fetch_optional(db)
+    .await?;
+    row.map(Schedule::from)
+        .ok_or_else(|| Error::UnknownSchedule(fields.name.to_owned()))
+}
+
+/// Deletes the schedule `name` (the tasks it made stay), or [`Error::UnknownSchedule`].
+pub async fn delete_schedule(db: impl PgExecutor<'_>, name: &str) -> Result<(), Error> {
+    let deleted = sqlx::query("delete from schedules where name = $1")
+        .bind(name)
+        .execute(db)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::UnknownSchedule(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// The database's time: the one clock every tick is counted on, whatever the hosts' clocks.
+pub async fn database_now(db: impl PgExecutor<'_>) -> Result<DateTime<Utc>, sqlx::Error> {
+    sqlx::query_scalar("select now()").fetch_one(db).await
+}
+
+/// A schedule whose next tick has come.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueSchedule {
+    /// The name.
+    pub name: String,
+    /// The pattern.
+    pub cron: String,
+    /// The zone.
+    pub timezone: String,
+    /// The task template.
+    pub task: Json<CreateTask>,
+    /// The tick that has come (or the first of those missed).
+    pub next_run_at: DateTime<Utc>,
+    /// The database's time now: ticks are counted on one clock, whatever the hosts' clocks.
+    pub now: DateTime<Utc>,
+}
+
+/// Up to `limit` schedules whose next tick has come, earliest first.
+pub async fn due_schedules(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+) -> Result<Vec<DueSchedule>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        select name, cron, timezone, task, next_run_at, now() as now from schedules
+        where not paused and next_run_at <= now()
+        order by next_run_at
+        limit $1
+        "#,
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Enqueues the task of `due`'s tick `tick` and moves the schedule from its next tick
+/// `expected` on to `next`, in one transaction, unless the schedule changed since it was read
+/// (paused, edited, deleted, or ticked by another leader): then nothing happens. The task's
+/// idempotency key names the schedule and the tick, so the tick's task is one task even if
+/// this ran twice. Returns the task's id when one was created.
+pub async fn enqueue_tick(
+    conn: &mut PgConnection,
+    due: &DueSchedule,
+    expected: DateTime<Utc>,
+    tick: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+) -> Result<Option<i64>, Error> {
+    let mut tx = conn.begin().await?;
+    let moved = sqlx::query(
+        r#"
+        update schedules set last_run_at = $3, next_run_at = $4, updated_at = now()
+        where name = $1 and next_run_at = $2 and not paused
+        "#,
+    )
+    .bind(&due.name)
+    .bind(expected)
+    .bind(tick)
+    .bind(next)
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let template = &due.task.0;
+    let task = NewTask {
+        queue: template
+            .queue
+            .clone()
+            .unwrap_or_else(|| common::limits::DEFAULT_QUEUE.to_owned()),
+        priority: template.priority.unwrap_or(0),
+        max_attempts: template.max_attempts.unwrap_or(3),
+        max_attempts_requested: true,
+        timeout_ms: template.timeout_ms,
+        idempotency_key: Some(tick_key(&due.name, tick)),
+        ..NewTask::new(template.task_type.clone(), template.payload.clone())
+    };
+    let created = match enqueue(&mut tx, &task).await? {
+        super::Enqueued::Created(row) => Some(row.id),
+        super::Enqueued::Existing(_) => None,
+    };
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// The idempotency key of a schedule's tick: `schedule:{name}:{tick, RFC 3339 UTC}`.
+pub fn tick_key(name: &str, tick: DateTime<Utc>) -> String {
+    format!(
+        "schedule:{name}:{}",
+        tick.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
