@@ -10,6 +10,9 @@ use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 
+/// The longest pattern stored (the `schedules.cron` check).
+const MAX_PATTERN: usize = 200;
+
 /// A parsed, valid cadence.
 #[derive(Debug, Clone)]
 pub struct Cadence {
@@ -24,6 +27,12 @@ impl Cadence {
         let zone = Tz::from_str(zone).map_err(|_| {
             format!("unknown time zone {zone:?}: use an IANA name such as UTC or Europe/Paris")
         })?;
+        if pattern.chars().count() > MAX_PATTERN {
+            return Err(format!(
+                "cron is {} characters long; at most {MAX_PATTERN}",
+                pattern.chars().count()
+            ));
+        }
         let fields = pattern.split_whitespace().count();
         if !(5..=6).contains(&fields) {
             return Err(format!(

@@ -120,6 +120,9 @@ pub struct Config {
     pub retention_canceled: Retention,
 }
 
+/// The longest retention period: 100 years (longer falls out of PostgreSQL's date range).
+const MAX_RETENTION_SECONDS: u64 = 100 * 365 * 86_400;
+
 /// A retention period: a whole number of seconds, minutes, hours or days (`90s`, `15m`, `24h`,
 /// `7d`), or `0` to keep forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,17 +140,19 @@ impl FromStr for Retention {
                 "{text:?} is not a retention period: write 90s, 15m, 24h, 7d, or 0 to keep forever"
             )
         };
-        let split = text.len().checked_sub(1).ok_or_else(invalid)?;
-        let (count, unit) = text.split_at(split);
-        let count: u64 = count.parse().map_err(|_| invalid())?;
-        let unit_seconds = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
+        let mut chars = text.chars();
+        let unit_seconds = match chars.next_back() {
+            Some('s') => 1,
+            Some('m') => 60,
+            Some('h') => 3600,
+            Some('d') => 86_400,
             _ => return Err(invalid()),
         };
-        let seconds = count.checked_mul(unit_seconds).ok_or_else(invalid)?;
+        let count: u64 = chars.as_str().parse().map_err(|_| invalid())?;
+        let seconds = count
+            .checked_mul(unit_seconds)
+            .filter(|seconds| *seconds <= MAX_RETENTION_SECONDS)
+            .ok_or_else(|| format!("{text:?} is longer than 100 years: write 0 to keep forever"))?;
         if seconds == 0 {
             return Ok(Retention(None));
         }
@@ -215,12 +220,15 @@ impl Config {
         }
     }
 
-    /// How long finished tasks are kept.
+    /// How long finished tasks are kept. A task canceled while it ran holds its place under
+    /// its queue's concurrency limit for a lease after the cancel, so CANCELED tasks are kept
+    /// at least that long.
     pub fn retention(&self) -> RetentionPolicy {
+        let lease = Duration::from_millis(self.lease_ms);
         RetentionPolicy {
             succeeded: self.retention_succeeded.0,
             failed: self.retention_failed.0,
-            canceled: self.retention_canceled.0,
+            canceled: self.retention_canceled.0.map(|period| period.max(lease)),
         }
     }
 

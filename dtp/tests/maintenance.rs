@@ -138,6 +138,9 @@ fn retention_periods_are_read_as_the_spec_writes_them() {
     assert_eq!(read("0"), Ok(None));
     assert_eq!(read("0s"), Ok(None));
     for bad in [
+        "7д",
+        "5µ",
+        "36501d",
         "",
         "7",
         "d",

@@ -133,6 +133,10 @@ async fn invalid_schedules_are_422_naming_the_problem_and_write_nothing() {
             json!({"name": "bad name", "cron": "* * * * *", "task": task}),
             "name",
         ),
+        (
+            json!({"name": "x", "cron": format!("0{}3 * * *", " ".repeat(300)), "task": task}),
+            "characters",
+        ),
     ];
     for (body, names) in refused {
         let detail = assert_problem(
@@ -196,6 +200,37 @@ async fn each_tick_enqueues_one_task_named_by_its_tick_and_deleting_the_schedule
 }
 
 #[tokio::test]
+async fn a_late_round_enqueues_every_tick_it_missed() {
+    let app = api_only_with(|_| {}).await;
+    created(
+        &app,
+        json!({"name": "minutely", "cron": "* * * * *", "task": {"type": "noop"}}),
+    )
+    .await;
+    // The leader was up but its rounds came late: three ticks passed since the schedule's next.
+    let planted =
+        "update schedules set next_run_at = date_trunc('minute', now()) - interval '2 minutes'";
+    sqlx::query(planted)
+        .execute(&app.pool)
+        .await
+        .expect("plant the late ticks");
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    while tasks(&app).await.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the missed ticks never came"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        tasks(&app).await.len(),
+        3,
+        "one task for each of the three ticks"
+    );
+}
+
+#[tokio::test]
 async fn after_a_stop_only_the_latest_missed_tick_is_enqueued() {
     let app = api_only_with(|_| {}).await;
     created(
@@ -203,13 +238,15 @@ async fn after_a_stop_only_the_latest_missed_tick_is_enqueued() {
         json!({"name": "minutely", "cron": "* * * * *", "task": {"type": "noop"}}),
     )
     .await;
-    // Every process was down for ten minutes: the tick due ten minutes ago and nine more passed.
-    sqlx::query(
-        "update schedules set next_run_at = date_trunc('minute', now()) - interval '10 minutes'",
-    )
-    .execute(&app.pool)
-    .await
-    .expect("plant the missed ticks");
+    // Every process was down for ten minutes: the tick due ten minutes ago and nine more passed,
+    // and no leader ran a round.
+    let planted =
+        "update schedules set next_run_at = date_trunc('minute', now()) - interval '10 minutes'; \
+                   update maintenance_rounds set round_at = now() - interval '10 minutes'";
+    sqlx::raw_sql(planted)
+        .execute(&app.pool)
+        .await
+        .expect("plant the missed ticks");
     let deadline = tokio::time::Instant::now() + support::PATIENCE;
     while tasks(&app).await.is_empty() {
         assert!(

@@ -17,3 +17,11 @@ create table schedules (
 
 -- The leader's tick reads the due schedules.
 create index schedules_due on schedules (next_run_at) where not paused;
+
+-- When the maintenance leader last ran a round. A new leader that finds it recent knows a
+-- leader was up until a moment ago (the lead changed hands) and enqueues every tick missed in
+-- between; one that finds it old knows every process was down, and enqueues only the latest.
+create table maintenance_rounds (
+    only_row   boolean     primary key default true check (only_row),
+    round_at   timestamptz not null
+);

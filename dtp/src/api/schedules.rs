@@ -102,11 +102,10 @@ pub(super) async fn change(
         None => current.task.clone(),
     };
     let paused = patch.paused.unwrap_or(current.paused);
-    let recount = cron != current.cron || timezone != current.timezone || current.paused;
+    let recount = cron != current.cron || timezone != current.timezone || paused != current.paused;
     let next_run_at = match (paused, recount) {
-        (true, _) => None,
+        (true, _) | (false, false) => None,
         (false, true) => cadence.next_after(database_now(&state).await?),
-        (false, false) => current.next_run_at,
     };
     let fields = ScheduleFields {
         name: &name,
@@ -116,7 +115,7 @@ pub(super) async fn change(
         paused,
         next_run_at,
     };
-    let schedule = queue::update_schedule(&state.pool, &fields).await?;
+    let schedule = queue::update_schedule(&state.pool, &fields, recount).await?;
     tracing::info!(schedule = %schedule.name, paused = schedule.paused, next_run_at = ?schedule.next_run_at, "schedule changed");
     Ok(Json(schedule))
 }

@@ -20,6 +20,8 @@ const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
 const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<i64> = 1..=86_400_000;
 /// Longest idempotency key.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// The start of the idempotency keys of schedule ticks (`queue::tick_key`), which no client may use.
+const SCHEDULE_KEY_PREFIX: &str = "schedule:";
 /// Most requests in one batch.
 const MAX_BATCH: usize = 1000;
 
@@ -227,6 +229,11 @@ pub(super) fn validate(request: CreateTask, state: &AppState) -> Result<NewTask,
             return Err(ApiError::Invalid(
                 "idempotencyKey must be 1 to 255 bytes long".into(),
             ));
+        }
+        if key.starts_with(SCHEDULE_KEY_PREFIX) {
+            return Err(ApiError::Invalid(format!(
+                "idempotencyKey may not start with {SCHEDULE_KEY_PREFIX:?}: those keys are the ticks of schedules"
+            )));
         }
     }
     let queue = request.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());

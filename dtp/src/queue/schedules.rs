@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use common::{CreateTask, Schedule};
+use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, PgExecutor};
 
@@ -103,15 +104,19 @@ pub async fn schedule(db: impl PgExecutor<'_>, name: &str) -> Result<Schedule, E
         .ok_or_else(|| Error::UnknownSchedule(name.to_owned()))
 }
 
-/// Replaces the schedule's fields (a patch the caller merged and checked); its last tick stays.
+/// Replaces the schedule's fields (a patch the caller merged and checked); its last tick stays,
+/// and so does its next tick unless `recounted` (a new cadence, a pause or a resume): a tick
+/// that moves it meanwhile is not undone.
 pub async fn update_schedule(
     db: impl PgExecutor<'_>,
     fields: &ScheduleFields<'_>,
+    recounted: bool,
 ) -> Result<Schedule, Error> {
     let row: Option<ScheduleRow> = sqlx::query_as(&format!(
         r#"
         update schedules
-        set cron = $2, timezone = $3, task = $4, paused = $5, next_run_at = $6,
+        set cron = $2, timezone = $3, task = $4, paused = $5,
+            next_run_at = case when $7 then $6 else next_run_at end,
             updated_at = now()
         where name = $1
         returning {SCHEDULE_COLUMNS}
@@ -123,6 +128,7 @@ pub async fn update_schedule(
     .bind(Json(fields.task))
     .bind(fields.paused)
     .bind(fields.next_run_at)
+    .bind(recounted)
     .fetch_optional(db)
     .await?;
     row.map(Schedule::from)
@@ -155,8 +161,6 @@ pub struct DueSchedule {
     pub cron: String,
     /// The zone.
     pub timezone: String,
-    /// The task template.
-    pub task: Json<CreateTask>,
     /// The tick that has come (or the first of those missed).
     pub next_run_at: DateTime<Utc>,
     /// The database's time now: ticks are counted on one clock, whatever the hosts' clocks.
@@ -170,7 +174,7 @@ pub async fn due_schedules(
 ) -> Result<Vec<DueSchedule>, sqlx::Error> {
     sqlx::query_as(
         r#"
-        select name, cron, timezone, task, next_run_at, now() as now from schedules
+        select name, cron, timezone, next_run_at, now() as now from schedules
         where not paused and next_run_at <= now()
         order by next_run_at
         limit $1
@@ -185,31 +189,40 @@ pub async fn due_schedules(
 /// `expected` on to `next`, in one transaction, unless the schedule changed since it was read
 /// (paused, edited, deleted, or ticked by another leader): then nothing happens. The task's
 /// idempotency key names the schedule and the tick, so the tick's task is one task even if
-/// this ran twice. Returns the task's id when one was created.
+/// this ran twice.
 pub async fn enqueue_tick(
     conn: &mut PgConnection,
     due: &DueSchedule,
     expected: DateTime<Utc>,
     tick: DateTime<Utc>,
     next: Option<DateTime<Utc>>,
-) -> Result<Option<i64>, Error> {
+) -> Result<TickOutcome, Error> {
     let mut tx = conn.begin().await?;
-    let moved = sqlx::query(
+    // The template as it is when the tick moves, not as it was read.
+    let moved: Option<(Json<Value>,)> = sqlx::query_as(
         r#"
         update schedules set last_run_at = $3, next_run_at = $4, updated_at = now()
         where name = $1 and next_run_at = $2 and not paused
+        returning task
         "#,
     )
     .bind(&due.name)
     .bind(expected)
     .bind(tick)
     .bind(next)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    if moved.rows_affected() == 0 {
-        return Ok(None);
-    }
-    let template = &due.task.0;
+    let Some((Json(template),)) = moved else {
+        return Ok(TickOutcome::Changed);
+    };
+    let template: CreateTask = match serde_json::from_value(template) {
+        Ok(template) => template,
+        Err(e) => {
+            // Moved on without a task: a tick that cannot be enqueued must not stop the rest.
+            tx.commit().await?;
+            return Ok(TickOutcome::Unreadable(e.to_string()));
+        }
+    };
     let task = NewTask {
         queue: template
             .queue
@@ -220,14 +233,47 @@ pub async fn enqueue_tick(
         max_attempts_requested: true,
         timeout_ms: template.timeout_ms,
         idempotency_key: Some(tick_key(&due.name, tick)),
-        ..NewTask::new(template.task_type.clone(), template.payload.clone())
+        ..NewTask::new(template.task_type, template.payload)
     };
-    let created = match enqueue(&mut tx, &task).await? {
-        super::Enqueued::Created(row) => Some(row.id),
-        super::Enqueued::Existing(_) => None,
+    let outcome = match enqueue(&mut tx, &task).await {
+        Ok(super::Enqueued::Created(row)) => TickOutcome::Enqueued(row.id),
+        Ok(super::Enqueued::Existing(row)) => TickOutcome::AlreadyEnqueued(row.id),
+        // The tick has its task already, from another template (changed since): keep it.
+        Err(Error::IdempotencyConflict(_)) => TickOutcome::AlreadyEnqueued(0),
+        Err(e) => return Err(e),
     };
     tx.commit().await?;
-    Ok(created)
+    Ok(outcome)
+}
+
+/// What [`enqueue_tick`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickOutcome {
+    /// The tick's task was created (its id) and the schedule moved on.
+    Enqueued(i64),
+    /// The tick already had its task (its id, 0 if made from another template); moved on.
+    AlreadyEnqueued(i64),
+    /// The stored template no longer reads as a create request; moved on without a task.
+    Unreadable(String),
+    /// The schedule changed since it was read (paused, edited, deleted, ticked): nothing done.
+    Changed,
+}
+
+/// Records that the maintenance leader runs a round now; returns the database's time now and
+/// when the previous round (of any leader) ran.
+pub async fn record_round(
+    db: impl PgExecutor<'_>,
+) -> Result<(DateTime<Utc>, Option<DateTime<Utc>>), sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        with previous as (select round_at from maintenance_rounds)
+        insert into maintenance_rounds (only_row, round_at) values (true, now())
+        on conflict (only_row) do update set round_at = excluded.round_at
+        returning round_at, (select round_at from previous)
+        "#,
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// The idempotency key of a schedule's tick: `schedule:{name}:{tick, RFC 3339 UTC}`.

@@ -7,14 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use common::TaskStatus;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::DedicatedConnection;
 use crate::cadence::Cadence;
-use crate::queue;
+use crate::queue::{self, TickOutcome};
 
 /// How often each process tries to lead, and the leader prunes.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -22,6 +21,10 @@ const INTERVAL: Duration = Duration::from_secs(1);
 const TICK_BATCH: i64 = 100;
 /// Most ticks of one schedule a late round enqueues; a longer delay collapses into the latest.
 const CATCH_UP: usize = 60;
+/// A previous round this recent means a leader was up until a moment ago: a leader that dies
+/// is replaced within a second, one whose host vanishes within about 20 s (the session
+/// timeouts of its connection, see [`Maintenance::new`]).
+const LEADER_GAP: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 /// Tasks deleted per statement: each batch holds its row locks for one short statement.
 const PRUNE_BATCH: i64 = 500;
 /// Longest a leader prunes in one round before it lets a round pass (other work, other
@@ -66,8 +69,6 @@ pub struct Maintenance {
     /// When the connection this process took the lock on was opened: it leads while that
     /// connection lives.
     leading_on: Option<Instant>,
-    /// Since when (database clock) this process has led.
-    leading_since: Option<DateTime<Utc>>,
     retention: RetentionPolicy,
 }
 
@@ -75,15 +76,24 @@ impl Maintenance {
     /// Maintenance over the queue in `pool`, on a connection of its own named
     /// `dtp-maintenance:{worker_id}` (so an operator sees the leader in `pg_stat_activity`).
     pub fn new(pool: &PgPool, worker_id: &str, retention: RetentionPolicy) -> Self {
+        // The lock lives as long as the server keeps this session: a leader whose host
+        // vanished must lose it in seconds, not when TCP gives up hours later. The leader
+        // sends a statement every round, so it is never idle for long.
         let options = pool
             .connect_options()
             .as_ref()
             .clone()
-            .application_name(&format!("dtp-maintenance:{worker_id}"));
+            .application_name(&format!("dtp-maintenance:{worker_id}"))
+            .options([
+                ("idle_session_timeout", "10s"),
+                ("tcp_keepalives_idle", "5"),
+                ("tcp_keepalives_interval", "2"),
+                ("tcp_keepalives_count", "3"),
+                ("tcp_user_timeout", "10000"),
+            ]);
         Maintenance {
             conn: DedicatedConnection::new(options),
             leading_on: None,
-            leading_since: None,
             retention,
         }
     }
@@ -112,16 +122,25 @@ impl Maintenance {
         if !self.lead().await? {
             return Ok(None);
         }
-        let ticks = self.tick().await?;
+        // Pruning goes on even if ticking failed: one does not wait on the other.
+        let ticks = self.tick().await;
         let pruned = self.prune().await?;
-        Ok(Some(RoundDone { ticks, pruned }))
+        Ok(Some(RoundDone {
+            ticks: ticks?,
+            pruned,
+        }))
     }
 
-    /// Enqueues the ticks that have come: every one of them while this process has led since
-    /// before the first (a round that came late), only the latest when it has not (every
-    /// process was down, or the lead just passed to this one), and moves each schedule on to
+    /// Enqueues the ticks that have come: every one of them (up to [`CATCH_UP`]) while some
+    /// leader ran rounds until a moment ago (a round came late, or the lead changed hands),
+    /// only the latest when none did (every process was down), and moves each schedule on to
     /// its next tick after now.
     async fn tick(&mut self) -> Result<u64, sqlx::Error> {
+        let (now, previous_round) = self
+            .conn
+            .run(async |db| queue::record_round(db).await)
+            .await?;
+        let led_until_now = previous_round.is_some_and(|at| now - at <= LEADER_GAP);
         let due = self
             .conn
             .run(async |db| queue::due_schedules(db, TICK_BATCH).await)
@@ -135,10 +154,7 @@ impl Maintenance {
                     continue;
                 }
             };
-            let caught_up_by_us = self
-                .leading_since
-                .is_some_and(|since| since <= schedule.next_run_at);
-            let due_ticks = if caught_up_by_us {
+            let due_ticks = if led_until_now {
                 cadence.ticks_between(schedule.next_run_at, schedule.now, CATCH_UP)
             } else {
                 cadence
@@ -164,11 +180,17 @@ impl Maintenance {
                     })
                     .await?;
                 match enqueued {
-                    Ok(Some(task_id)) => {
+                    Ok(TickOutcome::Enqueued(task_id)) => {
                         ticks += 1;
                         tracing::info!(schedule = %schedule.name, %tick, task_id, next_run_at = ?next, "schedule ticked");
                     }
-                    Ok(None) => break,
+                    Ok(TickOutcome::AlreadyEnqueued(task_id)) => {
+                        tracing::warn!(schedule = %schedule.name, %tick, task_id, "the tick already had its task; moved on");
+                    }
+                    Ok(TickOutcome::Unreadable(reason)) => {
+                        tracing::error!(schedule = %schedule.name, %tick, reason, "the schedule's task no longer reads as a create request; tick skipped");
+                    }
+                    Ok(TickOutcome::Changed) => break,
                     Err(refused) => {
                         tracing::error!(schedule = %schedule.name, %tick, error = %refused, "schedule tick refused");
                         break;
@@ -214,14 +236,13 @@ impl Maintenance {
             return Ok(true);
         }
         if self.leading_on.take().is_some() {
-            self.leading_since = None;
             tracing::warn!("maintenance lead lost with its connection");
         }
         let (class, key) = LEADER_LOCK;
-        let (took, now): (bool, DateTime<Utc>) = self
+        let took: bool = self
             .conn
             .run(async |db| {
-                sqlx::query_as("select pg_try_advisory_lock($1, $2), now()")
+                sqlx::query_scalar("select pg_try_advisory_lock($1, $2)")
                     .bind(class)
                     .bind(key)
                     .fetch_one(db)
@@ -230,7 +251,6 @@ impl Maintenance {
             .await?;
         if took {
             self.leading_on = self.conn.connected_since();
-            self.leading_since = Some(now);
             tracing::info!("this process leads maintenance (schedules, retention)");
         }
         Ok(took)
