@@ -275,3 +275,15 @@ async fn after_a_stop_only_the_latest_missed_tick_is_enqueued() {
         "an API-only process runs nothing"
     );
 }
+
+#[tokio::test]
+async fn a_client_cannot_take_the_idempotency_key_of_a_tick() {
+    let app = api_only_with(|_| {}).await;
+    let key = "schedule:nightly:2026-03-02T02:00:00Z";
+    let response = app
+        .post_task(json!({"type": "noop", "idempotencyKey": key}))
+        .await;
+    let detail = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(detail.contains("schedule:"), "{detail}");
+    app.assert_no_tasks().await;
+}
