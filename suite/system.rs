@@ -146,6 +146,41 @@ impl System {
         self.dtp.len() - 1
     }
 
+    /// The worker id of the `dtp` process that leads maintenance (holds the advisory lock of
+    /// `worker::maintenance`, whose connection is named `dtp-maintenance:{worker id}`).
+    pub async fn maintenance_leader(&self) -> Option<String> {
+        let name: Option<String> = sqlx::query_scalar(
+            "select a.application_name from pg_locks l join pg_stat_activity a on a.pid = l.pid \
+             where l.locktype = 'advisory' and l.granted and l.classid = 1146376269 \
+               and l.objid = 1 and l.objsubid = 2 and l.database = \
+                   (select oid from pg_database where datname = current_database())",
+        )
+        .fetch_optional(&self.dtp_pool)
+        .await
+        .unwrap_or_else(|e| panic!("maintenance leader: {e}"));
+        name.and_then(|n| n.strip_prefix("dtp-maintenance:").map(str::to_owned))
+    }
+
+    /// Waits until a process leads maintenance, SIGKILLs it, and returns its index in `dtp`.
+    pub async fn kill_maintenance_leader(&mut self) -> usize {
+        let mut leader = None;
+        crate::wait_until("a process leads maintenance", async || {
+            leader = self.maintenance_leader().await;
+            leader.is_some()
+        })
+        .await;
+        let leader = leader.unwrap_or_default();
+        let index = self
+            .dtp
+            .iter()
+            .position(|p| p.name() == leader)
+            .unwrap_or_else(|| {
+                panic!("the leader {leader:?} is not one of this system's processes")
+            });
+        self.dtp[index].kill();
+        index
+    }
+
     /// How many tasks satisfy `condition` (SQL over `tasks`, e.g. `status = 'SUCCEEDED'`).
     pub async fn count_tasks(&self, condition: &str) -> i64 {
         let sql = format!("select count(*) from tasks where {condition}");

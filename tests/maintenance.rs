@@ -8,37 +8,11 @@ use serde_json::json;
 use suite::{wait_until, System};
 use testkit::Sent;
 
-/// The worker id of the process holding the maintenance lock, if any, as PostgreSQL sees it.
-async fn leader(system: &System) -> Option<String> {
-    let name: Option<String> = sqlx::query_scalar(
-        "select a.application_name from pg_locks l join pg_stat_activity a on a.pid = l.pid \
-         where l.locktype = 'advisory' and l.granted and l.classid = 1146376269 \
-           and l.objid = 1 and l.objsubid = 2 and l.database = \
-               (select oid from pg_database where datname = current_database())",
-    )
-    .fetch_optional(&system.dtp_pool)
-    .await
-    .expect("leader");
-    name.and_then(|n| n.strip_prefix("dtp-maintenance:").map(str::to_owned))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_maintenance_leader_is_sigkilled_another_process_prunes_within_seconds() {
     let retention = [("DTP_RETENTION_SUCCEEDED", "1s")];
     let mut system = System::start_with_env(2, false, &retention).await;
-    let mut first = None;
-    wait_until("a process leads", async || {
-        first = leader(&system).await;
-        first.is_some()
-    })
-    .await;
-    let first = first.expect("a leader");
-    let killed = system
-        .dtp
-        .iter()
-        .position(|p| p.name() == first)
-        .expect("the leader is one of ours");
-    system.dtp[killed].kill();
+    let killed = system.kill_maintenance_leader().await;
     let survivor = &system.dtp[1 - killed];
 
     let created = reqwest::Client::new()
@@ -49,7 +23,7 @@ async fn when_the_maintenance_leader_is_sigkilled_another_process_prunes_within_
     assert_eq!(created.status(), StatusCode::CREATED);
     let mut taken_over = None;
     wait_until("the other process leads", async || {
-        taken_over = leader(&system).await;
+        taken_over = system.maintenance_leader().await;
         taken_over.is_some()
     })
     .await;

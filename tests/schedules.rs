@@ -9,19 +9,6 @@ use serde_json::json;
 use suite::{wait_until, System};
 use testkit::Sent;
 
-async fn leader(system: &System) -> Option<String> {
-    let name: Option<String> = sqlx::query_scalar(
-        "select a.application_name from pg_locks l join pg_stat_activity a on a.pid = l.pid \
-         where l.locktype = 'advisory' and l.granted and l.classid = 1146376269 \
-           and l.objid = 1 and l.objsubid = 2 and l.database = \
-               (select oid from pg_database where datname = current_database())",
-    )
-    .fetch_optional(&system.dtp_pool)
-    .await
-    .expect("leader");
-    name.and_then(|n| n.strip_prefix("dtp-maintenance:").map(str::to_owned))
-}
-
 async fn tick_keys(system: &System) -> Vec<String> {
     sqlx::query_scalar("select idempotency_key from tasks order by id")
         .fetch_all(&system.dtp_pool)
@@ -40,19 +27,7 @@ async fn three_processes_and_a_leader_restart_make_one_task_per_tick() {
     assert_eq!(created.status(), StatusCode::CREATED);
     wait_until("two ticks", async || tick_keys(&system).await.len() >= 2).await;
 
-    let mut first = None;
-    wait_until("a process leads", async || {
-        first = leader(&system).await;
-        first.is_some()
-    })
-    .await;
-    let first = first.expect("a leader");
-    let index = system
-        .dtp
-        .iter()
-        .position(|p| p.name() == first)
-        .expect("the leader is one of ours");
-    system.dtp[index].kill();
+    let index = system.kill_maintenance_leader().await;
     let before = tick_keys(&system).await.len();
     wait_until("another process ticks", async || {
         tick_keys(&system).await.len() >= before + 2

@@ -34,6 +34,34 @@ async fn tasks(app: &TestApp) -> Vec<(String, String)> {
         .expect("tasks")
 }
 
+/// Waits until at least `count` tasks exist (a hang bound, not a timing goal), then a round and
+/// a half more, in which no other task may come; returns them all.
+async fn settled_tasks(app: &TestApp, count: usize) -> Vec<(String, String)> {
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    while tasks(app).await.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} ticks never came"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tasks(app).await
+}
+
+/// A schedule ticking every minute whose next tick `planted` (SQL) moves into the past.
+async fn minutely_behind(app: &TestApp, planted: &str) {
+    created(
+        app,
+        json!({"name": "minutely", "cron": "* * * * *", "task": {"type": "noop"}}),
+    )
+    .await;
+    sqlx::raw_sql(planted)
+        .execute(&app.pool)
+        .await
+        .expect("plant the missed ticks");
+}
+
 #[tokio::test]
 async fn a_schedule_is_created_read_changed_and_deleted() {
     let app = api_only_with(|_| {}).await;
@@ -158,11 +186,7 @@ async fn each_tick_enqueues_one_task_named_by_its_tick_and_deleting_the_schedule
         json!({"name": "every-second", "cron": "* * * * * *", "task": {"type": "noop"}}),
     )
     .await;
-    let deadline = tokio::time::Instant::now() + support::PATIENCE;
-    while tasks(&app).await.len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "ticks never came");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    settled_tasks(&app, 3).await;
     let schedule: Schedule = app.get_ok("/schedules/every-second").await;
     let deleted = app
         .client
@@ -202,61 +226,28 @@ async fn each_tick_enqueues_one_task_named_by_its_tick_and_deleting_the_schedule
 #[tokio::test]
 async fn a_late_round_enqueues_every_tick_it_missed() {
     let app = api_only_with(|_| {}).await;
-    created(
+    // The leader was up but its rounds came late: three ticks passed since the schedule's next.
+    minutely_behind(
         &app,
-        json!({"name": "minutely", "cron": "* * * * *", "task": {"type": "noop"}}),
+        "update schedules set next_run_at = date_trunc('minute', now()) - interval '2 minutes'",
     )
     .await;
-    // The leader was up but its rounds came late: three ticks passed since the schedule's next.
-    let planted =
-        "update schedules set next_run_at = date_trunc('minute', now()) - interval '2 minutes'";
-    sqlx::query(planted)
-        .execute(&app.pool)
-        .await
-        .expect("plant the late ticks");
-    let deadline = tokio::time::Instant::now() + support::PATIENCE;
-    while tasks(&app).await.len() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the missed ticks never came"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        tasks(&app).await.len(),
-        3,
-        "one task for each of the three ticks"
-    );
+    let made = settled_tasks(&app, 3).await;
+    assert_eq!(made.len(), 3, "one task for each of the three ticks");
 }
 
 #[tokio::test]
 async fn after_a_stop_only_the_latest_missed_tick_is_enqueued() {
     let app = api_only_with(|_| {}).await;
-    created(
-        &app,
-        json!({"name": "minutely", "cron": "* * * * *", "task": {"type": "noop"}}),
-    )
-    .await;
     // Every process was down for ten minutes: the tick due ten minutes ago and nine more passed,
     // and no leader ran a round.
-    let planted =
+    minutely_behind(
+        &app,
         "update schedules set next_run_at = date_trunc('minute', now()) - interval '10 minutes'; \
-                   update maintenance_rounds set round_at = now() - interval '10 minutes'";
-    sqlx::raw_sql(planted)
-        .execute(&app.pool)
-        .await
-        .expect("plant the missed ticks");
-    let deadline = tokio::time::Instant::now() + support::PATIENCE;
-    while tasks(&app).await.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the missed tick never came"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let made = tasks(&app).await;
+         update maintenance_rounds set round_at = now() - interval '10 minutes'",
+    )
+    .await;
+    let made = settled_tasks(&app, 1).await;
     assert_eq!(
         made.len(),
         1,

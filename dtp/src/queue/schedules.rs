@@ -57,6 +57,24 @@ pub struct ScheduleFields<'a> {
     pub next_run_at: Option<DateTime<Utc>>,
 }
 
+/// Binds a schedule's fields as `$1` to `$6`, in the order of [`ScheduleFields`].
+trait BindFields<'q> {
+    fn bind_fields(self, fields: &ScheduleFields<'q>) -> Self;
+}
+
+impl<'q> BindFields<'q>
+    for sqlx::query::QueryAs<'q, sqlx::Postgres, ScheduleRow, sqlx::postgres::PgArguments>
+{
+    fn bind_fields(self, fields: &ScheduleFields<'q>) -> Self {
+        self.bind(fields.name)
+            .bind(fields.cron)
+            .bind(fields.timezone)
+            .bind(Json(fields.task))
+            .bind(fields.paused)
+            .bind(fields.next_run_at)
+    }
+}
+
 /// Creates a schedule; [`Error::ScheduleExists`] if the name is taken.
 pub async fn create_schedule(
     db: impl PgExecutor<'_>,
@@ -70,12 +88,7 @@ pub async fn create_schedule(
         returning {SCHEDULE_COLUMNS}
         "#
     ))
-    .bind(fields.name)
-    .bind(fields.cron)
-    .bind(fields.timezone)
-    .bind(Json(fields.task))
-    .bind(fields.paused)
-    .bind(fields.next_run_at)
+    .bind_fields(fields)
     .fetch_optional(db)
     .await?;
     row.map(Schedule::from)
@@ -122,12 +135,7 @@ pub async fn update_schedule(
         returning {SCHEDULE_COLUMNS}
         "#
     ))
-    .bind(fields.name)
-    .bind(fields.cron)
-    .bind(fields.timezone)
-    .bind(Json(fields.task))
-    .bind(fields.paused)
-    .bind(fields.next_run_at)
+    .bind_fields(fields)
     .bind(recounted)
     .fetch_optional(db)
     .await?;
