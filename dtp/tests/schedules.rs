@@ -49,11 +49,28 @@ async fn settled_tasks(app: &TestApp, count: usize) -> Vec<(String, String)> {
     tasks(app).await
 }
 
-/// A schedule ticking every minute whose next tick `planted` (SQL) moves into the past.
-async fn minutely_behind(app: &TestApp, planted: &str) {
+/// A schedule ticking every day at midnight UTC (so that no new tick comes while a test
+/// looks, but at midnight) whose next tick `planted` (SQL) moves into the past, once the
+/// service's maintenance leader has run a round (the leader was up).
+async fn daily_behind(app: &TestApp, planted: &str) {
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        let rounds: i64 = sqlx::query_scalar("select count(*) from maintenance_rounds")
+            .fetch_one(&app.pool)
+            .await
+            .expect("rounds");
+        if rounds > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no maintenance round ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     created(
         app,
-        json!({"name": "minutely", "cron": "* * * * *", "task": {"type": "noop"}}),
+        json!({"name": "daily", "cron": "0 0 * * *", "task": {"type": "noop"}}),
     )
     .await;
     sqlx::raw_sql(planted)
@@ -227,9 +244,9 @@ async fn each_tick_enqueues_one_task_named_by_its_tick_and_deleting_the_schedule
 async fn a_late_round_enqueues_every_tick_it_missed() {
     let app = api_only_with(|_| {}).await;
     // The leader was up but its rounds came late: three ticks passed since the schedule's next.
-    minutely_behind(
+    daily_behind(
         &app,
-        "update schedules set next_run_at = date_trunc('minute', now()) - interval '2 minutes'",
+        "update schedules set next_run_at = date_trunc('day', now()) - interval '2 days'",
     )
     .await;
     let made = settled_tasks(&app, 3).await;
@@ -239,12 +256,12 @@ async fn a_late_round_enqueues_every_tick_it_missed() {
 #[tokio::test]
 async fn after_a_stop_only_the_latest_missed_tick_is_enqueued() {
     let app = api_only_with(|_| {}).await;
-    // Every process was down for ten minutes: the tick due ten minutes ago and nine more passed,
-    // and no leader ran a round.
-    minutely_behind(
+    // Every process was down for ten days: the tick due ten days ago and nine more passed, and
+    // no leader ran a round.
+    daily_behind(
         &app,
-        "update schedules set next_run_at = date_trunc('minute', now()) - interval '10 minutes'; \
-         update maintenance_rounds set round_at = now() - interval '10 minutes'",
+        "update schedules set next_run_at = date_trunc('day', now()) - interval '10 days'; \
+         update maintenance_rounds set round_at = now() - interval '10 days'",
     )
     .await;
     let made = settled_tasks(&app, 1).await;
@@ -253,8 +270,8 @@ async fn after_a_stop_only_the_latest_missed_tick_is_enqueued() {
         1,
         "one task for the latest missed tick: {made:?}"
     );
-    let schedule: Schedule = app.get_ok("/schedules/minutely").await;
-    let latest: DateTime<Utc> = sqlx::query_scalar("select date_trunc('minute', now())")
+    let schedule: Schedule = app.get_ok("/schedules/daily").await;
+    let latest: DateTime<Utc> = sqlx::query_scalar("select date_trunc('day', now())")
         .fetch_one(&app.pool)
         .await
         .expect("now");
