@@ -93,7 +93,9 @@ pub(super) async fn change(
     Path(name): Path<String>,
     ApiJson(patch): ApiJson<SchedulePatch>,
 ) -> Result<Json<Schedule>, ApiError> {
-    let current = queue::schedule(&state.pool, &name).await?;
+    // Read, merged and written back under the row's lock: two changes do not undo each other.
+    let mut tx = state.pool.begin().await?;
+    let current = queue::lock_schedule(&mut *tx, &name).await?;
     let cron = patch.cron.unwrap_or(current.cron.clone());
     let timezone = patch.timezone.unwrap_or(current.timezone.clone());
     let cadence = cadence(&cron, &timezone)?;
@@ -105,7 +107,7 @@ pub(super) async fn change(
     let recount = cron != current.cron || timezone != current.timezone || paused != current.paused;
     let next_run_at = match (paused, recount) {
         (true, _) | (false, false) => None,
-        (false, true) => cadence.next_after(database_now(&state).await?),
+        (false, true) => cadence.next_after(queue::database_now(&mut *tx).await?),
     };
     let fields = ScheduleFields {
         name: &name,
@@ -115,7 +117,8 @@ pub(super) async fn change(
         paused,
         next_run_at,
     };
-    let schedule = queue::update_schedule(&state.pool, &fields, recount).await?;
+    let schedule = queue::update_schedule(&mut *tx, &fields, recount).await?;
+    tx.commit().await?;
     tracing::info!(schedule = %schedule.name, paused = schedule.paused, next_run_at = ?schedule.next_run_at, "schedule changed");
     Ok(Json(schedule))
 }

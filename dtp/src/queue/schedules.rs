@@ -107,8 +107,22 @@ pub async fn schedules(db: impl PgExecutor<'_>) -> Result<Vec<Schedule>, Error> 
 
 /// The schedule `name`, or [`Error::UnknownSchedule`].
 pub async fn schedule(db: impl PgExecutor<'_>, name: &str) -> Result<Schedule, Error> {
+    read_schedule(db, name, "").await
+}
+
+/// [`schedule`], its row locked until the caller's transaction ends: a change that reads,
+/// merges and writes back is not interleaved with another (a tick waits for it too).
+pub async fn lock_schedule(db: impl PgExecutor<'_>, name: &str) -> Result<Schedule, Error> {
+    read_schedule(db, name, "for update").await
+}
+
+async fn read_schedule(
+    db: impl PgExecutor<'_>,
+    name: &str,
+    locking: &str,
+) -> Result<Schedule, Error> {
     let row: Option<ScheduleRow> = sqlx::query_as(&format!(
-        "select {SCHEDULE_COLUMNS} from schedules where name = $1"
+        "select {SCHEDULE_COLUMNS} from schedules where name = $1 {locking}"
     ))
     .bind(name)
     .fetch_optional(db)
