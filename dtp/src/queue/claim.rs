@@ -126,7 +126,14 @@ pub struct QueueView {
 pub async fn queue_view(db: impl PgExecutor<'_>) -> Result<QueueView, sqlx::Error> {
     sqlx::query_as(&format!(
         r#"
-        with recursive {PENDING_QUEUES}
+        with recursive pending_queues(queue) as (
+            (select queue from tasks where status = 'PENDING' order by queue limit 1)
+            union all
+            select (select t.queue from tasks t
+                    where t.status = 'PENDING' and t.queue > p.queue
+                    order by t.queue limit 1)
+            from pending_queues p where p.queue is not null
+        )
         select array(select queue from pending_queues where queue is not null) as pending,
                exists (select 1 from queues where {RESTRICTED}) as restricted
         "#
@@ -150,8 +157,9 @@ const CLAIM_LOCK_CLASS: i32 = 0x4454_5051;
 /// under a lease (database clock) held by `claim.worker_id` and fenced by `claim.token`.
 ///
 /// Between queues the claim is fair: it takes an equal share of the limit from each queue
-/// with PENDING tasks, so a busy queue cannot starve a small one, and ranks what it found by
-/// priority, then due time. Within a queue: highest priority first, then the longest due.
+/// with PENDING tasks, so a busy queue cannot starve a small one, and every queue's first task
+/// before any queue's second, the queues taking turns in the order given (a random one when
+/// the claimer names none). Within a queue: highest priority first, then the longest due.
 /// Rows other claimers hold locked are skipped. A claim may take fewer than `limit` while more
 /// is due (a queue had less than its share): claim again while a claim takes anything.
 ///
@@ -164,21 +172,6 @@ pub async fn claim_available(
     conn: &mut PgConnection,
     claim: &Claim<'_>,
 ) -> Result<Claimed, sqlx::Error> {
-    if !claim.restricted_queues {
-        let tasks = match claim.queues {
-            None => {
-                bind_claim(sqlx::query_as(&CLAIM_FROM_ALL), claim)
-                    .fetch_all(&mut *conn)
-                    .await?
-            }
-            Some([]) => Vec::new(),
-            Some(queues) => claim_statement(&mut *conn, claim, queues, &[]).await?,
-        };
-        return Ok(Claimed {
-            tasks,
-            limited_queues: false,
-        });
-    }
     let found;
     let queues = match claim.queues {
         Some(queues) => queues,
@@ -192,6 +185,12 @@ pub async fn claim_available(
     };
     if queues.is_empty() {
         return Ok(Claimed::default());
+    }
+    if !claim.restricted_queues {
+        return Ok(Claimed {
+            tasks: claim_statement(&mut *conn, claim, queues, &[]).await?,
+            limited_queues: false,
+        });
     }
     let mut tx = conn.begin().await?;
     // Every restricted queue, to skip the paused ones; the claim locks only limited queues it
@@ -285,33 +284,7 @@ fn bind_claim<'q, O>(
 }
 
 /// The claim from unlimited queues: `$6` the queues, `$7` each one's share of the limit.
-static CLAIM: LazyLock<String> = LazyLock::new(|| claim_sql("", FROM_GIVEN, "$7", ""));
-
-/// The claim from every queue with PENDING tasks, found by skipping through tasks_claimable's
-/// first column as [`queue_view`] does, for a claimer that does not know them. It costs a
-/// tenth more than [`CLAIM`] (measured), which is why the claim loop names the queues.
-static CLAIM_FROM_ALL: LazyLock<String> = LazyLock::new(|| {
-    claim_sql(
-        &format!("recursive {PENDING_QUEUES},"),
-        "(select queue, row_number() over (order by random()) as pos from pending_queues \
-          where queue is not null) as o(queue, pos)",
-        "(select ceil($1::numeric / greatest(count(*), 1))::bigint \
-          from pending_queues where queue is not null)",
-        "",
-    )
-});
-
-/// The queues a claim takes from when the claimer names them.
-const FROM_GIVEN: &str = "unnest($6::text[]) with ordinality as o(queue, pos)";
-
-/// A CTE of the queues with PENDING tasks (and a last null), one index descent each.
-const PENDING_QUEUES: &str = "pending_queues(queue) as ( \
-         (select queue from tasks where status = 'PENDING' order by queue limit 1) \
-         union all \
-         select (select t.queue from tasks t \
-                 where t.status = 'PENDING' and t.queue > p.queue \
-                 order by t.queue limit 1) \
-         from pending_queues p where p.queue is not null)";
+static CLAIM: LazyLock<String> = LazyLock::new(|| claim_sql("", "$7", ""));
 
 /// The claim when some of the queues (`$8`, their claim locks held) are limited: each of those
 /// gives no more than its limit less what runs now, and the whole tokens its bucket holds (it
@@ -345,7 +318,6 @@ static CLAIM_LIMITED: LazyLock<String> = LazyLock::new(|| {
             from queues q
             where q.name = any($8::text[])
         ),"#,
-        FROM_GIVEN,
         "coalesce((select greatest(0, least($7, h.free_slots, floor(h.tokens)))::bigint \
                    from held h where h.name = o.queue), $7)",
         r#",
@@ -359,10 +331,9 @@ static CLAIM_LIMITED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// A claim statement: `with` the CTEs `before`, the queues `from` (a `from` item naming a
-/// `queue` column `o.queue` and its position `o.pos`), each giving `per_queue` tasks at most,
-/// then the CTEs `after`.
-fn claim_sql(before: &str, from: &str, per_queue: &str, after: &str) -> String {
+/// A claim statement: `with` the CTEs `before`, the queues `$6` (in the order they take
+/// turns), each giving `per_queue` tasks at most, then the CTEs `after`.
+fn claim_sql(before: &str, per_queue: &str, after: &str) -> String {
     claim_sql_with(
         before,
         &format!(
@@ -371,7 +342,7 @@ fn claim_sql(before: &str, from: &str, per_queue: &str, after: &str) -> String {
                 select c.id, c.queue, o.pos,
                        row_number() over (partition by o.pos
                                           order by c.priority desc, c.run_at, c.id) as rank
-                from {from}
+                from unnest($6::text[]) with ordinality as o(queue, pos)
                 cross join lateral (
                     select id, queue, priority, run_at from tasks
                     where status = 'PENDING' and queue = o.queue and {DUE}
