@@ -218,7 +218,7 @@ pub async fn enqueue_tick(
     expected: DateTime<Utc>,
     tick: DateTime<Utc>,
     next: Option<DateTime<Utc>>,
-) -> Result<TickOutcome, Error> {
+) -> Result<TickOutcome, sqlx::Error> {
     let mut tx = conn.begin().await?;
     // The template as it is when the tick moves, not as it was read.
     let moved: Option<(Json<Value>,)> = sqlx::query_as(
@@ -262,7 +262,13 @@ pub async fn enqueue_tick(
         Ok(super::Enqueued::Existing(row)) => TickOutcome::AlreadyEnqueued(row.id),
         // The tick has its task already, from another template (changed since): keep it.
         Err(Error::IdempotencyConflict(_)) => TickOutcome::AlreadyEnqueued(0),
-        Err(e) => return Err(e),
+        Err(Error::Database(e)) => return Err(e),
+        // Enqueue refuses nothing else; should it one day, the tick is not lost silently.
+        Err(other) => {
+            return Err(sqlx::Error::Protocol(format!(
+                "enqueue refused the tick: {other}"
+            )))
+        }
     };
     tx.commit().await?;
     Ok(outcome)

@@ -171,30 +171,20 @@ impl Maintenance {
                 };
                 let enqueued = self
                     .conn
-                    .run(async |db| {
-                        match queue::enqueue_tick(db, &schedule, expected, *tick, next).await {
-                            Ok(created) => Ok(Ok(created)),
-                            Err(queue::Error::Database(e)) => Err(e),
-                            Err(refused) => Ok(Err(refused)),
-                        }
-                    })
+                    .run(async |db| queue::enqueue_tick(db, &schedule, expected, *tick, next).await)
                     .await?;
                 match enqueued {
-                    Ok(TickOutcome::Enqueued(task_id)) => {
+                    TickOutcome::Enqueued(task_id) => {
                         ticks += 1;
                         tracing::info!(schedule = %schedule.name, %tick, task_id, next_run_at = ?next, "schedule ticked");
                     }
-                    Ok(TickOutcome::AlreadyEnqueued(task_id)) => {
+                    TickOutcome::AlreadyEnqueued(task_id) => {
                         tracing::warn!(schedule = %schedule.name, %tick, task_id, "the tick already had its task; moved on");
                     }
-                    Ok(TickOutcome::Unreadable(reason)) => {
+                    TickOutcome::Unreadable(reason) => {
                         tracing::error!(schedule = %schedule.name, %tick, reason, "the schedule's task no longer reads as a create request; tick skipped");
                     }
-                    Ok(TickOutcome::Changed) => break,
-                    Err(refused) => {
-                        tracing::error!(schedule = %schedule.name, %tick, error = %refused, "schedule tick refused");
-                        break;
-                    }
+                    TickOutcome::Changed => break,
                 }
                 match next {
                     Some(next) => expected = next,
