@@ -484,3 +484,146 @@ async fn a_claim_locks_only_the_limited_queues_it_takes_from() {
     assert_eq!(other.len(), 1, "b is free to the other claimer: {other:?}");
     holder.rollback().await.expect("rollback");
 }
+
+/// The counts `GET /queues` answers, per queue, against a count of the table itself.
+async fn assert_counts_agree(app: &TestApp, after: &str) {
+    let list: QueueList = app.get_ok("/queues").await;
+    let answered: Vec<(String, [i64; 5])> = list
+        .queues
+        .iter()
+        .map(|q| {
+            let c = q.counts;
+            let counts = [c.pending, c.running, c.succeeded, c.failed, c.canceled];
+            (q.name.clone(), counts)
+        })
+        .filter(|(name, counts)| name != "default" || counts.iter().any(|n| *n != 0))
+        .collect();
+    let counted: Vec<(String, [i64; 5])> = sqlx::query_as::<_, (String, i64, i64, i64, i64, i64)>(
+        "select queue, count(*) filter (where status = 'PENDING'), \
+                count(*) filter (where status = 'RUNNING'), \
+                count(*) filter (where status = 'SUCCEEDED'), \
+                count(*) filter (where status = 'FAILED'), \
+                count(*) filter (where status = 'CANCELED') \
+         from tasks group by queue order by queue",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("count")
+    .into_iter()
+    .map(|(name, p, r, s, f, c)| (name, [p, r, s, f, c]))
+    .collect();
+    assert_eq!(answered, counted, "after {after}");
+}
+
+async fn bulk(app: &TestApp, action: &str, filter: Value) {
+    let body = json!({"action": action, "filter": filter});
+    let response = app
+        .client
+        .post(app.url("/tasks/bulk"))
+        .json(&body)
+        .sent()
+        .await;
+    assert_eq!(response.status(), StatusCode::OK, "bulk {action}");
+}
+
+#[tokio::test]
+async fn finished_counts_stay_exact_through_every_transition_into_and_out_of_a_finished_state() {
+    let app = api_only_with(|_| {}).await;
+    let ids: Vec<i64> = {
+        let batch: Vec<Value> = (0..6)
+            .map(|_| json!({"type": "noop", "queue": "q", "maxAttempts": 1}))
+            .collect();
+        let created: common::BatchCreated = app
+            .post_batch(&json!(batch))
+            .await
+            .json()
+            .await
+            .expect("batch");
+        created.tasks.iter().map(|t| t.id).collect()
+    };
+    enqueue(&app, "r", 3).await;
+    assert_counts_agree(&app, "enqueue").await;
+
+    let claimed = claim(&app.pool, "w", 4, LEASE).await;
+    assert_counts_agree(&app, "claim").await;
+    let fence_of = |id: i64| {
+        claimed
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| t.fence())
+            .unwrap_or_else(|| panic!("{id} claimed"))
+    };
+    let [succeeded, failed, rescued, canceled] = [0, 1, 2, 3].map(|i| claimed[i].id);
+    queue::mark_succeeded(&app.pool, TaskId(succeeded), fence_of(succeeded), &json!(1))
+        .await
+        .expect("succeed");
+    let permanent = queue::Failure::Permanent;
+    queue::mark_failed_or_retry(
+        &app.pool,
+        TaskId(failed),
+        fence_of(failed),
+        "no",
+        Duration::ZERO,
+        permanent,
+    )
+    .await
+    .expect("fail");
+    app.plant(
+        "update tasks set lease_expires_at = now() - interval '1 hour' where id = $1",
+        rescued,
+    )
+    .await;
+    let mut tx = app.pool.begin().await.expect("tx");
+    let expired = queue::lock_expired(&mut tx, 10, Duration::ZERO)
+        .await
+        .expect("lock");
+    let lost: Vec<_> = expired.into_iter().map(|e| (e, Duration::ZERO)).collect();
+    queue::fail_expired(&mut tx, &lost).await.expect("rescue");
+    tx.commit().await.expect("commit");
+    app.cancel(canceled).await;
+    let pending = ids
+        .iter()
+        .copied()
+        .find(|id| !claimed.iter().any(|t| t.id == *id));
+    app.cancel(pending.expect("a pending task")).await;
+    assert_counts_agree(&app, "success, failure, rescue and cancels").await;
+
+    for id in [failed, canceled] {
+        let retried = post(&app, &format!("/tasks/{id}/retry")).await;
+        assert_eq!(retried.status(), StatusCode::OK);
+    }
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/tasks/{succeeded}")))
+        .sent()
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_counts_agree(&app, "retries and a delete").await;
+
+    bulk(&app, "cancel", json!({"queue": "r"})).await;
+    assert_counts_agree(&app, "bulk cancel").await;
+    bulk(&app, "retry", json!({"queue": "r"})).await;
+    bulk(&app, "cancel", json!({"queue": "r"})).await;
+    bulk(&app, "delete", json!({"queue": "r", "status": "CANCELED"})).await;
+    assert_counts_agree(&app, "bulk retry and delete").await;
+
+    let mut conn = app.pool.acquire().await.expect("conn");
+    queue::prune(&mut *conn, TaskStatus::Canceled, Duration::ZERO, 500)
+        .await
+        .expect("prune");
+    queue::prune(&mut *conn, TaskStatus::Failed, Duration::ZERO, 500)
+        .await
+        .expect("prune");
+    assert_counts_agree(&app, "pruning").await;
+    let gone = app.client.get(app.url("/queues/r")).sent().await;
+    assert_problem(gone, StatusCode::NOT_FOUND).await;
+
+    // A table changed behind DTP's back (a load by SQL) is counted again by `recount`.
+    app.plant(
+        "update tasks set status = 'SUCCEEDED', completed_at = now() where id = $1",
+        failed,
+    )
+    .await;
+    queue::recount(&mut conn).await.expect("recount");
+    assert_counts_agree(&app, "a recount").await;
+}

@@ -8,7 +8,8 @@ use common::{BulkAction, BulkFilter, BulkOutcome};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 use super::cancel::cancel_target;
-use super::operate::{RETRYABLE, RETRY_SET};
+use super::counts::count_finished;
+use super::operate::{retried_target, RETRYABLE};
 use super::read::{push_matching, Matching};
 use super::{millis, Error, CHANNEL_TASK_AVAILABLE};
 
@@ -50,11 +51,12 @@ pub async fn bulk(
             .await?;
             // The statement of a single retry, over all of them: RETRYABLE re-checks each row.
             sqlx::query_scalar(&format!(
-                "with retried as (update tasks {RETRY_SET} where id = any($1) and {RETRYABLE} \
-                 returning id), \
+                "with target as (select id, status as was from tasks \
+                 where id = any($1) and {RETRYABLE} for update), {} , \
                  notified as (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '') \
                  where exists (select 1 from retried)) \
-                 select count(*) from retried, (select count(*) from notified) n"
+                 select count(*) from retried, (select count(*) from notified) n",
+                retried_target()
             ))
             .bind(&ids)
             .bind(MAX_ATTEMPTS.end())
@@ -68,7 +70,10 @@ pub async fn bulk(
                  where status in ('SUCCEEDED', 'FAILED', 'CANCELED')",
                 filter,
             );
-            sql.push(" returning id) select count(*) from deleted");
+            sql.push(format_args!(
+                " returning queue, status), counted as ({}) select count(*) from deleted",
+                count_finished("(select queue, status, -1 as delta from deleted) d")
+            ));
             sql.build_query_scalar().fetch_one(&mut *tx).await?
         }
     };

@@ -4,6 +4,7 @@ use common::TaskStatus;
 use sqlx::{Connection, PgConnection};
 
 use super::complete::record_attempts;
+use super::counts::count_finished;
 use super::row::TASK_COLUMNS;
 use super::status::StoredStatus;
 use super::{Error, TaskId, TaskRow, CHANNEL_TASK_CANCELED};
@@ -69,7 +70,7 @@ pub async fn cancel(conn: &mut PgConnection, id: TaskId) -> Result<CancelOutcome
 /// The CTEs of every cancel, after a CTE `target` of the tasks to cancel (`id`, and `was`, their
 /// state), whose rows the transaction holds locked and which are PENDING or RUNNING: `canceled`
 /// (every column of the canceled tasks) makes them CANCELED; `recorded` adds the attempt each
-/// RUNNING one was making to its history (outcome `CANCELED`); `notified` tells their workers
+/// RUNNING one was making to its history (outcome `CANCELED`); `counted` counts them; `notified` tells their workers
 /// to abort the handlers, at commit. A `select` that follows must read `notified`, or it does
 /// not run.
 pub(super) fn cancel_target() -> String {
@@ -78,6 +79,7 @@ pub(super) fn cancel_target() -> String {
           from canceled where was = 'RUNNING') c",
         "'CANCELED'",
     );
+    let counted = count_finished("(select queue, status, 1 as delta from canceled) c");
     format!(
         r#"
         canceled as (
@@ -88,6 +90,7 @@ pub(super) fn cancel_target() -> String {
             returning t.*, target.was
         ),
         recorded as ({recorded}),
+        counted as ({counted}),
         notified as (
             select pg_notify('{CHANNEL_TASK_CANCELED}', id::text) from canceled
             where was = 'RUNNING'

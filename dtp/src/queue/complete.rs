@@ -12,6 +12,7 @@ use common::TaskStatus;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
+use super::counts::count_finished;
 use super::status::StoredStatus;
 use super::storable::{storable_error, storable_json};
 use super::{millis, Fence, TaskId, CHANNEL_TASK_AVAILABLE};
@@ -42,18 +43,23 @@ pub async fn mark_succeeded_many(
         .map(|(_, _, result)| storable_json(result))
         .collect();
     let results: Vec<&Value> = storable.iter().map(AsRef::as_ref).collect();
-    let updated: Vec<(i64,)> = sqlx::query_as(
+    let counted = count_finished("(select queue, status, 1 as delta from succeeded) s");
+    let updated: Vec<(i64,)> = sqlx::query_as(&format!(
         r#"
-        update tasks t
-        set status = 'SUCCEEDED', result = done.result, completed_at = now(),
-            lease_expires_at = null, updated_at = now()
-        from unnest($1::bigint[], $2::integer[], $3::bigint[], $4::jsonb[])
-             as done(id, attempt, token, result)
-        where t.id = done.id and t.status = 'RUNNING' and t.attempt_count = done.attempt
-          and t.claim_token = done.token
-        returning t.id
-        "#,
-    )
+        with succeeded as (
+            update tasks t
+            set status = 'SUCCEEDED', result = done.result, completed_at = now(),
+                lease_expires_at = null, updated_at = now()
+            from unnest($1::bigint[], $2::integer[], $3::bigint[], $4::jsonb[])
+                 as done(id, attempt, token, result)
+            where t.id = done.id and t.status = 'RUNNING' and t.attempt_count = done.attempt
+              and t.claim_token = done.token
+            returning t.id, t.queue, t.status
+        ),
+        counted as ({counted})
+        select id from succeeded
+        "#
+    ))
     .bind(&ids)
     .bind(&attempts)
     .bind(&tokens)
@@ -107,14 +113,16 @@ pub async fn mark_failed_or_retry(
         "failed",
         "case when $7 then 'TIMEOUT' when status = 'FAILED' then 'FAILED' else 'RETRY' end",
     );
+    let counted = count_finished("(select queue, status, 1 as delta from failed) f");
     sqlx::query_as(&format!(
         r#"
         with failed as (
             update tasks set {set}
             where id = $1 and status = 'RUNNING' and attempt_count = $2 and claim_token = $3
-            returning {ENDED_ATTEMPT}, status, next_attempt_at
+            returning {ENDED_ATTEMPT}, status, next_attempt_at, queue
         ),
-        recorded as ({recorded})
+        recorded as ({recorded}),
+        counted as ({counted})
         select status, next_attempt_at from failed
         "#
     ))

@@ -9,6 +9,7 @@ use common::limits::MAX_ATTEMPTS;
 use common::TaskStatus;
 use sqlx::{Connection, PgConnection, PgExecutor};
 
+use super::counts::count_finished;
 use super::row::TASK_COLUMNS;
 use super::status::StoredStatus;
 use super::{millis, Error, TaskId, TaskRow, CHANNEL_TASK_AVAILABLE};
@@ -18,7 +19,7 @@ pub(super) const RETRYABLE: &str = "status in ('FAILED', 'CANCELED') and attempt
 
 /// How a retry changes a task (see [`retry`]); `$3` is the lease in milliseconds. One clause for
 /// `retry` and the bulk retry.
-pub(super) const RETRY_SET: &str = r#"
+const RETRY_SET: &str = r#"
         set status = 'PENDING',
             rerun_not_before = case when status = 'CANCELED' and attempt_count > 0
                                     then completed_at + $3 * interval '1 millisecond' end,
@@ -29,6 +30,23 @@ pub(super) const RETRY_SET: &str = r#"
                                  else scheduled_for end,
             next_attempt_at = null, completed_at = null,
             max_attempts = greatest(max_attempts, attempt_count + 1), updated_at = now()"#;
+
+/// The CTEs of every retry, after a CTE `target` of the tasks to retry (`id`, and `was`, their
+/// state) that are [`RETRYABLE`] and whose rows the transaction holds locked (so that `was` is
+/// the state the retry changes): `retried` (every column of the retried tasks) makes them
+/// PENDING as [`RETRY_SET`] says, and `counted` takes them off the finished counts.
+pub(super) fn retried_target() -> String {
+    let counted = count_finished("(select queue, was as status, -1 as delta from retried) r");
+    format!(
+        r#"
+        retried as (
+            update tasks t {RETRY_SET}
+            from target where t.id = target.id
+            returning t.*, target.was
+        ),
+        counted as ({counted})"#
+    )
+}
 
 /// Makes a FAILED or CANCELED task PENDING again, due now. If its attempts were used up,
 /// `maxAttempts` is raised by one so that it gets one more; the attempts already made and the
@@ -41,12 +59,13 @@ pub(super) const RETRY_SET: &str = r#"
 /// that never started counts as first due now (`scheduledFor`).
 pub async fn retry(conn: &mut PgConnection, id: TaskId, lease: Duration) -> Result<TaskRow, Error> {
     let mut tx = conn.begin().await?;
+    let retried_target = retried_target();
     let retried: Option<TaskRow> = sqlx::query_as(&format!(
         r#"
-        update tasks
-        {RETRY_SET}
-        where id = $1 and {RETRYABLE}
-        returning {TASK_COLUMNS}
+        with target as (select id, status as was from tasks where id = $1 and {RETRYABLE}
+                        for update),
+        {retried_target}
+        select {TASK_COLUMNS} from retried
         "#
     ))
     .bind(id.0)
@@ -105,13 +124,21 @@ pub async fn run_now(conn: &mut PgConnection, id: TaskId) -> Result<TaskRow, Err
 /// ([`Error::Refused`]): they must be canceled first, so that no worker runs a task that no
 /// longer exists.
 pub async fn delete(db: impl PgExecutor<'_> + Copy, id: TaskId) -> Result<(), Error> {
-    let deleted = sqlx::query(
-        "delete from tasks where id = $1 and status in ('SUCCEEDED', 'FAILED', 'CANCELED')",
-    )
+    let counted = count_finished("(select queue, status, -1 as delta from deleted) d");
+    let deleted: i64 = sqlx::query_scalar(&format!(
+        r#"
+        with deleted as (
+            delete from tasks where id = $1 and status in ('SUCCEEDED', 'FAILED', 'CANCELED')
+            returning queue, status
+        ),
+        counted as ({counted})
+        select count(*) from deleted
+        "#
+    ))
     .bind(id.0)
-    .execute(db)
+    .fetch_one(db)
     .await?;
-    if deleted.rows_affected() == 1 {
+    if deleted == 1 {
         return Ok(());
     }
     Err(refused(db, id, "delete").await)

@@ -7,6 +7,7 @@ use sqlx::PgConnection;
 use common::TaskStatus;
 
 use super::complete::{failed_attempt, record_attempts, ENDED_ATTEMPT};
+use super::counts::count_finished;
 use super::status::StoredStatus;
 use super::{millis, TaskId, CHANNEL_TASK_AVAILABLE};
 
@@ -73,6 +74,7 @@ pub async fn fail_expired(
         "'worker lost'",
     );
     let recorded = record_attempts("rescued", "'LOST'");
+    let counted = count_finished("(select queue, status, 1 as delta from rescued) r");
     let rows: Vec<(i64, StoredStatus)> = sqlx::query_as(&format!(
         r#"
         with rescued as (
@@ -82,7 +84,8 @@ pub async fn fail_expired(
           and t.lease_expires_at < now()
         returning {ENDED_ATTEMPT}, t.status, t.run_at, t.queue
         ),
-        recorded as ({recorded})
+        recorded as ({recorded}),
+        counted as ({counted})
         select id, status from rescued
         left join lateral (
             select pg_notify('{CHANNEL_TASK_AVAILABLE}', rescued.queue)

@@ -6,6 +6,7 @@ use std::time::Duration;
 use common::TaskStatus;
 use sqlx::PgExecutor;
 
+use super::counts::count_finished;
 use super::millis;
 
 /// Deletes up to `batch` tasks in `status` (a terminal one) that finished more than `older_than`
@@ -21,7 +22,8 @@ pub async fn prune(
     // The state is written as a literal, so that each state's statement walks its part of
     // tasks_finished.
     let status = status.as_str();
-    let deleted = sqlx::query(&format!(
+    let counted = count_finished("(select queue, status, -1 as delta from deleted) d");
+    let deleted: i64 = sqlx::query_scalar(&format!(
         r#"
         with doomed as (
             select id from tasks
@@ -30,13 +32,18 @@ pub async fn prune(
             order by completed_at
             limit $2
             for update skip locked
-        )
-        delete from tasks t using doomed where t.id = doomed.id
+        ),
+        deleted as (
+            delete from tasks t using doomed where t.id = doomed.id
+            returning t.queue, t.status
+        ),
+        counted as ({counted})
+        select count(*) from deleted
         "#
     ))
     .bind(millis(older_than))
     .bind(batch)
-    .execute(db)
+    .fetch_one(db)
     .await?;
-    Ok(deleted.rows_affected())
+    Ok(u64::try_from(deleted).unwrap_or(0))
 }

@@ -39,38 +39,61 @@ impl From<QueueRow> for Queue {
     }
 }
 
-/// The queues and their tasks per state, with `where` (e.g. `where queue = $1`) narrowing the
-/// tasks counted. Counting reads every task counted: on a big table this is the cost of
-/// `GET /queues` (one pass for all queues, not one per queue).
-fn queues_statement(tasks_where: &str, names_where: &str) -> String {
+/// The queues and their tasks per state; `only` narrows them to one queue (a name checked by
+/// `is_queue_name`, written as a literal so that a cached plan walks that queue's part of each
+/// index). PENDING and RUNNING tasks are counted from their partial indexes, which hold only
+/// them; finished ones are read from `queue_counts`, kept by the statements that change them,
+/// so a table of millions of finished tasks costs nothing here.
+fn queues_statement(only: Option<&str>) -> String {
+    let (tasks_where, counts_where, names_where) = match only {
+        Some(name) => (
+            format!("and queue = '{name}'"),
+            format!("where queue = '{name}'"),
+            format!("where n.name = '{name}'"),
+        ),
+        None => Default::default(),
+    };
     format!(
         r#"
-        with counts as (
-            select queue as name,
-                   count(*) filter (where status = 'PENDING') as pending,
-                   count(*) filter (where status = 'RUNNING') as running,
-                   count(*) filter (where status = 'SUCCEEDED') as succeeded,
-                   count(*) filter (where status = 'FAILED') as failed,
-                   count(*) filter (where status = 'CANCELED') as canceled,
-                   min(run_at) filter (where status = 'PENDING' and run_at <= now())
-                       as oldest_due
-            from tasks {tasks_where}
+        with pending as (
+            select queue as name, count(*) as tasks,
+                   min(run_at) filter (where run_at <= now()) as oldest_due
+            from tasks where status = 'PENDING' {tasks_where}
             group by queue
         ),
+        running as (
+            select queue as name, count(*) as tasks
+            from tasks where status = 'RUNNING' {tasks_where}
+            group by queue
+        ),
+        finished as (
+            select queue as name,
+                   coalesce(sum(tasks) filter (where status = 'SUCCEEDED'), 0) as succeeded,
+                   coalesce(sum(tasks) filter (where status = 'FAILED'), 0) as failed,
+                   coalesce(sum(tasks) filter (where status = 'CANCELED'), 0) as canceled
+            from queue_counts {counts_where}
+            group by queue
+            having sum(tasks) <> 0
+        ),
         names as (
-            select name from counts
+            select name from pending
+            union select name from running
+            union select name from finished
             union select name from queues
             union select 'default'
         )
         select n.name, coalesce(q.paused, false) as paused, q.concurrency_limit,
                q.rate_limit_per_second,
-               coalesce(c.pending, 0) as pending, coalesce(c.running, 0) as running,
-               coalesce(c.succeeded, 0) as succeeded, coalesce(c.failed, 0) as failed,
-               coalesce(c.canceled, 0) as canceled,
-               (extract(epoch from now() - c.oldest_due) * 1000)::bigint
+               coalesce(p.tasks, 0) as pending, coalesce(r.tasks, 0) as running,
+               coalesce(f.succeeded, 0)::bigint as succeeded,
+               coalesce(f.failed, 0)::bigint as failed,
+               coalesce(f.canceled, 0)::bigint as canceled,
+               (extract(epoch from now() - p.oldest_due) * 1000)::bigint
                    as oldest_pending_age_ms
         from names n
-        left join counts c on c.name = n.name
+        left join pending p on p.name = n.name
+        left join running r on r.name = n.name
+        left join finished f on f.name = n.name
         left join queues q on q.name = n.name
         {names_where}
         order by n.name
@@ -80,7 +103,7 @@ fn queues_statement(tasks_where: &str, names_where: &str) -> String {
 
 /// Every queue: the default one, each a task names, and each with settings; by name.
 pub async fn queues(db: impl PgExecutor<'_>) -> Result<Vec<Queue>, sqlx::Error> {
-    let rows: Vec<QueueRow> = sqlx::query_as(&queues_statement("", ""))
+    let rows: Vec<QueueRow> = sqlx::query_as(&queues_statement(None))
         .fetch_all(db)
         .await?;
     Ok(rows.into_iter().map(Queue::from).collect())
@@ -91,14 +114,9 @@ pub async fn queue(db: impl PgExecutor<'_>, name: &str) -> Result<Option<Queue>,
     if !is_queue_name(name) {
         return Ok(None);
     }
-    // Written as a literal (a queue name has only `[A-Za-z0-9_.:-]`), so that a cached plan can
-    // count a named queue's tasks through the partial index tasks_queue_id.
-    let row: Option<QueueRow> = sqlx::query_as(&queues_statement(
-        &format!("where queue = '{name}'"),
-        &format!("where n.name = '{name}'"),
-    ))
-    .fetch_optional(db)
-    .await?;
+    let row: Option<QueueRow> = sqlx::query_as(&queues_statement(Some(name)))
+        .fetch_optional(db)
+        .await?;
     Ok(row.map(Queue::from))
 }
 
