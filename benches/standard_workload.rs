@@ -15,7 +15,6 @@
 
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection};
 use suite::workloads::{self, percentile, percentile_ms};
 
 const DRAIN_TASKS: usize = 20_000;
@@ -38,10 +37,7 @@ fn main() {
 }
 
 async fn run() {
-    let server = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("tp_bench_{}", std::process::id());
-    let url = replace_database(&server, &name);
+    let (url, server) = workloads::bench_database("bench");
     println!("standard workload on {url}");
     let pool = workloads::queue_pool(&url).await;
 
@@ -85,41 +81,11 @@ async fn run() {
     println!("drain: {DRAIN_TASKS} noop tasks over {LIMITED_QUEUES} queues with concurrencyLimit {QUEUE_CONCURRENCY_LIMIT}, concurrency {DRAIN_CONCURRENCY}: {drain:.2?} = {limited_throughput:.0} tasks/s");
     pool.close().await;
 
-    drop_database(&server, &name).await;
+    workloads::drop_bench_database(&server, &url).await;
     println!(
         "RESULT throughput_tasks_s={throughput:.0} latency_p50_ms={p50:.3} latency_p95_ms={p95:.3} latency_p99_ms={p99:.3} enqueue_tasks_s={enqueue_rate:.0}"
     );
     println!(
         "RESULT queues={LIMITED_QUEUES} concurrency_limit={QUEUE_CONCURRENCY_LIMIT} throughput_tasks_s={limited_throughput:.0}"
     );
-}
-
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let cut = base
-        .find("://")
-        .and_then(|i| base[i + 3..].find('/').map(|j| i + 3 + j))
-        .unwrap_or(base.len());
-    match query {
-        Some(q) => format!("{}/{name}?{q}", &base[..cut]),
-        None => format!("{}/{name}", &base[..cut]),
-    }
-}
-
-async fn drop_database(server: &str, name: &str) {
-    // Give the API server's pool a moment to close its connections.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    match PgConnection::connect(server).await {
-        Ok(mut admin) => {
-            if let Err(e) = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                .execute(&mut admin)
-                .await
-            {
-                eprintln!("could not drop {name}: {e}");
-            }
-        }
-        Err(e) => eprintln!("could not connect to drop {name}: {e}"),
-    }
 }

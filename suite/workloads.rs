@@ -275,3 +275,113 @@ pub async fn spawn_dtp_api(url: &str) -> (String, CancellationToken) {
     tokio::spawn(app.run_until_stopped(stop.clone()));
     (address, stop)
 }
+
+/// Adds `rows` finished tasks by SQL, not through the API, shaped like the history of a busy
+/// queue: 90 % SUCCEEDED with a result, 7 % FAILED with one of 13 errors, 3 % CANCELED; 70 % in
+/// the default queue, the rest over `queue-7` to `queue-9`; one in ten with an idempotency key
+/// (`load-{n}`); finished over the 19 hours before the last one (inside every default
+/// retention period, so nothing is pruned while a benchmark runs). Then counts them
+/// ([`queue::recount`]) and vacuums and analyzes the table, as autovacuum would have by then.
+pub async fn load_finished(pool: &PgPool, rows: i64) {
+    const CHUNK: i64 = 500_000;
+    let started = Instant::now();
+    let mut from = 1;
+    while from <= rows {
+        let to = (from + CHUNK - 1).min(rows);
+        sqlx::query(
+            r#"
+            insert into tasks (type, payload, queue, status, attempt_count, max_attempts,
+                               scheduled_for, run_at, processing_started_at, attempt_started_at,
+                               completed_at, last_error, result, worker_id, idempotency_key,
+                               created_at, updated_at)
+            select 'noop', '{"n": 1}', q.queue, s.status, 1, 1, t.at, t.at, t.at, t.at,
+                   t.at + interval '5 milliseconds',
+                   case when s.status = 'FAILED' then 'error ' || (g % 13) end,
+                   case when s.status = 'SUCCEEDED' then '{"ok": true}'::jsonb end,
+                   'loader', case when g % 10 = 0 then 'load-' || g end, t.at, t.at
+            from generate_series($1::bigint, $2::bigint) g,
+                 lateral (select now() - interval '20 hours'
+                                 + (g::float8 / $3) * interval '19 hours' as at) t,
+                 lateral (select case when g % 10 < 7 then 'default'
+                                      else 'queue-' || (g % 10) end as queue) q,
+                 lateral (select case when g % 100 < 90 then 'SUCCEEDED'
+                                      when g % 100 < 97 then 'FAILED'
+                                      else 'CANCELED' end as status) s
+            "#,
+        )
+        .bind(from)
+        .bind(to)
+        .bind(rows as f64)
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("load: {e}"));
+        from = to + 1;
+        println!("  loaded {to} finished tasks ({:.0?})", started.elapsed());
+    }
+    let mut conn = pool
+        .acquire()
+        .await
+        .unwrap_or_else(|e| panic!("connection: {e}"));
+    queue::recount(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("recount: {e}"));
+    sqlx::query("vacuum analyze tasks")
+        .execute(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("vacuum: {e}"));
+    println!(
+        "  counted, vacuumed and analyzed ({:.0?})",
+        started.elapsed()
+    );
+}
+
+/// The median and the slowest of `samples`, in ms.
+pub fn median_and_max_ms(samples: &[Duration]) -> (f64, f64) {
+    let max = samples.iter().max().copied().unwrap_or_default();
+    (percentile_ms(samples, 50.0), max.as_secs_f64() * 1000.0)
+}
+
+/// A database of its own for one benchmark run on the server `DATABASE_URL` names (default:
+/// the local server): its URL, and the server's, for [`drop_bench_database`].
+pub fn bench_database(label: &str) -> (String, String) {
+    let server = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = format!("tp_{label}_{}", std::process::id());
+    let url = replace_database(&server, &name);
+    (url, server)
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let cut = base
+        .find("://")
+        .and_then(|i| base[i + 3..].find('/').map(|j| i + 3 + j))
+        .unwrap_or(base.len());
+    match query {
+        Some(q) => format!("{}/{name}?{q}", &base[..cut]),
+        None => format!("{}/{name}", &base[..cut]),
+    }
+}
+
+/// Drops the database at `url` (made by [`bench_database`]) through `server`.
+pub async fn drop_bench_database(server: &str, url: &str) {
+    let name = url
+        .split('?')
+        .next()
+        .and_then(|base| base.rsplit('/').next())
+        .unwrap_or_default();
+    // Give API servers' pools a moment to close their connections.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    match sqlx::PgPool::connect(server).await {
+        Ok(admin) => {
+            let drop = format!("drop database if exists {name} with (force)");
+            if let Err(e) = sqlx::query(&drop).execute(&admin).await {
+                eprintln!("could not drop {name}: {e}");
+            }
+            admin.close().await;
+        }
+        Err(e) => eprintln!("could not connect to drop {name}: {e}"),
+    }
+}

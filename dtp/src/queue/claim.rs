@@ -57,6 +57,26 @@ pub struct Fence {
     pub claim_token: i64,
 }
 
+impl Fence {
+    /// The fence as SQL: the task `task` (a table name or alias) is RUNNING the attempt
+    /// `attempt` under the claim `token` (SQL expressions, e.g. `$2` or `done.attempt`). Every
+    /// write about one attempt is fenced by this clause.
+    ///
+    /// The state is compared through `coalesce`, so that PostgreSQL cannot serve the statement
+    /// from `tasks_running_lease`, and finds each task through its primary key instead. That
+    /// partial index holds an entry for every claim until vacuum removes the dead ones; when
+    /// the statistics say few tasks run (true after any ANALYZE: at most a few slots' worth
+    /// run at a time), the planner walked it whole and matched each entry against the ids.
+    /// On a table of 5,000,000 finished tasks a completion then took up to 1.6 s, and the
+    /// drain fell from 14,600 to 470 tasks/s (`cargo bench --bench big_table`).
+    pub(super) fn sql(task: &str, attempt: &str, token: &str) -> String {
+        format!(
+            "coalesce({task}.status, '') = 'RUNNING' and {task}.attempt_count = {attempt} \
+             and {task}.claim_token = {token}"
+        )
+    }
+}
+
 /// One claim: who claims, which types it can run, from which queues, how many, for how long,
 /// and the token that will fence the attempts it starts.
 #[derive(Debug, Clone, Copy)]
@@ -423,16 +443,16 @@ pub async fn renew_leases(
     let ids: Vec<i64> = held.iter().map(|(id, _)| id.0).collect();
     let attempts: Vec<i32> = held.iter().map(|(_, f)| f.attempt).collect();
     let tokens: Vec<i64> = held.iter().map(|(_, f)| f.claim_token).collect();
-    let renewed: Vec<(i64, i32, i64)> = sqlx::query_as(
+    let fenced = Fence::sql("t", "held.attempt", "held.token");
+    let renewed: Vec<(i64, i32, i64)> = sqlx::query_as(&format!(
         r#"
         update tasks t
         set lease_expires_at = now() + $4 * interval '1 millisecond'
         from unnest($1::bigint[], $2::integer[], $3::bigint[]) as held(id, attempt, token)
-        where t.id = held.id and t.status = 'RUNNING' and t.attempt_count = held.attempt
-          and t.claim_token = held.token
+        where t.id = held.id and {fenced}
         returning t.id, t.attempt_count, t.claim_token
-        "#,
-    )
+        "#
+    ))
     .bind(&ids)
     .bind(&attempts)
     .bind(&tokens)

@@ -44,6 +44,7 @@ pub async fn mark_succeeded_many(
         .collect();
     let results: Vec<&Value> = storable.iter().map(AsRef::as_ref).collect();
     let counted = count_finished("(select queue, status, 1 as delta from succeeded) s");
+    let fenced = Fence::sql("t", "done.attempt", "done.token");
     let updated: Vec<(i64,)> = sqlx::query_as(&format!(
         r#"
         with succeeded as (
@@ -52,8 +53,7 @@ pub async fn mark_succeeded_many(
                 lease_expires_at = null, updated_at = now()
             from unnest($1::bigint[], $2::integer[], $3::bigint[], $4::jsonb[])
                  as done(id, attempt, token, result)
-            where t.id = done.id and t.status = 'RUNNING' and t.attempt_count = done.attempt
-              and t.claim_token = done.token
+            where t.id = done.id and {fenced}
             returning t.id, t.queue, t.status
         ),
         counted as ({counted})
@@ -114,11 +114,12 @@ pub async fn mark_failed_or_retry(
         "case when $7 then 'TIMEOUT' when status = 'FAILED' then 'FAILED' else 'RETRY' end",
     );
     let counted = count_finished("(select queue, status, 1 as delta from failed) f");
+    let fenced = Fence::sql("tasks", "$2", "$3");
     sqlx::query_as(&format!(
         r#"
         with failed as (
             update tasks set {set}
-            where id = $1 and status = 'RUNNING' and attempt_count = $2 and claim_token = $3
+            where id = $1 and {fenced}
             returning {ENDED_ATTEMPT}, status, next_attempt_at, queue
         ),
         recorded as ({recorded}),
@@ -191,11 +192,12 @@ pub async fn release(
          null::text as last_error from released) r",
         "'RELEASED'",
     );
+    let fenced = Fence::sql("tasks", "$2", "$3");
     let released: Option<(i64,)> = sqlx::query_as(&format!(
         r#"
         with released as (
             update tasks set {HAND_BACK}
-            where id = $1 and status = 'RUNNING' and attempt_count = $2 and claim_token = $3
+            where id = $1 and {fenced}
             returning {ENDED_ATTEMPT}, queue
         ),
         recorded as ({recorded})

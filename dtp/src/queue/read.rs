@@ -43,9 +43,15 @@ pub struct ListFilter {
 /// see migration 0004), `tasks_claimable` / `tasks_running_lease` for open tasks,
 /// `tasks_idempotency_key`; an unfiltered page or `SUCCEEDED` (most rows) walks the primary
 /// key, newest first, and stops after `limit`.
+///
+/// The page's ids are found first, by a query that reads nothing but the index's columns, and
+/// only those rows are then read whole. Asked for whole rows at once, the planner priced the
+/// walk down the primary key (the heap is in id order) below a queue's own index whatever the
+/// queue's share: on 5,000,000 tasks, where the newest 41,000 were in other queues, a queue's
+/// first page took 28 ms instead of 0.2 ms (`cargo bench --bench big_table`).
 fn list_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, Postgres> {
     let mut sql = QueryBuilder::new(format!(
-        "{prefix} select {TASK_COLUMNS} from tasks where true"
+        "{prefix} select {TASK_COLUMNS} from tasks where id = any(array(select id from tasks where true"
     ));
     push_matching(
         &mut sql,
@@ -62,7 +68,9 @@ fn list_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, 
     if let Some(after) = filter.after {
         sql.push(" and id < ").push_bind(after.0);
     }
-    sql.push(" order by id desc limit ").push_bind(filter.limit);
+    sql.push(" order by id desc limit ")
+        .push_bind(filter.limit)
+        .push(")) order by id desc");
     sql
 }
 

@@ -75,13 +75,15 @@ pub async fn fail_expired(
     );
     let recorded = record_attempts("rescued", "'LOST'");
     let counted = count_finished("(select queue, status, 1 as delta from rescued) r");
+    // The state is compared through `coalesce` for the reason `Fence::sql` gives: each task is
+    // found through its primary key, not by walking tasks_running_lease.
     let rows: Vec<(i64, StoredStatus)> = sqlx::query_as(&format!(
         r#"
         with rescued as (
         update tasks t set {set}
         from unnest($1::bigint[], $2::integer[], $3::bigint[]) as lost(task_id, attempt, delay_ms)
-        where t.id = lost.task_id and t.status = 'RUNNING' and t.attempt_count = lost.attempt
-          and t.lease_expires_at < now()
+        where t.id = lost.task_id and coalesce(t.status, '') = 'RUNNING'
+          and t.attempt_count = lost.attempt and t.lease_expires_at < now()
         returning {ENDED_ATTEMPT}, t.status, t.run_at, t.queue
         ),
         recorded as ({recorded}),
