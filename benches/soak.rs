@@ -1,17 +1,22 @@
 //! Soak (issue 13): enqueues and drains continuously for `SOAK_MINUTES` (default 10) at
-//! `SOAK_LOAD` (default 0.7) of the maximum throughput, measured first by draining 20,000 `noop`
-//! tasks, with every retention period set to `SOAK_RETENTION_S` seconds (default 60), so the
+//! `SOAK_LOAD` (default 0.7) of the maximum throughput, measured first over 20 s with the
+//! enqueue running beside the worker (`sustained_maximum`), or at `SOAK_RATE` tasks a second
+//! (to compare two configurations at one load), with every retention period set to `SOAK_RETENTION_S` seconds (default 60), so the
 //! maintenance leader prunes all along. One worker, concurrency 10, as the standard workload.
 //!
 //! Prints, for each minute: tasks started, throughput, pickup latency p50/p99 (from just before
 //! the enqueue call to the handler's first line, monotonic clock) and the tasks table: rows,
-//! heap bytes, index bytes. The `RESULT` line compares the last minute with the first.
+//! heap bytes, index bytes, dead rows and autovacuum runs so far. The `RESULT` line compares the
+//! last minute with the first. It says whether the server runs autovacuum: without it nothing
+//! reclaims the dead rows of a queue table, and the soak measures that.
 //!
 //! Runs in a database of its own on the server `DATABASE_URL` names, dropped at the end.
 //!
 //! `cargo bench --bench soak`
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dtp::handlers::{handler_fn, HandlerRegistry};
@@ -23,7 +28,9 @@ use suite::workloads::{self, percentile_ms};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const PROBE_TASKS: usize = 20_000;
+const PROBE: Duration = Duration::from_secs(20);
+const PROBE_WARM_UP: Duration = Duration::from_secs(3);
+const PROBE_BACKLOG: usize = 2_000;
 const CONCURRENCY: usize = 10;
 const ENQUEUE_EVERY: Duration = Duration::from_millis(10);
 const MINUTE: Duration = Duration::from_secs(60);
@@ -62,6 +69,8 @@ struct Minute {
     rows: i64,
     heap: i64,
     indexes: i64,
+    dead: i64,
+    vacuums: i64,
 }
 
 async fn run() {
@@ -72,11 +81,16 @@ async fn run() {
     println!("soak on {url}");
     let pool = workloads::queue_pool(&url).await;
 
-    workloads::enqueue_noops(&pool, PROBE_TASKS).await;
-    let drain = workloads::drain(&pool, CONCURRENCY).await;
-    let max = PROBE_TASKS as f64 / drain.as_secs_f64();
+    let max = sustained_maximum(&pool).await;
     workloads::truncate(&pool).await;
-    let rate = max * load;
+    let rate = setting("SOAK_RATE", max * load);
+    let autovacuum: String = sqlx::query_scalar("select current_setting('autovacuum')")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("settings: {e}"));
+    println!(
+        "autovacuum: {autovacuum} (the server's setting; the tasks table's own are as migrated)"
+    );
     println!(
         "maximum {max:.0} tasks/s; soaking at {rate:.0} tasks/s for {minutes} min, retention {retention:?}"
     );
@@ -131,6 +145,62 @@ async fn run() {
     );
 }
 
+/// The most tasks a second the worker starts while they are being enqueued beside it: for
+/// [`PROBE`], the enqueuer keeps [`PROBE_BACKLOG`] tasks waiting, so the worker never waits for
+/// work and the enqueue's cost on these cores is counted (a drain of a queue filled beforehand
+/// goes faster than any rate that can be sustained).
+async fn sustained_maximum(pool: &PgPool) -> f64 {
+    let started = Arc::new(AtomicUsize::new(0));
+    let counted = started.clone();
+    let registry = HandlerRegistry::empty().register(
+        "soak",
+        handler_fn(move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            async { Ok(Value::Null) }
+        }),
+    );
+    let stop = CancellationToken::new();
+    let worker = Worker::new(
+        pool.clone(),
+        registry,
+        workloads::bench_worker_config(CONCURRENCY),
+    );
+    let running = tokio::spawn(worker.run(stop.clone()));
+    let mut conn = pool
+        .acquire()
+        .await
+        .unwrap_or_else(|e| panic!("connection: {e}"));
+    let batch = vec![soak_task(); 200];
+    let mut enqueued = 0;
+    let began = Instant::now();
+    let mut window: Option<(Instant, usize)> = None;
+    while began.elapsed() < PROBE_WARM_UP + PROBE {
+        if window.is_none() && began.elapsed() >= PROBE_WARM_UP {
+            window = Some((Instant::now(), started.load(Ordering::Relaxed)));
+        }
+        if enqueued - started.load(Ordering::Relaxed) < PROBE_BACKLOG {
+            queue::enqueue_many(&mut conn, &batch)
+                .await
+                .unwrap_or_else(|e| panic!("enqueue: {e}"));
+            enqueued += batch.len();
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let (from, before) = window.unwrap_or((began, 0));
+    let rate = (started.load(Ordering::Relaxed) - before) as f64 / from.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = running.await;
+    rate
+}
+
+fn soak_task() -> NewTask {
+    NewTask {
+        max_attempts_requested: true,
+        ..NewTask::new("soak", Value::Null)
+    }
+}
+
 /// Enqueues `rate` `soak` tasks a second, a batch every [`ENQUEUE_EVERY`], until `stop`.
 async fn enqueue_at(
     pool: PgPool,
@@ -138,10 +208,7 @@ async fn enqueue_at(
     events: mpsc::UnboundedSender<Event>,
     stop: CancellationToken,
 ) {
-    let task = NewTask {
-        max_attempts_requested: true,
-        ..NewTask::new("soak", Value::Null)
-    };
+    let task = soak_task();
     let mut conn = pool
         .acquire()
         .await
@@ -183,7 +250,9 @@ async fn collect(
     let mut latencies: Vec<Duration> = Vec::new();
     let mut figures = Vec::new();
     let mut minute = tokio::time::interval_at(tokio::time::Instant::now() + MINUTE, MINUTE);
-    println!("minute  started  tasks/s  p50 ms  p99 ms      rows   heap MB  index MB");
+    println!(
+        "minute  started  tasks/s  p50 ms  p99 ms      rows   heap MB  index MB  dead rows  autovacuums"
+    );
     while figures.len() < minutes as usize {
         tokio::select! {
             event = events.recv() => match event {
@@ -202,10 +271,12 @@ async fn collect(
                 None => break,
             },
             _ = minute.tick() => {
-                let (rows, heap, indexes): (i64, i64, i64) = sqlx::query_as(
-                    "select (select count(*) from tasks), pg_table_size('tasks'), \
-                     pg_indexes_size('tasks')",
-                )
+                let (rows, heap, indexes, dead, vacuums): (i64, i64, i64, i64, i64) =
+                    sqlx::query_as(
+                        "select (select count(*) from tasks), pg_table_size('tasks'), \
+                         pg_indexes_size('tasks'), n_dead_tup, autovacuum_count \
+                         from pg_stat_user_tables where relname = 'tasks'",
+                    )
                 .fetch_one(pool)
                 .await
                 .unwrap_or_else(|e| panic!("table size: {e}"));
@@ -216,9 +287,11 @@ async fn collect(
                     rows,
                     heap,
                     indexes,
+                    dead,
+                    vacuums,
                 };
                 println!(
-                    "{:>6}  {:>7}  {:>7.0}  {:>6.3}  {:>6.3}  {:>8}  {:>8.1}  {:>8.1}",
+                    "{:>6}  {:>7}  {:>7.0}  {:>6.3}  {:>6.3}  {:>8}  {:>8.1}  {:>8.1}  {:>9}  {:>11}",
                     figures.len() + 1,
                     figure.started,
                     figure.started as f64 / MINUTE.as_secs_f64(),
@@ -227,6 +300,8 @@ async fn collect(
                     figure.rows,
                     figure.heap as f64 / 1e6,
                     figure.indexes as f64 / 1e6,
+                    figure.dead,
+                    figure.vacuums,
                 );
                 figures.push(figure);
                 latencies.clear();

@@ -40,17 +40,54 @@ impl From<JsonRejection> for Rejection {
     }
 }
 
-/// `axum::Json` with problem-JSON rejections: 400 malformed JSON, 422 wrong field types or
-/// unknown fields, 415 wrong content type, 413 body over the limit.
+/// A JSON object body, as `axum::Json` parses it, with problem-JSON rejections: 400 malformed
+/// JSON, 422 an array, wrong field types or unknown fields, 415 wrong content type, 413 body
+/// over the limit.
+///
+/// serde's derive also reads a struct from an array of its fields in order, so without the
+/// check `["noop"]` would be a valid create request. For a body that is a list, see
+/// [`ApiJsonList`].
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Rejection;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        let (parts, body) = req.into_parts();
+        if !is_json(&parts.headers) {
+            return Err(not_json());
+        }
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|e| Rejection::new(e.status(), e.body_text()))?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(Rejection::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "The body must be a JSON object, not an array",
+            ));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(ApiJson(value))
     }
+}
+
+/// A JSON array body of `T`s, with the rejections of [`ApiJson`] (an object is 422).
+pub struct ApiJsonList<T>(pub Vec<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJsonList<T> {
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(list) = axum::Json::<Vec<T>>::from_request(req, state).await?;
+        Ok(ApiJsonList(list))
+    }
+}
+
+fn not_json() -> Rejection {
+    Rejection::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "Expected request with `Content-Type: application/json`",
+    )
 }
 
 /// An optional JSON body: an empty body gives `T::default()`; a non-empty one is parsed like
@@ -69,10 +106,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
             return Ok(OptionalJson(T::default()));
         }
         if !is_json(&parts.headers) {
-            return Err(Rejection::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Expected request with `Content-Type: application/json`",
-            ));
+            return Err(not_json());
         }
         let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(OptionalJson(value))

@@ -25,7 +25,9 @@ use axum::response::{IntoResponse, Response};
 use common::problem::{Problem, PROBLEM_CONTENT_TYPE};
 
 pub use error::ApiError;
-pub use extract::{problem_for_bare_errors, ApiJson, OptionalJson, PathId, Rejection, WithId};
+pub use extract::{
+    problem_for_bare_errors, ApiJson, ApiJsonList, OptionalJson, PathId, Rejection, WithId,
+};
 use health::health_router;
 pub use peer_body::{read_at_most, PeerBody};
 pub use request_id::{with_request_id, RequestId, REQUEST_ID_HEADER};

@@ -389,6 +389,7 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
         (r#"{"type": "demo", "queue": "caf\u00e9"}"#, JSON, INVALID, "queue"),
         (r#"{"type": "demo", "queue": 7}"#, JSON, INVALID, "queue"),
         (r#"{"type": "demo"}"#, "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
+        (r#"["demo"]"#, JSON, INVALID, "object"),
     ];
     for (body, content_type, status, mentions) in cases {
         let response = post_raw(body, content_type).await.expect("sent");
@@ -411,6 +412,30 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
         .sent()
         .await;
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+
+    // serde's derive reads a struct from an array of its fields in order: every body that is
+    // an object refuses an array, and the batch, a list, refuses an object.
+    #[rustfmt::skip]
+    let shapes = [
+        (Method::POST, "/tasks/bulk", r#"["cancel", {"all": true}]"#, "object"),
+        (Method::POST, "/schedules", r#"["s", "* * * * *", "UTC", {"type": "demo"}]"#, "object"),
+        (Method::PATCH, "/schedules/s", "[true]", "object"),
+        (Method::PATCH, "/queues/q", "[true]", "object"),
+        (Method::POST, "/tasks/batch", r#"{"type": "demo"}"#, "sequence"),
+    ];
+    for (method, path, body, mentions) in shapes {
+        let response = app
+            .client
+            .request(method, app.url(path))
+            .header("content-type", JSON)
+            .body(body)
+            .sent()
+            .await;
+        let detail = assert_problem(response, INVALID).await;
+        assert!(detail.contains(mentions), "{path} {body}: {detail:?}");
+    }
+    let schedules: Value = app.get_ok("/schedules").await;
+    assert_eq!(schedules["schedules"], json!([]), "no schedule was made");
 
     app.assert_no_tasks().await;
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{ApiError, AppState};
 use crate::queue::{self, CancelOutcome, Enqueued, NewTask, TaskId};
-use apikit::{ApiJson, WithId};
+use apikit::{ApiJson, ApiJsonList, WithId};
 
 /// Allowed `priority`.
 const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
@@ -140,7 +140,7 @@ async fn create(
     ))]
 async fn create_batch(
     State(state): State<AppState>,
-    ApiJson(requests): ApiJson<Vec<CreateTask>>,
+    ApiJsonList(requests): ApiJsonList<CreateTask>,
 ) -> Result<Response, ApiError> {
     if requests.is_empty() || requests.len() > MAX_BATCH {
         return Err(ApiError::Invalid(format!(
