@@ -23,7 +23,7 @@ pub async fn queue_pool(url: &str) -> PgPool {
 
 /// Empties the queue (between benchmark iterations).
 pub async fn truncate(pool: &PgPool) {
-    sqlx::query("truncate task_attempts, tasks, queues")
+    sqlx::query("truncate task_attempts, tasks, queues, queue_counts")
         .execute(pool)
         .await
         .unwrap_or_else(|e| panic!("truncate failed: {e}"));

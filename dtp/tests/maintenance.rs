@@ -102,9 +102,45 @@ async fn a_large_backlog_is_pruned_in_batches() {
         canceled: Some(HOUR),
         ..RetentionPolicy::default()
     };
+    let mut conn = db.pool.acquire().await.expect("connection");
+    queue::recount(&mut conn)
+        .await
+        .expect("count what the plant wrote");
     let mut maintenance = Maintenance::new(&db.pool, "m", retention);
     assert_eq!(pruned(&mut maintenance).await, Some(1200));
     assert!(remaining(&db).await.is_empty());
+    assert_eq!(
+        count_rows(&db).await,
+        [],
+        "the counts of a queue with no finished task left are folded away"
+    );
+}
+
+async fn count_rows(db: &QueueDb) -> Vec<(String, String, i16, i64)> {
+    sqlx::query_as("select queue, status, shard, tasks from queue_counts order by 1, 2, 3")
+        .fetch_all(&db.pool)
+        .await
+        .expect("counts")
+}
+
+#[tokio::test]
+async fn a_round_folds_the_count_shards_into_one_row_per_queue_and_state() {
+    let db = QueueDb::new().await;
+    sqlx::query(
+        "insert into queue_counts (queue, status, shard, tasks) values \
+         ('q', 'SUCCEEDED', 3, 2), ('q', 'SUCCEEDED', 7, -2), ('q', 'FAILED', 0, 1), \
+         ('q', 'FAILED', 5, 4), ('r', 'CANCELED', 9, 6)",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("shards");
+    let mut maintenance = Maintenance::new(&db.pool, "m", RetentionPolicy::default());
+    assert_eq!(pruned(&mut maintenance).await, Some(0));
+    let folded = [
+        ("q".to_owned(), "FAILED".to_owned(), 0, 5),
+        ("r".to_owned(), "CANCELED".to_owned(), 0, 6),
+    ];
+    assert_eq!(count_rows(&db).await, folded, "sums kept, zero rows gone");
 }
 
 #[tokio::test]

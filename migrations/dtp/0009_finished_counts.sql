@@ -6,10 +6,13 @@
 -- from their partial indexes, which hold only those tasks; the claim, the hottest statement,
 -- writes nothing here.
 --
--- A statement adds to the row of its connection's shard (`pg_backend_pid() % 32`), so that two
--- processes completing tasks of one queue do not wait on one row's lock; the count is the sum
--- over the shards, and a shard may go negative. The table stays a few hundred rows; the low
--- fillfactor keeps each update on its page (HOT), so it does not bloat between vacuums.
+-- A statement adds to the row of its connection's shard (`pg_backend_pid() % 32`), so that
+-- connections completing tasks of one queue rarely wait on one row's lock (two share a row only
+-- when their pids agree modulo 32); the count is the sum over the shards, and a shard may go
+-- negative. The maintenance leader folds the shards into shard 0 and deletes rows that count
+-- nothing (`queue::fold_counts`), so the table holds about one row per queue and state, plus
+-- the shards written since the last round. The low fillfactor keeps each update on its page
+-- (HOT), so it does not bloat between vacuums.
 create table queue_counts (
     queue  text     not null,
     status text     not null check (status in ('SUCCEEDED', 'FAILED', 'CANCELED')),
@@ -17,6 +20,10 @@ create table queue_counts (
     tasks  bigint   not null,
     primary key (queue, status, shard)
 ) with (fillfactor = 50);
+
+-- The first count reads every finished task (about 1 s per 5,000,000): no statement timeout a
+-- pool's connections carry may cut it short.
+set local statement_timeout = 0;
 
 insert into queue_counts (queue, status, shard, tasks)
 select queue, status, 0, count(*) from tasks

@@ -24,15 +24,47 @@ pub(super) fn count_finished(changed: &str) -> String {
     )
 }
 
+/// Adds every shard's count into shard 0 and deletes the rows that count nothing, so that
+/// `queue_counts` keeps about one row per queue and state however many connections wrote to it
+/// and however many queues came and went. Rows are taken in key order, as writers take them.
+/// Returns how many rows it wrote or deleted.
+pub async fn fold_counts(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    // Two statements: a statement's CTEs cannot see each other's changes, so the rows the fold
+    // brings to zero are found by the second. Each keeps every queue's sum as it was.
+    let folded = sqlx::query(
+        r#"
+        with folded as (
+            delete from queue_counts c
+            using (select queue, status, shard from queue_counts where shard <> 0
+                   order by queue, status, shard for update) f
+            where (c.queue, c.status, c.shard) = (f.queue, f.status, f.shard)
+            returning c.queue, c.status, c.tasks
+        )
+        insert into queue_counts as c (queue, status, shard, tasks)
+        select queue, status, 0, sum(tasks) from folded
+        group by queue, status
+        order by queue, status
+        on conflict (queue, status, shard) do update set tasks = c.tasks + excluded.tasks
+        "#,
+    )
+    .execute(&mut *conn)
+    .await?;
+    let emptied = sqlx::query("delete from queue_counts where tasks = 0")
+        .execute(&mut *conn)
+        .await?;
+    Ok(folded.rows_affected() + emptied.rows_affected())
+}
+
 /// Counts the finished tasks again from `tasks` and replaces `queue_counts` with the result.
 /// For a table written by something other than DTP's statements (a bulk load by SQL, a restore,
 /// a process of a version before the counts): it locks `queue_counts` against every statement
 /// that changes a count for the duration of the count, which reads every finished task
-/// (about 1 s per 5,000,000 on a small machine).
+/// (about 1 s per 5,000,000 on a small machine). A writer takes `queue_counts`' ROW EXCLUSIVE
+/// lock when its statement starts and holds it until it commits; the EXCLUSIVE lock taken
+/// here waits for every such writer, and every later one waits for it.
 pub async fn recount(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    // A writer holds its row lock on `queue_counts` until it commits: once this lock is granted,
-    // every change counted so far is committed, and every later one waits for this recount.
+    // Once granted, every change counted so far is committed, and every later one waits.
     sqlx::query("lock table queue_counts in exclusive mode")
         .execute(&mut *tx)
         .await?;

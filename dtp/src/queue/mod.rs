@@ -32,7 +32,7 @@ pub use complete::{
     mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, release_lost_claim,
     FailedAttempt, Failure,
 };
-pub use counts::recount;
+pub use counts::{fold_counts, recount};
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};
 pub use operate::{delete, retry, run_now};
 pub use read::{explain_list, get, list, ListFilter};

@@ -216,6 +216,11 @@ impl Maintenance {
         if deleted > 0 {
             tracing::info!(deleted, "finished tasks past their retention deleted");
         }
+        // The counts the pruning and every connection wrote, folded to one row per queue and
+        // state (rows for queues with no finished task left are deleted).
+        self.conn
+            .run(async |db| queue::fold_counts(db).await)
+            .await?;
         Ok(deleted)
     }
 
