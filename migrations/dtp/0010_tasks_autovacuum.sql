@@ -1,5 +1,5 @@
--- Autovacuum for the tasks table (measured in the README, Performance: "Retention and
--- autovacuum"). A queue table turns its rows over: each task is inserted, rewritten at its
+-- Autovacuum for the tasks table (measured in the README, Performance: "A big, old table, and a
+-- long run", under "Autovacuum"). A queue table turns its rows over: each task is inserted, rewritten at its
 -- claim and at its end, and deleted by retention, and each step leaves a dead row version and
 -- dead index entries until vacuum removes them. The claim pays for them first: it walks
 -- tasks_claimable from the front, where the entries of the tasks claimed since the last vacuum
