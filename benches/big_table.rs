@@ -23,6 +23,7 @@ const DRAINS: usize = 2;
 const LATENCY_TASKS: usize = 500;
 const LATENCY_GAP: Duration = Duration::from_millis(10);
 const READS: usize = 20;
+const STATISTICS_LAG: Duration = Duration::from_secs(11);
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -90,9 +91,20 @@ async fn workload(pool: &PgPool, table: &str, loaded: i64) -> Figures {
     let mut throughput: f64 = 0.0;
     for _ in 0..DRAINS {
         workloads::enqueue_noops(pool, DRAIN_TASKS).await;
+        let before = server_work(pool).await;
         let drain = workloads::drain(pool, DRAIN_CONCURRENCY).await;
         let rate = DRAIN_TASKS as f64 / drain.as_secs_f64();
         println!("{table}: drain of {DRAIN_TASKS} noop tasks, concurrency {DRAIN_CONCURRENCY}: {drain:.2?} = {rate:.0} tasks/s");
+        // The server's counters reach the statistics within 10 s of a backend going idle.
+        tokio::time::sleep(STATISTICS_LAG).await;
+        let after = server_work(pool).await;
+        println!(
+            "  during it: {:.1} MB of WAL, {} full-page images, {} blocks read from outside shared_buffers, {} found in them",
+            (after.wal_bytes - before.wal_bytes) / 1e6,
+            after.full_page_images - before.full_page_images,
+            after.blocks_read - before.blocks_read,
+            after.blocks_hit - before.blocks_hit,
+        );
         throughput = throughput.max(rate);
         back_to_loaded(pool, loaded).await;
     }
@@ -107,6 +119,27 @@ async fn workload(pool: &PgPool, table: &str, loaded: i64) -> Figures {
         p50,
         p99,
     }
+}
+
+/// What the server did, as its statistics count it: WAL written (cluster-wide), and the
+/// blocks this database's backends read from outside `shared_buffers` and found in them.
+#[derive(sqlx::FromRow)]
+struct ServerWork {
+    wal_bytes: f64,
+    full_page_images: i64,
+    blocks_read: i64,
+    blocks_hit: i64,
+}
+
+async fn server_work(pool: &PgPool) -> ServerWork {
+    sqlx::query_as(
+        "select w.wal_bytes::float8 as wal_bytes, w.wal_fpi as full_page_images, \
+                d.blks_read as blocks_read, d.blks_hit as blocks_hit \
+         from pg_stat_wal w, pg_stat_database d where d.datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap_or_else(|e| panic!("statistics: {e}"))
 }
 
 async fn back_to_loaded(pool: &PgPool, loaded: i64) {

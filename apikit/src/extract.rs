@@ -5,6 +5,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use common::object::Object;
 use common::problem::PROBLEM_CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
@@ -41,45 +42,30 @@ impl From<JsonRejection> for Rejection {
 }
 
 /// A JSON object body, as `axum::Json` parses it, with problem-JSON rejections: 400 malformed
-/// JSON, 422 an array, wrong field types or unknown fields, 415 wrong content type, 413 body
-/// over the limit.
-///
-/// serde's derive also reads a struct from an array of its fields in order, so without the
-/// check `["noop"]` would be a valid create request. For a body that is a list, see
-/// [`ApiJsonList`].
+/// JSON, 422 not an object (see [`common::object`]), wrong field types or unknown fields, 415
+/// wrong content type, 413 body over the limit. For a body that is a list, see [`ApiJsonList`].
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Rejection;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        if !is_json(&parts.headers) {
-            return Err(not_json());
-        }
-        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(|e| Rejection::new(e.status(), e.body_text()))?;
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            return Err(Rejection::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "The body must be a JSON object, not an array",
-            ));
-        }
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        let axum::Json(Object(value)) = axum::Json::<Object<T>>::from_request(req, state).await?;
         Ok(ApiJson(value))
     }
 }
 
-/// A JSON array body of `T`s, with the rejections of [`ApiJson`] (an object is 422).
+/// A JSON array body of objects, each read as a `T`, with the rejections of [`ApiJson`].
 pub struct ApiJsonList<T>(pub Vec<T>);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJsonList<T> {
     type Rejection = Rejection;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(list) = axum::Json::<Vec<T>>::from_request(req, state).await?;
-        Ok(ApiJsonList(list))
+        let axum::Json(list) = axum::Json::<Vec<Object<T>>>::from_request(req, state).await?;
+        Ok(ApiJsonList(
+            list.into_iter().map(|Object(item)| item).collect(),
+        ))
     }
 }
 
@@ -108,7 +94,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
         if !is_json(&parts.headers) {
             return Err(not_json());
         }
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        let axum::Json(Object(value)) = axum::Json::<Object<T>>::from_bytes(&bytes)?;
         Ok(OptionalJson(value))
     }
 }

@@ -45,6 +45,7 @@ pub struct BulkFilter {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BulkRequest {
     pub action: BulkAction,
+    #[serde(deserialize_with = "crate::object::object")]
     pub filter: BulkFilter,
 }
 

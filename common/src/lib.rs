@@ -6,6 +6,7 @@
 pub mod bulk;
 pub mod execution;
 pub mod limits;
+pub mod object;
 pub mod problem;
 pub mod queue;
 pub mod schedule;

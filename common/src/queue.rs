@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
 
 /// A queue: its settings and what it holds now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,45 +44,23 @@ pub struct QueueList {
 }
 
 /// `PATCH /queues/{name}` body: the settings to change; a field left out keeps its value, and
-/// `null` removes a limit. Read from a JSON object only (see [`QueuePatchFields`]).
+/// `null` removes a limit. Read from a JSON object only, as every body (see [`crate::object`]):
+/// as an array, `[null, null]` would clear both limits.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", try_from = "Map<String, Value>")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QueuePatch {
     /// 1..=1000000, or `null` for no limit.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<i32>, minimum = 1, maximum = 1000000))]
+    #[serde(default, deserialize_with = "given")]
     pub concurrency_limit: Option<Option<i32>>,
     /// Above 0 and at most 1000000, or `null` for no limit.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 1000000))]
+    #[serde(default, deserialize_with = "given")]
     pub rate_limit_per_second: Option<Option<f64>>,
     /// Pause (`true`) or resume (`false`); not `null`.
-    pub paused: Option<bool>,
-}
-
-/// [`QueuePatch`] as serde derives it. Derived alone it would also take an array of the fields
-/// in order (`[null, null]` cleared both limits); the patch is read as an object first.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct QueuePatchFields {
-    #[serde(default, deserialize_with = "given")]
-    concurrency_limit: Option<Option<i32>>,
-    #[serde(default, deserialize_with = "given")]
-    rate_limit_per_second: Option<Option<f64>>,
     #[serde(default, deserialize_with = "not_null")]
-    paused: Option<bool>,
-}
-
-impl TryFrom<Map<String, Value>> for QueuePatch {
-    type Error = serde_json::Error;
-
-    fn try_from(object: Map<String, Value>) -> Result<Self, Self::Error> {
-        let fields: QueuePatchFields = serde_json::from_value(Value::Object(object))?;
-        Ok(QueuePatch {
-            concurrency_limit: fields.concurrency_limit,
-            rate_limit_per_second: fields.rate_limit_per_second,
-            paused: fields.paused,
-        })
-    }
+    pub paused: Option<bool>,
 }
 
 /// A field that may be left out but not given as `null`.

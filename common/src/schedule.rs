@@ -18,6 +18,7 @@ pub struct NewSchedule {
     #[serde(default = "utc")]
     pub timezone: String,
     /// The task each tick creates (without `runAt` or `idempotencyKey`: the tick sets them).
+    #[serde(deserialize_with = "crate::object::object")]
     pub task: CreateTask,
     /// A paused schedule creates nothing.
     #[serde(default)]
@@ -38,6 +39,7 @@ pub struct SchedulePatch {
     /// A new time zone.
     pub timezone: Option<String>,
     /// A new task.
+    #[serde(default, deserialize_with = "crate::object::optional_object")]
     pub task: Option<CreateTask>,
     /// Pause or resume; a resumed schedule's next tick is the first after now.
     pub paused: Option<bool>,

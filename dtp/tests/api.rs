@@ -414,7 +414,8 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
 
     // serde's derive reads a struct from an array of its fields in order: every body that is
-    // an object refuses an array, and the batch, a list, refuses an object.
+    // an object, and every object inside one, refuses an array; the batch, a list, refuses an
+    // object.
     #[rustfmt::skip]
     let shapes = [
         (Method::POST, "/tasks/bulk", r#"["cancel", {"all": true}]"#, "object"),
@@ -422,6 +423,10 @@ async fn bad_input_gets_the_right_problem_and_writes_nothing() {
         (Method::PATCH, "/schedules/s", "[true]", "object"),
         (Method::PATCH, "/queues/q", "[true]", "object"),
         (Method::POST, "/tasks/batch", r#"{"type": "demo"}"#, "sequence"),
+        (Method::POST, "/tasks/batch", r#"[["demo"]]"#, "object"),
+        (Method::POST, "/tasks/bulk", r#"{"action": "cancel", "filter": [null, null, null, null, null, true]}"#, "object"),
+        (Method::POST, "/schedules", r#"{"name": "s", "cron": "* * * * *", "task": ["demo"]}"#, "object"),
+        (Method::PATCH, "/schedules/s", r#"{"task": ["demo"]}"#, "object"),
     ];
     for (method, path, body, mentions) in shapes {
         let response = app

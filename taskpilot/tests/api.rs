@@ -445,6 +445,8 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
         (Method::POST, "/api/tasks", r#"{"type": 7}"#, JSON, INVALID),
         (Method::POST, "/api/tasks", r#"{"type": "demo", "extra": 1}"#, JSON, INVALID),
         (Method::POST, "/api/tasks", r#"{"type": "demo"}"#, "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (Method::POST, "/api/tasks", r#"["demo"]"#, JSON, INVALID),
+        (Method::POST, "/api/tasks/1/scheduler", r#"["demo-slow", 3]"#, JSON, INVALID),
         (Method::POST, "/api/tasks/1/scheduler", r#"{"maxAttempts": "#, JSON, BAD),
         (Method::POST, "/api/tasks/1/scheduler", r#"{"maxAttempts": 0}"#, JSON, INVALID),
         (Method::POST, "/api/tasks/1/scheduler", r#"{"colour": "red"}"#, JSON, INVALID),
