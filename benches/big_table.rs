@@ -26,11 +26,7 @@ const READS: usize = 20;
 const STATISTICS_LAG: Duration = Duration::from_secs(11);
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
-    runtime.block_on(run());
+    workloads::block_on(run());
 }
 
 async fn run() {

@@ -36,11 +36,7 @@ const ENQUEUE_EVERY: Duration = Duration::from_millis(10);
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
-    runtime.block_on(run());
+    workloads::block_on(run());
 }
 
 fn setting<T: std::str::FromStr>(name: &str, default: T) -> T

@@ -29,11 +29,7 @@ const QUEUE_CONCURRENCY_LIMIT: i32 = 5;
 
 fn main() {
     // `cargo bench` passes `--bench`; there is nothing else to parse.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
-    runtime.block_on(run());
+    workloads::block_on(run());
 }
 
 async fn run() {

@@ -14,6 +14,15 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// Runs a benchmark's `main` future on a multi-threaded runtime.
+pub fn block_on<F: std::future::Future>(run: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("tokio runtime: {e}"))
+        .block_on(run)
+}
+
 /// A migrated queue database on `url` (created if missing).
 pub async fn queue_pool(url: &str) -> PgPool {
     dtp::db::connect_and_migrate(url, 40, Duration::from_secs(60))

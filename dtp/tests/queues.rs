@@ -364,13 +364,8 @@ async fn a_cancel_while_running_and_a_hand_back_are_attempts_and_a_pending_cance
     );
 }
 
-#[tokio::test]
-async fn a_rescued_attempt_is_lost_and_the_history_goes_with_a_deleted_task() {
-    let app = api_only_with(|_| {}).await;
-    let id = app
-        .create_id(json!({"type": "noop", "maxAttempts": 1}))
-        .await;
-    claim(&app.pool, "w", 1, LEASE).await;
+/// Lets the lease of RUNNING task `id` run out and rescues it, as a rescuer would.
+async fn rescue(app: &TestApp, id: i64) {
     app.plant(
         "update tasks set lease_expires_at = now() - interval '1 hour' where id = $1",
         id,
@@ -383,6 +378,16 @@ async fn a_rescued_attempt_is_lost_and_the_history_goes_with_a_deleted_task() {
     let lost: Vec<_> = expired.into_iter().map(|e| (e, Duration::ZERO)).collect();
     queue::fail_expired(&mut tx, &lost).await.expect("rescue");
     tx.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn a_rescued_attempt_is_lost_and_the_history_goes_with_a_deleted_task() {
+    let app = api_only_with(|_| {}).await;
+    let id = app
+        .create_id(json!({"type": "noop", "maxAttempts": 1}))
+        .await;
+    claim(&app.pool, "w", 1, LEASE).await;
+    rescue(&app, id).await;
     assert_eq!(app.get_task(id).await.status, TaskStatus::Failed);
     let list = attempts(&app, id).await;
     assert_eq!(list.len(), 1);
@@ -568,18 +573,7 @@ async fn finished_counts_stay_exact_through_every_transition_into_and_out_of_a_f
     )
     .await
     .expect("fail");
-    app.plant(
-        "update tasks set lease_expires_at = now() - interval '1 hour' where id = $1",
-        rescued,
-    )
-    .await;
-    let mut tx = app.pool.begin().await.expect("tx");
-    let expired = queue::lock_expired(&mut tx, 10, Duration::ZERO)
-        .await
-        .expect("lock");
-    let lost: Vec<_> = expired.into_iter().map(|e| (e, Duration::ZERO)).collect();
-    queue::fail_expired(&mut tx, &lost).await.expect("rescue");
-    tx.commit().await.expect("commit");
+    rescue(&app, rescued).await;
     app.cancel(canceled).await;
     let pending = ids
         .iter()
