@@ -47,7 +47,7 @@ pub(super) async fn create(
             "a schedule name is 1 to 100 characters of A-Z a-z 0-9 _ . : -".into(),
         ));
     }
-    let cadence = cadence(&request.cron, &request.timezone)?;
+    let cadence = cadence(&request.cron, &request.timezone).await?;
     let task = template(request.task, &state)?;
     let now = database_now(&state).await?;
     let fields = ScheduleFields {
@@ -98,7 +98,7 @@ pub(super) async fn change(
     let current = queue::lock_schedule(&mut *tx, &name).await?;
     let cron = patch.cron.unwrap_or(current.cron.clone());
     let timezone = patch.timezone.unwrap_or(current.timezone.clone());
-    let cadence = cadence(&cron, &timezone)?;
+    let cadence = cadence(&cron, &timezone).await?;
     let task = match patch.task {
         Some(task) => template(task, &state)?,
         None => current.task.clone(),
@@ -136,8 +136,15 @@ pub(super) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn cadence(cron: &str, timezone: &str) -> Result<Cadence, ApiError> {
-    Cadence::parse(cron, timezone).map_err(ApiError::Invalid)
+/// The pattern read in the zone, off the runtime's threads: telling a pattern that never fires
+/// searches its ticks for years ahead, CPU work a request must not do on a thread that serves
+/// others.
+async fn cadence(cron: &str, timezone: &str) -> Result<Cadence, ApiError> {
+    let (cron, timezone) = (cron.to_owned(), timezone.to_owned());
+    tokio::task::spawn_blocking(move || Cadence::parse(&cron, &timezone))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("reading a cron pattern: {e}")))?
+        .map_err(ApiError::Invalid)
 }
 
 /// The task a tick creates, checked as a create request is, with `maxAttempts` resolved now
