@@ -170,22 +170,7 @@ async fn operator_reads(url: &str) -> Vec<(&'static str, f64, f64)> {
     for (name, path) in gets {
         let mut samples = Vec::with_capacity(READS);
         for _ in 0..READS {
-            let started = Instant::now();
-            let response = client
-                .get(format!("{address}{path}"))
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-            assert!(
-                response.status().is_success(),
-                "GET {path}: {}",
-                response.status()
-            );
-            response
-                .bytes()
-                .await
-                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-            samples.push(started.elapsed());
+            samples.push(timed(client.get(format!("{address}{path}"))).await);
         }
         report(name, &samples, &mut figures);
     }
@@ -202,28 +187,28 @@ async fn operator_reads(url: &str) -> Vec<(&'static str, f64, f64)> {
             };
             let body =
                 json!({"type": "noop", "idempotencyKey": key, "runAt": "2100-01-01T00:00:00Z"});
-            let started = Instant::now();
-            let response = client
-                .post(format!("{address}/tasks"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("POST /tasks: {e}"));
-            assert!(
-                response.status().is_success(),
-                "POST /tasks: {}",
-                response.status()
-            );
-            response
-                .bytes()
-                .await
-                .unwrap_or_else(|e| panic!("POST /tasks: {e}"));
-            samples.push(started.elapsed());
+            samples.push(timed(client.post(format!("{address}/tasks")).json(&body)).await);
         }
         report(name, &samples, &mut figures);
     }
     stop.cancel();
     figures
+}
+
+/// How long `request` takes to answer with success and its whole body.
+async fn timed(request: reqwest::RequestBuilder) -> Duration {
+    let started = Instant::now();
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("request: {e}"));
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("answer: {e}"));
+    assert!(status.is_success(), "{status}: {body:?}");
+    started.elapsed()
 }
 
 fn report(name: &'static str, samples: &[Duration], figures: &mut Vec<(&'static str, f64, f64)>) {

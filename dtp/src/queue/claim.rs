@@ -71,9 +71,15 @@ impl Fence {
     /// drain fell from 14,600 to 470 tasks/s (`cargo bench --bench big_table`).
     pub(super) fn sql(task: &str, attempt: &str, token: &str) -> String {
         format!(
-            "coalesce({task}.status, '') = 'RUNNING' and {task}.attempt_count = {attempt} \
-             and {task}.claim_token = {token}"
+            "{} and {task}.attempt_count = {attempt} and {task}.claim_token = {token}",
+            Self::running(task)
         )
+    }
+
+    /// `task` (a table name or alias) is RUNNING, compared as [`Fence::sql`] explains: for a
+    /// statement that finds its tasks by id.
+    pub(super) fn running(task: &str) -> String {
+        format!("coalesce({task}.status, '') = 'RUNNING'")
     }
 }
 

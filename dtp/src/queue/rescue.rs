@@ -9,7 +9,7 @@ use common::TaskStatus;
 use super::complete::{failed_attempt, record_attempts, ENDED_ATTEMPT};
 use super::counts::count_finished;
 use super::status::StoredStatus;
-use super::{millis, TaskId, CHANNEL_TASK_AVAILABLE};
+use super::{millis, Fence, TaskId, CHANNEL_TASK_AVAILABLE};
 
 /// A RUNNING task whose lease ran out, locked by the rescuer's transaction.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -75,14 +75,14 @@ pub async fn fail_expired(
     );
     let recorded = record_attempts("rescued", "'LOST'");
     let counted = count_finished("(select queue, status, 1 as delta from rescued) r");
-    // The state is compared through `coalesce` for the reason `Fence::sql` gives: each task is
-    // found through its primary key, not by walking tasks_running_lease.
+    // Found through the primary key, not by walking tasks_running_lease (see `Fence::sql`).
+    let running = Fence::running("t");
     let rows: Vec<(i64, StoredStatus)> = sqlx::query_as(&format!(
         r#"
         with rescued as (
         update tasks t set {set}
         from unnest($1::bigint[], $2::integer[], $3::bigint[]) as lost(task_id, attempt, delay_ms)
-        where t.id = lost.task_id and coalesce(t.status, '') = 'RUNNING'
+        where t.id = lost.task_id and {running}
           and t.attempt_count = lost.attempt and t.lease_expires_at < now()
         returning {ENDED_ATTEMPT}, t.status, t.run_at, t.queue
         ),
