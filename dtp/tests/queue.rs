@@ -146,7 +146,32 @@ async fn lease_renewal_only_extends_leases_still_held_at_that_attempt() {
     .await
     .expect("renew");
 
-    assert_eq!(renewed, vec![(TaskId(held), held_fence)]);
+    assert_eq!(renewed.renewed, vec![(TaskId(held), held_fence)]);
+    assert!(renewed.busy.is_empty());
+}
+
+#[tokio::test]
+async fn renewal_skips_a_task_another_transaction_is_writing_and_does_not_call_it_lost() {
+    let app = QueueDb::new().await;
+    let (free, locked) = (app.enqueue(0).await, app.enqueue(0).await);
+    let claimed = claim(&app.pool, "w", 2, LEASE).await;
+    let held: Vec<_> = claimed.iter().map(|t| (TaskId(t.id), t.fence())).collect();
+    let mut writer = app.pool.begin().await.expect("transaction");
+    sqlx::query("select 1 from tasks where id = $1 for update")
+        .bind(locked)
+        .execute(&mut *writer)
+        .await
+        .expect("lock");
+
+    // Waiting here for the writer is what deadlocked the renewal against the completer.
+    let renewed = queue::renew_leases(&app.pool, &held, LEASE)
+        .await
+        .expect("renew");
+    writer.rollback().await.expect("rollback");
+
+    let free_fence = held.iter().find(|(id, _)| id.0 == free).expect("held").1;
+    assert_eq!(renewed.renewed, vec![(TaskId(free), free_fence)]);
+    assert_eq!(renewed.busy, vec![TaskId(locked)]);
 }
 
 #[tokio::test]
@@ -181,7 +206,13 @@ async fn a_claim_lost_in_a_database_crash_cannot_write_over_the_next_claim_of_it
     .await
     .expect("query");
     let released = queue::release(&app.pool, task, stale).await.expect("query");
-    assert!(renewed.is_empty() && !succeeded && failed.is_none() && !released);
+    assert!(
+        renewed.renewed.is_empty()
+            && renewed.busy.is_empty()
+            && !succeeded
+            && failed.is_none()
+            && !released
+    );
     assert_eq!(app.status(id).await, TaskStatus::Running);
 
     let current = queue::mark_succeeded(&app.pool, task, next.fence(), &json!("current"))

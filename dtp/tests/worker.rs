@@ -266,7 +266,13 @@ async fn several_workers_run_each_of_thousands_of_tasks_exactly_once() {
         .await
         .expect("count");
     let runs = app.probes.runs.lock().expect("probe lock").clone();
-    assert_eq!(succeeded, i64::from(total));
+    let outcomes: Vec<(String, i32, Option<String>, i64)> = sqlx::query_as(
+        "select status, attempt_count, last_error, count(*) from tasks group by 1, 2, 3 order by 4 desc",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("outcomes");
+    assert_eq!(succeeded, i64::from(total), "outcomes: {outcomes:?}");
     assert_eq!(runs.len(), usize::try_from(total).expect("fits"));
     assert!(runs.values().all(|&n| n == 1), "some task ran twice");
     assert!(workers_used > 1, "work was not shared");

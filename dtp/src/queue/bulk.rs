@@ -36,7 +36,7 @@ pub async fn bulk(
                 filter,
             );
             sql.push(format_args!(
-                " for update), {} select count(*) from canceled, (select count(*) from notified) n",
+                " order by id for update), {} select count(*) from canceled, (select count(*) from notified) n",
                 cancel_target()
             ));
             sql.build_query_scalar().fetch_one(&mut *tx).await?
@@ -52,7 +52,7 @@ pub async fn bulk(
             // The statement of a single retry, over all of them: RETRYABLE re-checks each row.
             sqlx::query_scalar(&format!(
                 "with target as (select id, status as was from tasks \
-                 where id = any($1) and {RETRYABLE} for update), {} , \
+                 where id = any($1) and {RETRYABLE} order by id for update), {} , \
                  notified as (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '') \
                  where exists (select 1 from retried)) \
                  select count(*) from retried, (select count(*) from notified) n",

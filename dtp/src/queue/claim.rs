@@ -439,24 +439,50 @@ fn claim_sql_with(before: &str, next: &str, after: &str) -> String {
     )
 }
 
-/// Extends the lease of each `(task, fence)` whose fence still holds and returns those renewed.
-/// A held attempt missing from the answer was canceled or rescued: its worker must stop.
+/// What a round of lease renewal found.
+#[derive(Debug, Default)]
+pub struct Renewed {
+    /// Attempts whose fence held: their leases were extended.
+    pub renewed: Vec<(TaskId, Fence)>,
+    /// Tasks another transaction was changing at that moment (the completer writing this
+    /// worker's outcome, a cancel): neither renewed nor known to be lost. The next round reads
+    /// them again.
+    pub busy: Vec<TaskId>,
+}
+
+/// Extends the lease of each `(task, fence)` whose fence still holds. A held attempt in neither
+/// list of the answer was canceled or rescued: its worker must stop.
+///
+/// The renewal never waits for a row lock. The completer writes the same rows in the order its
+/// outcomes came, the renewal in the order it holds them; waiting on each other, they deadlocked
+/// until PostgreSQL's deadlock check broke one off a second later, by which time short leases
+/// had run out and their tasks were rescued and run twice.
 pub async fn renew_leases(
     db: impl PgExecutor<'_>,
     held: &[(TaskId, Fence)],
     lease: Duration,
-) -> Result<Vec<(TaskId, Fence)>, sqlx::Error> {
+) -> Result<Renewed, sqlx::Error> {
     let ids: Vec<i64> = held.iter().map(|(id, _)| id.0).collect();
     let attempts: Vec<i32> = held.iter().map(|(_, f)| f.attempt).collect();
     let tokens: Vec<i64> = held.iter().map(|(_, f)| f.claim_token).collect();
     let fenced = Fence::sql("t", "held.attempt", "held.token");
-    let renewed: Vec<(i64, i32, i64)> = sqlx::query_as(&format!(
+    let rows: Vec<(i64, i32, i64, bool)> = sqlx::query_as(&format!(
         r#"
-        update tasks t
-        set lease_expires_at = now() + $4 * interval '1 millisecond'
+        with free as (
+            select id from tasks where id = any($1) order by id for update skip locked
+        ),
+        renewed as (
+            update tasks t
+            set lease_expires_at = now() + $4 * interval '1 millisecond'
+            from unnest($1::bigint[], $2::integer[], $3::bigint[]) as held(id, attempt, token)
+            where t.id = held.id and t.id in (select id from free) and {fenced}
+            returning t.id, t.attempt_count, t.claim_token
+        )
+        select id, attempt_count, claim_token, true from renewed
+        union all
+        select held.id, held.attempt, held.token, false
         from unnest($1::bigint[], $2::integer[], $3::bigint[]) as held(id, attempt, token)
-        where t.id = held.id and {fenced}
-        returning t.id, t.attempt_count, t.claim_token
+        where held.id not in (select id from free)
         "#
     ))
     .bind(&ids)
@@ -465,16 +491,17 @@ pub async fn renew_leases(
     .bind(millis(lease))
     .fetch_all(db)
     .await?;
-    Ok(renewed
-        .into_iter()
-        .map(|(id, attempt, claim_token)| {
-            (
-                TaskId(id),
-                Fence {
-                    attempt,
-                    claim_token,
-                },
-            )
-        })
-        .collect())
+    let mut answer = Renewed::default();
+    for (id, attempt, claim_token, renewed) in rows {
+        if renewed {
+            let fence = Fence {
+                attempt,
+                claim_token,
+            };
+            answer.renewed.push((TaskId(id), fence));
+        } else {
+            answer.busy.push(TaskId(id));
+        }
+    }
+    Ok(answer)
 }

@@ -35,6 +35,11 @@ pub async fn mark_succeeded_many(
     db: impl PgExecutor<'_>,
     done: &[(TaskId, Fence, Value)],
 ) -> Result<Vec<TaskId>, sqlx::Error> {
+    // In id order, the order in which a bulk cancel or retry locks rows too: the plan walks the
+    // arrays in a nested loop, so the batch and such a statement do not each hold a row the
+    // other waits for (a deadlock PostgreSQL breaks only after a second).
+    let mut done: Vec<&(TaskId, Fence, Value)> = done.iter().collect();
+    done.sort_unstable_by_key(|(id, _, _)| *id);
     let ids: Vec<i64> = done.iter().map(|(id, _, _)| id.0).collect();
     let attempts: Vec<i32> = done.iter().map(|(_, fence, _)| fence.attempt).collect();
     let tokens: Vec<i64> = done.iter().map(|(_, fence, _)| fence.claim_token).collect();

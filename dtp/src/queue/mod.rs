@@ -27,6 +27,7 @@ pub use bulk::bulk;
 pub use cancel::{cancel, CancelOutcome};
 pub use claim::{
     claim_available, queue_view, renew_leases, Claim, Claimed, ClaimedTask, Fence, QueueView,
+    Renewed,
 };
 pub use complete::{
     mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, release_lost_claim,

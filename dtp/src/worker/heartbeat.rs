@@ -114,10 +114,14 @@ async fn renew(state: &WorkerState, conn: &mut DedicatedConnection) -> Renewal {
         }
     }
     match outcome {
-        Ok(renewed) => {
+        Ok(queue::Renewed { renewed, busy }) => {
             state.running.renewed(&renewed, sent);
             let renewed: HashSet<_> = renewed.into_iter().collect();
-            for (id, fence) in held.into_iter().filter(|held| !renewed.contains(held)) {
+            let busy: HashSet<_> = busy.into_iter().collect();
+            let lost = held
+                .into_iter()
+                .filter(|held| !renewed.contains(held) && !busy.contains(&held.0));
+            for (id, fence) in lost {
                 if state.running.abort(id, Some(fence)) {
                     tracing::info!(task_id = %id, attempt = fence.attempt, "lease not renewed (canceled or rescued): aborting handler");
                 }
