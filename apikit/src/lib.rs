@@ -13,6 +13,7 @@ pub mod db;
 mod error;
 mod extract;
 mod health;
+pub mod metrics;
 pub mod openapi;
 mod peer_body;
 mod request_id;
@@ -113,16 +114,18 @@ pub struct EdgeConfig {
 }
 
 /// A service's whole router: `protected` behind the bearer tokens, `open` (the OpenAPI
-/// document, say) and the health routes over `pool` without them; then, around all, a
+/// document, `/metrics`) and the health routes over `pool` without them; then, around all, a
 /// problem-JSON `404` for unknown routes, the body limit (`413`), the request timeout (`408`),
-/// problem JSON for every answer the framework produces bare, and request ids (outermost, so
-/// every answer carries one).
+/// problem JSON for every answer the framework produces bare, the request metrics (which so
+/// count every answer as the client got it), and request ids (outermost, so every answer
+/// carries one).
 pub fn edge_router(
     service: &str,
     config: &EdgeConfig,
     protected: axum::Router,
     open: axum::Router,
     pool: sqlx::PgPool,
+    http_metrics: &metrics::HttpMetrics,
 ) -> axum::Router {
     let router = auth::protect(protected, config.tokens.clone(), service)
         .merge(open)
@@ -135,5 +138,5 @@ pub fn edge_router(
         ))
         // Outermost but for request ids, so that it also sees the answers of the layers above.
         .layer(axum::middleware::map_response(problem_for_bare_errors));
-    with_request_id(router)
+    with_request_id(http_metrics.record_requests(router))
 }

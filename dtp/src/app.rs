@@ -4,14 +4,34 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use apikit::metrics::{Exposition, HttpMetrics};
 use apikit::HttpServer;
+use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::handlers::{HandlerRegistry, HttpHandler};
+use crate::metrics::{DepthGauges, DtpMetrics};
 use crate::worker::{Maintenance, Rescuer, Worker};
+
+/// What answers `GET /metrics`: this process's counts, its requests' and the queue's depth
+/// (read first, at most once a second).
+pub fn exposition(pool: &PgPool, metrics: &DtpMetrics, http: &HttpMetrics) -> Exposition {
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    http.register(&mut registry, "dtp");
+    let depth = DepthGauges::new(pool.clone(), &mut registry);
+    let registry = Arc::new(registry);
+    Arc::new(move || {
+        let (depth, registry) = (depth.clone(), registry.clone());
+        Box::pin(async move {
+            depth.refresh().await;
+            apikit::metrics::encode(&registry)
+        })
+    })
+}
 
 /// A built DTP service, ready to run.
 pub struct App {
@@ -26,15 +46,24 @@ impl App {
     /// Builds the service with the built-in handlers, the `http` one following
     /// `DTP_HTTP_ALLOW_PRIVATE`.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let registry = HandlerRegistry::with_builtins()
-            .register("http", HttpHandler::new(config.http_allow_private));
-        Self::build_with_handlers(config, registry).await
+        let metrics = DtpMetrics::default();
+        let http = HttpHandler::new(config.http_allow_private).with_metrics(metrics.clone());
+        let registry = HandlerRegistry::with_builtins().register("http", http);
+        Self::assemble(config, registry, metrics).await
     }
 
     /// Builds the service with the handlers of `registry` (an embedding program's own).
     pub async fn build_with_handlers(
         config: Config,
         registry: HandlerRegistry,
+    ) -> anyhow::Result<App> {
+        Self::assemble(config, registry, DtpMetrics::default()).await
+    }
+
+    async fn assemble(
+        config: Config,
+        registry: HandlerRegistry,
+        metrics: DtpMetrics,
     ) -> anyhow::Result<App> {
         config.validate()?;
         let pool = crate::db::connect_and_migrate(
@@ -46,19 +75,28 @@ impl App {
         let worker_config = config.worker_config();
         // Every process rescues, API only or not: a fleet whose only workers died still has its
         // tasks returned to the queue by whatever process is left.
-        let rescuer = Rescuer::new(&pool, &worker_config);
+        let rescuer = Rescuer::new(&pool, &worker_config).with_metrics(metrics.clone());
         // Every process offers to do the fleet's maintenance; one at a time does it.
-        let maintenance = Maintenance::new(&pool, &worker_config.worker_id, config.retention());
-        let worker = config
-            .worker
-            .then(|| Worker::new(pool.clone(), registry.clone(), worker_config));
+        let maintenance = Maintenance::new(&pool, &worker_config.worker_id, config.retention())
+            .with_metrics(metrics.clone());
+        let worker = config.worker.then(|| {
+            Worker::with_metrics(
+                pool.clone(),
+                registry.clone(),
+                worker_config,
+                metrics.clone(),
+            )
+        });
+        let api_config = config.api_config();
+        let exposition = exposition(&pool, &metrics, &api_config.http_metrics);
         let state = AppState {
             pool: pool.clone(),
             registry,
-            config: Arc::new(config.api_config()),
+            config: Arc::new(api_config),
+            metrics,
         };
         Ok(App {
-            server: HttpServer::bind(config.addr, api::router(state)).await?,
+            server: HttpServer::bind(config.addr, api::router(state, exposition)).await?,
             worker,
             rescuer,
             maintenance,

@@ -101,6 +101,10 @@ pub struct Config {
     #[arg(long, env = "DTP_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<Secret>,
 
+    /// Bearer token required on GET /metrics [default: none, open like /healthz].
+    #[arg(long, env = "DTP_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+
     /// Let the `http` handler call loopback, link-local and private addresses (refused by
     /// default, so that tasks cannot reach the internal network).
     #[arg(long, env = "DTP_HTTP_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
@@ -242,6 +246,8 @@ impl Config {
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
                 tokens: ApiTokens::new(self.api_token.iter().cloned().collect()),
             },
+            metrics_token: self.metrics_token.clone(),
+            http_metrics: apikit::metrics::HttpMetrics::default(),
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod cadence;
 pub mod config;
 pub mod db;
 pub mod handlers;
+pub mod metrics;
 pub mod queue;
 pub mod worker;
 

@@ -3,10 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use apikit::metrics::HttpMetrics;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use dtp::api::{self, ApiConfig, AppState};
 use dtp::handlers::HandlerRegistry;
+use dtp::metrics::DtpMetrics;
 use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
 
@@ -26,8 +28,17 @@ fn unreachable_state() -> AppState {
                 request_timeout: Duration::from_secs(5),
                 tokens: None,
             },
+            metrics_token: None,
+            http_metrics: HttpMetrics::default(),
         }),
+        metrics: DtpMetrics::default(),
     }
+}
+
+fn unreachable_router() -> axum::Router {
+    let state = unreachable_state();
+    let exposition = dtp::app::exposition(&state.pool, &state.metrics, &state.config.http_metrics);
+    api::router(state, exposition)
 }
 
 async fn status_and_type(path: &str, method: &str, body: &str) -> (StatusCode, String) {
@@ -37,7 +48,7 @@ async fn status_and_type(path: &str, method: &str, body: &str) -> (StatusCode, S
         .header("content-type", "application/json")
         .body(Body::from(body.to_owned()))
         .expect("request");
-    let response = api::router(unreachable_state())
+    let response = unreachable_router()
         .oneshot(request)
         .await
         .expect("infallible");
@@ -75,4 +86,23 @@ async fn task_routes_answer_503_problem_not_500_when_the_database_is_unreachable
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{method} {path}");
         assert_eq!(content_type, "application/problem+json");
     }
+}
+
+#[tokio::test]
+async fn metrics_are_served_when_the_database_is_unreachable_and_say_the_depth_read_failed() {
+    let request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .expect("request");
+    let response = unreachable_router()
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let text = String::from_utf8(body.to_vec()).expect("utf-8");
+    assert!(text.contains("dtp_depth_read_failures_total 1\n"), "{text}");
+    assert!(text.contains("dtp_leases_rescued_total 0\n"), "{text}");
 }

@@ -5,14 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use apikit::metrics::{Exposition, HttpMetrics};
 use apikit::HttpServer;
+use prometheus_client::registry::Registry;
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::scheduler_client::SchedulerClient;
+use crate::scheduler_client::{DtpCallMetrics, SchedulerClient};
 
 /// TaskPilot's migrations, embedded at build time from `migrations/webdb`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/webdb");
@@ -35,12 +37,22 @@ impl App {
             &MIGRATOR,
         )
         .await?;
+        let (calls, http) = (DtpCallMetrics::default(), HttpMetrics::default());
+        let mut registry = Registry::default();
+        http.register(&mut registry, "taskpilot");
+        calls.register(&mut registry);
+        let registry = Arc::new(registry);
+        let exposition: Exposition = Arc::new(move || {
+            let registry = registry.clone();
+            Box::pin(async move { apikit::metrics::encode(&registry) })
+        });
         let scheduler = SchedulerClient::new(
             &config.dtp_url,
             config.dtp_connect_timeout(),
             config.dtp_timeout(),
             config.dtp_api_token.clone(),
-        )?;
+        )?
+        .with_metrics(calls);
         let state = AppState {
             pool: pool.clone(),
             scheduler,
@@ -50,9 +62,14 @@ impl App {
                 tokens,
             }),
         };
+        let metrics = api::MetricsEdge {
+            token: config.metrics_token.clone(),
+            http,
+            exposition,
+        };
         tracing::info!(dtp_url = %config.dtp_url, "taskpilot configured");
         Ok(App {
-            server: HttpServer::bind(config.addr, api::router(state)).await?,
+            server: HttpServer::bind(config.addr, api::router(state, metrics)).await?,
             pool,
         })
     }

@@ -66,6 +66,10 @@ pub struct Config {
     #[arg(long, env = "TASKPILOT_API_TOKENS_FILE")]
     pub api_tokens_file: Option<PathBuf>,
 
+    /// Bearer token required on GET /metrics [default: none, open like /healthz].
+    #[arg(long, env = "TASKPILOT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+
     /// The bearer token TaskPilot presents to DTP (DTP's own DTP_API_TOKEN).
     #[arg(long, env = "DTP_API_TOKEN", hide_env_values = true)]
     pub dtp_api_token: Option<Secret>,

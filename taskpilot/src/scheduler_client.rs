@@ -3,10 +3,15 @@
 //! Every call has connect and request timeouts, follows no redirects, passes the request id on,
 //! and answers with a typed outcome; the API maps those to HTTP in one place (`api::error`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apikit::auth::Secret;
+use apikit::metrics::{seconds_family, SecondsFamily};
 use common::{Attempt, AttemptList, CreateTask, Problem, TaskPage, TaskView};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
@@ -48,6 +53,63 @@ pub enum Error {
     TimedOut(Duration),
 }
 
+/// A call to DTP as its metrics label it: which operation, and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+/// Calls to DTP: how many, and how long each took, per operation and outcome.
+#[derive(Clone, Debug)]
+pub struct DtpCallMetrics {
+    calls: Family<CallLabels, Counter>,
+    seconds: SecondsFamily<CallLabels>,
+}
+
+impl Default for DtpCallMetrics {
+    fn default() -> Self {
+        DtpCallMetrics {
+            calls: Family::default(),
+            seconds: seconds_family(),
+        }
+    }
+}
+
+impl DtpCallMetrics {
+    /// Registers `taskpilot_dtp_requests_total` and `taskpilot_dtp_request_duration_seconds`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "taskpilot_dtp_requests",
+            "Calls to DTP, by operation and outcome (ok, not_found, conflict, rejected, bad_body, upstream, unreachable, timed_out)",
+            self.calls.clone(),
+        );
+        registry.register(
+            "taskpilot_dtp_request_duration_seconds",
+            "Time a call to DTP took, by operation and outcome",
+            self.seconds.clone(),
+        );
+    }
+
+    fn record<T>(&self, operation: &'static str, result: &Result<T, Error>, took: Duration) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(Error::NotFound(_)) => "not_found",
+            Err(Error::Conflict(_)) => "conflict",
+            Err(Error::Rejected { .. }) => "rejected",
+            Err(Error::BadBody(_)) => "bad_body",
+            Err(Error::Upstream(_)) => "upstream",
+            Err(Error::Unreachable(_)) => "unreachable",
+            Err(Error::TimedOut(_)) => "timed_out",
+        };
+        let labels = CallLabels { operation, outcome };
+        self.calls.get_or_create(&labels).inc();
+        self.seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+}
+
 /// A client for one DTP base URL.
 #[derive(Debug, Clone)]
 pub struct SchedulerClient {
@@ -55,6 +117,7 @@ pub struct SchedulerClient {
     base: Url,
     timeout: Duration,
     token: Option<Secret>,
+    metrics: DtpCallMetrics,
 }
 
 impl SchedulerClient {
@@ -76,7 +139,25 @@ impl SchedulerClient {
             base,
             timeout,
             token,
+            metrics: DtpCallMetrics::default(),
         })
+    }
+
+    /// This client, counting its calls into `metrics`.
+    pub fn with_metrics(self, metrics: DtpCallMetrics) -> Self {
+        SchedulerClient { metrics, ..self }
+    }
+
+    /// Runs `call`, the operation `operation`, and counts it.
+    async fn observed<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let started = Instant::now();
+        let result = call.await;
+        self.metrics.record(operation, &result, started.elapsed());
+        result
     }
 
     /// `POST /tasks`: creates a task (or returns the one its idempotency key already made).
@@ -88,19 +169,21 @@ impl SchedulerClient {
         let call = self
             .request(Method::POST, "/tasks", request_id)
             .json(request);
-        self.send(call, None).await
+        self.observed("create_task", self.send(call, None)).await
     }
 
     /// `GET /tasks/{id}`.
     pub async fn get_task(&self, id: i64, request_id: &str) -> Result<TaskView, Error> {
         let call = self.request(Method::GET, &format!("/tasks/{id}"), request_id);
-        self.send(call, Some(id)).await
+        self.observed("get_task", self.send(call, Some(id))).await
     }
 
     /// `GET /tasks/{id}/attempts`: oldest first.
     pub async fn get_attempts(&self, id: i64, request_id: &str) -> Result<Vec<Attempt>, Error> {
         let call = self.request(Method::GET, &format!("/tasks/{id}/attempts"), request_id);
-        let list: AttemptList = self.send(call, Some(id)).await?;
+        let list: AttemptList = self
+            .observed("get_attempts", self.send(call, Some(id)))
+            .await?;
         Ok(list.attempts)
     }
 
@@ -108,8 +191,11 @@ impl SchedulerClient {
     /// is not needed: any 2xx is success.
     pub async fn cancel_task(&self, id: i64, request_id: &str) -> Result<(), Error> {
         let call = self.request(Method::PUT, &format!("/tasks/{id}/cancel"), request_id);
-        let response = self.exchange(call).await?;
-        check_status(response, Some(id)).await.map(drop)
+        let cancel = async {
+            let response = self.exchange(call).await?;
+            check_status(response, Some(id)).await.map(drop)
+        };
+        self.observed("cancel_task", cancel).await
     }
 
     /// The task created with `key`, if any (`GET /tasks?idempotencyKey=`).
@@ -121,7 +207,9 @@ impl SchedulerClient {
         let call = self
             .request(Method::GET, "/tasks", request_id)
             .query(&[("idempotencyKey", key), ("limit", "1")]);
-        let page: TaskPage = self.send(call, None).await?;
+        let page: TaskPage = self
+            .observed("find_by_idempotency_key", self.send(call, None))
+            .await?;
         Ok(page.tasks.into_iter().next())
     }
 

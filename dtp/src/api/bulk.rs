@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use common::limits::is_queue_name;
-use common::{BulkFilter, BulkOutcome, BulkRequest, Problem};
+use common::{AttemptOutcome, BulkFilter, BulkOutcome, BulkRequest, Problem};
 
 use super::{ApiError, AppState};
 use crate::queue;
@@ -31,13 +31,20 @@ pub(super) async fn bulk(
 ) -> Result<Json<BulkOutcome>, ApiError> {
     validate(&request.filter)?;
     let mut conn = state.pool.acquire().await?;
-    let outcome = queue::bulk(
+    let queue::BulkDone { outcome, stopped } = queue::bulk(
         &mut conn,
         request.action,
         &request.filter,
         state.config.lease,
     )
     .await?;
+    for (queue, task_type, count) in stopped {
+        let count = u64::try_from(count).unwrap_or(0);
+        let canceled = AttemptOutcome::Canceled;
+        state
+            .metrics
+            .attempts_ended(&queue, &task_type, canceled, count);
+    }
     tracing::info!(action = ?request.action, filter = ?request.filter, matched = outcome.matched, changed = outcome.changed, "bulk action by an operator");
     Ok(Json(outcome))
 }

@@ -16,6 +16,7 @@ use axum::Router;
 use sqlx::PgPool;
 
 use crate::handlers::HandlerRegistry;
+use crate::metrics::DtpMetrics;
 
 pub use error::ApiError;
 
@@ -29,6 +30,10 @@ pub struct ApiConfig {
     pub lease: std::time::Duration,
     /// Body limit, request timeout, bearer tokens.
     pub edge: EdgeConfig,
+    /// The bearer token `/metrics` needs (`DTP_METRICS_TOKEN`); open without one.
+    pub metrics_token: Option<apikit::auth::Secret>,
+    /// The requests' metrics.
+    pub http_metrics: apikit::metrics::HttpMetrics,
 }
 
 /// Shared by every request handler.
@@ -40,11 +45,13 @@ pub struct AppState {
     pub registry: HandlerRegistry,
     /// API settings.
     pub config: Arc<ApiConfig>,
+    /// What this process counts (tasks created, attempts a cancel stopped).
+    pub metrics: DtpMetrics,
 }
 
-/// The whole API: task routes, health routes, problem-JSON fallbacks, limits, request ids and
-/// request logging.
-pub fn router(state: AppState) -> Router {
+/// The whole API: task routes, health routes, `/metrics` (answered by `metrics`), problem-JSON
+/// fallbacks, limits, request ids and request logging.
+pub fn router(state: AppState, metrics: apikit::metrics::Exposition) -> Router {
     let (config, pool) = (state.config.clone(), state.pool.clone());
     let routes = [
         tasks::router(),
@@ -56,5 +63,6 @@ pub fn router(state: AppState) -> Router {
     ];
     let tasks = routes.into_iter().fold(Router::new(), Router::merge);
     let tasks = tasks.with_state(state);
-    apikit::edge_router("dtp", &config.edge, tasks, Router::new(), pool)
+    let open = apikit::metrics::metrics_router(metrics, config.metrics_token.clone());
+    apikit::edge_router("dtp", &config.edge, tasks, open, pool, &config.http_metrics)
 }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use common::limits::{is_queue_name, DEFAULT_QUEUE, MAX_ATTEMPTS};
-use common::{BatchCreated, CreateTask, Problem, TaskPage, TaskStatus, TaskView};
+use common::{AttemptOutcome, BatchCreated, CreateTask, Problem, TaskPage, TaskStatus, TaskView};
 use serde_json::Value;
 
 use super::{ApiError, AppState};
@@ -114,6 +114,7 @@ async fn create(
     match queue::enqueue(&mut conn, &task).await? {
         Enqueued::Created(row) => {
             tracing::info!(task_id = row.id, task_type = %row.task_type, to = "PENDING", "task created");
+            state.metrics.task_created(&row.queue, &row.task_type);
             let location = format!("/tasks/{}", row.id);
             Ok((
                 StatusCode::CREATED,
@@ -156,10 +157,13 @@ async fn create_batch(
     let mut tx = state.pool.begin().await?;
     let answers = queue::enqueue_many(&mut tx, &tasks).await?;
     tx.commit().await?;
-    let created = answers
-        .iter()
-        .filter(|a| matches!(a, Enqueued::Created(_)))
-        .count();
+    let mut created = 0;
+    for answer in &answers {
+        if let Enqueued::Created(row) = answer {
+            state.metrics.task_created(&row.queue, &row.task_type);
+            created += 1;
+        }
+    }
     tracing::info!(
         created,
         requested = tasks.len(),
@@ -280,6 +284,12 @@ async fn cancel(WithId(state, id): WithId<AppState>) -> Result<Json<TaskView>, A
         CancelOutcome::Canceled { task, was_running } => {
             let from = if was_running { "RUNNING" } else { "PENDING" };
             tracing::info!(task_id = %id, from, to = "CANCELED", "task canceled");
+            if was_running {
+                let (queue, task_type) = (&task.queue, &task.task_type);
+                state
+                    .metrics
+                    .attempt_ended(queue, task_type, AttemptOutcome::Canceled);
+            }
             Ok(Json(task.into_view()))
         }
         CancelOutcome::AlreadyCanceled(task) => Ok(Json(task.into_view())),

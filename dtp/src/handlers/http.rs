@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::DtpMetrics;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::{json, Value};
 
@@ -24,6 +25,7 @@ use super::{BoxFuture, Handler, HandlerError, TaskContext};
 pub struct HttpHandler {
     client: reqwest::Client,
     allow_private: bool,
+    metrics: DtpMetrics,
 }
 
 /// Per-request timeout of the `http` handler.
@@ -49,7 +51,13 @@ impl HttpHandler {
         HttpHandler {
             client,
             allow_private,
+            metrics: DtpMetrics::default(),
         }
+    }
+
+    /// This handler, counting its requests into `metrics`.
+    pub fn with_metrics(self, metrics: DtpMetrics) -> Self {
+        HttpHandler { metrics, ..self }
     }
 
     async fn post(&self, payload: Value) -> Result<Value, HandlerError> {
@@ -58,13 +66,13 @@ impl HttpHandler {
             refuse_internal_ip(&url)?;
         }
         let body = payload.get("body").cloned().unwrap_or(Value::Null);
-        let response =
-            self.client.post(url).json(&body).send().await.map_err(
-                |e| match internal_address_in(&e) {
-                    Some(refused) => HandlerError::Permanent(refused.to_string()),
-                    None => HandlerError::Retryable(format!("request failed: {e}")),
-                },
-            )?;
+        let sent = self.client.post(url).json(&body).send().await;
+        self.metrics
+            .http_target_answered(sent.as_ref().ok().map(|r| r.status().as_u16()));
+        let response = sent.map_err(|e| match internal_address_in(&e) {
+            Some(refused) => HandlerError::Permanent(refused.to_string()),
+            None => HandlerError::Retryable(format!("request failed: {e}")),
+        })?;
         let status = response.status();
         // Only what is kept is read: a target must not decide how much memory a worker uses.
         let body = apikit::read_at_most(response, MAX_RESULT_BODY)

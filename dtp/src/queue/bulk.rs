@@ -13,6 +13,15 @@ use super::operate::{retried_target, RETRYABLE};
 use super::read::{push_matching, Matching};
 use super::{millis, Error, CHANNEL_TASK_AVAILABLE};
 
+/// What a bulk action did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkDone {
+    /// Tasks matched and changed.
+    pub outcome: BulkOutcome,
+    /// Attempts a cancel stopped (tasks that were RUNNING), as `(queue, type, count)`.
+    pub stopped: Vec<(String, String, i64)>,
+}
+
 /// Applies `action` to the tasks `filter` matches; `lease` as for [`super::retry`]. The caller
 /// has checked that the filter names at least one condition or says `all`.
 pub async fn bulk(
@@ -20,8 +29,9 @@ pub async fn bulk(
     action: BulkAction,
     filter: &BulkFilter,
     lease: Duration,
-) -> Result<BulkOutcome, Error> {
+) -> Result<BulkDone, Error> {
     let mut tx = conn.begin().await?;
+    let mut stopped = Vec::new();
     let matched: i64 = matching("select count(*) from tasks where true", filter)
         .build_query_scalar()
         .fetch_one(&mut *tx)
@@ -36,10 +46,20 @@ pub async fn bulk(
                 filter,
             );
             sql.push(format_args!(
-                " order by id for update), {} select count(*) from canceled, (select count(*) from notified) n",
+                " order by id for update), {} \
+                 select queue, type, count(*) filter (where was = 'RUNNING'), count(*) \
+                 from canceled, (select count(*) from notified) n group by queue, type",
                 cancel_target()
             ));
-            sql.build_query_scalar().fetch_one(&mut *tx).await?
+            let groups: Vec<(String, String, i64, i64)> =
+                sql.build_query_as().fetch_all(&mut *tx).await?;
+            let changed = groups.iter().map(|(_, _, _, changed)| changed).sum();
+            stopped = groups
+                .into_iter()
+                .filter(|(_, _, stopped, _)| *stopped > 0)
+                .map(|(queue, task_type, stopped, _)| (queue, task_type, stopped))
+                .collect();
+            changed
         }
         BulkAction::Retry => {
             let ids: Vec<i64> = matching(
@@ -79,9 +99,12 @@ pub async fn bulk(
     };
     tx.commit().await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
-    Ok(BulkOutcome {
-        matched: count(matched),
-        changed: count(changed),
+    Ok(BulkDone {
+        outcome: BulkOutcome {
+            matched: count(matched),
+            changed: count(changed),
+        },
+        stopped,
     })
 }
 

@@ -28,6 +28,10 @@ pub struct ClaimedTask {
     pub max_attempts: i32,
     /// Per-task execution timeout.
     pub timeout_ms: Option<i64>,
+    /// Its queue.
+    pub queue: String,
+    /// Seconds from the task being due (`run_at`) to this claim.
+    pub queue_wait_seconds: f64,
 }
 
 impl ClaimedTask {
@@ -434,7 +438,8 @@ fn claim_sql_with(before: &str, next: &str, after: &str) -> String {
         -- never cached and each claim is planned anew. The array keeps it a primary-key lookup.
         where t.id = any(array(select id from next))
         returning t.id, t.type, t.payload, t.attempt_count, t.claim_token, t.max_attempts,
-                  t.timeout_ms
+                  t.timeout_ms, t.queue,
+                  extract(epoch from now() - t.run_at)::float8 as queue_wait_seconds
         "#
     )
 }

@@ -23,7 +23,7 @@ mod status;
 mod storable;
 
 pub use attempts::attempts;
-pub use bulk::bulk;
+pub use bulk::{bulk, BulkDone};
 pub use cancel::{cancel, CancelOutcome};
 pub use claim::{
     claim_available, queue_view, renew_leases, Claim, Claimed, ClaimedTask, Fence, QueueView,

@@ -22,6 +22,11 @@ pub struct ExpiredLease {
     pub max_attempts: i32,
     /// The worker that lost it.
     pub worker_id: Option<String>,
+    /// Its queue.
+    pub queue: String,
+    /// Its type.
+    #[sqlx(rename = "type")]
+    pub task_type: String,
 }
 
 impl ExpiredLease {
@@ -44,7 +49,7 @@ pub async fn lock_expired(
 ) -> Result<Vec<ExpiredLease>, sqlx::Error> {
     sqlx::query_as(
         r#"
-        select id, attempt_count, max_attempts, worker_id from tasks
+        select id, attempt_count, max_attempts, worker_id, queue, type from tasks
         where status = 'RUNNING' and lease_expires_at < now()
           and pg_postmaster_start_time() < now() - $2 * interval '1 millisecond'
         order by lease_expires_at

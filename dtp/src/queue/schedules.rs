@@ -258,7 +258,11 @@ pub async fn enqueue_tick(
         ..NewTask::new(template.task_type, template.payload)
     };
     let outcome = match enqueue(&mut tx, &task).await {
-        Ok(super::Enqueued::Created(row)) => TickOutcome::Enqueued(row.id),
+        Ok(super::Enqueued::Created(row)) => TickOutcome::Enqueued {
+            task_id: row.id,
+            queue: row.queue,
+            task_type: row.task_type,
+        },
         Ok(super::Enqueued::Existing(row)) => TickOutcome::AlreadyEnqueued(row.id),
         // The tick has its task already, from another template (changed since): keep it.
         Err(Error::IdempotencyConflict(_)) => TickOutcome::AlreadyEnqueued(0),
@@ -277,8 +281,15 @@ pub async fn enqueue_tick(
 /// What [`enqueue_tick`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TickOutcome {
-    /// The tick's task was created (its id) and the schedule moved on.
-    Enqueued(i64),
+    /// The tick's task was created and the schedule moved on.
+    Enqueued {
+        /// The task's id.
+        task_id: i64,
+        /// Its queue.
+        queue: String,
+        /// Its type.
+        task_type: String,
+    },
     /// The tick already had its task (its id, 0 if made from another template); moved on.
     AlreadyEnqueued(i64),
     /// The stored template no longer reads as a create request; moved on without a task.

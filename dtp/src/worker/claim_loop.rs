@@ -125,6 +125,7 @@ async fn claim_and_start(
         .run(async |db| queue::claim_available(db, claim).await)
         .await?;
     let count = claimed.tasks.len();
+    state.metrics.claimed(sent.elapsed(), count);
     for task in claimed.tasks {
         let Ok(slot) = state.slots.clone().try_acquire_owned() else {
             // Cannot happen (we claimed at most the free slots and only this loop takes them),
@@ -132,6 +133,7 @@ async fn claim_and_start(
             tracing::error!(task_id = task.id, "claimed a task without a free slot");
             continue;
         };
+        state.metrics.slot_taken(true);
         state.executions.spawn(executor::execute(
             state.clone(),
             completer.clone(),

@@ -13,6 +13,7 @@ use super::completer::Completer;
 use super::state::WorkerState;
 use crate::handlers::{HandlerError, TaskContext};
 use crate::queue::{self, ClaimedTask, Failure, Fence, TaskId};
+use common::{AttemptOutcome, TaskStatus};
 
 /// How an attempt ended, as far as the worker can tell.
 #[derive(Debug)]
@@ -80,29 +81,48 @@ pub(super) async fn execute(
     tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %state.config.worker_id, "task claimed");
     let abort = state.abort_all.child_token();
     state.running.insert(id, fence, abort.clone(), claimed_at);
+    let (metrics, queue) = (&state.metrics, task.queue.clone());
+    let task_type = task.task_type.clone();
+    metrics.attempt_started(
+        &queue,
+        Duration::from_secs_f64(task.queue_wait_seconds.max(0.0)),
+    );
+    let handler_started = Instant::now();
     let outcome = run_handler(&state, task, abort).await;
+    if matches!(
+        outcome,
+        Outcome::Succeeded(_) | Outcome::Ended(Ending::Failed { .. })
+    ) {
+        metrics.handler_returned(&queue, &task_type, handler_started.elapsed());
+    }
     let renewed = match started {
         Started::ByClaimLoop(slot) => {
             drop(slot);
+            metrics.slot_taken(false);
             state.slot_freed.notify_one();
             true
         }
         Started::Once => false,
     };
-    match outcome {
-        Outcome::Succeeded(result) if renewed => {
-            completer.complete(id, fence, result).await;
-        }
+    let written = match outcome {
+        Outcome::Succeeded(result) if renewed => completer
+            .complete(id, fence, result)
+            .await
+            .then_some(AttemptOutcome::Succeeded),
         Outcome::Succeeded(result) => {
             // The fence keeps the write out if it lands after a rescue.
             tokio::select! {
-                _ = completer.complete(id, fence, result) => {}
+                written = completer.complete(id, fence, result) => written.then_some(AttemptOutcome::Succeeded),
                 _ = state.running.lapsed(id, fence) => {
                     tracing::warn!(task_id = %id, attempt, "success not recorded before the claim's lease lapsed; the task will be rescued");
+                    None
                 }
             }
         }
         Outcome::Ended(ending) => record_until_written(&state, id, fence, ending).await,
+    };
+    if let Some(outcome) = written {
+        metrics.attempt_ended(&queue, &task_type, outcome);
     }
     // The lease is renewed until here, so an outcome that waits for the database to come back
     // is still ours to write when it does.
@@ -171,20 +191,28 @@ async fn run_handler(
 
 /// Records `ending`, for as long as the database is unreachable or busy and the attempt's
 /// lease is still ours: it is renewed meanwhile (or, while the server is down, cannot be taken
-/// over), so a failure met during an outage is counted when the database returns.
-async fn record_until_written(state: &WorkerState, id: TaskId, fence: Fence, mut ending: Ending) {
+/// over), so a failure met during an outage is counted when the database returns. Returns the
+/// attempt's outcome when this wrote it (not when the fence kept it out, nor for an abort,
+/// whose outcome the cancel or the rescue wrote).
+async fn record_until_written(
+    state: &WorkerState,
+    id: TaskId,
+    fence: Fence,
+    mut ending: Ending,
+) -> Option<AttemptOutcome> {
     let attempt = fence.attempt;
     let mut pause = Duration::from_millis(100);
     let mut other_failures = 0;
     loop {
-        let Err(e) = record(state, id, fence, &ending).await else {
-            return;
+        let e = match record(state, id, fence, &ending).await {
+            Ok(written) => return written,
+            Err(e) => e,
         };
         if !state.running.is_ours(id, fence, Instant::now()) {
             // Its lease may have lapsed: the rescuer decides now, and a late write would be
             // fenced out anyway.
             tracing::warn!(task_id = %id, attempt, error = %e, "outcome not recorded before the lease lapsed; the task will be rescued");
-            return;
+            return None;
         }
         if !apikit::db::is_transient(&e) {
             other_failures += 1;
@@ -198,7 +226,7 @@ async fn record_until_written(state: &WorkerState, id: TaskId, fence: Fence, mut
             if other_failures >= RECORD_ATTEMPTS {
                 // The lease will expire and the rescuer will retry the task: at-least-once.
                 tracing::error!(task_id = %id, attempt, error = %e, "outcome lost; the task will be rescued when its lease expires");
-                return;
+                return None;
             }
         }
         tracing::warn!(task_id = %id, attempt, error = %e, "recording outcome failed; retrying");
@@ -212,29 +240,38 @@ async fn record(
     id: TaskId,
     fence: Fence,
     ending: &Ending,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<AttemptOutcome>, sqlx::Error> {
     let pool = &state.pool;
     let attempt = fence.attempt;
-    match ending {
+    let written = match ending {
         Ending::Failed { error, failure } => {
             let delay = state.config.backoff.delay(attempt);
             match queue::mark_failed_or_retry(pool, id, fence, error, delay, *failure).await? {
                 Some(failed) => {
-                    tracing::info!(task_id = %id, attempt, from = "RUNNING", to = %failed.status(), next_attempt_at = ?failed.next_attempt_at, error = %error, "task attempt failed")
+                    tracing::info!(task_id = %id, attempt, from = "RUNNING", to = %failed.status(), next_attempt_at = ?failed.next_attempt_at, error = %error, "task attempt failed");
+                    Some(match (failure, failed.status()) {
+                        (Failure::TimedOut, _) => AttemptOutcome::Timeout,
+                        (_, TaskStatus::Pending) => AttemptOutcome::Retry,
+                        _ => AttemptOutcome::Failed,
+                    })
                 }
                 None => {
-                    tracing::info!(task_id = %id, attempt, "late outcome discarded: task was canceled or rescued")
+                    tracing::info!(task_id = %id, attempt, "late outcome discarded: task was canceled or rescued");
+                    None
                 }
             }
         }
         Ending::Aborted => {
-            tracing::info!(task_id = %id, attempt, "handler aborted: task canceled or its lease lost")
+            tracing::info!(task_id = %id, attempt, "handler aborted: task canceled or its lease lost");
+            None
         }
         Ending::Interrupted => {
-            if queue::release(pool, id, fence).await? {
+            let released = queue::release(pool, id, fence).await?;
+            if released {
                 tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "PENDING", "task handed back on shutdown");
             }
+            released.then_some(AttemptOutcome::Released)
         }
-    }
-    Ok(())
+    };
+    Ok(written)
 }

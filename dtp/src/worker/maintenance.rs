@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::DedicatedConnection;
 use crate::cadence::Cadence;
+use crate::metrics::DtpMetrics;
 use crate::queue::{self, TickOutcome};
 
 /// How often each process tries to lead, and the leader prunes.
@@ -70,6 +71,7 @@ pub struct Maintenance {
     /// connection lives.
     leading_on: Option<Instant>,
     retention: RetentionPolicy,
+    metrics: DtpMetrics,
 }
 
 impl Maintenance {
@@ -95,7 +97,13 @@ impl Maintenance {
             conn: DedicatedConnection::new(options),
             leading_on: None,
             retention,
+            metrics: DtpMetrics::default(),
         }
+    }
+
+    /// This maintenance loop, counting into `metrics`.
+    pub fn with_metrics(self, metrics: DtpMetrics) -> Self {
+        Maintenance { metrics, ..self }
     }
 
     /// Runs a round every [`INTERVAL`] until `stop` fires.
@@ -174,8 +182,13 @@ impl Maintenance {
                     .run(async |db| queue::enqueue_tick(db, &schedule, expected, *tick, next).await)
                     .await?;
                 match enqueued {
-                    TickOutcome::Enqueued(task_id) => {
+                    TickOutcome::Enqueued {
+                        task_id,
+                        queue,
+                        task_type,
+                    } => {
                         ticks += 1;
+                        self.metrics.task_created(&queue, &task_type);
                         tracing::info!(schedule = %schedule.name, %tick, task_id, next_run_at = ?next, "schedule ticked");
                     }
                     TickOutcome::AlreadyEnqueued(task_id) => {
@@ -213,6 +226,7 @@ impl Maintenance {
                 }
             }
         }
+        self.metrics.tasks_pruned(deleted);
         if deleted > 0 {
             tracing::info!(deleted, "finished tasks past their retention deleted");
         }

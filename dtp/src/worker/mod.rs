@@ -26,6 +26,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::HandlerRegistry;
+use crate::metrics::DtpMetrics;
 
 pub use backoff::Backoff;
 use completer::Completer;
@@ -43,8 +44,18 @@ pub struct Worker {
 impl Worker {
     /// A worker that runs the handlers of `registry` against the queue in `pool`.
     pub fn new(pool: PgPool, registry: HandlerRegistry, config: WorkerConfig) -> Self {
+        Self::with_metrics(pool, registry, config, DtpMetrics::default())
+    }
+
+    /// [`Worker::new`], counting into `metrics` (registered where the program serves them).
+    pub fn with_metrics(
+        pool: PgPool,
+        registry: HandlerRegistry,
+        config: WorkerConfig,
+        metrics: DtpMetrics,
+    ) -> Self {
         Worker {
-            state: Arc::new(WorkerState::new(pool, registry, config)),
+            state: Arc::new(WorkerState::new(pool, registry, config, metrics)),
         }
     }
 
@@ -64,6 +75,8 @@ impl Worker {
             state.outcomes_written.clone(),
         );
         state.executions.reopen();
+        let slots = i64::try_from(state.slots.available_permits()).unwrap_or(i64::MAX);
+        state.metrics.slots_added(slots);
         let tasks = [
             tokio::spawn(listener::run(state.clone(), background.clone())),
             tokio::spawn(heartbeat::run(state.clone(), background.clone())),
@@ -73,6 +86,7 @@ impl Worker {
         tracing::info!(worker_id = %self.id(), concurrency = state.config.concurrency, "worker started");
         claim_loop::run(state, &completer, &shutdown).await;
         self.drain().await;
+        state.metrics.slots_added(-slots);
         background.cancel();
         for task in tasks {
             if let Err(e) = task.await {

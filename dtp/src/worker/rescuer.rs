@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::DedicatedConnection;
 use super::{Backoff, WorkerConfig};
+use crate::metrics::DtpMetrics;
 use crate::queue;
 
 /// Tasks rescued per transaction; a larger backlog takes several rounds.
@@ -27,6 +28,7 @@ pub struct Rescuer {
     lease: Duration,
     interval: Duration,
     backoff: Backoff,
+    metrics: DtpMetrics,
 }
 
 impl Rescuer {
@@ -38,7 +40,13 @@ impl Rescuer {
             lease: config.lease,
             interval: config.rescue_interval,
             backoff: config.backoff,
+            metrics: DtpMetrics::default(),
         }
+    }
+
+    /// This rescuer, counting into `metrics`.
+    pub fn with_metrics(self, metrics: DtpMetrics) -> Self {
+        Rescuer { metrics, ..self }
     }
 
     /// Rescues every rescue interval until `stop` fires.
@@ -96,7 +104,7 @@ impl Rescuer {
     }
 
     async fn rescue_batch(&mut self) -> Result<usize, sqlx::Error> {
-        let (lease, backoff) = (self.lease, self.backoff);
+        let (lease, backoff, metrics) = (self.lease, self.backoff, &self.metrics);
         self.conn
             .run(async |db| {
                 let mut tx = db.begin().await?;
@@ -114,12 +122,12 @@ impl Rescuer {
                 let changed = queue::fail_expired(&mut tx, &lost).await?;
                 tx.commit().await?;
                 for (id, status) in &changed {
-                    let lost_by = lost
-                        .iter()
-                        .find(|(t, _)| t.task_id() == *id)
-                        .and_then(|(t, _)| t.worker_id.as_deref())
-                        .unwrap_or("?");
+                    let Some((task, _)) = lost.iter().find(|(t, _)| t.task_id() == *id) else {
+                        continue;
+                    };
+                    let lost_by = task.worker_id.as_deref().unwrap_or("?");
                     tracing::warn!(task_id = %id, from = "RUNNING", to = %status, lost_by, "lease expired: worker lost");
+                    metrics.lease_rescued(&task.queue, &task.task_type);
                 }
                 Ok(changed.len())
             })

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use super::running::RunningTasks;
 use super::WorkerConfig;
 use crate::handlers::HandlerRegistry;
+use crate::metrics::DtpMetrics;
 
 pub(super) struct WorkerState {
     pub(super) pool: PgPool,
@@ -41,10 +42,17 @@ pub(super) struct WorkerState {
     /// Fired when the shutdown grace period is over: every handler still running is aborted and
     /// its task handed back to the queue.
     pub(super) abort_all: CancellationToken,
+    /// What the worker counts.
+    pub(super) metrics: DtpMetrics,
 }
 
 impl WorkerState {
-    pub(super) fn new(pool: PgPool, registry: HandlerRegistry, config: WorkerConfig) -> Self {
+    pub(super) fn new(
+        pool: PgPool,
+        registry: HandlerRegistry,
+        config: WorkerConfig,
+        metrics: DtpMetrics,
+    ) -> Self {
         WorkerState {
             pool,
             task_types: registry.names().into_iter().map(str::to_owned).collect(),
@@ -59,6 +67,7 @@ impl WorkerState {
             outcomes_written: Arc::new(Notify::new()),
             slot_freed: Notify::new(),
             abort_all: CancellationToken::new(),
+            metrics,
         }
     }
 }

@@ -28,6 +28,16 @@ pub struct AppState {
     pub config: Arc<EdgeConfig>,
 }
 
+/// What `/metrics` needs: the token it asks for, the requests' metrics, and the answer.
+pub struct MetricsEdge {
+    /// `TASKPILOT_METRICS_TOKEN`; open without one.
+    pub token: Option<apikit::auth::Secret>,
+    /// Recorded by every route.
+    pub http: apikit::metrics::HttpMetrics,
+    /// Answers a scrape.
+    pub exposition: apikit::metrics::Exposition,
+}
+
 /// TaskPilot's API description, generated from the handlers.
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -60,15 +70,20 @@ async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 
-/// The whole API: web task routes, execution routes, health, problem-JSON fallbacks, limits,
-/// request ids and request logging.
-pub fn router(state: AppState) -> Router {
+/// The whole API: web task routes, execution routes, health, `/metrics`, problem-JSON
+/// fallbacks, limits, request ids and request logging.
+pub fn router(state: AppState, metrics: MetricsEdge) -> Router {
     let (config, pool) = (state.config.clone(), state.pool.clone());
     let api = Router::new()
         .merge(tasks::router())
         .merge(binding::router())
         .merge(execution::router())
         .with_state(state);
-    let open = Router::new().route("/openapi.json", axum::routing::get(openapi));
-    apikit::edge_router("taskpilot", &config, api, open, pool)
+    let open = Router::new()
+        .route("/openapi.json", axum::routing::get(openapi))
+        .merge(apikit::metrics::metrics_router(
+            metrics.exposition,
+            metrics.token,
+        ));
+    apikit::edge_router("taskpilot", &config, api, open, pool, &metrics.http)
 }
