@@ -11,9 +11,11 @@
 //! [`FaultyProxy`] puts network faults between a process and the database;
 //! [`answering_peer`] is a server that answers what no polite server would;
 //! [`spawn_dtp_with`] and [`spawn_taskpilot_with`] run the services in the test's process;
-//! [`ThrowawayPostgres`] is a whole cluster of the test's own, for tests that crash it.
+//! [`ThrowawayPostgres`] is a whole cluster of the test's own, for tests that crash it;
+//! [`metrics`] reads a service's `/metrics`.
 
 mod client;
+pub mod metrics;
 mod peer;
 mod proxy;
 pub mod scenarios;
