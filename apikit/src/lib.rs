@@ -20,6 +20,7 @@ mod request_id;
 mod server;
 mod shutdown;
 mod telemetry;
+pub mod trace;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,7 +32,7 @@ pub use extract::{
 };
 use health::health_router;
 pub use peer_body::{read_at_most, PeerBody};
-pub use request_id::{with_request_id, RequestId, REQUEST_ID_HEADER};
+pub use request_id::{with_request_id, Caller, RequestId, REQUEST_ID_HEADER};
 pub use server::{run_binary, HttpServer};
 pub use shutdown::cancel_on_signals;
 pub use telemetry::init_logging;

@@ -1,5 +1,6 @@
 //! Request ids: every request gets an `x-request-id` (the caller's, or a new one), echoed in the
-//! answer, recorded in the request's log span, and passed on to DTP by TaskPilot.
+//! answer, recorded in the request's log span with its trace id, and passed on to DTP by
+//! TaskPilot with its `traceparent` ([`Caller`]).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -9,6 +10,8 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId as TowerRequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
+
+use crate::trace::TraceContext;
 
 /// The header that carries the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -35,9 +38,34 @@ pub fn with_request_id<S: Clone + Send + Sync + 'static>(router: Router<S>) -> R
                 .get(REQUEST_ID_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            let trace_id = request
+                .extensions()
+                .get::<TraceContext>()
+                .map(TraceContext::trace_id_hex)
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id, trace_id = %trace_id)
         }))
         .layer(SetRequestIdLayer::new(header, RandomId))
+        .layer(axum::middleware::from_fn(crate::trace::assign))
+}
+
+/// What a request passes on to the services it calls: its id and its span context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Sent as `x-request-id`.
+    pub request_id: String,
+    /// Sent as `traceparent`.
+    pub trace: TraceContext,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let RequestId(request_id) = RequestId::from_request_parts(parts, state).await?;
+        let trace = TraceContext::from_request_parts(parts, state).await?;
+        Ok(Caller { request_id, trace })
+    }
 }
 
 /// The current request's id, for passing on to other services.

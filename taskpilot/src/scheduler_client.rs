@@ -1,12 +1,15 @@
 //! The typed client for DTP: the only code in TaskPilot that knows DTP's URLs.
 //!
-//! Every call has connect and request timeouts, follows no redirects, passes the request id on,
+//! Every call has connect and request timeouts, follows no redirects, passes the request id and
+//! the trace context (`traceparent`) on,
 //! and answers with a typed outcome; the API maps those to HTTP in one place (`api::error`).
 
 use std::time::{Duration, Instant};
 
 use apikit::auth::Secret;
 use apikit::metrics::{seconds_family, SecondsFamily};
+use apikit::trace::TRACEPARENT;
+use apikit::Caller;
 use common::{Attempt, AttemptList, CreateTask, Problem, TaskPage, TaskView};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -164,23 +167,21 @@ impl SchedulerClient {
     pub async fn create_task(
         &self,
         request: &CreateTask,
-        request_id: &str,
+        caller: &Caller,
     ) -> Result<TaskView, Error> {
-        let call = self
-            .request(Method::POST, "/tasks", request_id)
-            .json(request);
+        let call = self.request(Method::POST, "/tasks", caller).json(request);
         self.observed("create_task", self.send(call, None)).await
     }
 
     /// `GET /tasks/{id}`.
-    pub async fn get_task(&self, id: i64, request_id: &str) -> Result<TaskView, Error> {
-        let call = self.request(Method::GET, &format!("/tasks/{id}"), request_id);
+    pub async fn get_task(&self, id: i64, caller: &Caller) -> Result<TaskView, Error> {
+        let call = self.request(Method::GET, &format!("/tasks/{id}"), caller);
         self.observed("get_task", self.send(call, Some(id))).await
     }
 
     /// `GET /tasks/{id}/attempts`: oldest first.
-    pub async fn get_attempts(&self, id: i64, request_id: &str) -> Result<Vec<Attempt>, Error> {
-        let call = self.request(Method::GET, &format!("/tasks/{id}/attempts"), request_id);
+    pub async fn get_attempts(&self, id: i64, caller: &Caller) -> Result<Vec<Attempt>, Error> {
+        let call = self.request(Method::GET, &format!("/tasks/{id}/attempts"), caller);
         let list: AttemptList = self
             .observed("get_attempts", self.send(call, Some(id)))
             .await?;
@@ -189,8 +190,8 @@ impl SchedulerClient {
 
     /// `PUT /tasks/{id}/cancel`: succeeds when the task is (now or already) CANCELED. The body
     /// is not needed: any 2xx is success.
-    pub async fn cancel_task(&self, id: i64, request_id: &str) -> Result<(), Error> {
-        let call = self.request(Method::PUT, &format!("/tasks/{id}/cancel"), request_id);
+    pub async fn cancel_task(&self, id: i64, caller: &Caller) -> Result<(), Error> {
+        let call = self.request(Method::PUT, &format!("/tasks/{id}/cancel"), caller);
         let cancel = async {
             let response = self.exchange(call).await?;
             check_status(response, Some(id)).await.map(drop)
@@ -202,10 +203,10 @@ impl SchedulerClient {
     pub async fn find_by_idempotency_key(
         &self,
         key: &str,
-        request_id: &str,
+        caller: &Caller,
     ) -> Result<Option<TaskView>, Error> {
         let call = self
-            .request(Method::GET, "/tasks", request_id)
+            .request(Method::GET, "/tasks", caller)
             .query(&[("idempotencyKey", key), ("limit", "1")]);
         let page: TaskPage = self
             .observed("find_by_idempotency_key", self.send(call, None))
@@ -213,13 +214,14 @@ impl SchedulerClient {
         Ok(page.tasks.into_iter().next())
     }
 
-    fn request(&self, method: Method, path: &str, request_id: &str) -> reqwest::RequestBuilder {
+    fn request(&self, method: Method, path: &str, caller: &Caller) -> reqwest::RequestBuilder {
         let mut url = self.base.clone();
         url.set_path(path);
         let request = self
             .http
             .request(method, url)
-            .header(apikit::REQUEST_ID_HEADER, request_id);
+            .header(apikit::REQUEST_ID_HEADER, &caller.request_id)
+            .header(TRACEPARENT, caller.trace.to_string());
         match &self.token {
             Some(token) => request.bearer_auth(token.expose()),
             None => request,

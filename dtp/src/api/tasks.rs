@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::{ApiError, AppState};
 use crate::queue::{self, CancelOutcome, Enqueued, NewTask, TaskId};
+use apikit::trace::TraceContext;
 use apikit::{ApiJson, ApiJsonList, WithId};
 
 /// Allowed `priority`.
@@ -107,9 +108,13 @@ pub(super) fn router() -> Router<AppState> {
     ))]
 async fn create(
     State(state): State<AppState>,
+    trace: TraceContext,
     ApiJson(request): ApiJson<CreateTask>,
 ) -> Result<Response, ApiError> {
-    let task = validate(request, &state)?;
+    let task = NewTask {
+        traceparent: Some(trace.to_string()),
+        ..validate(request, &state)?
+    };
     let mut conn = state.pool.acquire().await?;
     match queue::enqueue(&mut conn, &task).await? {
         Enqueued::Created(row) => {
@@ -141,6 +146,7 @@ async fn create(
     ))]
 async fn create_batch(
     State(state): State<AppState>,
+    trace: TraceContext,
     ApiJsonList(requests): ApiJsonList<CreateTask>,
 ) -> Result<Response, ApiError> {
     if requests.is_empty() || requests.len() > MAX_BATCH {
@@ -152,8 +158,15 @@ async fn create_batch(
     let tasks = requests
         .into_iter()
         .enumerate()
-        .map(|(i, request)| validate(request, &state).map_err(|e| at_index(i, e)))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|(i, request)| {
+            let task = validate(request, &state).map_err(|e| at_index(i, e))?;
+            let traceparent = Some(trace.to_string());
+            Ok(NewTask {
+                traceparent,
+                ..task
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let mut tx = state.pool.begin().await?;
     let answers = queue::enqueue_many(&mut tx, &tasks).await?;
     tx.commit().await?;
@@ -256,6 +269,7 @@ pub(super) fn validate(request: CreateTask, state: &AppState) -> Result<NewTask,
         timeout_ms: request.timeout_ms,
         run_at: request.run_at,
         idempotency_key: request.idempotency_key,
+        traceparent: None,
     })
 }
 

@@ -94,6 +94,7 @@ mod tests {
             max_attempts: 3,
             payload,
             cancel: CancellationToken::new(),
+            trace: apikit::trace::TraceContext::root(),
         }
     }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::DtpMetrics;
+use apikit::trace::{TraceContext, TRACEPARENT};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::{json, Value};
 
@@ -60,13 +61,19 @@ impl HttpHandler {
         HttpHandler { metrics, ..self }
     }
 
-    async fn post(&self, payload: Value) -> Result<Value, HandlerError> {
+    async fn post(&self, payload: Value, trace: TraceContext) -> Result<Value, HandlerError> {
         let url = parse_url(&payload)?;
         if !self.allow_private {
             refuse_internal_ip(&url)?;
         }
         let body = payload.get("body").cloned().unwrap_or(Value::Null);
-        let sent = self.client.post(url).json(&body).send().await;
+        let sent = self
+            .client
+            .post(url)
+            .header(TRACEPARENT, trace.to_string())
+            .json(&body)
+            .send()
+            .await;
         self.metrics
             .http_target_answered(sent.as_ref().ok().map(|r| r.status().as_u16()));
         let response = sent.map_err(|e| match internal_address_in(&e) {
@@ -222,7 +229,7 @@ fn parse_url(payload: &Value) -> Result<reqwest::Url, HandlerError> {
 
 impl Handler for HttpHandler {
     fn run(&self, ctx: TaskContext) -> BoxFuture<'_, Result<Value, HandlerError>> {
-        Box::pin(self.post(ctx.payload))
+        Box::pin(self.post(ctx.payload, ctx.trace))
     }
 }
 
@@ -282,7 +289,9 @@ mod tests {
     async fn assert_refused_as_internal(urls: &[&str]) {
         let refusing = HttpHandler::new(false);
         for url in urls {
-            let refused = refusing.post(json!({ "url": url })).await;
+            let refused = refusing
+                .post(json!({ "url": url }), TraceContext::root())
+                .await;
             assert!(
                 matches!(&refused, Err(HandlerError::Permanent(m)) if m.contains("internal")),
                 "{url}: {refused:?}"
@@ -312,7 +321,10 @@ mod tests {
         // Allowed: the request is made (and fails to connect, retryably).
         let allowing = HttpHandler::new(true);
         let attempted = allowing
-            .post(json!({ "url": "http://127.0.0.1:1/x" }))
+            .post(
+                json!({ "url": "http://127.0.0.1:1/x" }),
+                TraceContext::root(),
+            )
             .await;
         assert!(
             matches!(attempted, Err(HandlerError::Retryable(_))),

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apikit::trace::TraceContext;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +38,9 @@ pub struct TaskContext {
     /// Fired when the task is canceled or the worker must stop: stop work and return soon.
     /// The worker also drops the handler's future, so awaiting this is for cleanup, not safety.
     pub cancel: CancellationToken,
+    /// The attempt's span context, continuing the trace of the request that created the task:
+    /// send `trace.to_string()` as `traceparent` on the handler's own calls.
+    pub trace: TraceContext,
 }
 
 impl TaskContext {

@@ -32,6 +32,8 @@ pub struct ClaimedTask {
     pub queue: String,
     /// Seconds from the task being due (`run_at`) to this claim.
     pub queue_wait_seconds: f64,
+    /// The creating request's trace context, if it was stored.
+    pub traceparent: Option<String>,
 }
 
 impl ClaimedTask {
@@ -438,7 +440,7 @@ fn claim_sql_with(before: &str, next: &str, after: &str) -> String {
         -- never cached and each claim is planned anew. The array keeps it a primary-key lookup.
         where t.id = any(array(select id from next))
         returning t.id, t.type, t.payload, t.attempt_count, t.claim_token, t.max_attempts,
-                  t.timeout_ms, t.queue,
+                  t.timeout_ms, t.queue, t.traceparent,
                   extract(epoch from now() - t.run_at)::float8 as queue_wait_seconds
         "#
     )

@@ -31,6 +31,9 @@ pub struct NewTask {
     pub run_at: Option<DateTime<Utc>>,
     /// Optional idempotency key.
     pub idempotency_key: Option<String>,
+    /// The creating request's trace context (`traceparent`); not part of what identifies the
+    /// request, so a retry under another trace is still the same request.
+    pub traceparent: Option<String>,
 }
 
 impl NewTask {
@@ -47,6 +50,7 @@ impl NewTask {
             timeout_ms: None,
             run_at: None,
             idempotency_key: None,
+            traceparent: None,
         }
     }
 
@@ -112,9 +116,10 @@ async fn insert(conn: &mut PgConnection, task: &NewTask) -> Result<Option<TaskRo
         r#"
         with inserted as (
             insert into tasks (type, payload, queue, priority, max_attempts, timeout_ms,
-                               scheduled_for, run_at, idempotency_key, idempotency_request)
+                               scheduled_for, run_at, idempotency_key, idempotency_request,
+                               traceparent)
             values ($1, $2, $9, $3, $4, $5, coalesce($6, now()), coalesce($6, now()), $7,
-                    case when $7::text is null then null else $8::jsonb end)
+                    case when $7::text is null then null else $8::jsonb end, $10)
             on conflict (idempotency_key) where idempotency_key is not null do nothing
             returning *
         )
@@ -135,6 +140,7 @@ async fn insert(conn: &mut PgConnection, task: &NewTask) -> Result<Option<TaskRo
         .bind(&task.idempotency_key)
         .bind(task.fingerprint())
         .bind(&task.queue)
+        .bind(&task.traceparent)
         .fetch_optional(conn)
         .await?;
     Ok(row)
@@ -176,17 +182,20 @@ pub async fn enqueue_many(
         with input as (
             select nextval(pg_get_serial_sequence('tasks', 'id')) as id, i.*
             from unnest($1::text[], $2::jsonb[], $3::integer[], $4::integer[], $5::bigint[],
-                        $6::timestamptz[], $7::text[], $8::jsonb[], $9::text[])
+                        $6::timestamptz[], $7::text[], $8::jsonb[], $9::text[], $10::text[])
                  with ordinality as i(type, payload, priority, max_attempts, timeout_ms,
-                                      run_at, idempotency_key, fingerprint, queue, position)
+                                      run_at, idempotency_key, fingerprint, queue, traceparent,
+                                      position)
         ),
         inserted as (
             insert into tasks (id, type, payload, queue, priority, max_attempts, timeout_ms,
-                               scheduled_for, run_at, idempotency_key, idempotency_request)
+                               scheduled_for, run_at, idempotency_key, idempotency_request,
+                               traceparent)
             overriding system value
             select id, type, payload, queue, priority, max_attempts, timeout_ms,
                    coalesce(run_at, now()), coalesce(run_at, now()), idempotency_key,
-                   case when idempotency_key is null then null else fingerprint end
+                   case when idempotency_key is null then null else fingerprint end,
+                   traceparent
             from input order by position
             on conflict (idempotency_key) where idempotency_key is not null do nothing
             returning {TASK_COLUMNS}
@@ -209,6 +218,7 @@ pub async fn enqueue_many(
         .bind(&columns.keys)
         .bind(&columns.fingerprints)
         .bind(&columns.queues)
+        .bind(&columns.traceparents)
         .fetch_all(&mut *conn)
         .await?;
     let mut answers: Vec<Option<Enqueued>> = (0..tasks.len()).map(|_| None).collect();
@@ -267,6 +277,7 @@ struct BatchColumns {
     keys: Vec<Option<String>>,
     fingerprints: Vec<Value>,
     queues: Vec<String>,
+    traceparents: Vec<Option<String>>,
 }
 
 impl BatchColumns {
@@ -288,6 +299,7 @@ impl BatchColumns {
                 })
                 .collect(),
             queues: tasks.iter().map(|t| t.queue.clone()).collect(),
+            traceparents: tasks.iter().map(|t| t.traceparent.clone()).collect(),
         }
     }
 }

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use apikit::trace::TraceContext;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::completer::Completer;
 use super::state::WorkerState;
@@ -67,13 +69,30 @@ pub(super) enum Started {
     Once,
 }
 
-/// Runs `task`, claimed by a statement sent at `claimed_at`, and records its outcome.
+/// Runs `task`, claimed by a statement sent at `claimed_at`, and records its outcome, in a span
+/// that continues the trace of the request that created the task: its log lines carry the
+/// trace id, and the handler gets the span's context to send on.
 pub(super) async fn execute(
     state: Arc<WorkerState>,
     completer: Completer,
     task: ClaimedTask,
     claimed_at: Instant,
     started: Started,
+) {
+    let trace = TraceContext::continuing(task.traceparent.as_deref());
+    let span = tracing::info_span!("attempt", trace_id = %trace.trace_id_hex());
+    run_attempt(state, completer, task, claimed_at, started, trace)
+        .instrument(span)
+        .await;
+}
+
+async fn run_attempt(
+    state: Arc<WorkerState>,
+    completer: Completer,
+    task: ClaimedTask,
+    claimed_at: Instant,
+    started: Started,
+    trace: TraceContext,
 ) {
     let id = task.task_id();
     let fence = task.fence();
@@ -88,7 +107,7 @@ pub(super) async fn execute(
         Duration::from_secs_f64(task.queue_wait_seconds.max(0.0)),
     );
     let handler_started = Instant::now();
-    let outcome = run_handler(&state, task, abort).await;
+    let outcome = run_handler(&state, task, abort, trace).await;
     if matches!(
         outcome,
         Outcome::Succeeded(_) | Outcome::Ended(Ending::Failed { .. })
@@ -147,6 +166,7 @@ async fn run_handler(
     state: &WorkerState,
     task: ClaimedTask,
     abort: tokio_util::sync::CancellationToken,
+    trace: TraceContext,
 ) -> Outcome {
     let task_id = task.task_id();
     let Some(handler) = state.registry.get(&task.task_type) else {
@@ -167,10 +187,12 @@ async fn run_handler(
         max_attempts: task.max_attempts,
         payload: task.payload,
         cancel: abort.clone(),
+        trace,
     };
     // The handler runs in its own tokio task so that a panic fails the attempt instead of the
     // worker, and so that aborting it is immediate whatever the handler does.
-    let mut run = tokio::spawn(async move { handler.run(ctx).await });
+    let span = tracing::Span::current();
+    let mut run = tokio::spawn(async move { handler.run(ctx).await }.instrument(span));
     tokio::select! {
         biased;
         _ = abort.cancelled() => {

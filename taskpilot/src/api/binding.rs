@@ -7,7 +7,7 @@
 //! recreated, never meets the key. No database transaction is held across the call to DTP.
 
 use apikit::openapi::BodyRefused;
-use apikit::{OptionalJson, PathId, RequestId};
+use apikit::{Caller, OptionalJson, PathId};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -38,7 +38,7 @@ pub(super) fn router() -> Router<AppState> {
 pub(super) async fn bind(
     State(state): State<AppState>,
     PathId(id): PathId,
-    RequestId(request_id): RequestId,
+    caller: Caller,
     OptionalJson(request): OptionalJson<BindRequest>,
 ) -> Result<Json<WebTask>, ApiError> {
     validate(&request)?;
@@ -46,7 +46,7 @@ pub(super) async fn bind(
     if task.scheduler_task_id.is_some() {
         return Ok(Json(task.into_web_task()));
     }
-    let scheduled = create_or_adopt(&state, &task, request, &request_id).await?;
+    let scheduled = create_or_adopt(&state, &task, request, &caller).await?;
     let mut conn = state.pool.acquire().await?;
     let bound = store::bind(&mut conn, id, scheduled.id).await?;
     tracing::info!(web_task_id = id, scheduler_task_id = ?bound.scheduler_task_id, "web task bound");
@@ -84,7 +84,7 @@ async fn create_or_adopt(
     state: &AppState,
     task: &WebTaskRow,
     request: BindRequest,
-    request_id: &str,
+    caller: &Caller,
 ) -> Result<TaskView, ApiError> {
     let key = task.bind_key.clone();
     let mut create = CreateTask::new(
@@ -96,13 +96,13 @@ async fn create_or_adopt(
     create.max_attempts = request.max_attempts;
     create.queue = request.queue;
     create.idempotency_key = Some(key.clone());
-    match state.scheduler.create_task(&create, request_id).await {
+    match state.scheduler.create_task(&create, caller).await {
         Ok(created) => Ok(created),
         // The key was used by an earlier bind with other options: that task is the one.
         Err(scheduler_client::Error::Conflict(_)) => {
             let earlier = state
                 .scheduler
-                .find_by_idempotency_key(&key, request_id)
+                .find_by_idempotency_key(&key, caller)
                 .await?
                 .ok_or_else(|| {
                     ApiError::BadGateway(format!(

@@ -1,7 +1,7 @@
 //! `/api/tasks/{id}/execution`: read DTP's execution state as an ExecutionView, and forward
 //! cancel. TaskPilot decides nothing here: DTP's answers are translated (see `api::error`).
 
-use apikit::{PathId, RequestId};
+use apikit::{Caller, PathId};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
@@ -32,13 +32,13 @@ pub(super) fn router() -> Router<AppState> {
 pub(super) async fn view(
     State(state): State<AppState>,
     PathId(id): PathId,
-    RequestId(request_id): RequestId,
+    caller: Caller,
 ) -> Result<Json<ExecutionView>, ApiError> {
     let scheduler_task_id = bound_scheduler_task(&state, id).await?;
     let scheduler = &state.scheduler;
     let (task, attempts) = tokio::join!(
-        scheduler.get_task(scheduler_task_id, &request_id),
-        scheduler.get_attempts(scheduler_task_id, &request_id)
+        scheduler.get_task(scheduler_task_id, &caller),
+        scheduler.get_attempts(scheduler_task_id, &caller)
     );
     let task = task?;
     let attempts = match attempts {
@@ -62,12 +62,12 @@ pub(super) async fn view(
 pub(super) async fn cancel(
     State(state): State<AppState>,
     PathId(id): PathId,
-    RequestId(request_id): RequestId,
+    caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     let scheduler_task_id = bound_scheduler_task(&state, id).await?;
     state
         .scheduler
-        .cancel_task(scheduler_task_id, &request_id)
+        .cancel_task(scheduler_task_id, &caller)
         .await?;
     tracing::info!(web_task_id = id, scheduler_task_id, "cancel forwarded");
     Ok(StatusCode::NO_CONTENT)

@@ -1,0 +1,5 @@
+-- The W3C trace context of the request that created a task (`traceparent`, naming DTP's span
+-- for that request), so that the attempt's span continues the trace and the `http` handler
+-- sends it on. Null for tasks created before this column, by a schedule, or by SQL.
+-- A nullable column without a default: adding it rewrites nothing, however big the table.
+alter table tasks add column traceparent text;
