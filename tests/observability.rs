@@ -1,7 +1,8 @@
 //! Observability across the real binaries: one trace from a request to TaskPilot, through a DTP
 //! process that only stores the task and another that runs it, to the `http` handler's request
-//! to a stand-in server; and every service's `/metrics` passes `promtool check metrics`, with
-//! every metric the shipped dashboard and alert rules use.
+//! to a stand-in server; spans exported over OTLP when the endpoint is set, linked to what was
+//! sent on; JSON log lines; and every service's `/metrics` passes `promtool check metrics`,
+//! with every metric the shipped dashboard and alert rules use.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,8 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use reqwest::StatusCode;
 use serde_json::json;
-use suite::{wait_until, System};
+use suite::{wait_until, Service, ServiceKind, System};
+use testkit::TestDb;
 
 /// A `traceparent`'s trace id and parent span id.
 fn trace_and_span(traceparent: &str) -> (String, String) {
@@ -27,17 +29,30 @@ fn trace_and_span(traceparent: &str) -> (String, String) {
 async fn recording_server() -> (String, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let recorded = seen.clone();
+    let url = serve_post("/hook", move |headers, _| {
+        let traceparent = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        recorded.lock().expect("lock").push(traceparent);
+    })
+    .await;
+    (url, seen)
+}
+
+/// Serves `POST path` on a free loopback port, calling `record` with each request's headers
+/// and body; its URL.
+async fn serve_post(
+    path: &str,
+    record: impl Fn(HeaderMap, axum::body::Bytes) + Clone + Send + Sync + 'static,
+) -> String {
     let app = axum::Router::new().route(
-        "/hook",
-        post(move |headers: HeaderMap| {
-            let recorded = recorded.clone();
+        path,
+        post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let record = record.clone();
             async move {
-                let traceparent = headers
-                    .get("traceparent")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("none")
-                    .to_owned();
-                recorded.lock().expect("lock").push(traceparent);
+                record(headers, body);
                 "ok"
             }
         }),
@@ -45,9 +60,16 @@ async fn recording_server() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let url = format!("http://{}{path}", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
+    url
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 /// Creates and binds a web task whose DTP task calls `url`, sending `traceparent` (if any) on
@@ -132,4 +154,77 @@ async fn a_request_without_a_trace_starts_one_that_reaches_the_http_handlers_req
     let (received, _) = call_through(&system, &url, &seen, garbage).await;
     let (other, _) = trace_and_span(&received);
     assert_ne!(other, trace, "an invalid traceparent starts a new trace");
+}
+
+#[tokio::test]
+async fn with_an_otlp_endpoint_spans_are_exported_and_linked_to_what_is_sent_on_and_logs_are_json()
+{
+    let (url, seen) = recording_server().await;
+    let exported = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let collector = exported.clone();
+    let endpoint = serve_post("/v1/traces", move |headers, body| {
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(content_type, "application/x-protobuf");
+        collector.lock().expect("lock").extend_from_slice(&body);
+    })
+    .await;
+    let db = TestDb::create().await;
+    let env = [
+        ("DTP_DATABASE_URL", db.url.as_str()),
+        ("DTP_HTTP_ALLOW_PRIVATE", "true"),
+        ("LOG_FORMAT", "json"),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            endpoint.trim_end_matches("/v1/traces"),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let env = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let dtp = Service::start(ServiceKind::Dtp, "dtp-otel", env).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let created = reqwest::Client::new()
+        .post(format!("{}/tasks", dtp.url()))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&json!({"type": "http", "payload": {"url": url, "body": {}}}))
+        .send()
+        .await
+        .expect("create sent");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    wait_until("the stand-in is called", async || {
+        !seen.lock().expect("lock").is_empty()
+    })
+    .await;
+    let (sent_trace, sent_parent) = trace_and_span(&seen.lock().expect("lock")[0]);
+    assert_eq!(sent_trace, trace);
+
+    // The attempt's span, exported, is the parent named in what the handler sent on.
+    let (trace_bytes, span_bytes) = (hex_bytes(trace), hex_bytes(&sent_parent));
+    wait_until("the attempt's span is exported", async || {
+        let body = exported.lock().expect("lock");
+        body.windows(8).any(|w| w == span_bytes.as_slice())
+    })
+    .await;
+    let body = exported.lock().expect("lock").clone();
+    assert!(body.windows(16).any(|w| w == trace_bytes.as_slice()));
+    assert!(body.windows(3).any(|w| w == b"dtp"), "service name");
+
+    let log = dtp.log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let traced = lines
+        .iter()
+        .filter(|line| line["span"]["trace_id"] == trace)
+        .count();
+    assert!(
+        traced >= 2,
+        "the request's and the attempt's lines carry the trace id:\n{log}"
+    );
 }

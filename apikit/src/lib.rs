@@ -19,7 +19,7 @@ mod peer_body;
 mod request_id;
 mod server;
 mod shutdown;
-mod telemetry;
+pub mod telemetry;
 pub mod trace;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -35,7 +35,7 @@ pub use peer_body::{read_at_most, PeerBody};
 pub use request_id::{with_request_id, Caller, RequestId, REQUEST_ID_HEADER};
 pub use server::{run_binary, HttpServer};
 pub use shutdown::cancel_on_signals;
-pub use telemetry::init_logging;
+pub use telemetry::{continue_trace, init_telemetry, Telemetry};
 
 /// The problem-JSON response for `status` with `detail`.
 pub fn problem_response(status: StatusCode, detail: Option<String>) -> Response {

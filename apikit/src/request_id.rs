@@ -32,21 +32,10 @@ pub fn with_request_id<S: Clone + Send + Sync + 'static>(router: Router<S>) -> R
     let header = HeaderName::from_static(REQUEST_ID_HEADER);
     router
         .layer(PropagateRequestIdLayer::new(header.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            let id = request
-                .headers()
-                .get(REQUEST_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            let trace_id = request
-                .extensions()
-                .get::<TraceContext>()
-                .map(TraceContext::trace_id_hex)
-                .unwrap_or_default();
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id, trace_id = %trace_id)
-        }))
-        .layer(SetRequestIdLayer::new(header, RandomId))
+        // The request's span is made by `trace::assign`, outside, which runs first.
+        .layer(TraceLayer::new_for_http().make_span_with(|_: &Request<_>| tracing::Span::current()))
         .layer(axum::middleware::from_fn(crate::trace::assign))
+        .layer(SetRequestIdLayer::new(header, RandomId))
 }
 
 /// What a request passes on to the services it calls: its id and its span context.

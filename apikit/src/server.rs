@@ -41,7 +41,8 @@ impl HttpServer {
     }
 }
 
-/// A service binary's `main`: parse the configuration (flags, then environment), start logging,
+/// A service binary's `main`: parse the configuration (flags, then environment), start logging
+/// (and span export),
 /// `build` the app, and `run` it until SIGTERM or SIGINT.
 pub async fn run_binary<C, A, Built, Ran>(
     build: impl FnOnce(C) -> Built,
@@ -53,7 +54,8 @@ where
     Ran: std::future::Future<Output = anyhow::Result<()>>,
 {
     let config = C::parse();
-    crate::init_logging();
+    let service = <C as clap::CommandFactory>::command().get_name().to_owned();
+    let _telemetry = crate::init_telemetry(&service)?;
     let app = build(config).await?;
     let shutdown = CancellationToken::new();
     crate::cancel_on_signals(shutdown.clone());

@@ -14,6 +14,7 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
 /// The header.
 pub const TRACEPARENT: &str = "traceparent";
@@ -67,13 +68,6 @@ impl TraceContext {
         }
     }
 
-    /// A child of the span `header` names when it is a valid `traceparent`, else a new root.
-    pub fn continuing(header: Option<&str>) -> TraceContext {
-        header
-            .and_then(TraceContext::parse)
-            .map_or_else(TraceContext::root, |parent| parent.child())
-    }
-
     /// The trace id as 32 hex digits, as log lines and trace viewers show it.
     pub fn trace_id_hex(&self) -> String {
         format!("{:032x}", self.trace_id)
@@ -106,16 +100,31 @@ fn nonzero<T: Default + PartialEq + From<u8>>(value: T) -> T {
     }
 }
 
-/// Middleware: gives the request its span context (see the module documentation), for the
-/// request's log span and for [`TraceContext`]'s extractor.
+/// Middleware: the request's log span (method, path, request id, trace id), continuing the
+/// caller's trace (see [`crate::telemetry::continue_trace`]), and the span's context for
+/// [`TraceContext`]'s extractor.
 pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
-    let header = request
+    let parent = request
         .headers()
         .get(TRACEPARENT)
-        .and_then(|v| v.to_str().ok());
-    let context = TraceContext::continuing(header);
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse);
+    let request_id = request
+        .headers()
+        .get(crate::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+    );
+    let context = crate::telemetry::continue_trace(&span, parent);
+    span.record("trace_id", context.trace_id_hex());
     request.extensions_mut().insert(context);
-    next.run(request).await
+    next.run(request).instrument(span).await
 }
 
 /// The current request's span context, to pass on to the services it calls.
@@ -170,13 +179,14 @@ mod tests {
     #[test]
     fn a_child_keeps_the_trace_and_flags_and_gets_a_new_span() {
         let parent = TraceContext::parse(EXAMPLE).expect("valid");
-        let child = TraceContext::continuing(Some(EXAMPLE));
+        let no_export = tracing::Span::none();
+        let child = crate::telemetry::continue_trace(&no_export, Some(parent));
         assert_eq!(
             (child.trace_id, child.flags),
             (parent.trace_id, parent.flags)
         );
         assert_ne!(child.span_id, parent.span_id);
-        let root = TraceContext::continuing(Some("garbage"));
+        let root = crate::telemetry::continue_trace(&no_export, TraceContext::parse("garbage"));
         assert_ne!(root.trace_id, parent.trace_id);
         assert_eq!(TraceContext::parse(&root.to_string()), Some(root));
     }

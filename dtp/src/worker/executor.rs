@@ -79,8 +79,10 @@ pub(super) async fn execute(
     claimed_at: Instant,
     started: Started,
 ) {
-    let trace = TraceContext::continuing(task.traceparent.as_deref());
-    let span = tracing::info_span!("attempt", trace_id = %trace.trace_id_hex());
+    let span = tracing::info_span!("attempt", trace_id = tracing::field::Empty);
+    let parent = task.traceparent.as_deref().and_then(TraceContext::parse);
+    let trace = apikit::continue_trace(&span, parent);
+    span.record("trace_id", trace.trace_id_hex());
     run_attempt(state, completer, task, claimed_at, started, trace)
         .instrument(span)
         .await;
