@@ -228,3 +228,126 @@ async fn with_an_otlp_endpoint_spans_are_exported_and_linked_to_what_is_sent_on_
         "the request's and the attempt's lines carry the trace id:\n{log}"
     );
 }
+
+/// The metric names `text` (PromQL, or a rules file) uses: every word that starts with one of
+/// our prefixes.
+fn metric_names_in(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut word = String::new();
+    for c in text.chars().chain([' ']) {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        if word.starts_with("dtp_") || word.starts_with("taskpilot_") {
+            names.insert(word.clone());
+        }
+        word.clear();
+    }
+    names
+}
+
+/// The names of the samples `exposition` holds.
+fn served_names(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs `promtool check metrics` over `exposition`; panics with its complaints.
+fn promtool_check_metrics(service: &str, exposition: &str) {
+    use std::io::Write;
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian's `prometheus` package; .ci/run installs it)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("exposition written");
+    let checked = promtool.wait_with_output().expect("promtool ran");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics of {service}:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_scrapes_pass_promtool_and_hold_every_metric_the_dashboard_and_alerts_use() {
+    let (url, seen) = recording_server().await;
+    let system = System::start().await;
+    // A workload that gives every family a series: a task through TaskPilot that calls out.
+    call_through(&system, &url, &seen, None).await;
+    let client = reqwest::Client::new();
+    let dtp_metrics = format!("{}/metrics", system.dtp[0].url());
+    wait_until("the task's success is counted", async || {
+        let scrape = testkit::metrics::scrape(&client, &dtp_metrics).await;
+        scrape
+            .0
+            .keys()
+            .any(|s| s.starts_with("dtp_task_attempts_total{"))
+    })
+    .await;
+    let mut served = BTreeSet::new();
+    for service in [&system.dtp[0], &system.taskpilot] {
+        let exposition = client
+            .get(format!("{}/metrics", service.url()))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("scrape body");
+        promtool_check_metrics(service.name(), &exposition);
+        served.extend(served_names(&exposition));
+    }
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dashboard_text =
+        std::fs::read_to_string(root.join("docker/grafana/dashboards/taskpilot.json"))
+            .expect("dashboard");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&dashboard_text).expect("dashboard JSON");
+    let alerts =
+        std::fs::read_to_string(root.join("docker/prometheus/alerts.yml")).expect("alerts");
+    let mut used = metric_names_in(&alerts);
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    for panel in panels {
+        assert!(
+            ids.insert(panel["id"].as_i64().expect("panel id")),
+            "panel ids are unique"
+        );
+        let grid = &panel["gridPos"];
+        let right = grid["x"].as_i64().expect("x") + grid["w"].as_i64().expect("w");
+        assert!(right <= 24, "panel {} fits the grid", panel["title"]);
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert_eq!(
+            panel["datasource"]["uid"], "prometheus",
+            "provisioned data source"
+        );
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {} has a query", panel["title"]);
+        for target in targets {
+            used.extend(metric_names_in(target["expr"].as_str().expect("expr")));
+        }
+    }
+    let missing: Vec<_> = used.difference(&served).collect();
+    assert!(
+        missing.is_empty(),
+        "used by the dashboard or alerts, not served: {missing:?}"
+    );
+    assert!(used.len() >= 15, "the dashboard and alerts use {used:?}");
+}
