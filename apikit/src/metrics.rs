@@ -100,7 +100,7 @@ async fn record(State(metrics): State<HttpMetrics>, request: Request, next: Next
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
     let labels = RequestLabels {
@@ -114,6 +114,22 @@ async fn record(State(metrics): State<HttpMetrics>, request: Request, next: Next
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// A method as a label value: HTTP accepts any token as a method, and each would be a series
+/// kept for the life of the process, so the unusual ones are one value.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// The registry as Prometheus text format.

@@ -18,6 +18,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -84,9 +85,20 @@ pub fn init_telemetry(service: &str) -> anyhow::Result<Telemetry> {
     let export = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service.to_owned())));
+    // Each layer filters for itself: RUST_LOG decides what is logged, not what is exported, and
+    // the exporter's own diagnostics (logged, so that a collector that cannot be reached is
+    // seen) are never exported, which would feed the exporter its own failures.
+    let export = export.map(|layer| {
+        let exported = Targets::new()
+            .with_default(LevelFilter::INFO)
+            .with_target("opentelemetry", LevelFilter::OFF)
+            .with_target("opentelemetry_sdk", LevelFilter::OFF)
+            .with_target("opentelemetry_otlp", LevelFilter::OFF)
+            .with_target("opentelemetry_http", LevelFilter::OFF);
+        layer.with_filter(exported)
+    });
     let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(fmt.with_filter(filter))
         .with(export)
         .try_init()
         .is_ok();
@@ -115,11 +127,16 @@ fn tracer_provider(service: &str) -> anyhow::Result<SdkTracerProvider> {
         .build())
 }
 
+/// Whether spans are exported.
+pub fn exporting() -> bool {
+    EXPORTING.get().copied().unwrap_or(false)
+}
+
 /// Makes `span` continue the trace of `parent` (a new trace without one) and returns the span
 /// context to send on as `traceparent`: the exported span's own when spans are exported, so
 /// that a trace viewer links the next hop to it; else a new span id of ours.
 pub fn continue_trace(span: &tracing::Span, parent: Option<TraceContext>) -> TraceContext {
-    if EXPORTING.get().copied().unwrap_or(false) {
+    if exporting() {
         let cx = match parent {
             Some(p) => opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
                 TraceId::from_bytes(p.trace_id.to_be_bytes()),

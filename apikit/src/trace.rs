@@ -60,10 +60,12 @@ impl TraceContext {
         }
     }
 
-    /// A new span in this trace, under this one.
+    /// A new span in this trace, under this one. Of the flags only "sampled" is passed on:
+    /// version 00 of the recommendation defines no other, and says to clear unknown ones.
     pub fn child(&self) -> TraceContext {
         TraceContext {
             span_id: nonzero(rand::random()),
+            flags: self.flags & 1,
             ..*self
         }
     }
@@ -123,8 +125,30 @@ pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
     );
     let context = crate::telemetry::continue_trace(&span, parent);
     span.record("trace_id", context.trace_id_hex());
+    let followed = parent.is_some() || crate::telemetry::exporting();
     request.extensions_mut().insert(context);
+    request
+        .extensions_mut()
+        .insert(FollowedTrace(followed.then_some(context)));
     next.run(request).instrument(span).await
+}
+
+/// The request's span context when someone follows its trace: the caller sent a `traceparent`,
+/// or spans are exported. What is kept for later (DTP stores it with a task) is only such a
+/// context: a trace nobody follows would cost every task its bytes for nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowedTrace(pub Option<TraceContext>);
+
+impl<S: Send + Sync> FromRequestParts<S> for FollowedTrace {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<FollowedTrace>()
+            .copied()
+            .unwrap_or(FollowedTrace(None)))
+    }
 }
 
 /// The current request's span context, to pass on to the services it calls.

@@ -7,9 +7,9 @@
 //! queue's, the same from every process. No label carries an id: queue and type names are
 //! what operators choose, and each label set is one series.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use apikit::metrics::{seconds_family, SecondsFamily};
@@ -81,6 +81,11 @@ pub struct DtpMetrics {
     queue_wait: SecondsFamily<QueueLabels>,
     run: SecondsFamily<TaskLabels>,
     slots: Family<StateLabels, Gauge>,
+    slots_busy: Gauge,
+    slots_free: Gauge,
+    /// Each queue and type's series, resolved once: the worker counts every attempt in them
+    /// without building label sets.
+    series: Arc<RwLock<HashMap<String, HashMap<String, TaskSeries>>>>,
     claim_seconds: Histogram,
     claim_batch_size: Histogram,
     rescued: Counter,
@@ -90,12 +95,16 @@ pub struct DtpMetrics {
 
 impl Default for DtpMetrics {
     fn default() -> Self {
+        let slots: Family<StateLabels, Gauge> = Family::default();
         DtpMetrics {
             created: Family::default(),
             attempts: Family::default(),
             queue_wait: seconds_family(),
             run: seconds_family(),
-            slots: Family::default(),
+            slots_busy: slots.get_or_create_owned(&StateLabels { state: "busy" }),
+            slots_free: slots.get_or_create_owned(&StateLabels { state: "free" }),
+            slots,
+            series: Arc::default(),
             claim_seconds: apikit::metrics::seconds_histogram(),
             claim_batch_size: Histogram::new([
                 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
@@ -197,21 +206,37 @@ impl DtpMetrics {
         self.attempts.get_or_create(&labels).inc_by(count);
     }
 
-    /// An attempt of `queue` started `waited` after its task was due.
-    pub fn attempt_started(&self, queue: &str, waited: Duration) {
-        let labels = QueueLabels {
+    /// The series of `queue` and `task_type`'s attempts (all seven outcomes start at zero).
+    pub fn task_series(&self, queue: &str, task_type: &str) -> TaskSeries {
+        let cached = self.series.read().ok().and_then(|series| {
+            series
+                .get(queue)
+                .and_then(|types| types.get(task_type))
+                .cloned()
+        });
+        if let Some(series) = cached {
+            return series;
+        }
+        let labels = task_labels(queue, task_type);
+        let attempt = |outcome| AttemptLabels {
             queue: queue.to_owned(),
+            r#type: task_type.to_owned(),
+            outcome: outcome_label(outcome),
         };
-        self.queue_wait
-            .get_or_create(&labels)
-            .observe(waited.as_secs_f64());
-    }
-
-    /// A handler returned after `ran`.
-    pub fn handler_returned(&self, queue: &str, task_type: &str, ran: Duration) {
-        self.run
-            .get_or_create(&task_labels(queue, task_type))
-            .observe(ran.as_secs_f64());
+        let series = TaskSeries {
+            queue_wait: self.queue_wait.get_or_create_owned(&QueueLabels {
+                queue: queue.to_owned(),
+            }),
+            run: self.run.get_or_create_owned(&labels),
+            attempts: OUTCOMES.map(|outcome| self.attempts.get_or_create_owned(&attempt(outcome))),
+        };
+        if let Ok(mut cache) = self.series.write() {
+            cache
+                .entry(queue.to_owned())
+                .or_default()
+                .insert(task_type.to_owned(), series.clone());
+        }
+        series
     }
 
     /// A claim statement took `took` and returned `taken` tasks.
@@ -226,22 +251,18 @@ impl DtpMetrics {
 
     /// A worker with `slots` slots started (`slots` > 0) or stopped (`slots` < 0).
     pub fn slots_added(&self, slots: i64) {
-        self.slot_gauge("free").inc_by(slots);
+        self.slots_free.inc_by(slots);
     }
 
     /// A slot was taken (`true`) or given back (`false`).
     pub fn slot_taken(&self, taken: bool) {
         let (from, to) = if taken {
-            ("free", "busy")
+            (&self.slots_free, &self.slots_busy)
         } else {
-            ("busy", "free")
+            (&self.slots_busy, &self.slots_free)
         };
-        self.slot_gauge(from).dec();
-        self.slot_gauge(to).inc();
-    }
-
-    fn slot_gauge(&self, state: &'static str) -> Gauge {
-        self.slots.get_or_create_owned(&StateLabels { state })
+        from.dec();
+        to.inc();
     }
 
     /// An expired lease of `queue`/`task_type` was rescued.
@@ -271,6 +292,45 @@ impl DtpMetrics {
     }
 }
 
+/// Every attempt outcome, in [`TaskSeries::attempts`]' order.
+const OUTCOMES: [AttemptOutcome; 7] = [
+    AttemptOutcome::Succeeded,
+    AttemptOutcome::Retry,
+    AttemptOutcome::Failed,
+    AttemptOutcome::Timeout,
+    AttemptOutcome::Lost,
+    AttemptOutcome::Canceled,
+    AttemptOutcome::Released,
+];
+
+/// One queue and type's attempt series (see [`DtpMetrics::task_series`]); cloning shares them.
+#[derive(Clone, Debug)]
+pub struct TaskSeries {
+    queue_wait: Histogram,
+    run: Histogram,
+    attempts: [Counter; 7],
+}
+
+impl TaskSeries {
+    /// An attempt started `waited` after its task was due.
+    pub fn attempt_started(&self, waited: Duration) {
+        self.queue_wait.observe(waited.as_secs_f64());
+    }
+
+    /// A handler returned after `ran`.
+    pub fn handler_returned(&self, ran: Duration) {
+        self.run.observe(ran.as_secs_f64());
+    }
+
+    /// An attempt ended with `outcome`.
+    pub fn attempt_ended(&self, outcome: AttemptOutcome) {
+        let index = OUTCOMES.iter().position(|o| *o == outcome);
+        if let Some(counter) = index.and_then(|i| self.attempts.get(i)) {
+            counter.inc();
+        }
+    }
+}
+
 fn task_labels(queue: &str, task_type: &str) -> TaskLabels {
     TaskLabels {
         queue: queue.to_owned(),
@@ -280,10 +340,12 @@ fn task_labels(queue: &str, task_type: &str) -> TaskLabels {
 
 /// How often, at most, the depth gauges are read from the database, whatever the scrape rate.
 const DEPTH_READ_EVERY: Duration = Duration::from_secs(1);
+/// Longest a scrape waits for the depth before answering with the last values.
+const DEPTH_READ_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The queue's depth as gauges: tasks per queue and state, and the age of each queue's oldest
 /// due PENDING task. Read from the database when a scrape finds them older than a second, by
-/// one scrape at a time (the others wait for it and answer with what it read).
+/// one scrape at a time (the others answer with the last values meanwhile).
 #[derive(Clone, Debug)]
 pub struct DepthGauges {
     pool: PgPool,
@@ -291,6 +353,7 @@ pub struct DepthGauges {
     oldest_pending: Family<QueueLabels, Gauge<f64, AtomicU64>>,
     reads: Counter,
     read_failures: Counter,
+    last_read_at: Gauge<f64, AtomicU64>,
     last_read: Arc<Mutex<LastRead>>,
 }
 
@@ -312,6 +375,7 @@ impl DepthGauges {
             oldest_pending: Family::default(),
             reads: Counter::default(),
             read_failures: Counter::default(),
+            last_read_at: Gauge::default(),
             last_read: Arc::new(Mutex::new(LastRead::default())),
         };
         registry.register(
@@ -331,31 +395,50 @@ impl DepthGauges {
         );
         registry.register(
             "dtp_depth_read_failures",
-            "Reads of the depth gauges that failed; the gauges keep the last values read",
+            "Reads of the depth gauges that failed or took over 2 s; the gauges keep the last values read",
             gauges.read_failures.clone(),
+        );
+        registry.register(
+            "dtp_depth_last_read_timestamp_seconds",
+            "When the depth gauges were last read from the database (Unix time; 0: never)",
+            gauges.last_read_at.clone(),
         );
         gauges
     }
 
-    /// Reads the depth again unless it was read less than a second ago. A failed read is
-    /// counted and logged; the gauges keep their last values and the scrape goes on, so that
-    /// the process's own counters are still seen while the database is down.
+    /// Reads the depth again unless it was read less than a second ago, or another scrape is
+    /// reading it now (this one then answers with the last values). A read that fails or takes
+    /// longer than [`DEPTH_READ_PATIENCE`] is counted and logged; the gauges keep their last
+    /// values (`dtp_depth_last_read_timestamp_seconds` says how old) and the scrape goes on, so
+    /// that the process's own counters are still seen, and soon, while the database is down.
     pub async fn refresh(&self) {
-        let mut last = self.last_read.lock().await;
+        let Ok(mut last) = self.last_read.try_lock() else {
+            return;
+        };
         if last.at.is_some_and(|at| at.elapsed() < DEPTH_READ_EVERY) {
             return;
         }
         // Counted as the read starts, so that a failed or slow read also waits its second.
         last.at = Some(Instant::now());
         self.reads.inc();
-        let queues = match queue::queues(&self.pool).await {
-            Ok(queues) => queues,
-            Err(e) => {
+        let read = tokio::time::timeout(DEPTH_READ_PATIENCE, queue::queues(&self.pool)).await;
+        let queues = match read {
+            Ok(Ok(queues)) => queues,
+            Ok(Err(e)) => {
                 self.read_failures.inc();
                 tracing::warn!(error = %e, "metrics: reading the queue depth failed; the gauges keep their last values");
                 return;
             }
+            Err(_) => {
+                self.read_failures.inc();
+                tracing::warn!(patience = ?DEPTH_READ_PATIENCE, "metrics: reading the queue depth took too long; the gauges keep their last values");
+                return;
+            }
         };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_read_at.set(now);
         let (mut tasks, mut names) = (HashSet::new(), HashSet::new());
         for q in queues {
             let c = &q.counts;

@@ -643,3 +643,53 @@ async fn a_stored_status_the_code_does_not_know_is_an_error_not_another_state() 
     assert_problem(read, StatusCode::INTERNAL_SERVER_ERROR).await;
     assert_problem(cancel, StatusCode::INTERNAL_SERVER_ERROR).await;
 }
+
+#[tokio::test]
+async fn a_create_with_a_traceparent_stores_its_own_span_in_that_trace_and_one_without_stores_none()
+{
+    let app = api_only_with(|_| {}).await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = app
+        .client
+        .post(app.url("/tasks"))
+        .header("traceparent", incoming)
+        .json(&json!({"type": "noop"}))
+        .sent()
+        .await;
+    assert_eq!(traced.status(), StatusCode::CREATED);
+    let traced: common::TaskView = traced.json().await.expect("task");
+    let untraced = app.create(json!({"type": "noop"})).await;
+    let invalid = app
+        .client
+        .post(app.url("/tasks"))
+        .header(
+            "traceparent",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        )
+        .json(&json!({"type": "noop"}))
+        .sent()
+        .await;
+    assert_eq!(
+        invalid.status(),
+        StatusCode::CREATED,
+        "an invalid traceparent is ignored"
+    );
+    let invalid: common::TaskView = invalid.json().await.expect("task");
+
+    let stored = |id: i64| {
+        sqlx::query_scalar::<_, Option<String>>("select traceparent from tasks where id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+    };
+    let kept = stored(traced.id).await.expect("read").expect("stored");
+    assert!(
+        kept.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{kept}"
+    );
+    assert!(
+        !kept.contains("00f067aa0ba902b7"),
+        "DTP's own span, not the caller's"
+    );
+    assert_eq!(stored(untraced.id).await.expect("read"), None);
+    assert_eq!(stored(invalid.id).await.expect("read"), None);
+}

@@ -151,6 +151,28 @@ async fn lease_renewal_only_extends_leases_still_held_at_that_attempt() {
 }
 
 #[tokio::test]
+async fn renewal_calls_a_deleted_task_lost_not_busy() {
+    let app = QueueDb::new().await;
+    let id = app.enqueue(0).await;
+    let claimed = claim(&app.pool, "w", 1, LEASE).await.remove(0);
+    app.cancel(id).await;
+    sqlx::query("delete from tasks where id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .expect("delete");
+
+    let renewed = queue::renew_leases(&app.pool, &[(TaskId(id), claimed.fence())], LEASE)
+        .await
+        .expect("renew");
+
+    assert!(
+        renewed.renewed.is_empty() && renewed.busy.is_empty(),
+        "{renewed:?}"
+    );
+}
+
+#[tokio::test]
 async fn renewal_skips_a_task_another_transaction_is_writing_and_does_not_call_it_lost() {
     let app = QueueDb::new().await;
     let (free, locked) = (app.enqueue(0).await, app.enqueue(0).await);

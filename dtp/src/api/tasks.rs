@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{ApiError, AppState};
 use crate::queue::{self, CancelOutcome, Enqueued, NewTask, TaskId};
-use apikit::trace::TraceContext;
+use apikit::trace::FollowedTrace;
 use apikit::{ApiJson, ApiJsonList, WithId};
 
 /// Allowed `priority`.
@@ -108,11 +108,11 @@ pub(super) fn router() -> Router<AppState> {
     ))]
 async fn create(
     State(state): State<AppState>,
-    trace: TraceContext,
+    FollowedTrace(trace): FollowedTrace,
     ApiJson(request): ApiJson<CreateTask>,
 ) -> Result<Response, ApiError> {
     let task = NewTask {
-        traceparent: Some(trace.to_string()),
+        traceparent: trace.map(|t| t.to_string()),
         ..validate(request, &state)?
     };
     let mut conn = state.pool.acquire().await?;
@@ -146,7 +146,7 @@ async fn create(
     ))]
 async fn create_batch(
     State(state): State<AppState>,
-    trace: TraceContext,
+    FollowedTrace(trace): FollowedTrace,
     ApiJsonList(requests): ApiJsonList<CreateTask>,
 ) -> Result<Response, ApiError> {
     if requests.is_empty() || requests.len() > MAX_BATCH {
@@ -155,12 +155,13 @@ async fn create_batch(
             requests.len()
         )));
     }
+    let traceparent = trace.map(|t| t.to_string());
     let tasks = requests
         .into_iter()
         .enumerate()
         .map(|(i, request)| {
             let task = validate(request, &state).map_err(|e| at_index(i, e))?;
-            let traceparent = Some(trace.to_string());
+            let traceparent = traceparent.clone();
             Ok(NewTask {
                 traceparent,
                 ..task

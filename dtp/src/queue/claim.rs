@@ -473,23 +473,33 @@ pub async fn renew_leases(
     let attempts: Vec<i32> = held.iter().map(|(_, f)| f.attempt).collect();
     let tokens: Vec<i64> = held.iter().map(|(_, f)| f.claim_token).collect();
     let fenced = Fence::sql("t", "held.attempt", "held.token");
+    // `free`: the attempts still ours whose rows nobody else is writing, locked as an UPDATE of
+    // non-key columns locks them (so not against the key-share locks of attempt-history
+    // inserts). An attempt still ours in this statement's snapshot but whose row another
+    // transaction holds is busy; one no longer ours (or whose task is gone) is neither.
     let rows: Vec<(i64, i32, i64, bool)> = sqlx::query_as(&format!(
         r#"
-        with free as (
-            select id from tasks where id = any($1) order by id for update skip locked
+        with held as (
+            select * from unnest($1::bigint[], $2::integer[], $3::bigint[])
+                as held(id, attempt, token)
+        ),
+        free as (
+            select t.id from tasks t join held on t.id = held.id
+            where {fenced}
+            order by t.id
+            for no key update of t skip locked
         ),
         renewed as (
             update tasks t
             set lease_expires_at = now() + $4 * interval '1 millisecond'
-            from unnest($1::bigint[], $2::integer[], $3::bigint[]) as held(id, attempt, token)
-            where t.id = held.id and t.id in (select id from free) and {fenced}
+            where t.id in (select id from free)
             returning t.id, t.attempt_count, t.claim_token
         )
         select id, attempt_count, claim_token, true from renewed
         union all
-        select held.id, held.attempt, held.token, false
-        from unnest($1::bigint[], $2::integer[], $3::bigint[]) as held(id, attempt, token)
+        select held.id, held.attempt, held.token, false from held
         where held.id not in (select id from free)
+          and exists (select 1 from tasks t where t.id = held.id and {fenced})
         "#
     ))
     .bind(&ids)

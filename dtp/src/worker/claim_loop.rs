@@ -133,13 +133,12 @@ async fn claim_and_start(
             tracing::error!(task_id = task.id, "claimed a task without a free slot");
             continue;
         };
-        state.metrics.slot_taken(true);
         state.executions.spawn(executor::execute(
             state.clone(),
             completer.clone(),
             task,
             sent,
-            executor::Started::ByClaimLoop(slot),
+            executor::Started::ByClaimLoop(executor::Slot::taken(slot, state)),
         ));
     }
     Ok((count, claimed.limited_queues))

@@ -6,10 +6,11 @@
 //! for its outcome to be written before it lets go of the task, but the task's slot is already
 //! free, so claiming does not wait for the database.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::AttemptOutcome;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -30,12 +31,13 @@ const WRITE_ATTEMPTS: u32 = 5;
 /// Longest pause between attempts at writing a batch.
 const MAX_WRITE_PAUSE: Duration = Duration::from_secs(5);
 
-/// One success waiting to be written; `written` says whether its fence held.
+/// One success waiting to be written; `written` says what was written: the success, a
+/// failure naming why its result could not be stored, or nothing (its fence did not hold).
 struct Completion {
     id: TaskId,
     fence: Fence,
     result: Value,
-    written: oneshot::Sender<bool>,
+    written: oneshot::Sender<Option<AttemptOutcome>>,
 }
 
 /// The sending side, held by executors.
@@ -59,9 +61,15 @@ impl Completer {
         (Completer { tx }, handle)
     }
 
-    /// Queues a success and waits until it is written. `false` when the fence did not hold
-    /// (canceled or rescued meanwhile) or the database stayed unreachable.
-    pub(super) async fn complete(&self, id: TaskId, fence: Fence, result: Value) -> bool {
+    /// Queues a success and waits until it is written: the outcome recorded for the attempt,
+    /// `None` when the fence did not hold (canceled or rescued meanwhile) or the worker is
+    /// stopping.
+    pub(super) async fn complete(
+        &self,
+        id: TaskId,
+        fence: Fence,
+        result: Value,
+    ) -> Option<AttemptOutcome> {
         let (written, answer) = oneshot::channel();
         let queued = self.tx.send(Completion {
             id,
@@ -69,7 +77,10 @@ impl Completer {
             result,
             written,
         });
-        queued.is_ok() && answer.await.unwrap_or(false)
+        if queued.is_err() {
+            return None;
+        }
+        answer.await.ok().flatten()
     }
 }
 
@@ -127,42 +138,38 @@ async fn write(conn: &mut DedicatedConnection, batch: Vec<Completion>, stop: &Ca
         })
         .unzip();
     let written = write_until_stored(conn, &done, stop).await;
-    for (id, attempt, ack) in waiting {
-        let held = written.contains(&id);
-        if held {
-            tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
-        } else {
-            tracing::info!(task_id = %id, attempt, "success not recorded: task was canceled or rescued, or the worker is stopping");
-        }
-        let _ = ack.send(held);
+    for (id, _, ack) in waiting {
+        let _ = ack.send(written.get(&id).copied());
     }
 }
 
 /// Writes `done`, retrying while the database is unreachable or busy (the executors keep their
 /// leases renewed meanwhile) until it succeeds or the worker stops. A batch the database refuses
 /// as data is split until the refused success stands alone; that one is recorded as a failed
-/// attempt saying why, so one bad row never costs the others their success. Returns the tasks
-/// recorded SUCCEEDED.
+/// attempt saying why, so one bad row never costs the others their success. Returns what was
+/// recorded, by task.
 async fn write_until_stored(
     conn: &mut DedicatedConnection,
     done: &[(TaskId, Fence, Value)],
     stop: &CancellationToken,
-) -> HashSet<TaskId> {
+) -> HashMap<TaskId, AttemptOutcome> {
     let mut pending = vec![done];
-    let mut written = HashSet::new();
+    let mut written = HashMap::new();
     let mut patience = Patience::new();
     while let Some(part) = pending.pop() {
         match conn
             .run(async |db| queue::mark_succeeded_many(db, part).await)
             .await
         {
-            Ok(ids) => written.extend(ids),
+            Ok(ids) => written.extend(ids.into_iter().map(|id| (id, AttemptOutcome::Succeeded))),
             Err(e) if apikit::db::is_invalid_data(&e) && part.len() > 1 => {
                 let (left, right) = part.split_at(part.len() / 2);
                 pending.extend([left, right]);
             }
             Err(e) if apikit::db::is_invalid_data(&e) => {
-                record_unstorable(conn, &part[0], &e, stop).await;
+                if record_unstorable(conn, &part[0], &e, stop).await {
+                    written.insert(part[0].0, AttemptOutcome::Failed);
+                }
             }
             Err(e) => {
                 if !patience.failed(&e, stop) {
@@ -181,13 +188,13 @@ async fn write_until_stored(
 
 /// Records the attempt of a success whose result the database refused as a permanent failure
 /// naming the refusal, retrying like a batch (while the database is unreachable or busy, until
-/// the worker stops).
+/// the worker stops). Whether the failure was recorded (its fence held).
 async fn record_unstorable(
     conn: &mut DedicatedConnection,
     (id, fence, _): &(TaskId, Fence, Value),
     refusal: &sqlx::Error,
     stop: &CancellationToken,
-) {
+) -> bool {
     let error = format!("the result could not be stored: {refusal}");
     let mut patience = Patience::new();
     loop {
@@ -205,15 +212,15 @@ async fn record_unstorable(
             })
             .await;
         let e = match recorded {
-            Ok(_) => {
+            Ok(recorded) => {
                 tracing::warn!(task_id = %id, attempt = fence.attempt, error, "result refused by the database: attempt failed");
-                return;
+                return recorded.is_some();
             }
             Err(e) => e,
         };
         if !patience.failed(&e, stop) {
             tracing::error!(task_id = %id, error = %e, "could not record a refused result; the task will be rescued");
-            return;
+            return false;
         }
         patience.pause(stop).await;
     }

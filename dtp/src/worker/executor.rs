@@ -56,6 +56,32 @@ const RECORD_ATTEMPTS: u32 = 5;
 /// Longest pause between attempts at recording an outcome.
 const MAX_RECORD_PAUSE: Duration = Duration::from_secs(5);
 
+/// One of the worker's concurrency slots, held by an execution: counted busy until it is
+/// dropped, which also wakes the claim loop. Dropped however the execution ends (a panic too).
+pub(super) struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    state: Arc<WorkerState>,
+}
+
+impl Slot {
+    pub(super) fn taken(permit: OwnedSemaphorePermit, state: &Arc<WorkerState>) -> Slot {
+        state.metrics.slot_taken(true);
+        Slot {
+            permit: Some(permit),
+            state: state.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Given back before the claim loop is woken, so that it finds the slot free.
+        drop(self.permit.take());
+        self.state.metrics.slot_taken(false);
+        self.state.slot_freed.notify_one();
+    }
+}
+
 /// Who started an execution, which decides how long its success may wait to be written.
 pub(super) enum Started {
     /// The claim loop of `Worker::run`, in one of its concurrency slots. The slot is given back
@@ -63,7 +89,7 @@ pub(super) enum Started {
     /// next task meanwhile. The heartbeat renews the lease until the outcome is written, also
     /// after an outage longer than the lease (nobody rescues before the server has been back a
     /// lease), so the success waits until written or the worker stops.
-    ByClaimLoop(OwnedSemaphorePermit),
+    ByClaimLoop(Slot),
     /// `Worker::run_once`: nothing renews the lease, so the success waits only while the claim's
     /// lease is surely ours; after that the task is the rescuer's.
     Once,
@@ -82,7 +108,9 @@ pub(super) async fn execute(
     let span = tracing::info_span!("attempt", trace_id = tracing::field::Empty);
     let parent = task.traceparent.as_deref().and_then(TraceContext::parse);
     let trace = apikit::continue_trace(&span, parent);
-    span.record("trace_id", trace.trace_id_hex());
+    if !span.is_disabled() {
+        span.record("trace_id", trace.trace_id_hex());
+    }
     run_attempt(state, completer, task, claimed_at, started, trace)
         .instrument(span)
         .await;
@@ -102,39 +130,39 @@ async fn run_attempt(
     tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %state.config.worker_id, "task claimed");
     let abort = state.abort_all.child_token();
     state.running.insert(id, fence, abort.clone(), claimed_at);
-    let (metrics, queue) = (&state.metrics, task.queue.clone());
-    let task_type = task.task_type.clone();
-    metrics.attempt_started(
-        &queue,
-        Duration::from_secs_f64(task.queue_wait_seconds.max(0.0)),
-    );
+    let series = state.metrics.task_series(&task.queue, &task.task_type);
+    series.attempt_started(Duration::from_secs_f64(task.queue_wait_seconds.max(0.0)));
     let handler_started = Instant::now();
     let outcome = run_handler(&state, task, abort, trace).await;
     if matches!(
         outcome,
         Outcome::Succeeded(_) | Outcome::Ended(Ending::Failed { .. })
     ) {
-        metrics.handler_returned(&queue, &task_type, handler_started.elapsed());
+        series.handler_returned(handler_started.elapsed());
     }
     let renewed = match started {
         Started::ByClaimLoop(slot) => {
             drop(slot);
-            metrics.slot_taken(false);
-            state.slot_freed.notify_one();
             true
         }
         Started::Once => false,
     };
     let written = match outcome {
-        Outcome::Succeeded(result) if renewed => completer
-            .complete(id, fence, result)
-            .await
-            .then_some(AttemptOutcome::Succeeded),
+        Outcome::Succeeded(result) if renewed => {
+            let written = completer.complete(id, fence, result).await;
+            log_success(id, attempt, written);
+            written
+        }
         Outcome::Succeeded(result) => {
             // The fence keeps the write out if it lands after a rescue.
             tokio::select! {
-                written = completer.complete(id, fence, result) => written.then_some(AttemptOutcome::Succeeded),
+                written = completer.complete(id, fence, result) => {
+                    log_success(id, attempt, written);
+                    written
+                }
                 _ = state.running.lapsed(id, fence) => {
+                    // Queued, it may still be written; not counted here then (metrics may
+                    // undercount, never overcount).
                     tracing::warn!(task_id = %id, attempt, "success not recorded before the claim's lease lapsed; the task will be rescued");
                     None
                 }
@@ -143,11 +171,25 @@ async fn run_attempt(
         Outcome::Ended(ending) => record_until_written(&state, id, fence, ending).await,
     };
     if let Some(outcome) = written {
-        metrics.attempt_ended(&queue, &task_type, outcome);
+        series.attempt_ended(outcome);
     }
     // The lease is renewed until here, so an outcome that waits for the database to come back
     // is still ours to write when it does.
     state.running.remove(id, fence);
+}
+
+/// The log line of a success handed to the completer, in the attempt's span.
+fn log_success(id: TaskId, attempt: i32, written: Option<AttemptOutcome>) {
+    match written {
+        Some(AttemptOutcome::Succeeded) => {
+            tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
+        }
+        // The completer logged why the result could not be stored.
+        Some(_) => {}
+        None => {
+            tracing::info!(task_id = %id, attempt, "success not recorded: task was canceled or rescued, or the worker is stopping");
+        }
+    }
 }
 
 /// How long an aborted handler may take to stop at its next await point before the worker

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::DedicatedConnection;
 use super::state::WorkerState;
-use crate::queue;
+use crate::queue::{self, TaskId};
 
 /// How often renewal is retried while the server says it is down: when it is back, held leases
 /// are renewed (and claims it lost in the crash found out) before other workers, reconnecting
@@ -62,6 +62,10 @@ pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
     }
     conn.close().await;
 }
+
+/// How often, and after what pause, a round asks again about rows another transaction held.
+const BUSY_RETRIES: usize = 3;
+const BUSY_PAUSE: Duration = Duration::from_millis(20);
 
 /// How a round of renewal went.
 enum Renewal {
@@ -111,6 +115,32 @@ async fn renew(state: &WorkerState, conn: &mut DedicatedConnection) -> Renewal {
         match &outcome {
             Err(e) if apikit::db::is_unavailable(e) && !apikit::db::is_server_down(e) => continue,
             _ => break,
+        }
+    }
+    if let Ok(answer) = &mut outcome {
+        // Rows another transaction was writing (the completer, a cancel) are asked about again
+        // shortly, within this round: a lease must not go a whole round unrenewed because of a
+        // lock held for milliseconds.
+        for _ in 0..BUSY_RETRIES {
+            if answer.busy.is_empty() {
+                break;
+            }
+            tokio::time::sleep(BUSY_PAUSE).await;
+            let busy: HashSet<TaskId> = answer.busy.iter().copied().collect();
+            let again: Vec<_> = held
+                .iter()
+                .filter(|(id, _)| busy.contains(id))
+                .copied()
+                .collect();
+            let remaining = config.heartbeat_interval.saturating_sub(sent.elapsed());
+            let asked = conn
+                .run_within(remaining, async |db| {
+                    queue::renew_leases(db, &again, config.lease).await
+                })
+                .await;
+            let Ok(again) = asked else { break };
+            answer.renewed.extend(again.renewed);
+            answer.busy = again.busy;
         }
     }
     match outcome {

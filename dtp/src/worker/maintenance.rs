@@ -219,6 +219,7 @@ impl Maintenance {
                     .run(async |db| queue::prune(db, status, period, PRUNE_BATCH).await)
                     .await?;
                 deleted += pruned;
+                self.metrics.tasks_pruned(pruned);
                 if pruned < u64::try_from(PRUNE_BATCH).unwrap_or(u64::MAX)
                     || started.elapsed() > PRUNE_BUDGET
                 {
@@ -226,7 +227,6 @@ impl Maintenance {
                 }
             }
         }
-        self.metrics.tasks_pruned(deleted);
         if deleted > 0 {
             tracing::info!(deleted, "finished tasks past their retention deleted");
         }
