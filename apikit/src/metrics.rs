@@ -57,34 +57,59 @@ struct RequestLabels {
     status: String,
 }
 
-/// What every route of a service records: requests answered and how long they took.
+/// Calls counted and timed under the same labels: a counter `{stem}s_total` and a histogram
+/// `{stem}_duration_seconds` (requests a service answered, calls it made).
 #[derive(Clone, Debug)]
-pub struct HttpMetrics {
-    requests: Family<RequestLabels, Counter>,
-    seconds: SecondsFamily<RequestLabels>,
+pub struct CountedCalls<L> {
+    count: Family<L, Counter>,
+    seconds: SecondsFamily<L>,
 }
 
-impl Default for HttpMetrics {
+impl<L: Clone + std::hash::Hash + Eq> Default for CountedCalls<L> {
     fn default() -> Self {
-        HttpMetrics {
-            requests: Family::default(),
+        CountedCalls {
+            count: Family::default(),
             seconds: seconds_family(),
         }
     }
 }
 
+impl<L> CountedCalls<L>
+where
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+{
+    /// Registers `{stem}s_total` (`counted` is its help) and `{stem}_duration_seconds`
+    /// (`timed`).
+    pub fn register(&self, registry: &mut Registry, stem: &str, counted: &str, timed: &str) {
+        registry.register(format!("{stem}s"), counted, self.count.clone());
+        registry.register(
+            format!("{stem}_duration_seconds"),
+            timed,
+            self.seconds.clone(),
+        );
+    }
+
+    /// A call labelled `labels` took `took`.
+    pub fn record(&self, labels: &L, took: std::time::Duration) {
+        self.count.get_or_create(labels).inc();
+        self.seconds
+            .get_or_create(labels)
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// What every route of a service records: requests answered and how long they took.
+#[derive(Clone, Debug, Default)]
+pub struct HttpMetrics(CountedCalls<RequestLabels>);
+
 impl HttpMetrics {
     /// Registers `{service}_http_requests_total` and `{service}_http_request_duration_seconds`.
     pub fn register(&self, registry: &mut Registry, service: &str) {
-        registry.register(
-            format!("{service}_http_requests"),
+        self.0.register(
+            registry,
+            &format!("{service}_http_request"),
             "HTTP requests answered, by route template, method and status code",
-            self.requests.clone(),
-        );
-        registry.register(
-            format!("{service}_http_request_duration_seconds"),
             "Time from a request's arrival to its answer, by route template, method and status code",
-            self.seconds.clone(),
         );
     }
 
@@ -108,11 +133,7 @@ async fn record(State(metrics): State<HttpMetrics>, request: Request, next: Next
         method,
         status: response.status().as_u16().to_string(),
     };
-    metrics.requests.get_or_create(&labels).inc();
-    metrics
-        .seconds
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    metrics.0.record(&labels, started.elapsed());
     response
 }
 

@@ -7,13 +7,11 @@
 use std::time::{Duration, Instant};
 
 use apikit::auth::Secret;
-use apikit::metrics::{seconds_family, SecondsFamily};
+use apikit::metrics::CountedCalls;
 use apikit::trace::TRACEPARENT;
 use apikit::Caller;
 use common::{Attempt, AttemptList, CreateTask, Problem, TaskPage, TaskView};
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -64,33 +62,17 @@ struct CallLabels {
 }
 
 /// Calls to DTP: how many, and how long each took, per operation and outcome.
-#[derive(Clone, Debug)]
-pub struct DtpCallMetrics {
-    calls: Family<CallLabels, Counter>,
-    seconds: SecondsFamily<CallLabels>,
-}
-
-impl Default for DtpCallMetrics {
-    fn default() -> Self {
-        DtpCallMetrics {
-            calls: Family::default(),
-            seconds: seconds_family(),
-        }
-    }
-}
+#[derive(Clone, Debug, Default)]
+pub struct DtpCallMetrics(CountedCalls<CallLabels>);
 
 impl DtpCallMetrics {
     /// Registers `taskpilot_dtp_requests_total` and `taskpilot_dtp_request_duration_seconds`.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "taskpilot_dtp_requests",
+        self.0.register(
+            registry,
+            "taskpilot_dtp_request",
             "Calls to DTP, by operation and outcome (ok, not_found, conflict, rejected, bad_body, upstream, unreachable, timed_out)",
-            self.calls.clone(),
-        );
-        registry.register(
-            "taskpilot_dtp_request_duration_seconds",
             "Time a call to DTP took, by operation and outcome",
-            self.seconds.clone(),
         );
     }
 
@@ -105,11 +87,7 @@ impl DtpCallMetrics {
             Err(Error::Unreachable(_)) => "unreachable",
             Err(Error::TimedOut(_)) => "timed_out",
         };
-        let labels = CallLabels { operation, outcome };
-        self.calls.get_or_create(&labels).inc();
-        self.seconds
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
+        self.0.record(&CallLabels { operation, outcome }, took);
     }
 }
 
