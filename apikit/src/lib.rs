@@ -33,7 +33,7 @@ pub use extract::{
 use health::health_router;
 pub use peer_body::{read_at_most, PeerBody};
 pub use request_id::{with_request_id, Caller, RequestId, REQUEST_ID_HEADER};
-pub use server::{run_binary, HttpServer};
+pub use server::{run_binary, run_service, HttpServer};
 pub use shutdown::cancel_on_signals;
 pub use telemetry::{continue_trace, init_telemetry, Telemetry};
 

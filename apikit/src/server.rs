@@ -41,9 +41,8 @@ impl HttpServer {
     }
 }
 
-/// A service binary's `main`: parse the configuration (flags, then environment), start logging
-/// (and span export),
-/// `build` the app, and `run` it until SIGTERM or SIGINT.
+/// A service binary's `main`: parse the configuration (flags, then environment), then
+/// [`run_service`].
 pub async fn run_binary<C, A, Built, Ran>(
     build: impl FnOnce(C) -> Built,
     run: impl FnOnce(A, CancellationToken) -> Ran,
@@ -53,9 +52,23 @@ where
     Built: std::future::Future<Output = anyhow::Result<A>>,
     Ran: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let config = C::parse();
     let service = <C as clap::CommandFactory>::command().get_name().to_owned();
-    let _telemetry = crate::init_telemetry(&service)?;
+    run_service(&service, C::parse(), build, run).await
+}
+
+/// Serves `config` as `service`: start logging (and span export), `build` the app, and `run` it
+/// until SIGTERM or SIGINT.
+pub async fn run_service<C, A, Built, Ran>(
+    service: &str,
+    config: C,
+    build: impl FnOnce(C) -> Built,
+    run: impl FnOnce(A, CancellationToken) -> Ran,
+) -> anyhow::Result<()>
+where
+    Built: std::future::Future<Output = anyhow::Result<A>>,
+    Ran: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let _telemetry = crate::init_telemetry(service)?;
     let app = build(config).await?;
     let shutdown = CancellationToken::new();
     crate::cancel_on_signals(shutdown.clone());

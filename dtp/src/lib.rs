@@ -30,6 +30,7 @@
 pub mod api;
 pub mod app;
 pub mod cadence;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod handlers;

@@ -1,0 +1,385 @@
+//! `dtp tasks …`.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use common::{AttemptList, BatchCreated, CreateTask, TaskPage, TaskStatus, TaskView};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::output::{clip, or_dash, print, record, table};
+use super::{CliError, Client, Exit};
+
+/// Tasks per request of `tasks import` (the API's batch limit).
+const IMPORT_BATCH: usize = 1000;
+/// Batches `tasks import` keeps in flight.
+const IMPORT_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// A page of tasks, newest first, with the filters of GET /tasks.
+    List {
+        /// Only tasks in this state (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only tasks of this type.
+        #[arg(long = "type")]
+        task_type: Option<String>,
+        /// Only tasks in this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only tasks whose last error contains this text.
+        #[arg(long)]
+        error: Option<String>,
+        /// Page size (1 to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only tasks older than this id (the `nextAfter` of the page before).
+        #[arg(long)]
+        after: Option<i64>,
+    },
+    /// One task.
+    Get {
+        /// Task id.
+        id: i64,
+    },
+    /// Creates a task.
+    Create {
+        /// Its type (a handler DTP knows).
+        #[arg(long = "type")]
+        task_type: String,
+        /// Its payload, as JSON.
+        #[arg(long, default_value = "null")]
+        payload: String,
+        /// Its queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Higher runs first.
+        #[arg(long)]
+        priority: Option<i32>,
+        /// Attempts allowed.
+        #[arg(long)]
+        max_attempts: Option<i32>,
+        /// Not before this time (RFC 3339).
+        #[arg(long)]
+        run_at: Option<DateTime<Utc>>,
+        /// A key that makes a repeat of this request return the same task.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Cancels a PENDING or RUNNING task.
+    Cancel {
+        /// Task id.
+        id: i64,
+    },
+    /// Makes a FAILED or CANCELED task PENDING again.
+    Retry {
+        /// Task id.
+        id: i64,
+    },
+    /// A task's attempts, oldest first.
+    Attempts {
+        /// Task id.
+        id: i64,
+    },
+    /// Waits until a task is finished; the exit code says how it ended (0 SUCCEEDED,
+    /// 4 FAILED, 5 CANCELED, 6 still running when the timeout ran out).
+    Wait {
+        /// Task id.
+        id: i64,
+        /// Longest wait, in seconds (none: until it ends).
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Pause between looks, in milliseconds.
+        #[arg(long, default_value_t = 250)]
+        interval_ms: u64,
+    },
+    /// Creates the tasks of a file of create requests, one JSON object a line, in batches
+    /// (a progress bar on stderr); stops at the first batch DTP refuses, naming its line.
+    Import {
+        /// The file (`-` for standard input).
+        file: PathBuf,
+    },
+}
+
+pub async fn run(client: &Client, json: bool, command: TasksCommand) -> Result<Exit, CliError> {
+    match command {
+        TasksCommand::List {
+            status,
+            task_type,
+            queue,
+            error,
+            limit,
+            after,
+        } => {
+            let mut query = vec![("limit", limit.to_string())];
+            let filters = [
+                ("status", status),
+                ("type", task_type),
+                ("queue", queue),
+                ("lastErrorContains", error),
+                ("after", after.map(|a| a.to_string())),
+            ];
+            query.extend(
+                filters
+                    .into_iter()
+                    .filter_map(|(name, value)| value.map(|v| (name, v))),
+            );
+            let page: TaskPage = client.get("/tasks", &query).await?;
+            print(json, &page, |page| {
+                let mut rows = table(&[
+                    "id",
+                    "type",
+                    "queue",
+                    "status",
+                    "attempts",
+                    "created",
+                    "last error",
+                ]);
+                for task in &page.tasks {
+                    rows.add_row(vec![
+                        task.id.to_string(),
+                        task.task_type.clone(),
+                        task.queue.clone(),
+                        task.status.as_str().to_owned(),
+                        format!("{}/{}", task.attempt_count, task.max_attempts),
+                        task.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        or_dash(task.last_error.as_deref().map(|e| clip(e, 60))),
+                    ]);
+                }
+                rows
+            });
+            if !json {
+                if let Some(next) = page.next_after {
+                    eprintln!("more: --after {next}");
+                }
+            }
+            Ok(Exit::Done)
+        }
+        TasksCommand::Get { id } => {
+            let task: TaskView = client.get(&format!("/tasks/{id}"), &[]).await?;
+            print(json, &task, task_record);
+            Ok(Exit::Done)
+        }
+        TasksCommand::Create {
+            task_type,
+            payload,
+            queue,
+            priority,
+            max_attempts,
+            run_at,
+            idempotency_key,
+        } => {
+            let payload: Value = serde_json::from_str(&payload)
+                .map_err(|e| CliError::Input(format!("--payload is not JSON: {e}")))?;
+            let request = CreateTask {
+                queue,
+                priority,
+                max_attempts,
+                run_at,
+                idempotency_key,
+                ..CreateTask::new(task_type, payload)
+            };
+            let task: TaskView = client.send(Method::POST, "/tasks", Some(&request)).await?;
+            print(json, &task, task_record);
+            Ok(Exit::Done)
+        }
+        TasksCommand::Cancel { id } => {
+            let path = format!("/tasks/{id}/cancel");
+            let task: TaskView = client.send(Method::PUT, &path, None::<&()>).await?;
+            print(json, &task, task_record);
+            Ok(Exit::Done)
+        }
+        TasksCommand::Retry { id } => {
+            let path = format!("/tasks/{id}/retry");
+            let task: TaskView = client.send(Method::POST, &path, None::<&()>).await?;
+            print(json, &task, task_record);
+            Ok(Exit::Done)
+        }
+        TasksCommand::Attempts { id } => {
+            let list: AttemptList = client.get(&format!("/tasks/{id}/attempts"), &[]).await?;
+            print(json, &list, |list| {
+                let mut rows = table(&["attempt", "worker", "started", "ms", "outcome", "error"]);
+                for a in &list.attempts {
+                    rows.add_row(vec![
+                        a.attempt.to_string(),
+                        or_dash(a.worker_id.as_deref()),
+                        or_dash(a.started_at.map(|t| t.format("%H:%M:%S%.3f"))),
+                        or_dash(a.duration_ms),
+                        or_dash(a.outcome.map(|o| format!("{o:?}").to_uppercase())),
+                        or_dash(a.error.as_deref().map(|e| clip(e, 60))),
+                    ]);
+                }
+                rows
+            });
+            Ok(Exit::Done)
+        }
+        TasksCommand::Wait {
+            id,
+            timeout,
+            interval_ms,
+        } => wait(client, json, id, timeout, interval_ms).await,
+        TasksCommand::Import { file } => import(client, json, &file).await,
+    }
+}
+
+fn task_record(task: &TaskView) -> comfy_table::Table {
+    let time = |t: Option<DateTime<Utc>>| or_dash(t.map(|t| t.to_rfc3339()));
+    record(vec![
+        ("id", task.id.to_string()),
+        ("type", task.task_type.clone()),
+        ("queue", task.queue.clone()),
+        ("status", task.status.as_str().to_owned()),
+        (
+            "attempts",
+            format!("{}/{}", task.attempt_count, task.max_attempts),
+        ),
+        ("priority", task.priority.to_string()),
+        ("created", task.created_at.to_rfc3339()),
+        ("scheduled for", task.scheduled_for.to_rfc3339()),
+        ("started", time(task.processing_started_at)),
+        ("completed", time(task.completed_at)),
+        ("next attempt", time(task.next_attempt_at)),
+        ("worker", or_dash(task.worker_id.as_deref())),
+        ("last error", or_dash(task.last_error.as_deref())),
+        ("payload", task.payload.to_string()),
+        ("result", or_dash(task.result.as_ref())),
+    ])
+}
+
+async fn wait(
+    client: &Client,
+    json: bool,
+    id: i64,
+    timeout: Option<f64>,
+    interval_ms: u64,
+) -> Result<Exit, CliError> {
+    let deadline = match timeout {
+        Some(secs) if secs.is_finite() && secs >= 0.0 => {
+            Some(Instant::now() + Duration::from_secs_f64(secs))
+        }
+        Some(secs) => {
+            return Err(CliError::Input(format!(
+                "--timeout must be a number of seconds, got {secs}"
+            )))
+        }
+        None => None,
+    };
+    let path = format!("/tasks/{id}");
+    loop {
+        let task: TaskView = client.get(&path, &[]).await?;
+        let ended = match task.status {
+            TaskStatus::Succeeded => Some(Exit::Done),
+            TaskStatus::Failed => Some(Exit::TaskFailed),
+            TaskStatus::Canceled => Some(Exit::TaskCanceled),
+            TaskStatus::Pending | TaskStatus::Running => None,
+        };
+        let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+        if let Some(exit) = ended.or(timed_out.then_some(Exit::StillRunning)) {
+            print(json, &task, task_record);
+            return Ok(exit);
+        }
+        tokio::time::sleep(Duration::from_millis(interval_ms.max(10))).await;
+    }
+}
+
+/// One batch of the import: its first line's number and its requests.
+type Batch = (usize, Vec<CreateTask>);
+
+async fn import(client: &Client, json: bool, file: &PathBuf) -> Result<Exit, CliError> {
+    let batches = read_batches(file)?;
+    let total: usize = batches.iter().map(|(_, tasks)| tasks.len()).sum();
+    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(u64::MAX));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} tasks, {per_sec}, {elapsed} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let mut created = 0;
+    let mut pending = batches.into_iter();
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut refused: Option<CliError> = None;
+    loop {
+        while refused.is_none() && in_flight.len() < IMPORT_IN_FLIGHT {
+            let Some((first_line, tasks)) = pending.next() else {
+                break;
+            };
+            let client = client.clone();
+            in_flight.spawn(async move {
+                let answer: Result<BatchCreated, CliError> = client
+                    .send(Method::POST, "/tasks/batch", Some(&tasks))
+                    .await;
+                (first_line, tasks.len(), answer)
+            });
+        }
+        let Some(joined) = in_flight.join_next().await else {
+            break;
+        };
+        let (first_line, sent, answer) =
+            joined.map_err(|e| CliError::Unavailable(format!("a batch did not finish: {e}")))?;
+        match answer {
+            Ok(batch) => {
+                created += batch.created;
+                bar.inc(u64::try_from(sent).unwrap_or(0));
+            }
+            Err(e) => {
+                let e = match e {
+                    CliError::Refused { status, detail } => CliError::Refused {
+                        status,
+                        detail: format!("in the batch from line {first_line}: {detail}"),
+                    },
+                    other => other,
+                };
+                refused.get_or_insert(e);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    // Counts below 2^53: exact as floats.
+    #[allow(clippy::cast_precision_loss)]
+    let rate = created as f64 / seconds.max(1e-9);
+    let summary = serde_json::json!({ "created": created, "lines": total, "seconds": seconds, "tasksPerSecond": rate.round() });
+    if json {
+        println!("{summary}");
+    } else {
+        println!("created {created} of {total} tasks in {seconds:.2} s ({rate:.0} tasks/s)");
+    }
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(Exit::Done),
+    }
+}
+
+/// The file's requests in batches, every line read and parsed before anything is sent: a bad
+/// line is named and nothing is created.
+fn read_batches(file: &PathBuf) -> Result<Vec<Batch>, CliError> {
+    let name = file.display().to_string();
+    let reader: Box<dyn BufRead> = if name == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let opened = std::fs::File::open(file)
+            .map_err(|e| CliError::Input(format!("cannot open {name}: {e}")))?;
+        Box::new(std::io::BufReader::new(opened))
+    };
+    let mut batches: Vec<Batch> = Vec::new();
+    for (index, line) in reader.lines().enumerate() {
+        let number = index + 1;
+        let line = line.map_err(|e| CliError::Input(format!("{name}:{number}: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let request: common::object::Object<CreateTask> = serde_json::from_str(&line)
+            .map_err(|e| CliError::Input(format!("{name}:{number}: {e}")))?;
+        match batches.last_mut() {
+            Some((_, tasks)) if tasks.len() < IMPORT_BATCH => tasks.push(request.0),
+            _ => batches.push((number, vec![request.0])),
+        }
+    }
+    Ok(batches)
+}

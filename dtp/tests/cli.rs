@@ -1,0 +1,278 @@
+//! The `dtp` binary's client subcommands against a real DTP over HTTP: each one's success, its
+//! `--json`, and the exit codes scripts rely on (1 refused, 2 usage, 3 unreachable, and
+//! `tasks wait`'s 0/4/5/6), with errors as one line.
+
+mod support;
+
+use common::{QueueList, TaskPage, TaskStatus, TaskView};
+use serde_json::{json, Value};
+use support::{api_only_with, spawn_app, wait_for_status, TestApp};
+
+/// What a run of the binary left: exit code, stdout, stderr.
+struct Ran {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+async fn dtp(app: &TestApp, args: &[&str]) -> Ran {
+    dtp_at(&app.address, args).await
+}
+
+async fn dtp_at(url: &str, args: &[&str]) -> Ran {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dtp"))
+        .args(args)
+        .env("DTP_URL", url)
+        .env_remove("DTP_API_TOKEN")
+        .output()
+        .await
+        .expect("dtp runs");
+    Ran {
+        code: output.status.code().expect("exit code"),
+        out: String::from_utf8_lossy(&output.stdout).into_owned(),
+        err: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn json_of<T: serde::de::DeserializeOwned>(ran: &Ran) -> T {
+    assert_eq!(ran.code, 0, "stderr: {}", ran.err);
+    serde_json::from_str(&ran.out).unwrap_or_else(|e| panic!("{e}: {}", ran.out))
+}
+
+#[tokio::test]
+async fn tasks_create_get_list_cancel_retry_and_attempts_work_and_refusals_exit_1() {
+    let app = api_only_with(|_| {}).await;
+    let created = dtp(
+        &app,
+        &[
+            "tasks",
+            "create",
+            "--type",
+            "noop",
+            "--queue",
+            "mail",
+            "--payload",
+            r#"{"n":1}"#,
+            "--json",
+        ],
+    )
+    .await;
+    let task: TaskView = json_of(&created);
+    assert_eq!(
+        (task.queue.as_str(), task.payload.clone()),
+        ("mail", json!({"n": 1}))
+    );
+    let id = task.id.to_string();
+
+    let got: TaskView = json_of(&dtp(&app, &["tasks", "get", &id, "--json"]).await);
+    assert_eq!(got.id, task.id);
+    let table = dtp(&app, &["tasks", "list", "--queue", "mail"]).await;
+    assert_eq!(table.code, 0);
+    assert!(
+        table.out.contains("mail") && table.out.contains("PENDING"),
+        "{}",
+        table.out
+    );
+    let page: TaskPage =
+        json_of(&dtp(&app, &["tasks", "list", "--status", "PENDING", "--json"]).await);
+    assert_eq!(page.tasks.len(), 1);
+
+    let canceled: TaskView = json_of(&dtp(&app, &["tasks", "cancel", &id, "--json"]).await);
+    assert_eq!(canceled.status, TaskStatus::Canceled);
+    let retried: TaskView = json_of(&dtp(&app, &["tasks", "retry", &id, "--json"]).await);
+    assert_eq!(retried.status, TaskStatus::Pending);
+    let attempts: Value = json_of(&dtp(&app, &["tasks", "attempts", &id, "--json"]).await);
+    assert!(attempts["attempts"].is_array());
+
+    let unknown = dtp(&app, &["tasks", "get", "999999"]).await;
+    assert_eq!(unknown.code, 1);
+    assert_eq!(unknown.err.lines().count(), 1, "one line: {}", unknown.err);
+    assert!(unknown.err.starts_with("dtp: 404"), "{}", unknown.err);
+    let bad_type = dtp(&app, &["tasks", "create", "--type", "no-such-type"]).await;
+    assert_eq!(bad_type.code, 1);
+    assert!(
+        bad_type.err.contains("unknown task type"),
+        "{}",
+        bad_type.err
+    );
+    let bad_payload = dtp(
+        &app,
+        &["tasks", "create", "--type", "noop", "--payload", "{"],
+    )
+    .await;
+    assert_eq!(bad_payload.code, 1);
+    assert_eq!(app.count_tasks().await, 1, "refusals created nothing");
+}
+
+#[tokio::test]
+async fn tasks_wait_exits_with_the_outcome() {
+    let app = spawn_app().await;
+    let ok = app.create_id(json!({"type": "noop"})).await.to_string();
+    let failing = json!({"type": "demo-fail", "maxAttempts": 1});
+    let failed = app.create_id(failing).await.to_string();
+    let slow = app.create_id(json!({"type": "probe-slow"})).await;
+    wait_for_status(&app.pool, slow, TaskStatus::Running).await;
+
+    assert_eq!(dtp(&app, &["tasks", "wait", &ok]).await.code, 0);
+    assert_eq!(dtp(&app, &["tasks", "wait", &failed]).await.code, 4);
+    let slow = slow.to_string();
+    let still = dtp(&app, &["tasks", "wait", &slow, "--timeout", "0.3"]).await;
+    assert_eq!(still.code, 6);
+    assert_eq!(dtp(&app, &["tasks", "cancel", &slow]).await.code, 0);
+    assert_eq!(dtp(&app, &["tasks", "wait", &slow]).await.code, 5);
+}
+
+#[tokio::test]
+async fn tasks_import_creates_every_line_and_a_bad_file_creates_nothing() {
+    let app = api_only_with(|_| {}).await;
+    let dir = std::env::temp_dir().join(format!("dtp-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let good = dir.join("good.jsonl");
+    let lines: Vec<String> = (0..2500)
+        .map(|i| json!({"type": "noop", "queue": "imported", "payload": {"n": i}}).to_string())
+        .collect();
+    std::fs::write(&good, lines.join("\n") + "\n\n").expect("write");
+    let imported = dtp(
+        &app,
+        &["tasks", "import", good.to_str().expect("path"), "--json"],
+    )
+    .await;
+    let summary: Value = json_of(&imported);
+    assert_eq!(summary["created"], 2500);
+    assert_eq!(app.count_tasks().await, 2500);
+
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"type\": \"noop\"}\n[\"noop\"]\n").expect("write");
+    let refused = dtp(&app, &["tasks", "import", bad.to_str().expect("path")]).await;
+    assert_eq!(refused.code, 1);
+    assert!(refused.err.contains("bad.jsonl:2"), "{}", refused.err);
+    let missing = dtp(&app, &["tasks", "import", "/no/such/file.jsonl"]).await;
+    assert_eq!(missing.code, 1);
+    assert_eq!(app.count_tasks().await, 2500, "nothing more was created");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn queues_and_schedules_subcommands_change_what_the_api_shows() {
+    let app = api_only_with(|_| {}).await;
+    assert_eq!(dtp(&app, &["queues", "pause", "mail"]).await.code, 0);
+    let set = dtp(
+        &app,
+        &[
+            "queues",
+            "set",
+            "mail",
+            "--concurrency",
+            "3",
+            "--rate",
+            "2.5",
+        ],
+    )
+    .await;
+    assert_eq!(set.code, 0, "{}", set.err);
+    let list: QueueList = json_of(&dtp(&app, &["queues", "list", "--json"]).await);
+    let mail = list
+        .queues
+        .iter()
+        .find(|q| q.name == "mail")
+        .expect("mail listed");
+    assert!(mail.paused);
+    assert_eq!(
+        (mail.concurrency_limit, mail.rate_limit_per_second),
+        (Some(3), Some(2.5))
+    );
+    assert_eq!(dtp(&app, &["queues", "resume", "mail"]).await.code, 0);
+    let cleared = dtp(&app, &["queues", "set", "mail", "--concurrency", "none"]).await;
+    assert_eq!(cleared.code, 0);
+    assert_eq!(
+        dtp(&app, &["queues", "set", "mail", "--rate", "fast"])
+            .await
+            .code,
+        1
+    );
+    assert_eq!(dtp(&app, &["queues", "set", "mail"]).await.code, 1);
+    assert_eq!(
+        dtp(&app, &["queues", "set", "mail", "--concurrency=-4"])
+            .await
+            .code,
+        1
+    );
+
+    let task = r#"{"type": "noop", "queue": "nightly"}"#;
+    let args = [
+        "schedules",
+        "create",
+        "nightly",
+        "--cron",
+        "0 3 * * *",
+        "--task",
+        task,
+    ];
+    assert_eq!(dtp(&app, &args).await.code, 0);
+    let listed: Value = json_of(&dtp(&app, &["schedules", "list", "--json"]).await);
+    assert_eq!(listed["schedules"][0]["name"], "nightly");
+    let bad_cron = [
+        "schedules",
+        "create",
+        "x",
+        "--cron",
+        "61 * * * *",
+        "--task",
+        task,
+    ];
+    assert_eq!(dtp(&app, &bad_cron).await.code, 1);
+    assert_eq!(dtp(&app, &["schedules", "delete", "nightly"]).await.code, 0);
+    assert_eq!(dtp(&app, &["schedules", "delete", "nightly"]).await.code, 1);
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_and_an_unreachable_dtp_exits_3() {
+    let app = api_only_with(|_| {}).await;
+    assert_eq!(dtp(&app, &["tasks", "frobnicate"]).await.code, 2);
+    assert_eq!(dtp(&app, &["tasks", "get", "not-a-number"]).await.code, 2);
+    let closed = format!("http://127.0.0.1:{}", testkit::free_port());
+    let unreachable = dtp_at(&closed, &["tasks", "list"]).await;
+    assert_eq!(unreachable.code, 3);
+    assert!(
+        unreachable.err.contains("cannot be reached"),
+        "{}",
+        unreachable.err
+    );
+    assert_eq!(dtp_at("not a url", &["queues", "list"]).await.code, 1);
+}
+
+#[tokio::test]
+async fn a_token_is_sent_and_a_missing_one_is_refused() {
+    let app = api_only_with(|c| c.api_token = Some("cli-secret".parse().expect("token"))).await;
+    let refused = dtp(&app, &["queues", "list"]).await;
+    assert_eq!(refused.code, 1);
+    assert!(refused.err.contains("401"), "{}", refused.err);
+    let allowed = dtp(&app, &["queues", "list", "--token", "cli-secret"]).await;
+    assert_eq!(allowed.code, 0, "{}", allowed.err);
+}
+
+#[tokio::test]
+async fn migrate_migrates_a_new_database_and_says_so() {
+    let db = testkit::TestDb::create().await;
+    let ran = dtp_at("http://unused", &["migrate", "--database-url", &db.url]).await;
+    assert_eq!(ran.code, 0, "{}", ran.err);
+    assert!(ran.out.starts_with("migrated "), "{}", ran.out);
+    let pool = db.pool().await;
+    let tables: i64 = sqlx::query_scalar(
+        "select count(*) from information_schema.tables where table_name in ('tasks', 'queues', 'schedules')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(tables, 3);
+    let unreachable = dtp_at(
+        "http://unused",
+        &[
+            "migrate",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:1/none",
+        ],
+    )
+    .await;
+    assert_eq!(unreachable.code, 3);
+}
