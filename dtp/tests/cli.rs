@@ -276,3 +276,49 @@ async fn migrate_migrates_a_new_database_and_says_so() {
     .await;
     assert_eq!(unreachable.code, 3);
 }
+
+#[tokio::test]
+async fn top_draws_frames_of_counts_and_rates_then_stops_after_its_iterations() {
+    let app = spawn_app().await;
+    for _ in 0..5 {
+        app.create(json!({"type": "noop", "queue": "mail"})).await;
+    }
+    let drawn = dtp(&app, &["top", "--iterations", "2", "--interval-ms", "200"]).await;
+    assert_eq!(drawn.code, 0, "{}", drawn.err);
+    assert_eq!(drawn.out.matches("dtp top:").count(), 2, "two frames");
+    assert!(
+        drawn.out.contains("succeeded/s") && drawn.out.contains("mail"),
+        "{}",
+        drawn.out
+    );
+
+    let frames = dtp(
+        &app,
+        &["top", "--iterations", "2", "--interval-ms", "200", "--json"],
+    )
+    .await;
+    assert_eq!(frames.code, 0);
+    let frames: Vec<Value> = frames
+        .out
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON frame per line"))
+        .collect();
+    assert_eq!(frames.len(), 2);
+    let mail = |frame: &Value| {
+        frame["queues"]
+            .as_array()
+            .expect("queues")
+            .iter()
+            .find(|q| q["queue"] == "mail")
+            .cloned()
+            .expect("mail")
+    };
+    assert!(
+        mail(&frames[0])["succeededPerSecond"].is_null(),
+        "no rate on the first frame"
+    );
+    assert!(mail(&frames[1])["succeededPerSecond"].is_number());
+
+    let closed = format!("http://127.0.0.1:{}", testkit::free_port());
+    assert_eq!(dtp_at(&closed, &["top", "--iterations", "1"]).await.code, 3);
+}

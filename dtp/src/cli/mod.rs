@@ -1,5 +1,5 @@
 //! The `dtp` binary's client subcommands (SPEC §9): `dtp` alone serves; `dtp tasks …`,
-//! `dtp queues …`, `dtp schedules …` talk to a running DTP over its HTTP API (`--url`,
+//! `dtp queues …`, `dtp schedules …`, `dtp top` talk to a running DTP over its HTTP API (`--url`,
 //! `--token`, env `DTP_URL`, `DTP_API_TOKEN`), printing tables for people or, with `--json`, the
 //! API's JSON for scripts; `dtp migrate` migrates a queue database and exits.
 //!
@@ -13,6 +13,7 @@ mod output;
 mod queues;
 mod schedules;
 mod tasks;
+mod top;
 
 use std::process::ExitCode;
 
@@ -58,6 +59,13 @@ pub enum Command {
         remote: Remote,
         #[command(subcommand)]
         command: schedules::SchedulesCommand,
+    },
+    /// Every queue's counts and rates, redrawn every second until Ctrl-C.
+    Top {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
+        args: top::TopArgs,
     },
     /// Creates (if missing) and migrates a queue database, then exits.
     Migrate {
@@ -126,6 +134,10 @@ pub async fn run(command: Command) -> Exit {
         },
         Command::Schedules { remote, command } => match Client::new(&remote) {
             Ok(client) => schedules::run(&client, remote.json, command).await,
+            Err(e) => Err(e),
+        },
+        Command::Top { remote, args } => match Client::new(&remote) {
+            Ok(client) => top::run(&client, &remote.url, remote.json, args).await,
             Err(e) => Err(e),
         },
         Command::Migrate { database_url } => migrate(&database_url).await,
