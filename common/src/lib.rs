@@ -17,7 +17,10 @@ pub mod web_task;
 pub use bulk::{BulkAction, BulkFilter, BulkOutcome, BulkRequest};
 pub use execution::ExecutionView;
 pub use problem::Problem;
-pub use queue::{Attempt, AttemptList, AttemptOutcome, Queue, QueueCounts, QueueList, QueuePatch};
+pub use queue::{
+    Attempt, AttemptList, AttemptOutcome, Queue, QueueCounts, QueueList, QueuePatch, WorkerList,
+    WorkerView,
+};
 pub use schedule::{NewSchedule, Schedule, ScheduleList, SchedulePatch};
 pub use task::{BatchCreated, CreateTask, RetryState, TaskPage, TaskStatus, TaskView};
 pub use web_task::{BindRequest, CreateWebTask, WebTask, WebTaskPage, WebTaskStatus};

@@ -138,3 +138,34 @@ pub struct AttemptList {
     /// Oldest first; the attempt running now, if any, last.
     pub attempts: Vec<Attempt>,
 }
+
+/// A worker process as it last reported (`GET /workers`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerView {
+    /// Its id (`DTP_WORKER_ID`).
+    pub id: String,
+    /// The host it runs on.
+    pub host: String,
+    /// When it first reported.
+    pub started_at: DateTime<Utc>,
+    /// When it last reported (every heartbeat interval while it runs).
+    pub last_seen_at: DateTime<Utc>,
+    /// When it stopped, if it said so (a worker that died just stops reporting).
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Its concurrency slots.
+    pub concurrency: i32,
+    /// Slots running a handler when it last reported.
+    pub busy: i32,
+    /// The task types it runs.
+    pub types: Vec<String>,
+}
+
+/// `GET /workers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkerList {
+    /// By id.
+    pub workers: Vec<WorkerView>,
+}

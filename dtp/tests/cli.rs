@@ -322,3 +322,24 @@ async fn top_draws_frames_of_counts_and_rates_then_stops_after_its_iterations() 
     let closed = format!("http://127.0.0.1:{}", testkit::free_port());
     assert_eq!(dtp_at(&closed, &["top", "--iterations", "1"]).await.code, 3);
 }
+
+#[tokio::test]
+async fn workers_list_shows_the_running_worker() {
+    let app = spawn_app().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let listed: Value = json_of(&dtp(&app, &["workers", "list", "--json"]).await);
+        if listed["workers"].as_array().is_some_and(|w| !w.is_empty()) {
+            assert_eq!(listed["workers"][0]["concurrency"], 8);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no worker listed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let table = dtp(&app, &["workers", "list"]).await;
+    assert!(
+        table.out.contains("busy") && table.out.contains("slots"),
+        "{}",
+        table.out
+    );
+}

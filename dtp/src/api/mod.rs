@@ -8,6 +8,7 @@ mod operate;
 mod queues;
 mod schedules;
 mod tasks;
+mod workers;
 
 use std::sync::Arc;
 
@@ -60,6 +61,7 @@ pub fn router(state: AppState, metrics: apikit::metrics::Exposition) -> Router {
         bulk::router(),
         queues::router(),
         schedules::router(),
+        workers::router(),
     ];
     let tasks = routes.into_iter().fold(Router::new(), Router::merge);
     let tasks = tasks.with_state(state);

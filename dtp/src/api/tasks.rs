@@ -53,7 +53,8 @@ const MAX_BATCH: usize = 1000;
         super::schedules::list,
         super::schedules::one,
         super::schedules::change,
-        super::schedules::remove
+        super::schedules::remove,
+        super::workers::list
     ),
     components(schemas(
         CreateTask,
@@ -76,7 +77,9 @@ const MAX_BATCH: usize = 1000;
         common::NewSchedule,
         common::Schedule,
         common::ScheduleList,
-        common::SchedulePatch
+        common::SchedulePatch,
+        common::WorkerView,
+        common::WorkerList
     ))
 )]
 pub struct ApiDoc;

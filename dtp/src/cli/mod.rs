@@ -14,6 +14,7 @@ mod queues;
 mod schedules;
 mod tasks;
 mod top;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,13 @@ pub enum Command {
         remote: Remote,
         #[command(subcommand)]
         command: schedules::SchedulesCommand,
+    },
+    /// Workers: list those seen lately.
+    Workers {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: workers::WorkersCommand,
     },
     /// Every queue's counts and rates, redrawn every second until Ctrl-C.
     Top {
@@ -134,6 +142,10 @@ pub async fn run(command: Command) -> Exit {
         },
         Command::Schedules { remote, command } => match Client::new(&remote) {
             Ok(client) => schedules::run(&client, remote.json, command).await,
+            Err(e) => Err(e),
+        },
+        Command::Workers { remote, command } => match Client::new(&remote) {
+            Ok(client) => workers::run(&client, remote.json, command).await,
             Err(e) => Err(e),
         },
         Command::Top { remote, args } => match Client::new(&remote) {

@@ -21,6 +21,7 @@ mod schedules;
 mod settings;
 mod status;
 mod storable;
+mod workers;
 
 pub use attempts::attempts;
 pub use bulk::{bulk, BulkDone};
@@ -48,6 +49,7 @@ pub use schedules::{
 pub use settings::{configure, queue, queues};
 pub use status::StoredStatus;
 pub use storable::MAX_ERROR_BYTES;
+pub use workers::{prune_workers, report_worker, worker_stopped, workers, WorkerRow};
 
 use std::fmt;
 

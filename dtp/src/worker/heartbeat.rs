@@ -40,11 +40,15 @@ pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
     let interval = state.config.heartbeat_interval;
     let mut next = tokio::time::Instant::now() + interval;
     let mut server_down = false;
+    report_presence(&state, &mut conn).await;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
                 let started = tokio::time::Instant::now();
                 let renewal = renew(&state, &mut conn).await;
+                if matches!(renewal, Renewal::Done) {
+                    report_presence(&state, &mut conn).await;
+                }
                 // Said once per outage, not every RETRY_WHILE_DOWN.
                 match (&renewal, server_down) {
                     (Renewal::ServerDown(e), false) => tracing::warn!(error = %e, held = state.running.len(), "lease renewal failed: the database is down; running handlers carry on"),
@@ -61,6 +65,35 @@ pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
         }
     }
     conn.close().await;
+}
+
+/// Reports this worker as alive, with its busy slots, for operators (`GET /workers`). A failure
+/// only costs the report: the next round tries again.
+async fn report_presence(state: &WorkerState, conn: &mut DedicatedConnection) {
+    let config = &state.config;
+    let concurrency = config.concurrency.max(1);
+    let busy = concurrency.saturating_sub(state.slots.available_permits());
+    let (concurrency, busy) = (
+        i32::try_from(concurrency).unwrap_or(i32::MAX),
+        i32::try_from(busy).unwrap_or(i32::MAX),
+    );
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let reported = conn
+        .run_within(config.heartbeat_interval, async |db| {
+            queue::report_worker(
+                db,
+                &config.worker_id,
+                &host,
+                concurrency,
+                busy,
+                &state.task_types,
+            )
+            .await
+        })
+        .await;
+    if let Err(e) = reported {
+        tracing::debug!(error = %e, "worker presence not reported");
+    }
 }
 
 /// How often, and after what pause, a round asks again about rows another transaction held.

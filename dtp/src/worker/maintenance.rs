@@ -16,6 +16,10 @@ use crate::cadence::Cadence;
 use crate::metrics::DtpMetrics;
 use crate::queue::{self, TickOutcome};
 
+/// How long a worker that stopped reporting stays listed (as not seen lately) before its row
+/// is deleted.
+const WORKERS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
 /// How often each process tries to lead, and the leader prunes.
 const INTERVAL: Duration = Duration::from_secs(1);
 /// Due schedules ticked per round; more wait for the next round.
@@ -230,6 +234,10 @@ impl Maintenance {
         if deleted > 0 {
             tracing::info!(deleted, "finished tasks past their retention deleted");
         }
+        // Workers not seen for a day are gone for good.
+        self.conn
+            .run(async |db| queue::prune_workers(db, WORKERS_KEPT).await)
+            .await?;
         // The counts the pruning and every connection wrote, folded to one row per queue and
         // state (rows for queues with no finished task left are deleted).
         self.conn

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::handlers::HandlerRegistry;
 use crate::metrics::DtpMetrics;
+use crate::queue;
 
 pub use backoff::Backoff;
 use completer::Completer;
@@ -87,6 +88,9 @@ impl Worker {
         claim_loop::run(state, &completer, &shutdown).await;
         self.drain().await;
         state.metrics.slots_added(-slots);
+        if let Err(e) = queue::worker_stopped(&state.pool, self.id()).await {
+            tracing::warn!(error = %e, "could not record that this worker stopped; it will show as not seen lately");
+        }
         background.cancel();
         for task in tasks {
             if let Err(e) = task.await {
