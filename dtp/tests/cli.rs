@@ -343,3 +343,28 @@ async fn workers_list_shows_the_running_worker() {
         table.out
     );
 }
+
+#[tokio::test]
+async fn queues_recount_counts_a_table_changed_by_sql_again() {
+    let app = api_only_with(|_| {}).await;
+    sqlx::query(
+        "insert into tasks (type, payload, queue, status, attempt_count, max_attempts, scheduled_for, run_at, \
+         completed_at) select 'noop', '{}', 'loaded', 'SUCCEEDED', 1, 3, now(), now(), now() \
+         from generate_series(1, 7)",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("load by SQL");
+    let succeeded = |list: &QueueList| {
+        list.queues
+            .iter()
+            .find(|q| q.name == "loaded")
+            .map_or(0, |q| q.counts.succeeded)
+    };
+    let before: QueueList = json_of(&dtp(&app, &["queues", "list", "--json"]).await);
+    assert_eq!(succeeded(&before), 0, "rows written by SQL are not counted");
+    let recounted = dtp(&app, &["queues", "recount"]).await;
+    assert_eq!(recounted.code, 0, "{}", recounted.err);
+    let after: QueueList = json_of(&dtp(&app, &["queues", "list", "--json"]).await);
+    assert_eq!(succeeded(&after), 7);
+}

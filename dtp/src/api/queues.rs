@@ -21,6 +21,21 @@ pub(super) fn router() -> Router<AppState> {
         .route("/queues/{name}/pause", post(pause))
         .route("/queues/{name}/resume", post(resume))
         .route("/tasks/{id}/attempts", get(attempts))
+        .route("/counts/recount", post(recount))
+}
+
+/// Counts every queue's finished tasks again from the tasks themselves, for a table changed
+/// by SQL (a bulk load, a restore, a process of a version before the counts); the queues with
+/// the new counts. Writes that change counts wait while it counts (about a second per
+/// 5,000,000 finished tasks).
+#[utoipa::path(post, path = "/counts/recount", tag = "queues",
+    responses((status = 200, description = "The queues, counted again", body = QueueList), DatabaseDown))]
+pub(super) async fn recount(State(state): State<AppState>) -> Result<Json<QueueList>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let rows = queue::recount(&mut conn).await?;
+    tracing::info!(rows, "finished counts recounted by an operator");
+    let queues = queue::queues(&mut *conn).await?;
+    Ok(Json(QueueList { queues }))
 }
 
 /// Every queue (the default one, each a task names, each with settings) by name, with its

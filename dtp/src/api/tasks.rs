@@ -49,6 +49,7 @@ const MAX_BATCH: usize = 1000;
         super::queues::configure,
         super::queues::pause,
         super::queues::resume,
+        super::queues::recount,
         super::schedules::create,
         super::schedules::list,
         super::schedules::one,

@@ -22,6 +22,9 @@ pub enum QueuesCommand {
         /// Queue name.
         name: String,
     },
+    /// Counts every queue's finished tasks again from the tasks (after changing the table by
+    /// SQL); writes that change counts wait meanwhile.
+    Recount,
     /// Sets a queue's limits: a number, or `none` to remove the limit.
     Set {
         /// Queue name.
@@ -39,36 +42,14 @@ pub async fn run(client: &Client, json: bool, command: QueuesCommand) -> Result<
     match command {
         QueuesCommand::List => {
             let list: QueueList = client.get("/queues", &[]).await?;
-            print(json, &list, |list| {
-                let mut rows = table(&[
-                    "queue",
-                    "paused",
-                    "limit",
-                    "rate/s",
-                    "pending",
-                    "running",
-                    "succeeded",
-                    "failed",
-                    "canceled",
-                    "oldest due",
-                ]);
-                for q in &list.queues {
-                    let c = &q.counts;
-                    rows.add_row(vec![
-                        q.name.clone(),
-                        q.paused.to_string(),
-                        or_dash(q.concurrency_limit),
-                        or_dash(q.rate_limit_per_second),
-                        c.pending.to_string(),
-                        c.running.to_string(),
-                        c.succeeded.to_string(),
-                        c.failed.to_string(),
-                        c.canceled.to_string(),
-                        or_dash(q.oldest_pending_age_ms.map(|ms| format!("{ms} ms"))),
-                    ]);
-                }
-                rows
-            });
+            print(json, &list, queue_table);
+            Ok(Exit::Done)
+        }
+        QueuesCommand::Recount => {
+            let list: QueueList = client
+                .send(Method::POST, "/counts/recount", None::<&()>)
+                .await?;
+            print(json, &list, queue_table);
             Ok(Exit::Done)
         }
         QueuesCommand::Pause { name } => {
@@ -136,6 +117,37 @@ fn segment(name: &str) -> Result<&str, CliError> {
         return Err(CliError::Input(format!("{name:?} is not a queue name")));
     }
     Ok(name)
+}
+
+fn queue_table(list: &QueueList) -> comfy_table::Table {
+    let mut rows = table(&[
+        "queue",
+        "paused",
+        "limit",
+        "rate/s",
+        "pending",
+        "running",
+        "succeeded",
+        "failed",
+        "canceled",
+        "oldest due",
+    ]);
+    for q in &list.queues {
+        let c = &q.counts;
+        rows.add_row(vec![
+            q.name.clone(),
+            q.paused.to_string(),
+            or_dash(q.concurrency_limit),
+            or_dash(q.rate_limit_per_second),
+            c.pending.to_string(),
+            c.running.to_string(),
+            c.succeeded.to_string(),
+            c.failed.to_string(),
+            c.canceled.to_string(),
+            or_dash(q.oldest_pending_age_ms.map(|ms| format!("{ms} ms"))),
+        ]);
+    }
+    rows
 }
 
 fn queue_record(q: &Queue) -> comfy_table::Table {
