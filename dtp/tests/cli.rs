@@ -146,6 +146,19 @@ async fn tasks_import_creates_every_line_and_a_bad_file_creates_nothing() {
     let refused = dtp(&app, &["tasks", "import", bad.to_str().expect("path")]).await;
     assert_eq!(refused.code, 1);
     assert!(refused.err.contains("bad.jsonl:2"), "{}", refused.err);
+    let unknown = dir.join("unknown.jsonl");
+    std::fs::write(
+        &unknown,
+        "{\"type\": \"noop\"}\n\n{\"type\": \"no-such\"}\n",
+    )
+    .expect("write");
+    let refused = dtp(&app, &["tasks", "import", unknown.to_str().expect("path")]).await;
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.err.contains("line 3: unknown task type"),
+        "{}",
+        refused.err
+    );
     let missing = dtp(&app, &["tasks", "import", "/no/such/file.jsonl"]).await;
     assert_eq!(missing.code, 1);
     assert_eq!(app.count_tasks().await, 2500, "nothing more was created");

@@ -98,7 +98,7 @@ pub enum TasksCommand {
         interval_ms: u64,
     },
     /// Creates the tasks of a file of create requests, one JSON object a line, in batches
-    /// (a progress bar on stderr); stops at the first batch DTP refuses, naming its line.
+    /// (a progress bar on stderr); stops at the first batch DTP refuses, naming the line.
     Import {
         /// The file (`-` for standard input).
         file: PathBuf,
@@ -286,8 +286,8 @@ async fn wait(
     }
 }
 
-/// One batch of the import: its first line's number and its requests.
-type Batch = (usize, Vec<CreateTask>);
+/// One batch of the import: each request's line number, and the requests.
+type Batch = (Vec<usize>, Vec<CreateTask>);
 
 async fn import(client: &Client, json: bool, file: &PathBuf) -> Result<Exit, CliError> {
     let batches = read_batches(file)?;
@@ -306,7 +306,7 @@ async fn import(client: &Client, json: bool, file: &PathBuf) -> Result<Exit, Cli
     let mut refused: Option<CliError> = None;
     loop {
         while refused.is_none() && in_flight.len() < IMPORT_IN_FLIGHT {
-            let Some((first_line, tasks)) = pending.next() else {
+            let Some((lines, tasks)) = pending.next() else {
                 break;
             };
             let client = client.clone();
@@ -314,13 +314,13 @@ async fn import(client: &Client, json: bool, file: &PathBuf) -> Result<Exit, Cli
                 let answer: Result<BatchCreated, CliError> = client
                     .send(Method::POST, "/tasks/batch", Some(&tasks))
                     .await;
-                (first_line, tasks.len(), answer)
+                (lines, tasks.len(), answer)
             });
         }
         let Some(joined) = in_flight.join_next().await else {
             break;
         };
-        let (first_line, sent, answer) =
+        let (lines, sent, answer) =
             joined.map_err(|e| CliError::Unavailable(format!("a batch did not finish: {e}")))?;
         match answer {
             Ok(batch) => {
@@ -331,7 +331,7 @@ async fn import(client: &Client, json: bool, file: &PathBuf) -> Result<Exit, Cli
                 let e = match e {
                     CliError::Refused { status, detail } => CliError::Refused {
                         status,
-                        detail: format!("in the batch from line {first_line}: {detail}"),
+                        detail: at_line(&lines, &detail),
                     },
                     other => other,
                 };
@@ -356,6 +356,22 @@ async fn import(client: &Client, json: bool, file: &PathBuf) -> Result<Exit, Cli
     }
 }
 
+/// DTP's refusal of a batch, said of the file's line: an item's refusal names its index in the
+/// batch (`tasks[i]: …`); any other names the batch by its first line.
+fn at_line(lines: &[usize], detail: &str) -> String {
+    let item = detail
+        .strip_prefix("tasks[")
+        .and_then(|rest| rest.split_once("]: "))
+        .and_then(|(index, reason)| Some((lines.get(index.parse::<usize>().ok()?)?, reason)));
+    match item {
+        Some((line, reason)) => format!("line {line}: {reason}"),
+        None => format!(
+            "the batch from line {}: {detail}",
+            lines.first().copied().unwrap_or(0)
+        ),
+    }
+}
+
 /// The file's requests in batches, every line read and parsed before anything is sent: a bad
 /// line is named and nothing is created.
 fn read_batches(file: &PathBuf) -> Result<Vec<Batch>, CliError> {
@@ -377,8 +393,11 @@ fn read_batches(file: &PathBuf) -> Result<Vec<Batch>, CliError> {
         let request: common::object::Object<CreateTask> = serde_json::from_str(&line)
             .map_err(|e| CliError::Input(format!("{name}:{number}: {e}")))?;
         match batches.last_mut() {
-            Some((_, tasks)) if tasks.len() < IMPORT_BATCH => tasks.push(request.0),
-            _ => batches.push((number, vec![request.0])),
+            Some((lines, tasks)) if tasks.len() < IMPORT_BATCH => {
+                lines.push(number);
+                tasks.push(request.0);
+            }
+            _ => batches.push((vec![number], vec![request.0])),
         }
     }
     Ok(batches)
