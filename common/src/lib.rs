@@ -18,8 +18,8 @@ pub use bulk::{BulkAction, BulkFilter, BulkOutcome, BulkRequest};
 pub use execution::ExecutionView;
 pub use problem::Problem;
 pub use queue::{
-    Attempt, AttemptList, AttemptOutcome, Queue, QueueCounts, QueueList, QueuePatch, WorkerList,
-    WorkerView,
+    Attempt, AttemptList, AttemptOutcome, Queue, QueueCounts, QueueList, QueuePatch, StatsList,
+    StatsMinute, WorkerList, WorkerView,
 };
 pub use schedule::{NewSchedule, Schedule, ScheduleList, SchedulePatch};
 pub use task::{BatchCreated, CreateTask, RetryState, TaskPage, TaskStatus, TaskView};

@@ -169,3 +169,37 @@ pub struct WorkerList {
     /// By id.
     pub workers: Vec<WorkerView>,
 }
+
+/// One minute of what the workers did (`GET /stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct StatsMinute {
+    /// The minute's start (database clock).
+    pub minute: DateTime<Utc>,
+    /// Attempts that succeeded.
+    pub succeeded: i64,
+    /// Attempts that failed or timed out.
+    pub failed: i64,
+    /// Attempts retried after failing.
+    pub retried: i64,
+    /// Attempts started in the minute.
+    pub started: i64,
+    /// Queue wait (due to started) of those attempts: median and 95th percentile, in ms, read
+    /// from histogram buckets (`null` when none started).
+    pub queue_wait_p50_ms: Option<f64>,
+    /// 95th percentile of the queue wait, in ms.
+    pub queue_wait_p95_ms: Option<f64>,
+    /// Run time of the handlers that returned: median, in ms.
+    pub run_p50_ms: Option<f64>,
+    /// 95th percentile of the run time, in ms.
+    pub run_p95_ms: Option<f64>,
+}
+
+/// `GET /stats`: the last minutes, oldest first, every minute present.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatsList {
+    /// Oldest first.
+    pub minutes: Vec<StatsMinute>,
+}

@@ -9,10 +9,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::{Duration, Instant};
 
-use apikit::metrics::{seconds_family, SecondsFamily};
+use apikit::metrics::{seconds_family, SecondsFamily, SECONDS_BUCKETS};
 use common::AttemptOutcome;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -23,7 +23,7 @@ use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
-use crate::queue;
+use crate::queue::{self, QueueMinute};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabels {
@@ -86,6 +86,8 @@ pub struct DtpMetrics {
     /// Each queue and type's series, resolved once: the worker counts every attempt in them
     /// without building label sets.
     series: Arc<RwLock<HashMap<String, HashMap<String, TaskSeries>>>>,
+    /// What the workers did since it was last added to `minute_stats`.
+    pub minutes: MinuteCounts,
     claim_seconds: Histogram,
     claim_batch_size: Histogram,
     rescued: Counter,
@@ -105,6 +107,7 @@ impl Default for DtpMetrics {
             slots_free: slots.get_or_create_owned(&StateLabels { state: "free" }),
             slots,
             series: Arc::default(),
+            minutes: MinuteCounts::default(),
             claim_seconds: apikit::metrics::seconds_histogram(),
             claim_batch_size: Histogram::new([
                 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
@@ -229,6 +232,8 @@ impl DtpMetrics {
             }),
             run: self.run.get_or_create_owned(&labels),
             attempts: OUTCOMES.map(|outcome| self.attempts.get_or_create_owned(&attempt(outcome))),
+            queue: Arc::from(queue),
+            minutes: self.minutes.clone(),
         };
         if let Ok(mut cache) = self.series.write() {
             cache
@@ -309,17 +314,25 @@ pub struct TaskSeries {
     queue_wait: Histogram,
     run: Histogram,
     attempts: [Counter; 7],
+    queue: Arc<str>,
+    minutes: MinuteCounts,
 }
 
 impl TaskSeries {
     /// An attempt started `waited` after its task was due.
     pub fn attempt_started(&self, waited: Duration) {
-        self.queue_wait.observe(waited.as_secs_f64());
+        let seconds = waited.as_secs_f64();
+        self.queue_wait.observe(seconds);
+        self.minutes
+            .count(&self.queue, |m| m.wait_buckets[bucket_of(seconds)] += 1);
     }
 
     /// A handler returned after `ran`.
     pub fn handler_returned(&self, ran: Duration) {
-        self.run.observe(ran.as_secs_f64());
+        let seconds = ran.as_secs_f64();
+        self.run.observe(seconds);
+        self.minutes
+            .count(&self.queue, |m| m.run_buckets[bucket_of(seconds)] += 1);
     }
 
     /// An attempt ended with `outcome`.
@@ -327,6 +340,74 @@ impl TaskSeries {
         let index = OUTCOMES.iter().position(|o| *o == outcome);
         if let Some(counter) = index.and_then(|i| self.attempts.get(i)) {
             counter.inc();
+        }
+        let counted: Option<fn(&mut QueueMinute)> = match outcome {
+            AttemptOutcome::Succeeded => Some(|m| m.succeeded += 1),
+            AttemptOutcome::Failed | AttemptOutcome::Timeout => Some(|m| m.failed += 1),
+            AttemptOutcome::Retry => Some(|m| m.retried += 1),
+            _ => None,
+        };
+        if let Some(counted) = counted {
+            self.minutes.count(&self.queue, counted);
+        }
+    }
+}
+
+/// Buckets of the per-minute figures: those of the histograms, then one for longer.
+pub const MINUTE_BUCKETS: usize = SECONDS_BUCKETS.len() + 1;
+
+/// The bucket `seconds` falls in.
+fn bucket_of(seconds: f64) -> usize {
+    SECONDS_BUCKETS
+        .iter()
+        .position(|bound| seconds <= *bound)
+        .unwrap_or(SECONDS_BUCKETS.len())
+}
+
+/// What this process's workers did since it last added to `minute_stats`, per queue; the
+/// maintenance loop adds it every few seconds (see `queue::add_minute_stats`).
+#[derive(Clone, Debug, Default)]
+pub struct MinuteCounts(Arc<StdMutex<HashMap<Arc<str>, QueueMinute>>>);
+
+impl MinuteCounts {
+    fn count(&self, queue: &Arc<str>, change: impl FnOnce(&mut QueueMinute)) {
+        if let Ok(mut counts) = self.0.lock() {
+            let minute = counts.entry(queue.clone()).or_insert_with(|| QueueMinute {
+                wait_buckets: vec![0; MINUTE_BUCKETS],
+                run_buckets: vec![0; MINUTE_BUCKETS],
+                ..QueueMinute::default()
+            });
+            change(minute);
+        }
+    }
+
+    /// What was counted, by queue, which is then no longer held here.
+    pub fn take(&self) -> Vec<(String, QueueMinute)> {
+        self.0.lock().map_or_else(
+            |_| Vec::new(),
+            |mut counts| {
+                counts
+                    .drain()
+                    .map(|(queue, minute)| (queue.to_string(), minute))
+                    .collect()
+            },
+        )
+    }
+
+    /// Holds `taken` again (its write failed), added to what was counted since.
+    pub fn put_back(&self, taken: Vec<(String, QueueMinute)>) {
+        for (queue, back) in taken {
+            self.count(&Arc::from(queue), |m| {
+                m.succeeded += back.succeeded;
+                m.failed += back.failed;
+                m.retried += back.retried;
+                for (sum, add) in m.wait_buckets.iter_mut().zip(&back.wait_buckets) {
+                    *sum += add;
+                }
+                for (sum, add) in m.run_buckets.iter_mut().zip(&back.run_buckets) {
+                    *sum += add;
+                }
+            });
         }
     }
 }

@@ -7,6 +7,7 @@ mod list;
 mod operate;
 mod queues;
 mod schedules;
+mod stats;
 mod tasks;
 mod workers;
 
@@ -62,6 +63,7 @@ pub fn router(state: AppState, metrics: apikit::metrics::Exposition) -> Router {
         queues::router(),
         schedules::router(),
         workers::router(),
+        stats::router(),
     ];
     let tasks = routes.into_iter().fold(Router::new(), Router::merge);
     let tasks = tasks.with_state(state);

@@ -55,7 +55,8 @@ const MAX_BATCH: usize = 1000;
         super::schedules::one,
         super::schedules::change,
         super::schedules::remove,
-        super::workers::list
+        super::workers::list,
+        super::stats::stats
     ),
     components(schemas(
         CreateTask,
@@ -80,7 +81,9 @@ const MAX_BATCH: usize = 1000;
         common::ScheduleList,
         common::SchedulePatch,
         common::WorkerView,
-        common::WorkerList
+        common::WorkerList,
+        common::StatsMinute,
+        common::StatsList
     ))
 )]
 pub struct ApiDoc;

@@ -19,6 +19,7 @@ mod retention;
 mod row;
 mod schedules;
 mod settings;
+mod stats;
 mod status;
 mod storable;
 mod workers;
@@ -47,6 +48,7 @@ pub use schedules::{
     TickOutcome,
 };
 pub use settings::{configure, queue, queues};
+pub use stats::{add_minute_stats, minute_stats, prune_minute_stats, MinuteRow, QueueMinute};
 pub use status::StoredStatus;
 pub use storable::MAX_ERROR_BYTES;
 pub use workers::{prune_workers, report_worker, worker_stopped, workers, WorkerRow};

@@ -16,8 +16,10 @@ use crate::cadence::Cadence;
 use crate::metrics::DtpMetrics;
 use crate::queue::{self, TickOutcome};
 
+/// How often each process adds its per-minute figures to `minute_stats`.
+const STATS_EVERY: Duration = Duration::from_secs(5);
 /// How long a worker that stopped reporting stays listed (as not seen lately) before its row
-/// is deleted.
+/// is deleted; also how long per-minute figures are kept.
 const WORKERS_KEPT: Duration = Duration::from_secs(24 * 3600);
 
 /// How often each process tries to lead, and the leader prunes.
@@ -114,17 +116,40 @@ impl Maintenance {
     pub async fn run(mut self, stop: CancellationToken) {
         let mut ticks = tokio::time::interval(INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stats_added = Instant::now();
         loop {
             tokio::select! {
                 _ = ticks.tick() => {
                     if let Err(e) = self.round().await {
                         tracing::warn!(error = %e, "maintenance failed; will try again");
                     }
+                    if stats_added.elapsed() >= STATS_EVERY {
+                        stats_added = Instant::now();
+                        self.add_minute_stats().await;
+                    }
                 }
                 _ = stop.cancelled() => break,
             }
         }
+        self.add_minute_stats().await;
         self.conn.close().await;
+    }
+
+    /// Adds what this process's workers did to the current minute of `minute_stats` (every
+    /// process, leader or not); kept for the next time if the write fails.
+    pub async fn add_minute_stats(&mut self) {
+        let counted = self.metrics.minutes.take();
+        if counted.is_empty() {
+            return;
+        }
+        let added = self
+            .conn
+            .run(async |db| queue::add_minute_stats(db, &counted).await)
+            .await;
+        if let Err(e) = added {
+            tracing::debug!(error = %e, "per-minute figures not written; kept for the next time");
+            self.metrics.minutes.put_back(counted);
+        }
     }
 
     /// One round: take the lead if nobody holds it, and if this process leads, enqueue the
@@ -234,9 +259,12 @@ impl Maintenance {
         if deleted > 0 {
             tracing::info!(deleted, "finished tasks past their retention deleted");
         }
-        // Workers not seen for a day are gone for good.
+        // Workers not seen for a day are gone for good, and so are a day's old minutes.
         self.conn
             .run(async |db| queue::prune_workers(db, WORKERS_KEPT).await)
+            .await?;
+        self.conn
+            .run(async |db| queue::prune_minute_stats(db, WORKERS_KEPT).await)
             .await?;
         // The counts the pruning and every connection wrote, folded to one row per queue and
         // state (rows for queues with no finished task left are deleted).
