@@ -181,19 +181,13 @@ impl DtpMetrics {
             .inc();
     }
 
-    /// `count` tasks of `queue` and `task_type` were created at once.
-    pub fn tasks_created(&self, queue: &str, task_type: &str, count: u64) {
-        self.created
-            .get_or_create(&task_labels(queue, task_type))
-            .inc_by(count);
-    }
-
     /// An attempt ended with `outcome`.
     pub fn attempt_ended(&self, queue: &str, task_type: &str, outcome: AttemptOutcome) {
         self.attempts_ended(queue, task_type, outcome, 1);
     }
 
-    /// `count` attempts ended with `outcome`.
+    /// `count` attempts ended with `outcome` (counted in the queue and type's series, as the
+    /// worker counts its own).
     pub fn attempts_ended(
         &self,
         queue: &str,
@@ -201,12 +195,8 @@ impl DtpMetrics {
         outcome: AttemptOutcome,
         count: u64,
     ) {
-        let labels = AttemptLabels {
-            queue: queue.to_owned(),
-            r#type: task_type.to_owned(),
-            outcome: outcome_label(outcome),
-        };
-        self.attempts.get_or_create(&labels).inc_by(count);
+        self.task_series(queue, task_type)
+            .attempts_ended(outcome, count);
     }
 
     /// The series of `queue` and `task_type`'s attempts (all seven outcomes start at zero).
@@ -337,18 +327,24 @@ impl TaskSeries {
 
     /// An attempt ended with `outcome`.
     pub fn attempt_ended(&self, outcome: AttemptOutcome) {
+        self.attempts_ended(outcome, 1);
+    }
+
+    /// `count` attempts ended with `outcome`.
+    pub fn attempts_ended(&self, outcome: AttemptOutcome, count: u64) {
         let index = OUTCOMES.iter().position(|o| *o == outcome);
         if let Some(counter) = index.and_then(|i| self.attempts.get(i)) {
-            counter.inc();
+            counter.inc_by(count);
         }
-        let counted: Option<fn(&mut QueueMinute)> = match outcome {
-            AttemptOutcome::Succeeded => Some(|m| m.succeeded += 1),
-            AttemptOutcome::Failed | AttemptOutcome::Timeout => Some(|m| m.failed += 1),
-            AttemptOutcome::Retry => Some(|m| m.retried += 1),
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let figure: Option<fn(&mut QueueMinute) -> &mut i64> = match outcome {
+            AttemptOutcome::Succeeded => Some(|m| &mut m.succeeded),
+            AttemptOutcome::Failed | AttemptOutcome::Timeout => Some(|m| &mut m.failed),
+            AttemptOutcome::Retry => Some(|m| &mut m.retried),
             _ => None,
         };
-        if let Some(counted) = counted {
-            self.minutes.count(&self.queue, counted);
+        if let Some(figure) = figure {
+            self.minutes.count(&self.queue, |m| *figure(m) += count);
         }
     }
 }

@@ -48,16 +48,19 @@ pub(super) async fn stats(
     let rows = queue::minute_stats(&state.pool, minutes, queue, MINUTE_BUCKETS).await?;
     let minutes = rows
         .into_iter()
-        .map(|row| StatsMinute {
-            minute: row.minute,
-            succeeded: row.succeeded,
-            failed: row.failed,
-            retried: row.retried,
-            started: row.wait_buckets.iter().sum(),
-            queue_wait_p50_ms: percentile_ms(&row.wait_buckets, 0.5),
-            queue_wait_p95_ms: percentile_ms(&row.wait_buckets, 0.95),
-            run_p50_ms: percentile_ms(&row.run_buckets, 0.5),
-            run_p95_ms: percentile_ms(&row.run_buckets, 0.95),
+        .map(|row| {
+            let c = row.counted;
+            StatsMinute {
+                minute: row.minute,
+                succeeded: c.succeeded,
+                failed: c.failed,
+                retried: c.retried,
+                started: c.wait_buckets.iter().sum(),
+                queue_wait_p50_ms: percentile_ms(&c.wait_buckets, 0.5),
+                queue_wait_p95_ms: percentile_ms(&c.wait_buckets, 0.95),
+                run_p50_ms: percentile_ms(&c.run_buckets, 0.5),
+                run_p95_ms: percentile_ms(&c.run_buckets, 0.95),
+            }
         })
         .collect();
     Ok(Json(StatsList { minutes }))

@@ -8,8 +8,9 @@ use sqlx::PgExecutor;
 
 use super::millis;
 
-/// What one process counted for one queue since it last added to the table.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What one process counted for one queue since it last added to the table; also a minute of
+/// the table as read ([`MinuteRow`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
 pub struct QueueMinute {
     /// Attempts that succeeded.
     pub succeeded: i64,
@@ -83,16 +84,9 @@ pub async fn add_minute_stats(
 pub struct MinuteRow {
     /// The minute's start.
     pub minute: DateTime<Utc>,
-    /// Attempts that succeeded.
-    pub succeeded: i64,
-    /// Attempts that failed with no retry left.
-    pub failed: i64,
-    /// Attempts retried.
-    pub retried: i64,
-    /// Queue-wait bucket counts.
-    pub wait_buckets: Vec<i64>,
-    /// Run-time bucket counts.
-    pub run_buckets: Vec<i64>,
+    /// What was counted in it.
+    #[sqlx(flatten)]
+    pub counted: QueueMinute,
 }
 
 /// The last `minutes` minutes (the current one included), oldest first, every minute present
@@ -104,7 +98,18 @@ pub async fn minute_stats(
     buckets: usize,
 ) -> Result<Vec<MinuteRow>, sqlx::Error> {
     let buckets = i32::try_from(buckets).unwrap_or(i32::MAX);
-    sqlx::query_as(
+    // Per minute, the sum of each bucket over the minute's rows, in bucket order.
+    let bucket_sums = |column: &str| {
+        format!(
+            "select minute, array_agg(total order by i) as buckets from ( \
+                 select k.minute, u.i, sum(u.n)::bigint as total \
+                 from kept k, unnest(k.{column}) with ordinality as u(n, i) \
+                 group by k.minute, u.i \
+             ) per_bucket group by minute"
+        )
+    };
+    let (waits, runs) = (bucket_sums("wait_buckets"), bucket_sums("run_buckets"));
+    sqlx::query_as(&format!(
         r#"
         with minutes as (
             select generate_series(date_trunc('minute', now()) - ($1 - 1) * interval '1 minute',
@@ -120,20 +125,8 @@ pub async fn minute_stats(
                    sum(retried)::bigint as retried
             from kept group by minute
         ),
-        waits as (
-            select minute, array_agg(total order by i) as buckets from (
-                select k.minute, u.i, sum(u.n)::bigint as total
-                from kept k, unnest(k.wait_buckets) with ordinality as u(n, i)
-                group by k.minute, u.i
-            ) per_bucket group by minute
-        ),
-        runs as (
-            select minute, array_agg(total order by i) as buckets from (
-                select k.minute, u.i, sum(u.n)::bigint as total
-                from kept k, unnest(k.run_buckets) with ordinality as u(n, i)
-                group by k.minute, u.i
-            ) per_bucket group by minute
-        )
+        waits as ({waits}),
+        runs as ({runs})
         select m.minute, coalesce(c.succeeded, 0) as succeeded, coalesce(c.failed, 0) as failed,
                coalesce(c.retried, 0) as retried,
                coalesce(w.buckets, array_fill(0::bigint, array[$3])) as wait_buckets,
@@ -143,8 +136,8 @@ pub async fn minute_stats(
         left join waits w using (minute)
         left join runs r using (minute)
         order by m.minute
-        "#,
-    )
+        "#
+    ))
     .bind(minutes)
     .bind(queue)
     .bind(buckets)
