@@ -16,6 +16,15 @@ use crate::trace::TraceContext;
 /// The header that carries the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The request id `headers` carry (`-` when none is readable; every request through
+/// [`with_request_id`] has one).
+pub(crate) fn request_id_of(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+}
+
 /// New ids: 16 random hex digits.
 #[derive(Clone, Copy, Default)]
 struct RandomId;
@@ -65,12 +74,6 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let id = parts
-            .headers
-            .get(REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned();
-        Ok(RequestId(id))
+        Ok(RequestId(request_id_of(&parts.headers).to_owned()))
     }
 }

@@ -111,11 +111,7 @@ pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(TraceContext::parse);
-    let request_id = request
-        .headers()
-        .get(crate::REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
+    let request_id = crate::request_id::request_id_of(request.headers());
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
