@@ -37,6 +37,12 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The status it is answered with, and what the client is told (see [`crate::public_detail`]).
+    pub fn status_and_detail(&self) -> (StatusCode, String) {
+        let status = self.status();
+        (status, crate::public_detail(status, self))
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -155,7 +155,11 @@ pub async fn problem_for_bare_errors(response: Response) -> Response {
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_CONTENT_TYPE.as_bytes()));
+        .is_some_and(|v| {
+            let v = v.as_bytes();
+            // A page rendered for people (the dashboard's) keeps its HTML.
+            v.starts_with(PROBLEM_CONTENT_TYPE.as_bytes()) || v.starts_with(b"text/html")
+        });
     if status.as_u16() < 400 || is_problem {
         return response;
     }

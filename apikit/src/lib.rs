@@ -56,7 +56,13 @@ pub fn problem_response(status: StatusCode, detail: Option<String>) -> Response 
 /// The problem response for a service's error: a 500 is logged in full (with its causes) and
 /// answered opaquely, other 5xx are logged and explained, 4xx are explained.
 pub fn error_response(status: StatusCode, error: &(dyn std::error::Error + 'static)) -> Response {
-    let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
+    problem_response(status, Some(public_detail(status, error)))
+}
+
+/// What a client is told of `error` answered with `status`: its text, or for a 500 a pointer to
+/// the server log, where the error is written in full. Faults (5xx) are logged either way.
+pub fn public_detail(status: StatusCode, error: &(dyn std::error::Error + 'static)) -> String {
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(error = ?error, "internal error");
         "internal error; see the server log".to_owned()
     } else {
@@ -64,8 +70,7 @@ pub fn error_response(status: StatusCode, error: &(dyn std::error::Error + 'stat
             tracing::warn!(%status, detail = %error, "answering with a fault");
         }
         error.to_string()
-    };
-    problem_response(status, Some(detail))
+    }
 }
 
 /// Whether `value` holds a NUL character in any string or key: PostgreSQL cannot store one in

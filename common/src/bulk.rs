@@ -33,8 +33,13 @@ pub struct BulkFilter {
     /// Created before this time.
     #[serde(with = "crate::timestamp::option")]
     pub created_before: Option<DateTime<Utc>>,
+    /// Created at or after this time.
+    #[serde(with = "crate::timestamp::option")]
+    pub created_after: Option<DateTime<Utc>>,
     /// Whose last error contains this text (case-sensitive).
     pub last_error_contains: Option<String>,
+    /// Whose last error is exactly this text.
+    pub last_error: Option<String>,
     /// Every task: required when no other condition is given, so that "everything" is said.
     pub all: bool,
 }

@@ -105,6 +105,10 @@ pub struct Config {
     #[arg(long, env = "DTP_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<Secret>,
 
+    /// Show the dashboard (`/ui`) without any action, and refuse every action sent to it.
+    #[arg(long, env = "DTP_UI_READ_ONLY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub ui_read_only: bool,
+
     /// Let the `http` handler call loopback, link-local and private addresses (refused by
     /// default, so that tasks cannot reach the internal network).
     #[arg(long, env = "DTP_HTTP_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
@@ -248,6 +252,9 @@ impl Config {
             },
             metrics_token: self.metrics_token.clone(),
             http_metrics: apikit::metrics::HttpMetrics::default(),
+            ui: crate::ui::UiOptions {
+                read_only: self.ui_read_only,
+            },
         }
     }
 }

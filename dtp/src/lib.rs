@@ -35,6 +35,7 @@ pub mod config;
 pub mod db;
 pub mod handlers;
 pub mod metrics;
+pub mod ui;
 pub mod queue;
 pub mod worker;
 

@@ -30,6 +30,7 @@ fn unreachable_state() -> AppState {
             },
             metrics_token: None,
             http_metrics: HttpMetrics::default(),
+            ui: dtp::ui::UiOptions::default(),
         }),
         metrics: DtpMetrics::default(),
     }

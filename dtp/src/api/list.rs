@@ -3,6 +3,7 @@
 use apikit::openapi::DatabaseDown;
 use axum::extract::{Query, State};
 use axum::Json;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use common::limits::is_queue_name;
 use common::{Problem, TaskPage, TaskStatus};
 use serde::Deserialize;
@@ -19,19 +20,44 @@ const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
 
 /// `GET /tasks` query; every value arrives as text so that bad values get a clear 400.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ListParams {
-    status: Option<String>,
+pub(crate) struct ListParams {
+    pub(crate) status: Option<String>,
     #[serde(rename = "type")]
-    task_type: Option<String>,
-    queue: Option<String>,
+    pub(crate) task_type: Option<String>,
+    pub(crate) queue: Option<String>,
     #[serde(rename = "lastErrorContains")]
-    last_error_contains: Option<String>,
-    limit: Option<String>,
-    after: Option<String>,
+    pub(crate) last_error_contains: Option<String>,
+    #[serde(rename = "lastError")]
+    pub(crate) last_error: Option<String>,
+    #[serde(rename = "createdAfter")]
+    pub(crate) created_after: Option<String>,
+    #[serde(rename = "createdBefore")]
+    pub(crate) created_before: Option<String>,
+    pub(crate) limit: Option<String>,
+    pub(crate) after: Option<String>,
     #[serde(rename = "idempotencyKey")]
-    idempotency_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
+}
+
+impl ListParams {
+    /// The same, with empty values absent: a filter form sends its empty fields.
+    pub(crate) fn without_blanks(self) -> ListParams {
+        let keep = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        ListParams {
+            status: keep(self.status),
+            task_type: keep(self.task_type),
+            queue: keep(self.queue),
+            last_error_contains: keep(self.last_error_contains),
+            last_error: keep(self.last_error),
+            created_after: keep(self.created_after),
+            created_before: keep(self.created_before),
+            limit: keep(self.limit),
+            after: keep(self.after),
+            idempotency_key: keep(self.idempotency_key),
+        }
+    }
 }
 
 /// A page of tasks, newest first.
@@ -41,6 +67,9 @@ pub(super) struct ListParams {
         ("type" = Option<String>, Query, description = "Only tasks of this type"),
         ("queue" = Option<String>, Query, description = "Only tasks in this queue"),
         ("lastErrorContains" = Option<String>, Query, description = "Only tasks whose last error contains this text"),
+        ("lastError" = Option<String>, Query, description = "Only tasks whose last error is exactly this text"),
+        ("createdAfter" = Option<String>, Query, description = "Only tasks created at or after this time (RFC 3339; without an offset, UTC)"),
+        ("createdBefore" = Option<String>, Query, description = "Only tasks created before this time (RFC 3339; without an offset, UTC)"),
         ("limit" = Option<i64>, Query, description = "Page size, 1..=500 (default 50)", minimum = 1, maximum = 500),
         ("after" = Option<i64>, Query, description = "Only tasks older than this id", minimum = 1),
         ("idempotencyKey" = Option<String>, Query, description = "Only the task created with this key"),
@@ -69,11 +98,12 @@ pub(super) async fn list(
     }))
 }
 
-fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
+pub(crate) fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
     let texts = [
         params.task_type.as_ref(),
         params.queue.as_ref(),
         params.last_error_contains.as_ref(),
+        params.last_error.as_ref(),
         params.idempotency_key.as_ref(),
     ];
     if texts.iter().flatten().any(|t| t.contains('\0')) {
@@ -97,8 +127,13 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
     let after = apikit::parse_bounded_int(params.after.as_deref(), "after", 1, i64::MAX)
         .map_err(ApiError::BadRequest)?
         .map(TaskId);
+    let created_after = parse_time(params.created_after.as_deref(), "createdAfter")?;
+    let created_before = parse_time(params.created_before.as_deref(), "createdBefore")?;
     Ok(ListFilter {
         status,
+        last_error: params.last_error,
+        created_after,
+        created_before,
         task_type: params.task_type,
         queue: params.queue,
         last_error_contains: params.last_error_contains,
@@ -106,4 +141,24 @@ fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
         after,
         limit,
     })
+}
+
+/// A time as RFC 3339, or as a date and time without an offset (what a browser's
+/// `datetime-local` input sends), read as UTC. Empty is absent.
+pub(crate) fn parse_time(raw: Option<&str>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(time) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(Some(time.with_timezone(&Utc)));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(raw, format).ok())
+        .map(|naive| Some(naive.and_utc()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{name} must be a time such as 2026-12-01T09:30:00Z, got {raw:?}"
+            ))
+        })
 }

@@ -3,8 +3,9 @@
 
 mod bulk;
 pub mod error;
-mod list;
+pub(crate) mod list;
 mod operate;
+pub(crate) mod operator;
 mod queues;
 mod schedules;
 mod stats;
@@ -36,6 +37,8 @@ pub struct ApiConfig {
     pub metrics_token: Option<apikit::auth::Secret>,
     /// The requests' metrics.
     pub http_metrics: apikit::metrics::HttpMetrics,
+    /// The dashboard at `/ui` (`DTP_UI_READ_ONLY`).
+    pub ui: crate::ui::UiOptions,
 }
 
 /// Shared by every request handler.
@@ -51,8 +54,9 @@ pub struct AppState {
     pub metrics: DtpMetrics,
 }
 
-/// The whole API: task routes, health routes, `/metrics` (answered by `metrics`), problem-JSON
-/// fallbacks, limits, request ids and request logging.
+/// The whole API: task routes, health routes, `/metrics` (answered by `metrics`), the dashboard
+/// at `/ui` (behind its own sign-in), problem-JSON fallbacks, limits, request ids and request
+/// logging.
 pub fn router(state: AppState, metrics: apikit::metrics::Exposition) -> Router {
     let (config, pool) = (state.config.clone(), state.pool.clone());
     let routes = [
@@ -66,7 +70,13 @@ pub fn router(state: AppState, metrics: apikit::metrics::Exposition) -> Router {
         stats::router(),
     ];
     let tasks = routes.into_iter().fold(Router::new(), Router::merge);
+    let dashboard = crate::ui::router(state.clone(), config.ui);
     let tasks = tasks.with_state(state);
-    let open = apikit::metrics::metrics_router(metrics, config.metrics_token.clone());
+    let open = apikit::metrics::metrics_router(metrics, config.metrics_token.clone())
+        .nest("/ui", dashboard)
+        .route(
+            "/ui/",
+            axum::routing::get(|| async { axum::response::Redirect::permanent("/ui") }),
+        );
     apikit::edge_router("dtp", &config.edge, tasks, open, pool, &config.http_metrics)
 }

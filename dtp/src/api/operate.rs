@@ -6,8 +6,8 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use common::TaskView;
 
-use super::{ApiError, AppState};
-use crate::queue::{self, TaskId};
+use super::{operator, ApiError, AppState};
+use crate::queue::TaskId;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -32,15 +32,7 @@ apikit::problem_answers!(
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses((status = 200, description = "The task, PENDING", body = TaskView), RetryRefused))]
 pub(super) async fn retry(WithId(state, id): WithId<AppState>) -> Answer<Json<TaskView>> {
-    let mut conn = state.pool.acquire().await?;
-    let task = queue::retry(&mut conn, TaskId(id), state.config.lease).await?;
-    tracing::info!(
-        task_id = id,
-        to = "PENDING",
-        max_attempts = task.max_attempts,
-        "task retried by an operator"
-    );
-    Ok(Json(task.into_view()))
+    operator::retry(&state, TaskId(id)).await.map(Json)
 }
 
 apikit::problem_answers!(
@@ -54,10 +46,7 @@ apikit::problem_answers!(
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses((status = 200, description = "The task, due now", body = TaskView), RunNowRefused))]
 pub(super) async fn run_now(WithId(state, id): WithId<AppState>) -> Answer<Json<TaskView>> {
-    let mut conn = state.pool.acquire().await?;
-    let due = queue::run_now(&mut conn, TaskId(id)).await?.into_view();
-    tracing::info!(task_id = id, run_at = %due.scheduled_for, "task made due now by an operator");
-    Ok(Json(due))
+    operator::run_now(&state, TaskId(id)).await.map(Json)
 }
 
 apikit::problem_answers!(
@@ -71,7 +60,6 @@ apikit::problem_answers!(
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses((status = 204, description = "Deleted"), DeleteRefused))]
 pub(super) async fn remove(WithId(state, id): WithId<AppState>) -> Answer<StatusCode> {
-    queue::delete(&state.pool, TaskId(id)).await?;
-    tracing::info!(task_id = id, "task deleted by an operator");
+    operator::delete(&state, TaskId(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

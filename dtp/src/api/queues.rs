@@ -6,12 +6,10 @@ use apikit::{ApiJson, WithId};
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::limits::is_queue_name;
-use common::queue::bounds::{CONCURRENCY_LIMIT, MAX_RATE_PER_SECOND};
 use common::{AttemptList, Queue, QueueList, QueuePatch};
 
 use super::tasks::UnknownTask;
-use super::{ApiError, AppState};
+use super::{operator, ApiError, AppState};
 use crate::queue::{self, TaskId};
 
 pub(super) fn router() -> Router<AppState> {
@@ -88,7 +86,6 @@ pub(super) async fn configure(
     Path(name): Path<String>,
     ApiJson(patch): ApiJson<QueuePatch>,
 ) -> Result<Json<Queue>, ApiError> {
-    validate(&name, &patch)?;
     apply(&state, &name, &patch).await.map(Json)
 }
 
@@ -121,33 +118,11 @@ async fn set_paused(
         paused: Some(paused),
         ..QueuePatch::default()
     };
-    validate(&name, &patch)?;
     apply(&state, &name, &patch).await.map(Json)
 }
 
 async fn apply(state: &AppState, name: &str, patch: &QueuePatch) -> Result<Queue, ApiError> {
-    let mut conn = state.pool.acquire().await?;
-    let queue = queue::configure(&mut conn, name, patch).await?;
-    tracing::info!(queue = name, paused = queue.paused, concurrency_limit = ?queue.concurrency_limit, rate_limit_per_second = ?queue.rate_limit_per_second, "queue configured by an operator");
-    Ok(queue)
-}
-
-fn validate(name: &str, patch: &QueuePatch) -> Result<(), ApiError> {
-    let invalid = |message: &str| Err(ApiError::Invalid(message.to_owned()));
-    if !is_queue_name(name) {
-        return invalid("a queue name is 1 to 100 characters of A-Z a-z 0-9 _ . : -");
-    }
-    if let Some(Some(limit)) = patch.concurrency_limit {
-        if !CONCURRENCY_LIMIT.contains(&limit) {
-            return invalid("concurrencyLimit must be an integer from 1 to 1000000, or null");
-        }
-    }
-    if let Some(Some(rate)) = patch.rate_limit_per_second {
-        if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_SECOND) {
-            return invalid("rateLimitPerSecond must be above 0 and at most 1000000, or null");
-        }
-    }
-    Ok(())
+    operator::configure_queue(state, name, patch).await
 }
 
 /// The attempts of a task, oldest first: worker, start, end, duration, outcome and error of

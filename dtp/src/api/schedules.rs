@@ -93,14 +93,23 @@ pub(super) async fn change(
     Path(name): Path<String>,
     ApiJson(patch): ApiJson<SchedulePatch>,
 ) -> Result<Json<Schedule>, ApiError> {
+    change_schedule(&state, &name, patch).await.map(Json)
+}
+
+/// Changes a schedule as `PATCH /schedules/{name}` does (the dashboard's pause and resume too).
+pub(crate) async fn change_schedule(
+    state: &AppState,
+    name: &str,
+    patch: SchedulePatch,
+) -> Result<Schedule, ApiError> {
     // Read, merged and written back under the row's lock: two changes do not undo each other.
     let mut tx = state.pool.begin().await?;
-    let current = queue::lock_schedule(&mut *tx, &name).await?;
+    let current = queue::lock_schedule(&mut *tx, name).await?;
     let cron = patch.cron.unwrap_or(current.cron.clone());
     let timezone = patch.timezone.unwrap_or(current.timezone.clone());
     let cadence = cadence(&cron, &timezone).await?;
     let task = match patch.task {
-        Some(task) => template(task, &state)?,
+        Some(task) => template(task, state)?,
         None => current.task.clone(),
     };
     let paused = patch.paused.unwrap_or(current.paused);
@@ -110,7 +119,7 @@ pub(super) async fn change(
         (false, true) => cadence.next_after(queue::database_now(&mut *tx).await?),
     };
     let fields = ScheduleFields {
-        name: &name,
+        name,
         cron: &cron,
         timezone: &timezone,
         task: &task,
@@ -120,7 +129,7 @@ pub(super) async fn change(
     let schedule = queue::update_schedule(&mut *tx, &fields, recount).await?;
     tx.commit().await?;
     tracing::info!(schedule = %schedule.name, paused = schedule.paused, next_run_at = ?schedule.next_run_at, "schedule changed");
-    Ok(Json(schedule))
+    Ok(schedule)
 }
 
 /// Deletes a schedule; the tasks it made stay.

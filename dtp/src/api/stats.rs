@@ -7,11 +7,9 @@ use apikit::openapi::DatabaseDown;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use common::limits::is_queue_name;
 use common::{Problem, StatsList, StatsMinute};
 
 use super::{ApiError, AppState};
-use crate::metrics::MINUTE_BUCKETS;
 use crate::queue;
 
 pub(super) fn router() -> Router<AppState> {
@@ -40,12 +38,11 @@ pub(super) async fn stats(
         .map_err(ApiError::BadRequest)?
         .unwrap_or(60);
     let queue = params.get("queue").map(String::as_str);
-    if queue.is_some_and(|q| !is_queue_name(q)) {
-        return Err(ApiError::BadRequest(
-            "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -".into(),
-        ));
-    }
-    let rows = queue::minute_stats(&state.pool, minutes, queue, MINUTE_BUCKETS).await?;
+    super::operator::stats(&state, minutes, queue).await.map(Json)
+}
+
+/// Each minute's counts, and its percentiles read from its buckets.
+pub(super) fn summarize(rows: Vec<queue::MinuteRow>) -> StatsList {
     let minutes = rows
         .into_iter()
         .map(|row| {
@@ -63,7 +60,7 @@ pub(super) async fn stats(
             }
         })
         .collect();
-    Ok(Json(StatsList { minutes }))
+    StatsList { minutes }
 }
 
 /// The `q` quantile of the observations counted in `buckets` (per bound of

@@ -7,11 +7,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use common::limits::{is_queue_name, DEFAULT_QUEUE, MAX_ATTEMPTS};
-use common::{AttemptOutcome, BatchCreated, CreateTask, Problem, TaskPage, TaskStatus, TaskView};
+use common::{BatchCreated, CreateTask, Problem, TaskPage, TaskStatus, TaskView};
 use serde_json::Value;
 
 use super::{ApiError, AppState};
-use crate::queue::{self, CancelOutcome, Enqueued, NewTask, TaskId};
+use crate::queue::{self, Enqueued, NewTask, TaskId};
 use apikit::trace::FollowedTrace;
 use apikit::{ApiJson, ApiJsonList, WithId};
 
@@ -300,22 +300,7 @@ apikit::problem_answers!(
     responses((status = 200, description = "The task, now CANCELED", body = TaskView),
         UnknownTask, CancelRefused, DatabaseDown))]
 async fn cancel(WithId(state, id): WithId<AppState>) -> Result<Json<TaskView>, ApiError> {
-    let id = TaskId(id);
-    let mut conn = state.pool.acquire().await?;
-    match queue::cancel(&mut conn, id).await? {
-        CancelOutcome::Canceled { task, was_running } => {
-            let from = if was_running { "RUNNING" } else { "PENDING" };
-            tracing::info!(task_id = %id, from, to = "CANCELED", "task canceled");
-            if was_running {
-                let (queue, task_type) = (&task.queue, &task.task_type);
-                state
-                    .metrics
-                    .attempt_ended(queue, task_type, AttemptOutcome::Canceled);
-            }
-            Ok(Json(task.into_view()))
-        }
-        CancelOutcome::AlreadyCanceled(task) => Ok(Json(task.into_view())),
-    }
+    super::operator::cancel(&state, TaskId(id)).await.map(Json)
 }
 
 /// The API description, with the task types this process actually knows as the `type` enum.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use common::limits::MAX_ATTEMPTS;
 use common::{BulkAction, BulkFilter, BulkOutcome};
-use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
+use sqlx::{Connection, PgConnection, PgExecutor, Postgres, QueryBuilder};
 
 use super::cancel::cancel_target;
 use super::counts::count_finished;
@@ -32,10 +32,7 @@ pub async fn bulk(
 ) -> Result<BulkDone, Error> {
     let mut tx = conn.begin().await?;
     let mut stopped = Vec::new();
-    let matched: i64 = matching("select count(*) from tasks where true", filter)
-        .build_query_scalar()
-        .fetch_one(&mut *tx)
-        .await?;
+    let matched = count_matching(&mut *tx, filter).await?;
     let changed: i64 = match action {
         BulkAction::Cancel => {
             // The row locks order the cancel against completions, as a single cancel does;
@@ -121,9 +118,18 @@ fn push_conditions<'a>(sql: &mut QueryBuilder<'a, Postgres>, filter: &'a BulkFil
         task_type: filter.task_type.as_ref(),
         queue: filter.queue.as_ref(),
         last_error_contains: filter.last_error_contains.as_ref(),
+        last_error: filter.last_error.as_ref(),
+        created_after: filter.created_after,
+        created_before: filter.created_before,
     };
     push_matching(sql, matching);
-    if let Some(created_before) = filter.created_before {
-        sql.push(" and created_at < ").push_bind(created_before);
-    }
+}
+
+/// How many tasks `filter` matches: the N a bulk action's confirmation shows.
+pub async fn count_matching(db: impl PgExecutor<'_>, filter: &BulkFilter) -> Result<i64, Error> {
+    let count = matching("select count(*) from tasks where true", filter)
+        .build_query_scalar()
+        .fetch_one(db)
+        .await?;
+    Ok(count)
 }

@@ -25,7 +25,7 @@ mod storable;
 mod workers;
 
 pub use attempts::attempts;
-pub use bulk::{bulk, BulkDone};
+pub use bulk::{bulk, count_matching, BulkDone};
 pub use cancel::{cancel, CancelOutcome};
 pub use claim::{
     claim_available, queue_view, renew_leases, Claim, Claimed, ClaimedTask, Fence, QueueView,
@@ -38,7 +38,7 @@ pub use complete::{
 pub use counts::{fold_counts, recount};
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};
 pub use operate::{delete, retry, run_now};
-pub use read::{explain_list, get, list, ListFilter};
+pub use read::{explain_list, failure_groups, get, list, FailureGroup, ListFilter};
 pub use rescue::{fail_expired, lock_expired, ExpiredLease};
 pub use retention::prune;
 pub use row::TaskRow;

@@ -1,5 +1,6 @@
 //! Reading tasks: one by id, and pages newest first.
 
+use chrono::{DateTime, Utc};
 use common::limits::is_queue_name;
 use common::TaskStatus;
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
@@ -28,12 +29,39 @@ pub struct ListFilter {
     /// Only tasks whose last error contains this text (case-sensitive). No index serves it:
     /// the page walks newest first until it is full.
     pub last_error_contains: Option<String>,
+    /// Only tasks whose last error is exactly this (a failure group of the dashboard).
+    pub last_error: Option<String>,
+    /// Only tasks created at or after this time. Like the error filters, no index serves it:
+    /// the page walks newest first until it is full (ids grow with creation time, so a range
+    /// ending now is read first).
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only tasks created before this time.
+    pub created_before: Option<DateTime<Utc>>,
     /// Only the task created with this idempotency key.
     pub idempotency_key: Option<String>,
     /// Only tasks older than this id (the cursor of the previous page).
     pub after: Option<TaskId>,
     /// At most this many.
     pub limit: i64,
+}
+
+impl ListFilter {
+    /// The bulk filter matching the same tasks (every page of them); `all` when it has no
+    /// condition.
+    pub fn to_bulk(&self) -> common::BulkFilter {
+        let mut bulk = common::BulkFilter {
+            queue: self.queue.clone(),
+            task_type: self.task_type.clone(),
+            status: self.status,
+            created_before: self.created_before,
+            created_after: self.created_after,
+            last_error_contains: self.last_error_contains.clone(),
+            last_error: self.last_error.clone(),
+            all: false,
+        };
+        bulk.all = bulk == common::BulkFilter::default();
+        bulk
+    }
 }
 
 /// The statement of [`list`] for `filter`, written with only the conditions the filter sets:
@@ -60,6 +88,9 @@ fn list_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, 
             task_type: filter.task_type.as_ref(),
             queue: filter.queue.as_ref(),
             last_error_contains: filter.last_error_contains.as_ref(),
+            last_error: filter.last_error.as_ref(),
+            created_after: filter.created_after,
+            created_before: filter.created_before,
         },
     );
     if let Some(key) = &filter.idempotency_key {
@@ -80,6 +111,9 @@ pub(super) struct Matching<'a> {
     pub(super) task_type: Option<&'a String>,
     pub(super) queue: Option<&'a String>,
     pub(super) last_error_contains: Option<&'a String>,
+    pub(super) last_error: Option<&'a String>,
+    pub(super) created_after: Option<DateTime<Utc>>,
+    pub(super) created_before: Option<DateTime<Utc>>,
 }
 
 /// Appends ` and …` for each condition `matching` sets.
@@ -106,6 +140,15 @@ pub(super) fn push_matching<'a>(sql: &mut QueryBuilder<'a, Postgres>, matching: 
             .push_bind(text)
             .push(") > 0");
     }
+    if let Some(text) = matching.last_error {
+        sql.push(" and last_error = ").push_bind(text);
+    }
+    if let Some(after) = matching.created_after {
+        sql.push(" and created_at >= ").push_bind(after);
+    }
+    if let Some(before) = matching.created_before {
+        sql.push(" and created_at < ").push_bind(before);
+    }
 }
 
 /// A page of tasks, newest first.
@@ -128,4 +171,37 @@ pub async fn explain_list(
         .fetch_all(db)
         .await?;
     Ok(rows.into_iter().map(|(line,)| line).collect())
+}
+
+/// FAILED tasks with the same last error in the same queue: what the dashboard's failures page
+/// lists, most tasks first.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FailureGroup {
+    /// The error they share (`None`: failed without one recorded).
+    pub error: Option<String>,
+    /// Their queue.
+    pub queue: String,
+    /// How many tasks.
+    pub tasks: i64,
+    /// When the latest of them failed.
+    pub last_failed_at: Option<DateTime<Utc>>,
+}
+
+/// The `limit` largest [`FailureGroup`]s (in `queue` only, when given). FAILED tasks are few
+/// (they are pruned like the rest, see `DTP_KEEP_FAILED`) and `tasks_failed` finds them.
+pub async fn failure_groups(
+    db: impl PgExecutor<'_>,
+    queue: Option<&str>,
+    limit: i64,
+) -> Result<Vec<FailureGroup>, Error> {
+    let groups = sqlx::query_as(
+        "select last_error as error, queue, count(*) as tasks, max(finished_at) as last_failed_at \
+         from tasks where status = 'FAILED' and ($1::text is null or queue = $1) \
+         group by last_error, queue order by tasks desc, last_failed_at desc nulls last limit $2",
+    )
+    .bind(queue)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(groups)
 }

@@ -1,0 +1,166 @@
+//! An operator's actions, each done in one place: the HTTP handlers and the dashboard (`ui`)
+//! both call these, so a cancel from either counts the stopped attempt in the metrics, logs
+//! the same line and refuses the same input.
+
+use common::limits::is_queue_name;
+use common::queue::bounds::{CONCURRENCY_LIMIT, MAX_RATE_PER_SECOND};
+use common::{
+    AttemptOutcome, BulkAction, BulkFilter, BulkOutcome, Queue, QueuePatch, StatsList, TaskView,
+};
+
+pub(crate) use super::schedules::change_schedule;
+use super::{ApiError, AppState};
+use crate::queue::{self, CancelOutcome, TaskId};
+
+/// Cancels a PENDING or RUNNING task (idempotent); a RUNNING one's handler is told to stop.
+pub(crate) async fn cancel(state: &AppState, id: TaskId) -> Result<TaskView, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    match queue::cancel(&mut conn, id).await? {
+        CancelOutcome::Canceled { task, was_running } => {
+            let from = if was_running { "RUNNING" } else { "PENDING" };
+            tracing::info!(task_id = %id, from, to = "CANCELED", "task canceled");
+            if was_running {
+                let (queue, task_type) = (&task.queue, &task.task_type);
+                state
+                    .metrics
+                    .attempt_ended(queue, task_type, AttemptOutcome::Canceled);
+            }
+            Ok(task.into_view())
+        }
+        CancelOutcome::AlreadyCanceled(task) => Ok(task.into_view()),
+    }
+}
+
+/// Makes a FAILED or CANCELED task PENDING again (see `queue::retry`).
+pub(crate) async fn retry(state: &AppState, id: TaskId) -> Result<TaskView, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let task = queue::retry(&mut conn, id, state.config.lease).await?;
+    tracing::info!(task_id = %id, to = "PENDING", max_attempts = task.max_attempts, "task retried by an operator");
+    Ok(task.into_view())
+}
+
+/// Makes a PENDING task due now.
+pub(crate) async fn run_now(state: &AppState, id: TaskId) -> Result<TaskView, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let due = queue::run_now(&mut conn, id).await?.into_view();
+    tracing::info!(task_id = %id, run_at = %due.scheduled_for, "task made due now by an operator");
+    Ok(due)
+}
+
+/// Deletes a SUCCEEDED, FAILED or CANCELED task.
+pub(crate) async fn delete(state: &AppState, id: TaskId) -> Result<(), ApiError> {
+    queue::delete(&state.pool, id).await?;
+    tracing::info!(task_id = %id, "task deleted by an operator");
+    Ok(())
+}
+
+/// Applies `action` to every task `filter` matches, once the filter is checked.
+pub(crate) async fn bulk(
+    state: &AppState,
+    action: BulkAction,
+    filter: &BulkFilter,
+) -> Result<BulkOutcome, ApiError> {
+    validate_filter(filter)?;
+    let mut conn = state.pool.acquire().await?;
+    let queue::BulkDone { outcome, stopped } =
+        queue::bulk(&mut conn, action, filter, state.config.lease).await?;
+    for (queue, task_type, count) in stopped {
+        let count = u64::try_from(count).unwrap_or(0);
+        let canceled = AttemptOutcome::Canceled;
+        state
+            .metrics
+            .attempts_ended(&queue, &task_type, canceled, count);
+    }
+    tracing::info!(action = ?action, filter = ?filter, matched = outcome.matched, changed = outcome.changed, "bulk action by an operator");
+    Ok(outcome)
+}
+
+/// How many tasks `filter` matches, once it is checked: what a bulk action would match now.
+pub(crate) async fn count_matching(state: &AppState, filter: &BulkFilter) -> Result<i64, ApiError> {
+    validate_filter(filter)?;
+    Ok(queue::count_matching(&state.pool, filter).await?)
+}
+
+/// Refuses a filter without a condition (unless it says `all`) or with an invalid one.
+pub(crate) fn validate_filter(filter: &BulkFilter) -> Result<(), ApiError> {
+    let invalid = |message: &str| Err(ApiError::Invalid(message.to_owned()));
+    let conditions = [
+        filter.queue.is_some(),
+        filter.task_type.is_some(),
+        filter.status.is_some(),
+        filter.created_before.is_some(),
+        filter.created_after.is_some(),
+        filter.last_error_contains.is_some(),
+        filter.last_error.is_some(),
+    ];
+    if !filter.all && !conditions.contains(&true) {
+        return invalid(
+            "a bulk action needs a filter: queue, type, status, createdBefore, createdAfter, \
+             lastErrorContains or lastError, or \"all\": true for every task",
+        );
+    }
+    if filter.queue.as_deref().is_some_and(|q| !is_queue_name(q)) {
+        return invalid("filter.queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -");
+    }
+    let text = |t: &Option<String>, most: usize| {
+        t.as_deref()
+            .is_some_and(|t| t.is_empty() || t.len() > most || t.contains('\0'))
+    };
+    if text(&filter.task_type, 100) {
+        return invalid("filter.type must be 1 to 100 bytes without NUL");
+    }
+    if text(&filter.last_error_contains, 1024) {
+        return invalid("filter.lastErrorContains must be 1 to 1024 bytes without NUL");
+    }
+    if text(&filter.last_error, queue::MAX_ERROR_BYTES) {
+        return invalid("filter.lastError must be 1 to 8192 bytes without NUL");
+    }
+    Ok(())
+}
+
+/// Changes a queue's settings (pause, resume, limits), once they are checked.
+pub(crate) async fn configure_queue(
+    state: &AppState,
+    name: &str,
+    patch: &QueuePatch,
+) -> Result<Queue, ApiError> {
+    validate_queue_patch(name, patch)?;
+    let mut conn = state.pool.acquire().await?;
+    let queue = queue::configure(&mut conn, name, patch).await?;
+    tracing::info!(queue = name, paused = queue.paused, concurrency_limit = ?queue.concurrency_limit, rate_limit_per_second = ?queue.rate_limit_per_second, "queue configured by an operator");
+    Ok(queue)
+}
+
+fn validate_queue_patch(name: &str, patch: &QueuePatch) -> Result<(), ApiError> {
+    let invalid = |message: &str| Err(ApiError::Invalid(message.to_owned()));
+    if !is_queue_name(name) {
+        return invalid("a queue name is 1 to 100 characters of A-Z a-z 0-9 _ . : -");
+    }
+    if let Some(Some(limit)) = patch.concurrency_limit {
+        if !CONCURRENCY_LIMIT.contains(&limit) {
+            return invalid("concurrencyLimit must be an integer from 1 to 1000000, or null");
+        }
+    }
+    if let Some(Some(rate)) = patch.rate_limit_per_second {
+        if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_SECOND) {
+            return invalid("rateLimitPerSecond must be above 0 and at most 1000000, or null");
+        }
+    }
+    Ok(())
+}
+
+/// The last `minutes` minutes of every process's counts (in `queue` only, when given).
+pub(crate) async fn stats(
+    state: &AppState,
+    minutes: i64,
+    queue: Option<&str>,
+) -> Result<StatsList, ApiError> {
+    if queue.is_some_and(|q| !is_queue_name(q)) {
+        return Err(ApiError::BadRequest(
+            "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -".into(),
+        ));
+    }
+    let rows =
+        queue::minute_stats(&state.pool, minutes, queue, crate::metrics::MINUTE_BUCKETS).await?;
+    Ok(super::stats::summarize(rows))
+}

@@ -1,0 +1,74 @@
+// DTP dashboard: live refresh and confirmations. No library; pages work without it.
+//
+// Live: every 2 s while the tab is visible, the page is fetched again and each element marked
+// `data-live` is replaced by its namesake (same id) from the new page. Forms outside those
+// elements are never touched, so typing in a filter is not interrupted. A hidden tab does not
+// poll; it refreshes at once when shown again.
+(function () {
+  "use strict";
+  var PERIOD_MS = 2000;
+  var timer = null;
+  var inFlight = false;
+  var status = document.getElementById("live-status");
+
+  function setStatus(text, state) {
+    if (!status) return;
+    status.textContent = text;
+    status.className = "live" + (state ? " " + state : "");
+  }
+
+  function refresh() {
+    if (inFlight || document.hidden) return;
+    var targets = document.querySelectorAll("[data-live][id]");
+    if (targets.length === 0) return;
+    inFlight = true;
+    fetch(window.location.href, { headers: { "X-DTP-Live": "1" }, credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        if (response.redirected || !response.ok) throw new Error("status " + response.status);
+        return response.text();
+      })
+      .then(function (text) {
+        var next = new DOMParser().parseFromString(text, "text/html");
+        targets.forEach(function (old) {
+          var fresh = next.getElementById(old.id);
+          if (fresh && fresh.innerHTML !== old.innerHTML) {
+            keepOpenDetails(old, fresh);
+            old.replaceWith(fresh);
+          }
+        });
+        setStatus("live", "");
+      })
+      .catch(function () { setStatus("offline", "stale"); })
+      .finally(function () { inFlight = false; });
+  }
+
+  // A JSON block the reader folded or unfolded stays as they left it.
+  function keepOpenDetails(old, fresh) {
+    var before = old.querySelectorAll("details");
+    var after = fresh.querySelectorAll("details");
+    for (var i = 0; i < before.length && i < after.length; i++) after[i].open = before[i].open;
+  }
+
+  function start() {
+    if (timer === null) timer = window.setInterval(refresh, PERIOD_MS);
+    setStatus("live", "");
+  }
+
+  function stop() {
+    if (timer !== null) window.clearInterval(timer);
+    timer = null;
+    setStatus("paused", "paused");
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) { stop(); } else { start(); refresh(); }
+  });
+
+  // Buttons whose form says `data-confirm` ask first.
+  document.addEventListener("submit", function (event) {
+    var message = event.target.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
+  if (!document.hidden) start(); else stop();
+})();

@@ -1,0 +1,438 @@
+//! Tasks: the list with every filter of `GET /tasks` in the URL, one task with its attempts
+//! and the actions its state allows, and bulk actions on everything a filter matches.
+
+use axum::extract::{Form, Path, Query, State};
+use axum::response::Response;
+use axum::Extension;
+use chrono::Utc;
+use common::{Attempt, BulkAction, BulkFilter, Queue, TaskStatus, TaskView};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::layout::{self, action, count, csrf_field, state_badge, when, Section};
+use super::{Ctx, Failure, Page, Ui};
+use crate::api::list::{parse_filter, ListParams};
+use crate::api::{operator, ApiError};
+use crate::queue::{self, ListFilter, TaskId};
+
+const STATES: [TaskStatus; 5] = [
+    TaskStatus::Pending,
+    TaskStatus::Running,
+    TaskStatus::Succeeded,
+    TaskStatus::Failed,
+    TaskStatus::Canceled,
+];
+
+/// The list's parameters, as the API takes them; the dashboard offers every filter but the
+/// idempotency key (not a bulk condition, so a bulk action could not match the same tasks).
+fn params_of(params: ListParams) -> ListParams {
+    ListParams {
+        idempotency_key: None,
+        ..params.without_blanks()
+    }
+}
+
+/// `params` as a query string, with `change` applied.
+fn query_with(params: &ListParams, change: impl FnOnce(&mut ListParams)) -> String {
+    let mut params = params.clone();
+    change(&mut params);
+    serde_urlencoded::to_string(&params).unwrap_or_default()
+}
+
+/// The tasks page.
+pub(super) async fn list(
+    State(ui): State<Ui>,
+    Extension(ctx): Extension<Ctx>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Page {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let params = params_of(params);
+    let filter = parse_filter(params.clone())?;
+    let rows = queue::list(&ui.app.pool, &filter).await?;
+    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) == filter.limit;
+    let next_after = rows.last().filter(|_| full).map(|r| r.id);
+    let tasks: Vec<TaskView> = rows.into_iter().map(|r| r.into_view()).collect();
+    let queues = queue::queues(&ui.app.pool).await?;
+    let now = Utc::now();
+    let tabs = tabs(&ctx, &params, &filter, &queues);
+    let body = html! {
+        (tabs)
+        (filter_form(&ctx, &params, &queues))
+        section #task-list data-live {
+            @if tasks.is_empty() {
+                p.empty { "No task matches these filters." }
+            } @else {
+                div.scroll {
+                    table.data #tasks {
+                        thead { tr {
+                            th.num { "Id" } th { "Type" } th { "Queue" } th { "State" }
+                            th.num { "Attempts" } th { "Created" } th { "Last error" }
+                        } }
+                        tbody {
+                            @for t in &tasks {
+                                tr data-task=(t.id) {
+                                    td.num { a href=(ctx.link(&format!("/tasks/{}", t.id))) { (t.id) } }
+                                    td { (t.task_type) }
+                                    td { (t.queue) }
+                                    td { (state_badge(t.status)) }
+                                    td.num { (t.attempt_count) "/" (t.max_attempts) }
+                                    td { (when(Some(t.created_at), now)) }
+                                    td.error-text { @if let Some(e) = &t.last_error { (clip(e, 120)) } }
+                                }
+                            }
+                        }
+                    }
+                }
+                nav.pager {
+                    @if params.after.is_some() {
+                        a href=(format!("{}?{}", ctx.link("/tasks"), query_with(&params, |p| p.after = None))) { "← Newest" }
+                    }
+                    @if let Some(after) = next_after {
+                        a href=(format!("{}?{}", ctx.link("/tasks"), query_with(&params, |p| p.after = Some(after.to_string())))) { "Older →" }
+                    }
+                }
+            }
+        }
+        @if !ctx.read_only {
+            section.bulk {
+                h2 { "Everything matching these filters" }
+                p.muted { "Applies to every page, not only this one; you will see how many tasks first." }
+                @for (action, label) in [(BulkAction::Retry, "Retry all…"), (BulkAction::Cancel, "Cancel all…"), (BulkAction::Delete, "Delete all…")] {
+                    a.button href=(format!("{}?{}", ctx.link("/tasks/bulk"), query_with(&params, |p| p.after = None) + "&action=" + action_name(action))) { (label) }
+                    " "
+                }
+            }
+        }
+    };
+    Ok(layout::page(&ctx, Section::Tasks, "Tasks", body))
+}
+
+/// The state tabs, each with its count (from the queues' counts: of the filtered queue, or
+/// of all), keeping the other filters.
+fn tabs(ctx: &Ctx, params: &ListParams, filter: &ListFilter, queues: &[Queue]) -> Markup {
+    let counted: Vec<&Queue> = queues
+        .iter()
+        .filter(|q| filter.queue.as_ref().is_none_or(|name| *name == q.name))
+        .collect();
+    let of = |state: TaskStatus| -> i64 {
+        counted
+            .iter()
+            .map(|q| match state {
+                TaskStatus::Pending => q.counts.pending,
+                TaskStatus::Running => q.counts.running,
+                TaskStatus::Succeeded => q.counts.succeeded,
+                TaskStatus::Failed => q.counts.failed,
+                TaskStatus::Canceled => q.counts.canceled,
+            })
+            .sum()
+    };
+    let link = |status: Option<TaskStatus>| {
+        let query = query_with(params, |p| {
+            p.status = status.map(|s| s.as_str().to_owned());
+            p.after = None;
+        });
+        format!("{}?{query}", ctx.link("/tasks"))
+    };
+    html! {
+        nav.tabs #state-tabs data-live aria-label="States" {
+            a href=(link(None)) aria-current=[filter.status.is_none().then_some("page")] { "All" }
+            @for state in STATES {
+                a href=(link(Some(state))) data-state=(state.as_str()) aria-current=[(filter.status == Some(state)).then_some("page")] {
+                    (title_case(state)) " " span.count { (count(of(state))) }
+                }
+            }
+        }
+    }
+}
+
+fn filter_form(ctx: &Ctx, params: &ListParams, queues: &[Queue]) -> Markup {
+    let value = |v: &Option<String>| v.clone().unwrap_or_default();
+    html! {
+        form.filters #filters method="get" action=(ctx.link("/tasks")) {
+            @if let Some(status) = &params.status { input type="hidden" name="status" value=(status); }
+            @if let Some(error) = &params.last_error { input type="hidden" name="lastError" value=(error); }
+            label { span { "Queue" }
+                select name="queue" {
+                    option value="" { "All queues" }
+                    @for q in queues {
+                        option value=(q.name) selected[params.queue.as_ref() == Some(&q.name)] { (q.name) }
+                    }
+                }
+            }
+            label { span { "Type" } input type="text" name="type" value=(value(&params.task_type)) placeholder="any"; }
+            label { span { "Error contains" } input type="text" name="lastErrorContains" value=(value(&params.last_error_contains)) placeholder="any"; }
+            label { span { "Created from (UTC)" } input type="datetime-local" step="1" name="createdAfter" value=(value(&params.created_after)); }
+            label { span { "Created before (UTC)" } input type="datetime-local" step="1" name="createdBefore" value=(value(&params.created_before)); }
+            div.buttons {
+                button.primary type="submit" { "Filter" }
+                a.button href=(ctx.link("/tasks")) { "Clear" }
+            }
+        }
+        @if let Some(error) = &params.last_error {
+            p.muted { "Only tasks whose last error is exactly: " code { (clip(error, 200)) } }
+        }
+    }
+}
+
+/// One task: its fields, latency timeline, payload and result, attempts and actions.
+pub(super) async fn detail(
+    State(ui): State<Ui>,
+    Extension(ctx): Extension<Ctx>,
+    Path(raw): Path<String>,
+) -> Page {
+    let id = task_id(&raw)?;
+    let task = queue::get(&ui.app.pool, id).await?.into_view();
+    let attempts = {
+        let mut conn = ui.app.pool.acquire().await?;
+        queue::attempts(&mut conn, id).await?
+    };
+    let now = Utc::now();
+    let wait = task
+        .processing_started_at
+        .map(|s| (s - task.scheduled_for).num_milliseconds());
+    let run = match (task.processing_started_at, task.completed_at) {
+        (Some(s), Some(e)) => Some((e - s).num_milliseconds()),
+        (Some(s), None) if task.status == TaskStatus::Running => Some((now - s).num_milliseconds()),
+        _ => None,
+    };
+    let body = html! {
+        section #task data-live {
+            div.task-head {
+                (state_badge(task.status))
+                span { (task.task_type) " in " a href=(ctx.link(&format!("/tasks?queue={}", task.queue))) { (task.queue) } }
+                span.muted { "attempt " (task.attempt_count) " of " (task.max_attempts) " · priority " (task.priority) }
+            }
+            (actions(&ctx, &task))
+            dl.timeline {
+                div { dt { "Created" } dd { (when(Some(task.created_at), now)) } }
+                div { dt { "Due" } dd { (when(Some(task.scheduled_for), now)) } }
+                div { dt { "Queue wait" } dd { @match wait { Some(ms) => (layout::duration_text(ms)), None => span.muted { "not started" } } } }
+                div { dt { "Started" } dd { (when(task.processing_started_at, now)) } }
+                div { dt { "Run" } dd { @match run { Some(ms) => (layout::duration_text(ms)), None => span.muted { "—" } } } }
+                div { dt { "Finished" } dd { (when(task.completed_at, now)) } }
+                @if task.next_attempt_at.is_some() {
+                    div { dt { "Next attempt" } dd { (when(task.next_attempt_at, now)) } }
+                }
+            }
+            @if let Some(error) = &task.last_error {
+                div.callout.error { strong { "Last error" } pre { (error) } }
+            }
+            (layout::json_block("Payload", &task.payload, true))
+            @if let Some(result) = &task.result { (layout::json_block("Result", result, true)) }
+            h2 { "Attempts" }
+            @if attempts.is_empty() {
+                p.empty { "No attempt has started yet." }
+            } @else {
+                div.scroll { (attempts_table(&attempts, now)) }
+            }
+            dl.facts {
+                div { dt { "Worker" } dd { (task.worker_id.clone().unwrap_or_else(|| "—".into())) } }
+                div { dt { "Timeout" } dd { (task.timeout_ms.map(layout::duration_text).unwrap_or_else(|| "none".into())) } }
+                div { dt { "Idempotency key" } dd { (task.idempotency_key.clone().unwrap_or_else(|| "—".into())) } }
+                div { dt { "Updated" } dd { (when(Some(task.updated_at), now)) } }
+            }
+        }
+    };
+    Ok(layout::page(&ctx, Section::Tasks, &format!("Task {}", task.id), body))
+}
+
+fn attempts_table(attempts: &[Attempt], now: chrono::DateTime<Utc>) -> Markup {
+    html! {
+        table.data #attempts {
+            thead { tr { th.num { "#" } th { "Worker" } th { "Started" } th.num { "Duration" } th { "Outcome" } th { "Error" } } }
+            tbody {
+                @for a in attempts {
+                    tr {
+                        td.num { (a.attempt) }
+                        td { (a.worker_id.clone().unwrap_or_else(|| "—".into())) }
+                        td { (when(a.started_at, now)) }
+                        td.num { (a.duration_ms.map(layout::duration_text).unwrap_or_else(|| "running".into())) }
+                        td { @match a.outcome { Some(o) => span class={"badge outcome " (format!("{o:?}").to_lowercase())} { (format!("{o:?}").to_lowercase()) }, None => span.badge.running { "running" } } }
+                        td.error-text { @if let Some(e) = &a.error { (clip(e, 300)) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The buttons the task's state allows.
+fn actions(ctx: &Ctx, task: &TaskView) -> Markup {
+    let path = |action: &str| format!("/tasks/{}/{action}", task.id);
+    let open = matches!(task.status, TaskStatus::Pending | TaskStatus::Running);
+    let retryable = matches!(task.status, TaskStatus::Failed | TaskStatus::Canceled);
+    html! {
+        div.actions #task-actions {
+            @if open { (action(ctx, &path("cancel"), "Cancel", "danger", Some("Cancel this task?"))) }
+            @if task.status == TaskStatus::Pending { (action(ctx, &path("run-now"), "Run now", "", None)) }
+            @if retryable { (action(ctx, &path("retry"), "Retry", "primary", None)) }
+            @if !open { (action(ctx, &path("delete"), "Delete", "danger", Some("Delete this task for good?"))) }
+        }
+    }
+}
+
+/// An action on one task, then back to it (or to the list, after a delete).
+pub(super) async fn act(
+    State(ui): State<Ui>,
+    Extension(ctx): Extension<Ctx>,
+    Path((raw, action)): Path<(String, String)>,
+) -> Result<Response, Failure> {
+    let id = task_id(&raw)?;
+    let here = format!("/tasks/{id}");
+    let done = match action.as_str() {
+        "cancel" => operator::cancel(&ui.app, id).await.map(|_| "Canceled."),
+        "retry" => operator::retry(&ui.app, id).await.map(|_| "Retried: the task is pending again."),
+        "run-now" => operator::run_now(&ui.app, id).await.map(|_| "The task is due now."),
+        "delete" => operator::delete(&ui.app, id).await.map(|()| "Deleted."),
+        _ => return Err(ApiError::NotFound(format!("no action {action:?} on tasks")).into()),
+    };
+    Ok(match done {
+        Ok(notice) if action == "delete" => ctx.redirect("/tasks", true, &format!("Task {id}: {notice}")),
+        Ok(notice) => ctx.redirect(&here, true, notice),
+        Err(refused @ (ApiError::Conflict(_) | ApiError::NotFound(_))) => {
+            ctx.redirect(&here, false, &refused.to_string())
+        }
+        Err(other) => return Err(other.into()),
+    })
+}
+
+/// `?action=` and the list's filters.
+#[derive(Deserialize)]
+pub(super) struct BulkQuery {
+    action: String,
+    #[serde(flatten)]
+    params: std::collections::HashMap<String, String>,
+}
+
+fn bulk_action(name: &str) -> Result<BulkAction, ApiError> {
+    match name {
+        "retry" => Ok(BulkAction::Retry),
+        "cancel" => Ok(BulkAction::Cancel),
+        "delete" => Ok(BulkAction::Delete),
+        other => Err(ApiError::BadRequest(format!(
+            "action must be retry, cancel or delete, got {other:?}"
+        ))),
+    }
+}
+
+fn action_name(action: BulkAction) -> &'static str {
+    match action {
+        BulkAction::Retry => "retry",
+        BulkAction::Cancel => "cancel",
+        BulkAction::Delete => "delete",
+    }
+}
+
+/// The filter of a bulk form or link: the list's parameters, read as the list reads them.
+fn bulk_filter(params: std::collections::HashMap<String, String>) -> Result<(ListParams, BulkFilter), ApiError> {
+    let params: ListParams = serde_urlencoded::from_str(&serde_urlencoded::to_string(&params).unwrap_or_default())
+        .map_err(|e| ApiError::BadRequest(format!("bad filter: {e}")))?;
+    let params = ListParams { after: None, limit: None, ..params_of(params) };
+    let filter = parse_filter(params.clone())?.to_bulk();
+    Ok((params, filter))
+}
+
+/// The confirmation of a bulk action: what it applies to, and how many tasks that is now.
+pub(super) async fn bulk_confirm(
+    State(ui): State<Ui>,
+    Extension(ctx): Extension<Ctx>,
+    Query(query): Query<BulkQuery>,
+) -> Page {
+    let action = bulk_action(&query.action)?;
+    let (params, filter) = bulk_filter(query.params)?;
+    let matched = operator::count_matching(&ui.app, &filter).await?;
+    let applies = match action {
+        BulkAction::Retry => "the FAILED and CANCELED ones become PENDING again",
+        BulkAction::Cancel => "the PENDING and RUNNING ones are canceled (running handlers are stopped)",
+        BulkAction::Delete => "the SUCCEEDED, FAILED and CANCELED ones are deleted for good",
+    };
+    let verb = title_case_str(action_name(action));
+    let back = format!("{}?{}", ctx.link("/tasks"), serde_urlencoded::to_string(&params).unwrap_or_default());
+    let body = html! {
+        section.confirm {
+            p.big { (verb) " " strong #matched data-count=(matched) { (count(matched)) } " matching task" @if matched != 1 { "s" } "?" }
+            p { "Of the tasks matching " (describe(&filter)) ", " (applies) "; the others are left alone." }
+            @if !ctx.read_only {
+                form method="post" action=(ctx.link("/tasks/bulk")) {
+                    (csrf_field(&ctx))
+                    input type="hidden" name="action" value=(action_name(action));
+                    @for (name, value) in serde_urlencoded::from_str::<Vec<(String, String)>>(&serde_urlencoded::to_string(&params).unwrap_or_default()).unwrap_or_default() {
+                        input type="hidden" name=(name) value=(value);
+                    }
+                    button.danger type="submit" { (verb) " all " (count(matched)) }
+                    " "
+                    a.button href=(back) { "Back" }
+                }
+            }
+        }
+    };
+    Ok(layout::page(&ctx, Section::Tasks, &format!("{verb} all matching"), body))
+}
+
+/// Runs a confirmed bulk action and goes back to the list with what it did.
+pub(super) async fn bulk(
+    State(ui): State<Ui>,
+    Extension(ctx): Extension<Ctx>,
+    Form(form): Form<BulkQuery>,
+) -> Result<Response, Failure> {
+    let action = bulk_action(&form.action)?;
+    let mut fields = form.params;
+    fields.remove("csrf");
+    let (params, filter) = bulk_filter(fields)?;
+    let outcome = operator::bulk(&ui.app, action, &filter).await?;
+    let back = format!("/tasks?{}", serde_urlencoded::to_string(&params).unwrap_or_default());
+    let done = match action {
+        BulkAction::Retry => "Retried",
+        BulkAction::Cancel => "Canceled",
+        BulkAction::Delete => "Deleted",
+    };
+    let notice = format!(
+        "{done} {} of {} matching tasks.",
+        outcome.changed, outcome.matched
+    );
+    Ok(ctx.redirect(&back, true, &notice))
+}
+
+/// The filter in words.
+fn describe(filter: &BulkFilter) -> Markup {
+    html! {
+        @if filter.all { strong { "any filter (every task)" } }
+        @else {
+            @if let Some(s) = filter.status { "state " strong { (s.as_str()) } " " }
+            @if let Some(q) = &filter.queue { "queue " strong { (q) } " " }
+            @if let Some(t) = &filter.task_type { "type " strong { (t) } " " }
+            @if let Some(e) = &filter.last_error_contains { "error containing " code { (clip(e, 80)) } " " }
+            @if let Some(e) = &filter.last_error { "error " code { (clip(e, 80)) } " " }
+            @if let Some(t) = filter.created_after { "created from " strong { (t.format("%Y-%m-%d %H:%M:%S UTC")) } " " }
+            @if let Some(t) = filter.created_before { "created before " strong { (t.format("%Y-%m-%d %H:%M:%S UTC")) } }
+        }
+    }
+}
+
+fn task_id(raw: &str) -> Result<TaskId, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .map(TaskId)
+        .ok_or_else(|| ApiError::BadRequest(format!("a task id is a positive integer, got {raw:?}")))
+}
+
+/// At most `most` characters of `text`, with an ellipsis when cut.
+pub(super) fn clip(text: &str, most: usize) -> String {
+    match text.char_indices().nth(most) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+fn title_case(state: TaskStatus) -> String {
+    title_case_str(&state.as_str().to_lowercase())
+}
+
+fn title_case_str(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
