@@ -35,8 +35,8 @@ pub mod config;
 pub mod db;
 pub mod handlers;
 pub mod metrics;
-pub mod ui;
 pub mod queue;
+pub mod ui;
 pub mod worker;
 
 pub use app::App;

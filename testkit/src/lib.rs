@@ -126,6 +126,19 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+/// Polls `done` every 50 ms until it holds; panics after two minutes (a hang, not a timing
+/// goal), naming `what` it waited for.
+pub async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -38,7 +38,9 @@ pub(super) async fn stats(
         .map_err(ApiError::BadRequest)?
         .unwrap_or(60);
     let queue = params.get("queue").map(String::as_str);
-    super::operator::stats(&state, minutes, queue).await.map(Json)
+    super::operator::stats(&state, minutes, queue)
+        .await
+        .map(Json)
 }
 
 /// Each minute's counts, and its percentiles read from its buckets.

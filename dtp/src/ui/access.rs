@@ -60,8 +60,9 @@ impl Ctx {
 
     /// A 303 to `path` with a one-time notice shown by the next page.
     pub fn redirect(&self, path: &str, ok: bool, notice: &str) -> Response {
-        let value = serde_urlencoded::to_string([("ok", if ok { "1" } else { "0" }), ("m", notice)])
-            .unwrap_or_default();
+        let value =
+            serde_urlencoded::to_string([("ok", if ok { "1" } else { "0" }), ("m", notice)])
+                .unwrap_or_default();
         let mut response = Redirect::to(&self.link(path)).into_response();
         set_cookie(
             response.headers_mut(),
@@ -159,9 +160,21 @@ async fn checked_post(
             ctx,
         ));
     }
+    let account = path == "/login" || path == "/logout";
+    if ctx.read_only && !account {
+        return Err(refusal(
+            StatusCode::FORBIDDEN,
+            "This dashboard is read-only (DTP_UI_READ_ONLY=true): it changes nothing.",
+            ctx,
+        ));
+    }
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
-        return Err(refusal(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.", ctx));
+        return Err(refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form is too large.",
+            ctx,
+        ));
     };
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
     let sent = fields
@@ -174,14 +187,6 @@ async fn checked_post(
         return Err(refusal(
             StatusCode::FORBIDDEN,
             "This form has expired or was not sent from this dashboard; reload the page and try again.",
-            ctx,
-        ));
-    }
-    let account = path == "/login" || path == "/logout";
-    if ctx.read_only && !account {
-        return Err(refusal(
-            StatusCode::FORBIDDEN,
-            "This dashboard is read-only (DTP_UI_READ_ONLY=true): it changes nothing.",
             ctx,
         ));
     }

@@ -12,8 +12,8 @@ pub(super) struct Series<'a> {
     pub points: Vec<Option<f64>>,
 }
 
-const WIDTH: f64 = 600.0;
-const HEIGHT: f64 = 180.0;
+const WIDTH: f64 = 400.0;
+const HEIGHT: f64 = 150.0;
 const LEFT: f64 = 48.0;
 const BOTTOM: f64 = 20.0;
 const TOP: f64 = 8.0;
@@ -26,7 +26,12 @@ pub(super) fn line_chart(title: &str, unit: &str, span: &str, series: &[Series])
         .flat_map(|s| s.points.iter().flatten())
         .fold(0.0f64, |a, &b| a.max(b));
     let top = nice_ceiling(top);
-    let slots = series.iter().map(|s| s.points.len()).max().unwrap_or(0).max(2);
+    let slots = series
+        .iter()
+        .map(|s| s.points.len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
     #[allow(clippy::cast_precision_loss)]
     let step = (WIDTH - LEFT) / (slots - 1) as f64;
     let y = |v: f64| TOP + (HEIGHT - TOP - BOTTOM) * (1.0 - v / top);
@@ -34,7 +39,7 @@ pub(super) fn line_chart(title: &str, unit: &str, span: &str, series: &[Series])
     html! {
         figure.chart {
             figcaption { (title) }
-            svg viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label=(label) preserveAspectRatio="none" {
+            svg viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label=(label) {
                 @for fraction in [0.0, 0.5, 1.0] {
                     line.grid x1=(LEFT) x2=(WIDTH) y1=(y(top * fraction)) y2=(y(top * fraction)) {}
                     text.axis x=(LEFT - 6.0) y=(y(top * fraction) + 4.0) text-anchor="end" { (axis_label(top * fraction, unit)) }
@@ -53,7 +58,7 @@ pub(super) fn line_chart(title: &str, unit: &str, span: &str, series: &[Series])
             }
             ul.legend {
                 @for s in series {
-                    li { span class={"swatch " (s.class)} {} (s.label) " " span.muted { (latest(&s.points, unit)) } }
+                    li data-series=(s.label) data-total=(total(&s.points)) { span class={"swatch " (s.class)} {} (s.label) " " span.muted { (legend_figure(&s.points, unit)) } }
                 }
             }
         }
@@ -112,6 +117,19 @@ fn trim(value: f64) -> String {
     text.strip_suffix(".0").unwrap_or(&text).to_owned()
 }
 
+fn total(points: &[Option<f64>]) -> f64 {
+    points.iter().flatten().sum()
+}
+
+/// A count's total over the chart; a latency's latest value.
+fn legend_figure(points: &[Option<f64>], unit: &str) -> String {
+    if unit.is_empty() {
+        format!("{} in all", trim(total(points)))
+    } else {
+        latest(points, unit)
+    }
+}
+
 fn latest(points: &[Option<f64>], unit: &str) -> String {
     match points.iter().rev().flatten().next() {
         Some(v) => format!("last {}", axis_label(*v, unit)),
@@ -144,6 +162,9 @@ mod tests {
     fn gaps_split_the_line() {
         let points = [Some(1.0), Some(2.0), None, Some(3.0)];
         let runs = runs(&points, 10.0, &|v| v);
-        assert_eq!(runs, vec!["48.0,1.0 58.0,2.0".to_owned(), "78.0,3.0".to_owned()]);
+        assert_eq!(
+            runs,
+            vec!["48.0,1.0 58.0,2.0".to_owned(), "78.0,3.0".to_owned()]
+        );
     }
 }

@@ -63,12 +63,27 @@ pub(super) async fn schedule_act(
         "resume" => false,
         _ => return Err(ApiError::NotFound(format!("no action {action:?} on schedules")).into()),
     };
-    let patch = SchedulePatch { paused: Some(paused), ..SchedulePatch::default() };
-    Ok(match operator::change_schedule(&ui.app, &name, patch).await {
-        Ok(s) => ctx.redirect("/schedules", true, &format!("Schedule {}: {}.", s.name, if s.paused { "paused" } else { "resumed" })),
-        Err(refused @ ApiError::NotFound(_)) => ctx.redirect("/schedules", false, &refused.to_string()),
-        Err(other) => return Err(other.into()),
-    })
+    let patch = SchedulePatch {
+        paused: Some(paused),
+        ..SchedulePatch::default()
+    };
+    Ok(
+        match operator::change_schedule(&ui.app, &name, patch).await {
+            Ok(s) => ctx.redirect(
+                "/schedules",
+                true,
+                &format!(
+                    "Schedule {}: {}.",
+                    s.name,
+                    if s.paused { "paused" } else { "resumed" }
+                ),
+            ),
+            Err(refused @ ApiError::NotFound(_)) => {
+                ctx.redirect("/schedules", false, &refused.to_string())
+            }
+            Err(other) => return Err(other.into()),
+        },
+    )
 }
 
 /// The workers seen in the last ten minutes.

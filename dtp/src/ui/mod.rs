@@ -112,7 +112,10 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             // The URL carries no version: an hour keeps a new release's assets an hour away.
-            (header::CACHE_CONTROL, HeaderValue::from_static("max-age=3600")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=3600"),
+            ),
         ],
         body,
     )

@@ -22,7 +22,10 @@ pub(super) fn queue_badge(q: &Queue) -> Markup {
         ("neutral", "paused")
     } else if q.counts.pending == 0 && q.counts.running == 0 {
         ("idle", "idle")
-    } else if q.oldest_pending_age_ms.is_some_and(|ms| ms > BACKLOGGED_AFTER_MS) {
+    } else if q
+        .oldest_pending_age_ms
+        .is_some_and(|ms| ms > BACKLOGGED_AFTER_MS)
+    {
         ("backlogged", "backlogged")
     } else {
         ("processing", "processing")
@@ -93,8 +96,14 @@ pub(super) async fn act(
     form: Result<Form<Limits>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, Failure> {
     let patch = match action.as_str() {
-        "pause" => QueuePatch { paused: Some(true), ..QueuePatch::default() },
-        "resume" => QueuePatch { paused: Some(false), ..QueuePatch::default() },
+        "pause" => QueuePatch {
+            paused: Some(true),
+            ..QueuePatch::default()
+        },
+        "resume" => QueuePatch {
+            paused: Some(false),
+            ..QueuePatch::default()
+        },
         "limits" => {
             let Ok(Form(limits)) = form else {
                 return Err(ApiError::BadRequest("the limits form is missing".into()).into());
@@ -106,24 +115,36 @@ pub(super) async fn act(
         }
         _ => return Err(ApiError::NotFound(format!("no action {action:?} on queues")).into()),
     };
-    Ok(match operator::configure_queue(&ui.app, &name, &patch).await {
-        Ok(q) => {
-            let state = if q.paused { "paused" } else { "running" };
-            ctx.redirect("/queues", true, &format!("Queue {}: {state}, limits saved.", q.name))
-        }
-        Err(ApiError::Invalid(detail)) => ctx.redirect("/queues", false, &detail),
-        Err(other) => return Err(other.into()),
-    })
+    Ok(
+        match operator::configure_queue(&ui.app, &name, &patch).await {
+            Ok(q) => {
+                let state = if q.paused { "paused" } else { "running" };
+                ctx.redirect(
+                    "/queues",
+                    true,
+                    &format!("Queue {}: {state}, limits saved.", q.name),
+                )
+            }
+            Err(ApiError::Invalid(detail)) => ctx.redirect("/queues", false, &detail),
+            Err(other) => return Err(other.into()),
+        },
+    )
 }
 
 fn limits_patch(limits: &Limits) -> Result<QueuePatch, String> {
     let concurrency = match limits.concurrency_limit.trim() {
         "" => None,
-        text => Some(text.parse::<i32>().map_err(|_| format!("concurrency limit must be a whole number, got {text:?}"))?),
+        text => Some(
+            text.parse::<i32>()
+                .map_err(|_| format!("concurrency limit must be a whole number, got {text:?}"))?,
+        ),
     };
     let rate = match limits.rate_limit_per_second.trim() {
         "" => None,
-        text => Some(text.parse::<f64>().map_err(|_| format!("rate limit must be a number, got {text:?}"))?),
+        text => Some(
+            text.parse::<f64>()
+                .map_err(|_| format!("rate limit must be a number, got {text:?}"))?,
+        ),
     };
     Ok(QueuePatch {
         concurrency_limit: Some(concurrency),
@@ -145,8 +166,14 @@ pub(super) async fn failures(
     Query(query): Query<FailuresQuery>,
 ) -> Page {
     let queue_name = query.queue.filter(|q| !q.is_empty());
-    if queue_name.as_deref().is_some_and(|q| !common::limits::is_queue_name(q)) {
-        return Err(ApiError::BadRequest("queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -".into()).into());
+    if queue_name
+        .as_deref()
+        .is_some_and(|q| !common::limits::is_queue_name(q))
+    {
+        return Err(ApiError::BadRequest(
+            "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -".into(),
+        )
+        .into());
     }
     let groups = queue::failure_groups(&ui.app.pool, queue_name.as_deref(), 100).await?;
     let now = chrono::Utc::now();

@@ -233,7 +233,12 @@ pub(super) async fn detail(
             }
         }
     };
-    Ok(layout::page(&ctx, Section::Tasks, &format!("Task {}", task.id), body))
+    Ok(layout::page(
+        &ctx,
+        Section::Tasks,
+        &format!("Task {}", task.id),
+        body,
+    ))
 }
 
 fn attempts_table(attempts: &[Attempt], now: chrono::DateTime<Utc>) -> Markup {
@@ -281,13 +286,19 @@ pub(super) async fn act(
     let here = format!("/tasks/{id}");
     let done = match action.as_str() {
         "cancel" => operator::cancel(&ui.app, id).await.map(|_| "Canceled."),
-        "retry" => operator::retry(&ui.app, id).await.map(|_| "Retried: the task is pending again."),
-        "run-now" => operator::run_now(&ui.app, id).await.map(|_| "The task is due now."),
+        "retry" => operator::retry(&ui.app, id)
+            .await
+            .map(|_| "Retried: the task is pending again."),
+        "run-now" => operator::run_now(&ui.app, id)
+            .await
+            .map(|_| "The task is due now."),
         "delete" => operator::delete(&ui.app, id).await.map(|()| "Deleted."),
         _ => return Err(ApiError::NotFound(format!("no action {action:?} on tasks")).into()),
     };
     Ok(match done {
-        Ok(notice) if action == "delete" => ctx.redirect("/tasks", true, &format!("Task {id}: {notice}")),
+        Ok(notice) if action == "delete" => {
+            ctx.redirect("/tasks", true, &format!("Task {id}: {notice}"))
+        }
         Ok(notice) => ctx.redirect(&here, true, notice),
         Err(refused @ (ApiError::Conflict(_) | ApiError::NotFound(_))) => {
             ctx.redirect(&here, false, &refused.to_string())
@@ -324,10 +335,17 @@ fn action_name(action: BulkAction) -> &'static str {
 }
 
 /// The filter of a bulk form or link: the list's parameters, read as the list reads them.
-fn bulk_filter(params: std::collections::HashMap<String, String>) -> Result<(ListParams, BulkFilter), ApiError> {
-    let params: ListParams = serde_urlencoded::from_str(&serde_urlencoded::to_string(&params).unwrap_or_default())
-        .map_err(|e| ApiError::BadRequest(format!("bad filter: {e}")))?;
-    let params = ListParams { after: None, limit: None, ..params_of(params) };
+fn bulk_filter(
+    params: std::collections::HashMap<String, String>,
+) -> Result<(ListParams, BulkFilter), ApiError> {
+    let params: ListParams =
+        serde_urlencoded::from_str(&serde_urlencoded::to_string(&params).unwrap_or_default())
+            .map_err(|e| ApiError::BadRequest(format!("bad filter: {e}")))?;
+    let params = ListParams {
+        after: None,
+        limit: None,
+        ..params_of(params)
+    };
     let filter = parse_filter(params.clone())?.to_bulk();
     Ok((params, filter))
 }
@@ -343,11 +361,17 @@ pub(super) async fn bulk_confirm(
     let matched = operator::count_matching(&ui.app, &filter).await?;
     let applies = match action {
         BulkAction::Retry => "the FAILED and CANCELED ones become PENDING again",
-        BulkAction::Cancel => "the PENDING and RUNNING ones are canceled (running handlers are stopped)",
+        BulkAction::Cancel => {
+            "the PENDING and RUNNING ones are canceled (running handlers are stopped)"
+        }
         BulkAction::Delete => "the SUCCEEDED, FAILED and CANCELED ones are deleted for good",
     };
     let verb = title_case_str(action_name(action));
-    let back = format!("{}?{}", ctx.link("/tasks"), serde_urlencoded::to_string(&params).unwrap_or_default());
+    let back = format!(
+        "{}?{}",
+        ctx.link("/tasks"),
+        serde_urlencoded::to_string(&params).unwrap_or_default()
+    );
     let body = html! {
         section.confirm {
             p.big { (verb) " " strong #matched data-count=(matched) { (count(matched)) } " matching task" @if matched != 1 { "s" } "?" }
@@ -366,7 +390,12 @@ pub(super) async fn bulk_confirm(
             }
         }
     };
-    Ok(layout::page(&ctx, Section::Tasks, &format!("{verb} all matching"), body))
+    Ok(layout::page(
+        &ctx,
+        Section::Tasks,
+        &format!("{verb} all matching"),
+        body,
+    ))
 }
 
 /// Runs a confirmed bulk action and goes back to the list with what it did.
@@ -380,7 +409,10 @@ pub(super) async fn bulk(
     fields.remove("csrf");
     let (params, filter) = bulk_filter(fields)?;
     let outcome = operator::bulk(&ui.app, action, &filter).await?;
-    let back = format!("/tasks?{}", serde_urlencoded::to_string(&params).unwrap_or_default());
+    let back = format!(
+        "/tasks?{}",
+        serde_urlencoded::to_string(&params).unwrap_or_default()
+    );
     let done = match action {
         BulkAction::Retry => "Retried",
         BulkAction::Cancel => "Canceled",
@@ -414,7 +446,9 @@ fn task_id(raw: &str) -> Result<TaskId, ApiError> {
         .ok()
         .filter(|id| *id > 0)
         .map(TaskId)
-        .ok_or_else(|| ApiError::BadRequest(format!("a task id is a positive integer, got {raw:?}")))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!("a task id is a positive integer, got {raw:?}"))
+        })
 }
 
 /// At most `most` characters of `text`, with an ellipsis when cut.
