@@ -377,3 +377,74 @@ async fn a_bulk_action_without_a_filter_or_with_a_bad_one_is_422_and_changes_not
     let outcome: BulkOutcome = everything.json().await.expect("outcome");
     assert_eq!((outcome.matched, outcome.changed), (1, 1));
 }
+
+#[tokio::test]
+async fn exact_error_and_creation_time_filter_the_list_and_a_bulk_action_alike() {
+    let app = api_only_with(|_| {}).await;
+    let mut ids = Vec::new();
+    for error in ["boom", "boom and more"] {
+        let id = app
+            .create_id(json!({"type": "noop", "maxAttempts": 1}))
+            .await;
+        let fence = claim(&app.pool, "w", 1, LEASE).await[0].fence();
+        let failed = queue::mark_failed_or_retry(
+            &app.pool,
+            TaskId(id),
+            fence,
+            error,
+            LEASE,
+            queue::Failure::Permanent,
+        );
+        failed.await.expect("fail").expect("fence held");
+        ids.push(id);
+    }
+    let (exact, longer) = (ids[0], ids[1]);
+    sqlx::query("update tasks set created_at = '2026-01-01T00:00:00Z' where id = $1")
+        .bind(exact)
+        .execute(&app.pool)
+        .await
+        .expect("backdated");
+
+    let ids_of = |page: common::TaskPage| page.tasks.iter().map(|t| t.id).collect::<Vec<_>>();
+    let page = app.get_ok("/tasks?lastError=boom").await;
+    assert_eq!(ids_of(page), vec![exact], "exact, not contained");
+    let page = app.get_ok("/tasks?lastErrorContains=boom").await;
+    assert_eq!(ids_of(page), vec![longer, exact]);
+    let page = app
+        .get_ok("/tasks?createdBefore=2026-06-01T00:00:00Z")
+        .await;
+    assert_eq!(ids_of(page), vec![exact]);
+    // Without an offset (a browser's datetime-local), UTC.
+    let page = app.get_ok("/tasks?createdAfter=2026-06-01T00:00").await;
+    assert_eq!(ids_of(page), vec![longer]);
+    let refused = app
+        .client
+        .get(app.url("/tasks?createdAfter=yesterday"))
+        .sent()
+        .await;
+    assert_problem(refused, StatusCode::BAD_REQUEST).await;
+
+    let refused = bulk(
+        &app,
+        json!({"action": "delete", "filter": {"lastError": ""}}),
+    )
+    .await;
+    assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let retried = bulk(
+        &app,
+        json!({"action": "retry", "filter": {"lastError": "boom"}}),
+    )
+    .await;
+    let outcome: BulkOutcome = retried.json().await.expect("outcome");
+    assert_eq!((outcome.matched, outcome.changed), (1, 1));
+    assert_eq!(app.get_task(exact).await.status, TaskStatus::Pending);
+    assert_eq!(app.get_task(longer).await.status, TaskStatus::Failed);
+    let deleted = bulk(
+        &app,
+        json!({"action": "delete", "filter": {"createdAfter": "2026-06-01T00:00:00Z"}}),
+    )
+    .await;
+    let outcome: BulkOutcome = deleted.json().await.expect("outcome");
+    assert_eq!((outcome.matched, outcome.changed), (1, 1));
+    assert_eq!(app.count_tasks().await, 1);
+}
