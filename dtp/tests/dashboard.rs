@@ -498,6 +498,60 @@ async fn bulk_retry_of_all_failed_in_a_queue_confirms_the_count_and_leaves_other
 }
 
 #[tokio::test]
+async fn failures_are_grouped_by_queue_and_error_and_a_group_is_retried_after_its_count() {
+    let app = dtp().await;
+    let mut ids = Vec::new();
+    for queue in ["billing", "billing", "billing", "mail"] {
+        let t = create(
+            &app,
+            json!({"type": "demo-fail", "queue": queue, "maxAttempts": 1}),
+        )
+        .await;
+        ids.push((queue, t.id));
+    }
+    for (_, id) in &ids {
+        wait_status(&app, *id, TaskStatus::Failed).await;
+    }
+    let browser = Browser::start().await;
+    browser.sign_in(&app, TOKEN).await;
+    browser.open(&app.url("/ui/failures")).await;
+    let groups = browser
+        .client
+        .find_all(Locator::Css("article.failure"))
+        .await
+        .expect("groups");
+    assert_eq!(groups.len(), 2);
+    assert_eq!(
+        groups[0].attr("data-queue").await.expect("attr").as_deref(),
+        Some("billing")
+    );
+    let largest = groups[0].text().await.expect("text");
+    assert!(
+        largest.starts_with('3') && largest.contains("demo-fail always fails (attempt 1)"),
+        "{largest}"
+    );
+    browser.screenshot("failures").await;
+    browser
+        .click("article.failure[data-queue=billing] a[href*='action=retry']")
+        .await;
+    let matched = browser.find("#matched").await;
+    assert_eq!(
+        matched.attr("data-count").await.expect("attr").as_deref(),
+        Some("3")
+    );
+    browser.click("section.confirm button[type=submit]").await;
+    assert!(browser.text("p.flash").await.contains("Retried 3 of 3"));
+    for (queue, id) in ids {
+        let expected = if queue == "billing" { 2 } else { 1 };
+        wait_until(&format!("task {id} made {expected} attempts"), async || {
+            let t = task(&app, id).await;
+            t.attempt_count == expected && t.status == TaskStatus::Failed
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn a_queue_is_paused_and_resumed_from_the_queues_page() {
     let app = dtp().await;
     create(&app, json!({"type": "count", "queue": "mail"})).await;
@@ -618,17 +672,18 @@ async fn on_a_phone_in_dark_mode_every_page_fits_the_screen() {
         .expect("style");
     assert_eq!(dark, json!("rgb(15, 18, 24)"), "the dark theme applies");
     let task_page = format!("/ui/tasks/{}", t.id);
-    for page in [
-        "/ui",
-        "/ui/tasks",
-        "/ui/queues",
-        "/ui/failures",
-        "/ui/schedules",
-        "/ui/workers",
-        task_page.as_str(),
+    let task_title = format!("Task {}", t.id);
+    for (page, title) in [
+        ("/ui", "Overview"),
+        ("/ui/tasks", "Tasks"),
+        ("/ui/queues", "Queues"),
+        ("/ui/failures", "Failures"),
+        ("/ui/schedules", "Schedules"),
+        ("/ui/workers", "Workers"),
+        (task_page.as_str(), task_title.as_str()),
     ] {
         browser.open(&app.url(page)).await;
-        browser.find("main h1").await;
+        assert_eq!(browser.text("main h1").await, title, "{page} rendered");
         let overflow = browser
             .client
             .execute(

@@ -195,7 +195,7 @@ pub async fn failure_groups(
     limit: i64,
 ) -> Result<Vec<FailureGroup>, Error> {
     let groups = sqlx::query_as(
-        "select last_error as error, queue, count(*) as tasks, max(finished_at) as last_failed_at \
+        "select last_error as error, queue, count(*) as tasks, max(completed_at) as last_failed_at \
          from tasks where status = 'FAILED' and ($1::text is null or queue = $1) \
          group by last_error, queue order by tasks desc, last_failed_at desc nulls last limit $2",
     )
