@@ -73,6 +73,14 @@ impl ApiTokens {
             matched | equal
         })
     }
+
+    /// Whether `check` holds for any token; every token is checked, whichever matches, so the
+    /// time does not say which one did (`check` itself must compare in constant time).
+    pub fn any_matches(&self, check: impl Fn(&str) -> bool) -> bool {
+        self.0
+            .iter()
+            .fold(false, |matched, token| matched | check(token.expose()))
+    }
 }
 
 /// Middleware: refuses requests without `Authorization: Bearer <one of the tokens>`.

@@ -552,6 +552,52 @@ async fn failures_are_grouped_by_queue_and_error_and_a_group_is_retried_after_it
 }
 
 #[tokio::test]
+async fn a_failure_group_whose_error_has_line_breaks_is_retried_whole() {
+    let app = spawn_app_with(|config| {
+        config.api_token = Some(TOKEN.parse().expect("token"));
+        config.worker = false;
+    })
+    .await;
+    let error = "request failed:\n  status 502\r\n  body: <html>";
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let t = create(
+            &app,
+            json!({"type": "noop", "queue": "hooks", "maxAttempts": 1}),
+        )
+        .await;
+        let claimed = support::claim(&app.pool, "w", 1, Duration::from_secs(30)).await;
+        let failed = dtp::queue::mark_failed_or_retry(
+            &app.pool,
+            dtp::queue::TaskId(t.id),
+            claimed[0].fence(),
+            error,
+            Duration::from_secs(30),
+            dtp::queue::Failure::Permanent,
+        );
+        failed.await.expect("fail").expect("fence held");
+        ids.push(t.id);
+    }
+    let browser = Browser::start().await;
+    browser.sign_in(&app, TOKEN).await;
+    browser.open(&app.url("/ui/failures")).await;
+    browser
+        .click("article.failure[data-queue=hooks] a[href*='action=retry']")
+        .await;
+    let matched = browser.find("#matched").await;
+    assert_eq!(
+        matched.attr("data-count").await.expect("attr").as_deref(),
+        Some("2")
+    );
+    browser.click("section.confirm button[type=submit]").await;
+    let notice = browser.text("p.flash").await;
+    assert!(notice.contains("Retried 2 of 2"), "{notice}");
+    for id in ids {
+        assert_eq!(task(&app, id).await.status, TaskStatus::Pending);
+    }
+}
+
+#[tokio::test]
 async fn a_queue_is_paused_and_resumed_from_the_queues_page() {
     let app = dtp().await;
     create(&app, json!({"type": "count", "queue": "mail"})).await;
@@ -559,7 +605,7 @@ async fn a_queue_is_paused_and_resumed_from_the_queues_page() {
     browser.sign_in(&app, TOKEN).await;
     browser.open(&app.url("/ui/queues")).await;
     browser
-        .click("article[data-queue=mail] form[action$='/pause'] button")
+        .click("article[data-queue=mail] form:has(input[value=pause]) button")
         .await;
     browser
         .client
@@ -592,7 +638,7 @@ async fn a_queue_is_paused_and_resumed_from_the_queues_page() {
     browser.screenshot("queue-paused").await;
 
     browser
-        .click("article[data-queue=mail] form[action$='/resume'] button")
+        .click("article[data-queue=mail] form:has(input[value=resume]) button")
         .await;
     assert!(browser.text("p.flash").await.contains("running"));
     wait_status(&app, waiting.id, TaskStatus::Succeeded).await;
@@ -751,8 +797,14 @@ async fn session(app: &TestApp, client: &reqwest::Client) -> (String, String) {
         .expect("cookie")
         .to_owned();
     assert!(
-        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        session.contains("HttpOnly")
+            && session.contains("SameSite=Strict")
+            && session.contains("Max-Age=43200"),
         "{session}"
+    );
+    assert!(
+        !session.contains(TOKEN),
+        "the cookie is not the token: {session}"
     );
     let value = session.split(';').next().expect("value").to_owned();
     (csrf.clone(), format!("{cookies}; {value}"))
@@ -818,6 +870,102 @@ async fn actions_need_a_session_the_csrf_token_and_this_origin() {
         TaskStatus::Pending,
         "nothing changed"
     );
+
+    let unsourced = client
+        .post(&cancel)
+        .header("cookie", &cookies)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(unsourced.status(), 403, "neither Origin nor Referer");
+    let session_only = cookies
+        .split("; ")
+        .find(|c| c.starts_with("dtp_session="))
+        .expect("session");
+    let no_csrf_cookie = client
+        .post(&cancel)
+        .header("origin", app.address.clone())
+        .header("cookie", session_only)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(no_csrf_cookie.status(), 403, "a token without its cookie");
+    let forged = format!("dtp_csrf={csrf}; dtp_session=9999999999.{}", "0".repeat(64));
+    let forged_session = client
+        .get(app.url("/ui"))
+        .header("cookie", forged)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(
+        forged_session.status(),
+        303,
+        "a forged session is not signed in"
+    );
+    let everything = client
+        .post(app.url("/ui/tasks/bulk"))
+        .header("origin", app.address.clone())
+        .header("cookie", &cookies)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action", "cancel"),
+            ("filter", ""),
+            ("expected", "5"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        everything.status(),
+        400,
+        "a bulk action without a filter needs all=1"
+    );
+    let grown = client
+        .post(app.url("/ui/tasks/bulk"))
+        .header("origin", app.address.clone())
+        .header("cookie", &cookies)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action", "cancel"),
+            ("filter", "status=PENDING"),
+            ("expected", "0"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(grown.status(), 303);
+    let notice = grown.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(notice.contains("confirm+again"), "{notice}");
+    assert_eq!(
+        task(&app, t.id).await.status,
+        TaskStatus::Pending,
+        "nothing changed"
+    );
+    for next in [
+        "//evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/ui\r\nX: y",
+    ] {
+        let signed = client
+            .post(app.url("/ui/login"))
+            .header("origin", app.address.clone())
+            .header("cookie", format!("dtp_csrf={csrf}"))
+            .form(&[("csrf", csrf.as_str()), ("token", TOKEN), ("next", next)])
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(
+            signed.headers()["location"],
+            "/ui",
+            "next {next:?} is not followed"
+        );
+    }
 
     let done = post(&app.address, &csrf).await.expect("post");
     assert_eq!(done.status(), 303);

@@ -27,6 +27,6 @@ pub(super) async fn bulk(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<BulkRequest>,
 ) -> Result<Json<BulkOutcome>, ApiError> {
-    let outcome = operator::bulk(&state, request.action, &request.filter).await?;
+    let outcome = operator::bulk(&state, request.action, &request.filter, None).await?;
     Ok(Json(outcome))
 }

@@ -10,6 +10,7 @@ impl From<queue::Error> for ApiError {
             queue::Error::NotFound(id) => ApiError::NotFound(format!("Task {id} not found")),
             e @ queue::Error::Refused { .. } => ApiError::Conflict(e.to_string()),
             e @ queue::Error::NoAttemptsLeft(_) => ApiError::Conflict(e.to_string()),
+            e @ queue::Error::MatchesGrew { .. } => ApiError::Conflict(e.to_string()),
             e @ queue::Error::IdempotencyConflict(_) => ApiError::Conflict(e.to_string()),
             e @ queue::Error::UnknownSchedule(_) => ApiError::NotFound(e.to_string()),
             e @ queue::Error::ScheduleExists(_) => ApiError::Conflict(e.to_string()),

@@ -3,7 +3,7 @@
 use apikit::openapi::DatabaseDown;
 use axum::extract::{Query, State};
 use axum::Json;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 use common::limits::is_queue_name;
 use common::{Problem, TaskPage, TaskStatus};
 use serde::Deserialize;
@@ -42,9 +42,10 @@ pub(crate) struct ListParams {
 }
 
 impl ListParams {
-    /// The same, with empty values absent: a filter form sends its empty fields.
+    /// The same, with empty values absent: a filter form sends its empty fields. (Only empty:
+    /// a value of spaces is a condition, one that matches what it says.)
     pub(crate) fn without_blanks(self) -> ListParams {
-        let keep = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let keep = |v: Option<String>| v.filter(|v| !v.is_empty());
         ListParams {
             status: keep(self.status),
             task_type: keep(self.task_type),
@@ -149,16 +150,23 @@ pub(crate) fn parse_time(raw: Option<&str>, name: &str) -> Result<Option<DateTim
     let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
         return Ok(None);
     };
-    if let Ok(time) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(Some(time.with_timezone(&Utc)));
+    let refused = || {
+        ApiError::BadRequest(format!(
+            "{name} must be a time from year 1 to 9999 such as 2026-12-01T09:30:00Z, got {raw:?}"
+        ))
+    };
+    let time = match DateTime::parse_from_rfc3339(raw) {
+        Ok(time) => time.with_timezone(&Utc),
+        Err(_) => ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+            .iter()
+            .find_map(|format| NaiveDateTime::parse_from_str(raw, format).ok())
+            .map(|naive| naive.and_utc())
+            .ok_or_else(refused)?,
+    };
+    // PostgreSQL's timestamptz ends in year 294276 and has no year 0 in its text form; chrono
+    // reads signed years. A time no task can have is refused as bad input, not a database error.
+    if !(1..=9999).contains(&time.year()) {
+        return Err(refused());
     }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(raw, format).ok())
-        .map(|naive| Some(naive.and_utc()))
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "{name} must be a time such as 2026-12-01T09:30:00Z, got {raw:?}"
-            ))
-        })
+    Ok(Some(time))
 }

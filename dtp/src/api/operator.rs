@@ -54,16 +54,19 @@ pub(crate) async fn delete(state: &AppState, id: TaskId) -> Result<(), ApiError>
     Ok(())
 }
 
-/// Applies `action` to every task `filter` matches, once the filter is checked.
+/// Applies `action` to every task `filter` matches, once the filter is checked; with
+/// `at_most`, only if it applies to no more tasks than that (what the operator confirmed).
 pub(crate) async fn bulk(
     state: &AppState,
     action: BulkAction,
     filter: &BulkFilter,
+    at_most: Option<u64>,
 ) -> Result<BulkOutcome, ApiError> {
     validate_filter(filter)?;
     let mut conn = state.pool.acquire().await?;
+    let lease = state.config.lease;
     let queue::BulkDone { outcome, stopped } =
-        queue::bulk(&mut conn, action, filter, state.config.lease).await?;
+        queue::bulk(&mut conn, action, filter, lease, at_most).await?;
     for (queue, task_type, count) in stopped {
         let count = u64::try_from(count).unwrap_or(0);
         let canceled = AttemptOutcome::Canceled;
@@ -75,10 +78,16 @@ pub(crate) async fn bulk(
     Ok(outcome)
 }
 
-/// How many tasks `filter` matches, once it is checked: what a bulk action would match now.
-pub(crate) async fn count_matching(state: &AppState, filter: &BulkFilter) -> Result<i64, ApiError> {
+/// How many tasks `filter` matches, once it is checked, and how many of them `action` applies to.
+pub(crate) async fn count_matching(
+    state: &AppState,
+    filter: &BulkFilter,
+    action: BulkAction,
+) -> Result<(i64, i64), ApiError> {
     validate_filter(filter)?;
-    Ok(queue::count_matching(&state.pool, filter).await?)
+    let matched = queue::count_matching(&state.pool, filter, None).await?;
+    let applicable = queue::count_matching(&state.pool, filter, Some(action)).await?;
+    Ok((matched, applicable))
 }
 
 /// Refuses a filter without a condition (unless it says `all`) or with an invalid one.

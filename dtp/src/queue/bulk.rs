@@ -23,16 +23,29 @@ pub struct BulkDone {
 }
 
 /// Applies `action` to the tasks `filter` matches; `lease` as for [`super::retry`]. The caller
-/// has checked that the filter names at least one condition or says `all`.
+/// has checked that the filter names at least one condition or says `all`. With `at_most`
+/// (the count an operator confirmed), nothing changes and [`Error::MatchesGrew`] is returned if
+/// more tasks than that are in a state the action applies to.
 pub async fn bulk(
     conn: &mut PgConnection,
     action: BulkAction,
     filter: &BulkFilter,
     lease: Duration,
+    at_most: Option<u64>,
 ) -> Result<BulkDone, Error> {
     let mut tx = conn.begin().await?;
     let mut stopped = Vec::new();
-    let matched = count_matching(&mut *tx, filter).await?;
+    if let Some(confirmed) = at_most {
+        let applicable = count_matching(&mut *tx, filter, Some(action)).await?;
+        let applicable = u64::try_from(applicable).unwrap_or(0);
+        if applicable > confirmed {
+            return Err(Error::MatchesGrew {
+                applicable,
+                confirmed,
+            });
+        }
+    }
+    let matched = count_matching(&mut *tx, filter, None).await?;
     let changed: i64 = match action {
         BulkAction::Cancel => {
             // The row locks order the cancel against completions, as a single cancel does;
@@ -125,11 +138,25 @@ fn push_conditions<'a>(sql: &mut QueryBuilder<'a, Postgres>, filter: &'a BulkFil
     push_matching(sql, matching);
 }
 
-/// How many tasks `filter` matches: the N a bulk action's confirmation shows.
-pub async fn count_matching(db: impl PgExecutor<'_>, filter: &BulkFilter) -> Result<i64, Error> {
-    let count = matching("select count(*) from tasks where true", filter)
-        .build_query_scalar()
-        .fetch_one(db)
-        .await?;
+/// How many tasks `filter` matches; with `action`, only those in a state it applies to (what a
+/// bulk action's confirmation shows).
+pub async fn count_matching(
+    db: impl PgExecutor<'_>,
+    filter: &BulkFilter,
+    action: Option<BulkAction>,
+) -> Result<i64, Error> {
+    let states = match action {
+        None => "true",
+        Some(BulkAction::Cancel) => "status in ('PENDING', 'RUNNING')",
+        Some(BulkAction::Retry) => "status in ('FAILED', 'CANCELED')",
+        Some(BulkAction::Delete) => "status in ('SUCCEEDED', 'FAILED', 'CANCELED')",
+    };
+    let count = matching(
+        &format!("select count(*) from tasks where {states}"),
+        filter,
+    )
+    .build_query_scalar()
+    .fetch_one(db)
+    .await?;
     Ok(count)
 }

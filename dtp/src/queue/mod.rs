@@ -102,6 +102,14 @@ pub enum Error {
     /// A schedule already has this name.
     #[error("a schedule named {0:?} already exists")]
     ScheduleExists(String),
+    /// A confirmed bulk action now applies to more tasks than the operator confirmed.
+    #[error("the filter now applies to {applicable} tasks, more than the {confirmed} confirmed; nothing was changed, confirm again")]
+    MatchesGrew {
+        /// Tasks it would apply to now.
+        applicable: u64,
+        /// Tasks the operator confirmed.
+        confirmed: u64,
+    },
     /// The idempotency key was first used with a different request.
     #[error("idempotency key {0:?} was already used for a different request")]
     IdempotencyConflict(String),

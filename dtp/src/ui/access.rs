@@ -1,8 +1,11 @@
 //! The dashboard's one gate, [`gate`], in front of every page and action:
 //!
-//! - **Sign-in.** With API tokens set, a page needs the `dtp_session` cookie holding one of
-//!   them (`HttpOnly`: scripts cannot read it; `SameSite=Strict`: other sites' pages cannot
-//!   send it). The login page sets it; without tokens the dashboard is open, as the API is.
+//! - **Sign-in.** With API tokens set, a page needs the `dtp_session` cookie the login page sets
+//!   once given one of them: an expiry and an HMAC of it keyed by the token, so the cookie is
+//!   not the token (a stolen cookie opens the dashboard until it expires, never the API), and
+//!   every session ends when its token is removed. `HttpOnly`: scripts cannot read it;
+//!   `SameSite=Strict`: other sites' pages cannot send it; `Secure` behind a TLS proxy that says
+//!   `X-Forwarded-Proto: https`. Without tokens the dashboard is open, as the API is.
 //! - **CSRF.** Every `POST` must come from a page of this origin (`Origin`, else `Referer`) and
 //!   carry the `csrf` form field equal to the `dtp_csrf` cookie (double submit): a page of
 //!   another origin can neither read the cookie nor send a matching field.
@@ -18,9 +21,11 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
+use hmac::{Hmac, Mac as Mac_};
 use maud::html;
 use rand::Rng;
 use serde::Deserialize;
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::layout;
@@ -29,6 +34,10 @@ use super::Ui;
 const SESSION: &str = "dtp_session";
 const CSRF: &str = "dtp_csrf";
 const FLASH: &str = "dtp_flash";
+/// How long a sign-in lasts.
+const SESSION_SECONDS: u64 = 12 * 60 * 60;
+/// Longest notice carried to the next page (it may quote input).
+const MAX_NOTICE_CHARS: usize = 300;
 /// Largest form the dashboard accepts (its biggest is a bulk filter with an 8 KiB error text).
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -45,6 +54,8 @@ pub struct Ctx {
     pub auth_on: bool,
     /// Actions are hidden and refused.
     pub read_only: bool,
+    /// The request came through a TLS proxy (`X-Forwarded-Proto: https`): cookies get `Secure`.
+    pub secure: bool,
 }
 
 impl Ctx {
@@ -60,13 +71,15 @@ impl Ctx {
 
     /// A 303 to `path` with a one-time notice shown by the next page.
     pub fn redirect(&self, path: &str, ok: bool, notice: &str) -> Response {
+        let notice: String = notice.chars().take(MAX_NOTICE_CHARS).collect();
+        let flag = if ok { "1" } else { "0" };
+        // A notice that cannot be encoded (it always can) is lost, never the redirect.
         let value =
-            serde_urlencoded::to_string([("ok", if ok { "1" } else { "0" }), ("m", notice)])
-                .unwrap_or_default();
+            serde_urlencoded::to_string([("ok", flag), ("m", notice.as_str())]).unwrap_or_default();
         let mut response = Redirect::to(&self.link(path)).into_response();
         set_cookie(
             response.headers_mut(),
-            &cookie(FLASH, &value, &self.base, "HttpOnly; Max-Age=60"),
+            &cookie(FLASH, &value, self, "HttpOnly; Max-Age=60"),
         );
         response
     }
@@ -77,7 +90,8 @@ pub(super) async fn gate(State(ui): State<Ui>, request: Request, next: Next) -> 
     let base = mount_point(&request);
     let cookies = request.headers().clone();
     let path = request.uri().path().to_owned();
-    let public = path == "/login" || path.starts_with("/assets/");
+    let assets = path.starts_with("/assets/");
+    let public = path == "/login" || assets;
     let tokens = ui.app.config.edge.tokens.clone();
     let (csrf, fresh_csrf) = match cookie_value(&cookies, CSRF).filter(|t| is_token_shape(t)) {
         Some(token) => (token, false),
@@ -90,10 +104,13 @@ pub(super) async fn gate(State(ui): State<Ui>, request: Request, next: Next) -> 
         flash: flash.clone(),
         auth_on: tokens.is_some(),
         read_only: ui.options.read_only,
+        secure: cookies
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")),
     };
-    let signed_in = tokens
-        .as_ref()
-        .is_none_or(|tokens| session_token(&cookies).is_some_and(|t| tokens.accepts(&t)));
+    let signed_in = tokens.as_ref().is_none_or(|tokens| {
+        cookie_value(&cookies, SESSION).is_some_and(|session| session_holds(tokens, &session))
+    });
     let is_get = request.method() == Method::GET;
     let checked = if !public && !signed_in {
         Err(if is_get {
@@ -122,12 +139,18 @@ pub(super) async fn gate(State(ui): State<Ui>, request: Request, next: Next) -> 
     if let Some(super::Failed(detail)) = response.extensions_mut().remove::<super::Failed>() {
         response = layout::error_page(&ctx, response.status(), &detail);
     }
-    let headers = response.headers_mut();
-    if fresh_csrf {
-        set_cookie(headers, &cookie(CSRF, &csrf, &base, "HttpOnly"));
+    if let Some(detail) = problem_detail(&mut response).await {
+        // An extractor's refusal (a missing form field, a bad query) answered as problem JSON
+        // becomes a page like the dashboard's own.
+        response = layout::error_page(&ctx, response.status(), &detail);
     }
-    if flash.is_some() && is_get && !headers.contains_key(header::LOCATION) {
-        set_cookie(headers, &cookie(FLASH, "", &base, "Max-Age=0"));
+    let headers = response.headers_mut();
+    // Assets may be cached (shared caches too): they carry no cookie.
+    if fresh_csrf && !assets {
+        set_cookie(headers, &cookie(CSRF, &csrf, &ctx, "HttpOnly"));
+    }
+    if flash.is_some() && is_get && !assets && !headers.contains_key(header::LOCATION) {
+        set_cookie(headers, &cookie(FLASH, "", &ctx, "Max-Age=0"));
     }
     for (name, value) in [
         // No inline script or style anywhere: what an injected string could run, it cannot.
@@ -144,6 +167,28 @@ pub(super) async fn gate(State(ui): State<Ui>, request: Request, next: Next) -> 
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+/// The detail of a problem-JSON answer, which the response keeps no more (its body is read).
+async fn problem_detail(response: &mut Response) -> Option<String> {
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !is_problem {
+        return None;
+    }
+    let body = std::mem::take(response.body_mut());
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.ok()?;
+    let problem: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let detail = problem.get("detail").and_then(|d| d.as_str());
+    let title = problem.get("title").and_then(|t| t.as_str());
+    Some(
+        detail
+            .or(title)
+            .unwrap_or("The request was refused.")
+            .to_owned(),
+    )
 }
 
 /// `request` again if it is a POST this dashboard should act on, or the page refusing it.
@@ -242,11 +287,46 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-/// The token in the session cookie (stored form-encoded: a token may hold any character).
-fn session_token(headers: &HeaderMap) -> Option<String> {
-    let raw = cookie_value(headers, SESSION)?;
-    let fields: Vec<(String, String)> = serde_urlencoded::from_str(&raw).ok()?;
-    fields.into_iter().find(|(k, _)| k == "t").map(|(_, v)| v)
+type Mac = Hmac<Sha256>;
+
+/// A session for `token` until `expires` (Unix seconds): `expires.hex(HMAC(token, expires))`.
+fn session_for(token: &str, expires: u64) -> String {
+    let mac = session_mac(token, expires).finalize().into_bytes();
+    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{expires}.{hex}")
+}
+
+fn session_mac(token: &str, expires: u64) -> Mac {
+    let mut mac =
+        <Mac as Mac_>::new_from_slice(token.as_bytes()).expect("HMAC accepts a key of any length");
+    mac.update(format!("dtp-ui-session:{expires}").as_bytes());
+    mac
+}
+
+/// Whether `session` is unexpired and made with one of `tokens` (each tried, in constant time).
+fn session_holds(tokens: &ApiTokens, session: &str) -> bool {
+    let Some((expires, hex)) = session.split_once('.') else {
+        return false;
+    };
+    let Ok(expires) = expires.parse::<u64>() else {
+        return false;
+    };
+    if expires <= unix_now() || hex.len() != 64 {
+        return false;
+    }
+    let Some(mac) = (0..32)
+        .map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+    else {
+        return false;
+    };
+    tokens.any_matches(|token| session_mac(token, expires).verify_slice(&mac).is_ok())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn read_flash(raw: &str) -> Option<(bool, String)> {
@@ -256,9 +336,20 @@ fn read_flash(raw: &str) -> Option<(bool, String)> {
     Some((ok, text.chars().take(500).collect()))
 }
 
-fn cookie(name: &str, value: &str, base: &str, extra: &str) -> String {
-    let path = if base.is_empty() { "/" } else { base };
-    format!("{name}={value}; Path={path}; SameSite=Strict; {extra}")
+fn cookie(name: &str, value: &str, ctx: &Ctx, extra: &str) -> String {
+    // Only a plain path: a prefix holding `;` or spaces (an embedder's path parameter) would
+    // add attributes to the cookie; such a mount gets its cookies on `/`.
+    let plain = ctx
+        .base
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+    let path = if ctx.base.is_empty() || !plain {
+        "/"
+    } else {
+        &ctx.base
+    };
+    let secure = if ctx.secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path={path}; SameSite=Strict; {extra}{secure}")
 }
 
 fn set_cookie(headers: &mut HeaderMap, cookie: &str) {
@@ -331,20 +422,28 @@ pub(super) async fn login(
         return login_form(&ctx, &form.next, error, StatusCode::UNAUTHORIZED);
     }
     // Only a page of this dashboard: `next` comes from the query string anyone can write.
-    let under_base = form.next.starts_with(&format!("{}/", ctx.base)) || form.next == ctx.base;
-    let next = if under_base && !form.next.starts_with("//") && !form.next.contains('\\') {
+    let next = if is_dashboard_path(&ctx, &form.next) {
         form.next.clone()
     } else {
         ctx.link("/")
     };
-    let value = serde_urlencoded::to_string([("t", token)]).unwrap_or_default();
+    let session = session_for(token, unix_now() + SESSION_SECONDS);
     let mut response = Redirect::to(&next).into_response();
+    let lasting = format!("HttpOnly; Max-Age={SESSION_SECONDS}");
     set_cookie(
         response.headers_mut(),
-        &cookie(SESSION, &value, &ctx.base, "HttpOnly"),
+        &cookie(SESSION, &session, &ctx, &lasting),
     );
     tracing::info!("dashboard sign-in");
     response
+}
+
+/// Whether `next` is a path of this dashboard and nothing else: no other host (`//x`, `/\x`),
+/// no control character or space (which browsers drop, turning `/\t/x` into `//x`).
+fn is_dashboard_path(ctx: &Ctx, next: &str) -> bool {
+    let plain = next.bytes().all(|b| b > 0x20 && b != 0x7f && b != b'\\');
+    let under = next == ctx.base || next.starts_with(&format!("{}/", ctx.base));
+    plain && under && !next.starts_with("//")
 }
 
 fn accepts(tokens: &ApiTokens, token: &str) -> bool {
@@ -356,7 +455,7 @@ pub(super) async fn logout(Extension(ctx): Extension<Ctx>) -> Response {
     let mut response = Redirect::to(&ctx.link("/login")).into_response();
     set_cookie(
         response.headers_mut(),
-        &cookie(SESSION, "", &ctx.base, "HttpOnly; Max-Age=0"),
+        &cookie(SESSION, "", &ctx, "HttpOnly; Max-Age=0"),
     );
     response
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Form, State};
 use axum::response::Response;
 use axum::Extension;
 use chrono::Utc;
@@ -38,8 +38,8 @@ pub(super) async fn schedules(State(ui): State<Ui>, Extension(ctx): Extension<Ct
                                     td { @if s.paused { span.badge.neutral { "paused" } } @else { (when(s.next_run_at, now)) } }
                                     td { (when(s.last_run_at, now)) }
                                     td {
-                                        @if s.paused { (action(&ctx, &format!("/schedules/{}/resume", s.name), "Resume", "primary", None)) }
-                                        @else { (action(&ctx, &format!("/schedules/{}/pause", s.name), "Pause", "", None)) }
+                                        @if s.paused { (action(&ctx, ("/schedules/action", &[("name", s.name.as_str()), ("action", "resume")]), "Resume", "primary", None)) }
+                                        @else { (action(&ctx, ("/schedules/action", &[("name", s.name.as_str()), ("action", "pause")]), "Pause", "", None)) }
                                     }
                                 }
                             }
@@ -52,16 +52,28 @@ pub(super) async fn schedules(State(ui): State<Ui>, Extension(ctx): Extension<Ct
     Ok(layout::page(&ctx, Section::Schedules, "Schedules", body))
 }
 
+/// A schedule's action form (the name in the form: see the queues' form).
+#[derive(serde::Deserialize)]
+pub(super) struct ScheduleAction {
+    name: String,
+    action: String,
+}
+
 /// Pause or resume a schedule, then back to the schedules.
 pub(super) async fn schedule_act(
     State(ui): State<Ui>,
     Extension(ctx): Extension<Ctx>,
-    Path((name, action)): Path<(String, String)>,
+    Form(ScheduleAction { name, action }): Form<ScheduleAction>,
 ) -> Result<Response, Failure> {
     let paused = match action.as_str() {
         "pause" => true,
         "resume" => false,
-        _ => return Err(ApiError::NotFound(format!("no action {action:?} on schedules")).into()),
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "a schedule's action is pause or resume, got {action:?}"
+            ))
+            .into())
+        }
     };
     let patch = SchedulePatch {
         paused: Some(paused),

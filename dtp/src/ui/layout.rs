@@ -135,11 +135,11 @@ pub(super) fn csrf_field(ctx: &Ctx) -> Markup {
     html! { input type="hidden" name="csrf" value=(ctx.csrf); }
 }
 
-/// A button that POSTs to `path` (under the dashboard), or nothing in read-only mode.
+/// A button that POSTs `fields` to `path` (under the dashboard), or nothing in read-only mode.
 /// `confirm` asks the browser to confirm first (the script reads `data-confirm`).
 pub(super) fn action(
     ctx: &Ctx,
-    path: &str,
+    (path, fields): (&str, &[(&str, &str)]),
     label: &str,
     class: &str,
     confirm: Option<&str>,
@@ -148,6 +148,7 @@ pub(super) fn action(
         @if !ctx.read_only {
             form.inline method="post" action=(ctx.link(path)) data-confirm=[confirm] {
                 (csrf_field(ctx))
+                @for (name, value) in fields { input type="hidden" name=(name) value=(value); }
                 button class=(class) type="submit" { (label) }
             }
         }

@@ -56,10 +56,10 @@ pub fn router(state: AppState, options: UiOptions) -> Router {
         .route("/tasks/{id}", get(tasks::detail))
         .route("/tasks/{id}/{action}", post(tasks::act))
         .route("/queues", get(queues::list))
-        .route("/queues/{name}/{action}", post(queues::act))
+        .route("/queues/action", post(queues::act))
         .route("/failures", get(queues::failures))
         .route("/schedules", get(fleet::schedules))
-        .route("/schedules/{name}/{action}", post(fleet::schedule_act))
+        .route("/schedules/action", post(fleet::schedule_act))
         .route("/workers", get(fleet::workers))
         .fallback(layout::not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -1,6 +1,6 @@
 //! Queues (state badge, pause and resume, limits) and failures grouped by their error.
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Query, State};
 use axum::response::Response;
 use axum::Extension;
 use common::{BulkFilter, Queue, QueuePatch, TaskStatus};
@@ -48,7 +48,10 @@ pub(super) async fn list(State(ui): State<Ui>, Extension(ctx): Extension<Ctx>) -
 }
 
 fn queue_card(ctx: &Ctx, q: &Queue) -> Markup {
-    let path = |action: &str| format!("/queues/{}/{action}", q.name);
+    // The name travels in the form, not the path: `.` and `..` are queue names a browser
+    // would resolve away in a path.
+    let act = |action: &'static str| [("name", q.name.as_str()), ("action", action)];
+    let (pause, resume) = (act("pause"), act("resume"));
     html! {
         article.queue data-queue=(q.name) {
             header {
@@ -65,11 +68,13 @@ fn queue_card(ctx: &Ctx, q: &Queue) -> Markup {
             }
             @if !ctx.read_only {
                 div.actions {
-                    @if q.paused { (action(ctx, &path("resume"), "Resume", "primary", None)) }
-                    @else { (action(ctx, &path("pause"), "Pause", "", Some("Pause this queue? Running tasks finish; no new ones start."))) }
+                    @if q.paused { (action(ctx, ("/queues/action", &resume), "Resume", "primary", None)) }
+                    @else { (action(ctx, ("/queues/action", &pause), "Pause", "", Some("Pause this queue? Running tasks finish; no new ones start."))) }
                 }
-                form.limits method="post" action=(ctx.link(&path("limits"))) {
+                form.limits method="post" action=(ctx.link("/queues/action")) {
                     (csrf_field(ctx))
+                    input type="hidden" name="name" value=(q.name);
+                    input type="hidden" name="action" value="limits";
                     label { span { "Concurrency" } input type="number" name="concurrencyLimit" min="1" max="1000000" step="1" placeholder="none" value=[q.concurrency_limit]; }
                     label { span { "Per second" } input type="number" name="rateLimitPerSecond" min="0.001" step="any" placeholder="none" value=[q.rate_limit_per_second]; }
                     button type="submit" { "Set limits" }
@@ -79,9 +84,11 @@ fn queue_card(ctx: &Ctx, q: &Queue) -> Markup {
     }
 }
 
-/// The limits form: an empty field removes the limit.
+/// A queue's action form: pause, resume, or limits (an empty field removes the limit).
 #[derive(Deserialize)]
-pub(super) struct Limits {
+pub(super) struct QueueAction {
+    name: String,
+    action: String,
     #[serde(default, rename = "concurrencyLimit")]
     concurrency_limit: String,
     #[serde(default, rename = "rateLimitPerSecond")]
@@ -92,10 +99,9 @@ pub(super) struct Limits {
 pub(super) async fn act(
     State(ui): State<Ui>,
     Extension(ctx): Extension<Ctx>,
-    Path((name, action)): Path<(String, String)>,
-    form: Result<Form<Limits>, axum::extract::rejection::FormRejection>,
+    Form(form): Form<QueueAction>,
 ) -> Result<Response, Failure> {
-    let patch = match action.as_str() {
+    let patch = match form.action.as_str() {
         "pause" => QueuePatch {
             paused: Some(true),
             ..QueuePatch::default()
@@ -104,19 +110,17 @@ pub(super) async fn act(
             paused: Some(false),
             ..QueuePatch::default()
         },
-        "limits" => {
-            let Ok(Form(limits)) = form else {
-                return Err(ApiError::BadRequest("the limits form is missing".into()).into());
-            };
-            match limits_patch(&limits) {
-                Ok(patch) => patch,
-                Err(detail) => return Ok(ctx.redirect("/queues", false, &detail)),
-            }
+        "limits" => match limits_patch(&form) {
+            Ok(patch) => patch,
+            Err(detail) => return Ok(ctx.redirect("/queues", false, &detail)),
+        },
+        other => {
+            let refused = format!("a queue's action is pause, resume or limits, got {other:?}");
+            return Err(ApiError::BadRequest(refused).into());
         }
-        _ => return Err(ApiError::NotFound(format!("no action {action:?} on queues")).into()),
     };
     Ok(
-        match operator::configure_queue(&ui.app, &name, &patch).await {
+        match operator::configure_queue(&ui.app, &form.name, &patch).await {
             Ok(q) => {
                 let state = if q.paused { "paused" } else { "running" };
                 ctx.redirect(
@@ -131,7 +135,7 @@ pub(super) async fn act(
     )
 }
 
-fn limits_patch(limits: &Limits) -> Result<QueuePatch, String> {
+fn limits_patch(limits: &QueueAction) -> Result<QueuePatch, String> {
     let concurrency = match limits.concurrency_limit.trim() {
         "" => None,
         text => Some(
@@ -189,7 +193,7 @@ pub(super) async fn failures(
                     pre.error-text { (g.error.as_deref().map(|e| clip(e, 600)).unwrap_or_else(|| "(no error recorded)".into())) }
                     @if let Some(error) = &g.error {
                         @let filter = BulkFilter { status: Some(TaskStatus::Failed), queue: Some(g.queue.clone()), last_error: Some(error.clone()), ..BulkFilter::default() };
-                        @let query = group_query(&filter);
+                        @let query = group_query(&filter)?;
                         div.actions {
                             a.button href=(format!("{}?{query}", ctx.link("/tasks"))) { "Show tasks" }
                             @if !ctx.read_only {
@@ -205,7 +209,7 @@ pub(super) async fn failures(
     Ok(layout::page(&ctx, Section::Failures, "Failures", body))
 }
 
-fn group_query(filter: &BulkFilter) -> String {
+fn group_query(filter: &BulkFilter) -> Result<String, ApiError> {
     let mut pairs = vec![("status", "FAILED".to_owned())];
     if let Some(q) = &filter.queue {
         pairs.push(("queue", q.clone()));
@@ -213,5 +217,6 @@ fn group_query(filter: &BulkFilter) -> String {
     if let Some(e) = &filter.last_error {
         pairs.push(("lastError", e.clone()));
     }
-    serde_urlencoded::to_string(pairs).unwrap_or_default()
+    serde_urlencoded::to_string(pairs)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("encoding a filter: {e}")))
 }

@@ -8,6 +8,7 @@ use chrono::Utc;
 use common::{Attempt, BulkAction, BulkFilter, Queue, TaskStatus, TaskView};
 use maud::{html, Markup};
 use serde::Deserialize;
+use std::collections::HashMap;
 
 use super::layout::{self, action, count, csrf_field, state_badge, when, Section};
 use super::{Ctx, Failure, Page, Ui};
@@ -23,20 +24,14 @@ const STATES: [TaskStatus; 5] = [
     TaskStatus::Canceled,
 ];
 
-/// The list's parameters, as the API takes them; the dashboard offers every filter but the
-/// idempotency key (not a bulk condition, so a bulk action could not match the same tasks).
-fn params_of(params: ListParams) -> ListParams {
-    ListParams {
-        idempotency_key: None,
-        ..params.without_blanks()
-    }
-}
-
 /// `params` as a query string, with `change` applied.
-fn query_with(params: &ListParams, change: impl FnOnce(&mut ListParams)) -> String {
+fn query_with(
+    params: &ListParams,
+    change: impl FnOnce(&mut ListParams),
+) -> Result<String, ApiError> {
     let mut params = params.clone();
     change(&mut params);
-    serde_urlencoded::to_string(&params).unwrap_or_default()
+    query_of(&params)
 }
 
 /// The tasks page.
@@ -46,7 +41,7 @@ pub(super) async fn list(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Page {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let params = params_of(params);
+    let params = params.without_blanks();
     let filter = parse_filter(params.clone())?;
     let rows = queue::list(&ui.app.pool, &filter).await?;
     let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) == filter.limit;
@@ -54,7 +49,28 @@ pub(super) async fn list(
     let tasks: Vec<TaskView> = rows.into_iter().map(|r| r.into_view()).collect();
     let queues = queue::queues(&ui.app.pool).await?;
     let now = Utc::now();
-    let tabs = tabs(&ctx, &params, &filter, &queues);
+    let tabs = tabs(&ctx, &params, &filter, &queues)?;
+    let list_link = |query: String| format!("{}?{query}", ctx.link("/tasks"));
+    let newest = list_link(query_with(&params, |p| p.after = None)?);
+    let older = match next_after {
+        Some(after) => Some(list_link(query_with(&params, |p| {
+            p.after = Some(after.to_string())
+        })?)),
+        None => None,
+    };
+    // Everything the filters match, every page; `all=1` says "every task" when there is no filter.
+    let bulk_query = query_with(&params, |p| {
+        p.after = None;
+        p.limit = None;
+    })?;
+    let every_task = if filter.to_bulk().all { "&all=1" } else { "" };
+    let bulk_link = |action: BulkAction| {
+        format!(
+            "{}?{bulk_query}{every_task}&action={}",
+            ctx.link("/tasks/bulk"),
+            action_name(action)
+        )
+    };
     let body = html! {
         (tabs)
         (filter_form(&ctx, &params, &queues))
@@ -84,21 +100,17 @@ pub(super) async fn list(
                     }
                 }
                 nav.pager {
-                    @if params.after.is_some() {
-                        a href=(format!("{}?{}", ctx.link("/tasks"), query_with(&params, |p| p.after = None))) { "← Newest" }
-                    }
-                    @if let Some(after) = next_after {
-                        a href=(format!("{}?{}", ctx.link("/tasks"), query_with(&params, |p| p.after = Some(after.to_string())))) { "Older →" }
-                    }
+                    @if params.after.is_some() { a href=(newest) { "← Newest" } }
+                    @if let Some(older) = &older { a href=(older) { "Older →" } }
                 }
             }
         }
-        @if !ctx.read_only {
+        @if !ctx.read_only && params.idempotency_key.is_none() {
             section.bulk {
                 h2 { "Everything matching these filters" }
                 p.muted { "Applies to every page, not only this one; you will see how many tasks first." }
                 @for (action, label) in [(BulkAction::Retry, "Retry all…"), (BulkAction::Cancel, "Cancel all…"), (BulkAction::Delete, "Delete all…")] {
-                    a.button href=(format!("{}?{}", ctx.link("/tasks/bulk"), query_with(&params, |p| p.after = None) + "&action=" + action_name(action))) { (label) }
+                    a.button href=(bulk_link(action)) { (label) }
                     " "
                 }
             }
@@ -109,7 +121,12 @@ pub(super) async fn list(
 
 /// The state tabs, each with its count (from the queues' counts: of the filtered queue, or
 /// of all), keeping the other filters.
-fn tabs(ctx: &Ctx, params: &ListParams, filter: &ListFilter, queues: &[Queue]) -> Markup {
+fn tabs(
+    ctx: &Ctx,
+    params: &ListParams,
+    filter: &ListFilter,
+    queues: &[Queue],
+) -> Result<Markup, ApiError> {
     let counted: Vec<&Queue> = queues
         .iter()
         .filter(|q| filter.queue.as_ref().is_none_or(|name| *name == q.name))
@@ -126,23 +143,28 @@ fn tabs(ctx: &Ctx, params: &ListParams, filter: &ListFilter, queues: &[Queue]) -
             })
             .sum()
     };
-    let link = |status: Option<TaskStatus>| {
+    let link = |status: Option<TaskStatus>| -> Result<String, ApiError> {
         let query = query_with(params, |p| {
             p.status = status.map(|s| s.as_str().to_owned());
             p.after = None;
-        });
-        format!("{}?{query}", ctx.link("/tasks"))
+        })?;
+        Ok(format!("{}?{query}", ctx.link("/tasks")))
     };
-    html! {
+    let all = link(None)?;
+    let mut states = Vec::new();
+    for state in STATES {
+        states.push((state, link(Some(state))?));
+    }
+    Ok(html! {
         nav.tabs #state-tabs data-live aria-label="States" {
-            a href=(link(None)) aria-current=[filter.status.is_none().then_some("page")] { "All" }
-            @for state in STATES {
-                a href=(link(Some(state))) data-state=(state.as_str()) aria-current=[(filter.status == Some(state)).then_some("page")] {
+            a href=(all) aria-current=[filter.status.is_none().then_some("page")] { "All" }
+            @for (state, link) in states {
+                a href=(link) data-state=(state.as_str()) aria-current=[(filter.status == Some(state)).then_some("page")] {
                     (title_case(state)) " " span.count { (count(of(state))) }
                 }
             }
         }
-    }
+    })
 }
 
 fn filter_form(ctx: &Ctx, params: &ListParams, queues: &[Queue]) -> Markup {
@@ -150,7 +172,10 @@ fn filter_form(ctx: &Ctx, params: &ListParams, queues: &[Queue]) -> Markup {
     html! {
         form.filters #filters method="get" action=(ctx.link("/tasks")) {
             @if let Some(status) = &params.status { input type="hidden" name="status" value=(status); }
-            @if let Some(error) = &params.last_error { input type="hidden" name="lastError" value=(error); }
+            // A browser would send a line break back as CRLF, an error no task has: such an
+            // exact-error condition is dropped when the form is sent (the note below says so).
+            @if let Some(error) = params.last_error.as_ref().filter(|e| !e.contains(['\n', '\r'])) { input type="hidden" name="lastError" value=(error); }
+            @if let Some(key) = &params.idempotency_key { input type="hidden" name="idempotencyKey" value=(key); }
             label { span { "Queue" }
                 select name="queue" {
                     option value="" { "All queues" }
@@ -169,7 +194,10 @@ fn filter_form(ctx: &Ctx, params: &ListParams, queues: &[Queue]) -> Markup {
             }
         }
         @if let Some(error) = &params.last_error {
-            p.muted { "Only tasks whose last error is exactly: " code { (clip(error, 200)) } }
+            p.muted {
+                "Only tasks whose last error is exactly: " code { (clip(error, 200)) }
+                @if error.contains(['\n', '\r']) { " (filtering again drops this condition)" }
+            }
         }
     }
 }
@@ -268,10 +296,10 @@ fn actions(ctx: &Ctx, task: &TaskView) -> Markup {
     let retryable = matches!(task.status, TaskStatus::Failed | TaskStatus::Canceled);
     html! {
         div.actions #task-actions {
-            @if open { (action(ctx, &path("cancel"), "Cancel", "danger", Some("Cancel this task?"))) }
-            @if task.status == TaskStatus::Pending { (action(ctx, &path("run-now"), "Run now", "", None)) }
-            @if retryable { (action(ctx, &path("retry"), "Retry", "primary", None)) }
-            @if !open { (action(ctx, &path("delete"), "Delete", "danger", Some("Delete this task for good?"))) }
+            @if open { (action(ctx, (&path("cancel"), &[]), "Cancel", "danger", Some("Cancel this task?"))) }
+            @if task.status == TaskStatus::Pending { (action(ctx, (&path("run-now"), &[]), "Run now", "", None)) }
+            @if retryable { (action(ctx, (&path("retry"), &[]), "Retry", "primary", None)) }
+            @if !open { (action(ctx, (&path("delete"), &[]), "Delete", "danger", Some("Delete this task for good?"))) }
         }
     }
 }
@@ -307,12 +335,24 @@ pub(super) async fn act(
     })
 }
 
-/// `?action=` and the list's filters.
+/// The confirmation page's query: `?action=`, `all=1` when there is no filter, and the list's
+/// filters.
 #[derive(Deserialize)]
 pub(super) struct BulkQuery {
     action: String,
     #[serde(flatten)]
-    params: std::collections::HashMap<String, String>,
+    params: HashMap<String, String>,
+}
+
+/// The confirmed form. The filter travels as one query string (`filter`): a browser rewrites
+/// the line breaks of each form field as CRLF, which would change an error text with a line
+/// break into one no task has; percent-encoded, it has none.
+#[derive(Deserialize)]
+pub(super) struct BulkForm {
+    action: String,
+    filter: String,
+    /// How many tasks the operator confirmed the action on.
+    expected: u64,
 }
 
 fn bulk_action(name: &str) -> Result<BulkAction, ApiError> {
@@ -334,56 +374,79 @@ fn action_name(action: BulkAction) -> &'static str {
     }
 }
 
-/// The filter of a bulk form or link: the list's parameters, read as the list reads them.
-fn bulk_filter(
-    params: std::collections::HashMap<String, String>,
-) -> Result<(ListParams, BulkFilter), ApiError> {
-    let params: ListParams =
-        serde_urlencoded::from_str(&serde_urlencoded::to_string(&params).unwrap_or_default())
-            .map_err(|e| ApiError::BadRequest(format!("bad filter: {e}")))?;
-    let params = ListParams {
-        after: None,
-        limit: None,
-        ..params_of(params)
-    };
+/// The filter of a bulk action: the list's parameters (no page, no idempotency key, which is
+/// not a bulk condition), read as the list reads them. Without any condition it needs `all=1`,
+/// as the API needs `"all": true`: a form that lost its fields must not become "every task".
+fn bulk_filter(mut fields: HashMap<String, String>) -> Result<(ListParams, BulkFilter), ApiError> {
+    let all = fields.remove("all").is_some_and(|v| v == "1");
+    for refused in ["after", "limit", "idempotencyKey"] {
+        if fields.contains_key(refused) {
+            return Err(ApiError::BadRequest(format!(
+                "{refused} is not a condition of a bulk action"
+            )));
+        }
+    }
+    let encoded = query_of(&fields)?;
+    let params: ListParams = serde_urlencoded::from_str(&encoded)
+        .map_err(|e| ApiError::BadRequest(format!("bad filter: {e}")))?;
+    let params = params.without_blanks();
     let filter = parse_filter(params.clone())?.to_bulk();
+    if filter.all && !all {
+        return Err(ApiError::BadRequest(
+            "a bulk action without a filter needs all=1: it applies to every task".into(),
+        ));
+    }
     Ok((params, filter))
 }
 
-/// The confirmation of a bulk action: what it applies to, and how many tasks that is now.
+/// `value` as a query string; failing (it cannot, for these types) is an error, never "".
+fn query_of(value: &impl serde::Serialize) -> Result<String, ApiError> {
+    serde_urlencoded::to_string(value)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("encoding a filter: {e}")))
+}
+
+/// The confirmation of a bulk action: what it applies to, and how many tasks that is now. Only
+/// tasks created until now are included: ones created after the operator saw the count are not.
 pub(super) async fn bulk_confirm(
     State(ui): State<Ui>,
     Extension(ctx): Extension<Ctx>,
     Query(query): Query<BulkQuery>,
 ) -> Page {
     let action = bulk_action(&query.action)?;
-    let (params, filter) = bulk_filter(query.params)?;
-    let matched = operator::count_matching(&ui.app, &filter).await?;
+    let (mut params, _) = bulk_filter(query.params.clone())?;
+    let back = format!("{}?{}", ctx.link("/tasks"), query_of(&params)?);
+    let now = Utc::now();
+    let pinned =
+        match crate::api::list::parse_time(params.created_before.as_deref(), "createdBefore")? {
+            Some(before) if before <= now => before,
+            _ => now,
+        };
+    params.created_before = Some(pinned.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    let mut fields: HashMap<String, String> = serde_urlencoded::from_str(&query_of(&params)?)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("decoding a filter: {e}")))?;
+    if query.params.get("all").is_some_and(|v| v == "1") {
+        fields.insert("all".into(), "1".into());
+    }
+    let (_, filter) = bulk_filter(fields.clone())?;
+    let (matched, applicable) = operator::count_matching(&ui.app, &filter, action).await?;
     let applies = match action {
-        BulkAction::Retry => "the FAILED and CANCELED ones become PENDING again",
-        BulkAction::Cancel => {
-            "the PENDING and RUNNING ones are canceled (running handlers are stopped)"
-        }
-        BulkAction::Delete => "the SUCCEEDED, FAILED and CANCELED ones are deleted for good",
+        BulkAction::Retry => "FAILED or CANCELED: they become PENDING again",
+        BulkAction::Cancel => "PENDING or RUNNING: they are canceled, running handlers stopped",
+        BulkAction::Delete => "SUCCEEDED, FAILED or CANCELED: they are deleted for good",
     };
     let verb = title_case_str(action_name(action));
-    let back = format!(
-        "{}?{}",
-        ctx.link("/tasks"),
-        serde_urlencoded::to_string(&params).unwrap_or_default()
-    );
     let body = html! {
         section.confirm {
-            p.big { (verb) " " strong #matched data-count=(matched) { (count(matched)) } " matching task" @if matched != 1 { "s" } "?" }
-            p { "Of the tasks matching " (describe(&filter)) ", " (applies) "; the others are left alone." }
+            p.big { (verb) " " strong #matched data-count=(applicable) { (count(applicable)) } " task" @if applicable != 1 { "s" } "?" }
+            p { "Of the " (count(matched)) " tasks matching " (describe(&filter)) ", these are the ones " (applies) ". The others are left alone." }
+            p.muted { "If more tasks qualify by the time you confirm, nothing is done and you are asked again." }
             @if !ctx.read_only {
                 form method="post" action=(ctx.link("/tasks/bulk")) {
                     (csrf_field(&ctx))
                     input type="hidden" name="action" value=(action_name(action));
-                    @for (name, value) in serde_urlencoded::from_str::<Vec<(String, String)>>(&serde_urlencoded::to_string(&params).unwrap_or_default()).unwrap_or_default() {
-                        input type="hidden" name=(name) value=(value);
-                    }
-                    button.danger type="submit" { (verb) " all " (count(matched)) }
+                    input type="hidden" name="filter" value=(query_of(&fields)?);
+                    input type="hidden" name="expected" value=(applicable);
+                    button.danger type="submit" disabled[applicable == 0] { (verb) " " (count(applicable)) }
                     " "
                     a.button href=(back) { "Back" }
                 }
@@ -402,17 +465,21 @@ pub(super) async fn bulk_confirm(
 pub(super) async fn bulk(
     State(ui): State<Ui>,
     Extension(ctx): Extension<Ctx>,
-    Form(form): Form<BulkQuery>,
+    Form(form): Form<BulkForm>,
 ) -> Result<Response, Failure> {
     let action = bulk_action(&form.action)?;
-    let mut fields = form.params;
-    fields.remove("csrf");
-    let (params, filter) = bulk_filter(fields)?;
-    let outcome = operator::bulk(&ui.app, action, &filter).await?;
-    let back = format!(
-        "/tasks?{}",
-        serde_urlencoded::to_string(&params).unwrap_or_default()
-    );
+    let fields: HashMap<String, String> = serde_urlencoded::from_str(&form.filter)
+        .map_err(|e| ApiError::BadRequest(format!("bad filter: {e}")))?;
+    let (mut params, filter) = bulk_filter(fields)?;
+    params.created_before = None;
+    let back = format!("/tasks?{}", query_of(&params)?);
+    let outcome = match operator::bulk(&ui.app, action, &filter, Some(form.expected)).await {
+        Ok(outcome) => outcome,
+        Err(grew @ ApiError::Conflict(_)) => {
+            return Ok(ctx.redirect(&back, false, &grew.to_string()))
+        }
+        Err(other) => return Err(other.into()),
+    };
     let done = match action {
         BulkAction::Retry => "Retried",
         BulkAction::Cancel => "Canceled",
