@@ -879,6 +879,17 @@ async fn actions_need_a_session_the_csrf_token_and_this_origin() {
         .await
         .expect("post");
     assert_eq!(unsourced.status(), 403, "neither Origin nor Referer");
+    let proxied = client
+        .post(app.url("/ui/logout"))
+        .header("host", "dtp-internal:8080")
+        .header("x-forwarded-host", "jobs.example.com")
+        .header("origin", "https://jobs.example.com")
+        .header("cookie", &cookies)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(proxied.status(), 303, "behind a proxy that rewrites Host");
     let session_only = cookies
         .split("; ")
         .find(|c| c.starts_with("dtp_session="))
