@@ -60,8 +60,11 @@ impl FromStr for Secret {
 pub struct ApiTokens(Arc<Vec<Secret>>);
 
 impl ApiTokens {
-    /// Accepts any of `tokens`; `None` when there are none (authentication off).
+    /// Accepts any of `tokens` (empty ones ignored); `None` when there are none (authentication
+    /// off).
     pub fn new(tokens: Vec<Secret>) -> Option<Self> {
+        // An empty token (possible through `Secret::new`) would accept an empty bearer.
+        let tokens: Vec<Secret> = tokens.into_iter().filter(|t| !t.0.is_empty()).collect();
         (!tokens.is_empty()).then(|| ApiTokens(Arc::new(tokens)))
     }
 

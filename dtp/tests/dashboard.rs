@@ -750,6 +750,328 @@ async fn on_a_phone_in_dark_mode_every_page_fits_the_screen() {
 
 // Without a browser: what the gate refuses.
 
+/// A task of `queue` failed for good with `error`, without a worker.
+async fn failed_task(app: &TestApp, queue: &str, error: &str) -> i64 {
+    let t = create(
+        app,
+        json!({"type": "noop", "queue": queue, "maxAttempts": 1}),
+    )
+    .await;
+    let claimed = support::claim(&app.pool, "w", 1, Duration::from_secs(30)).await;
+    let failed = dtp::queue::mark_failed_or_retry(
+        &app.pool,
+        dtp::queue::TaskId(t.id),
+        claimed[0].fence(),
+        error,
+        Duration::from_secs(30),
+        dtp::queue::Failure::Permanent,
+    );
+    failed.await.expect("fail").expect("fence held");
+    t.id
+}
+
+/// The `value` of the hidden input `name` in `html`.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
+    let value = &html[start..];
+    let value = &value[..value.find('"').expect("closing quote")];
+    value.replace("&amp;", "&").replace("&quot;", "\"")
+}
+
+/// A session as the sign-in page makes one, for `expires` (Unix seconds).
+fn session_cookie(token: &str, expires: u64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).expect("any key");
+    mac.update(format!("dtp-ui-session:{expires}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("dtp_session={expires}.{hex}")
+}
+
+#[tokio::test]
+async fn a_bulk_confirmation_counts_what_the_action_applies_to_and_takes_nothing_newer() {
+    let app = spawn_app_with(|config| {
+        config.api_token = Some(TOKEN.parse().expect("token"));
+        config.worker = false;
+    })
+    .await;
+    let client = form_client();
+    let (csrf, cookies) = session(&app, &client).await;
+    let mut failed = Vec::new();
+    for _ in 0..2 {
+        failed.push(failed_task(&app, "mix", "boom").await);
+    }
+    // Not due for years: no claim of the test's takes it.
+    let pending = create(
+        &app,
+        json!({"type": "noop", "queue": "mix", "runAt": "2999-01-01T00:00:00Z"}),
+    )
+    .await;
+    let page = client
+        .get(app.url("/ui/tasks/bulk?action=retry&queue=mix"))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .expect("confirmation");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains(r#"data-count="2""#),
+        "the FAILED ones: {html}"
+    );
+    assert!(
+        html.contains(r#"data-matched="3""#),
+        "of the 3 matching: {html}"
+    );
+    let (filter, expected, at) = (
+        hidden(&html, "filter"),
+        hidden(&html, "expected"),
+        hidden(&html, "at"),
+    );
+    assert_eq!((filter.as_str(), expected.as_str()), ("queue=mix", "2"));
+
+    // Failed after the count: not taken along.
+    let newer = failed_task(&app, "mix", "boom").await;
+    let done = client
+        .post(app.url("/ui/tasks/bulk"))
+        .header("origin", app.address.clone())
+        .header("cookie", &cookies)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action", "retry"),
+            ("filter", &filter),
+            ("expected", &expected),
+            ("at", &at),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(done.status(), 303);
+    let notice = done.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(notice.contains("Retried+2+of+3"), "{notice}");
+    for id in failed {
+        assert_eq!(task(&app, id).await.status, TaskStatus::Pending);
+    }
+    assert_eq!(task(&app, newer).await.status, TaskStatus::Failed);
+    assert_eq!(task(&app, pending.id).await.status, TaskStatus::Pending);
+
+    for refused in [
+        "/ui/tasks/bulk?action=retry&queue=mix&limit=5",
+        "/ui/tasks/bulk?action=retry&queue=mix&idempotencyKey=k",
+        "/ui/tasks/bulk?action=retry",
+        "/ui/tasks/bulk?queue=mix",
+    ] {
+        let page = client
+            .get(app.url(refused))
+            .header("cookie", &cookies)
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(page.status(), 400, "{refused}");
+        let content_type = page.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/html"),
+            "{refused}: a page, not {content_type}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn queues_and_schedules_are_steered_by_name_in_the_form_even_dot_names() {
+    let app = spawn_app_with(|config| {
+        config.api_token = Some(TOKEN.parse().expect("token"));
+        config.worker = false;
+    })
+    .await;
+    let client = form_client();
+    let (csrf, cookies) = session(&app, &client).await;
+    let schedule = app
+        .client
+        .post(app.url("/schedules"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "..", "cron": "0 3 * * *", "timezone": "UTC", "task": {"type": "noop"}}))
+        .send()
+        .await
+        .expect("schedule");
+    assert_eq!(schedule.status(), 201);
+    let post = |path: &'static str, fields: Vec<(&'static str, &'static str)>| {
+        let mut form = vec![("csrf", csrf.clone())];
+        form.extend(fields.into_iter().map(|(k, v)| (k, v.to_owned())));
+        client
+            .post(app.url(path))
+            .header("origin", app.address.clone())
+            .header("cookie", &cookies)
+            .form(&form)
+            .send()
+    };
+    let paused = post(
+        "/ui/queues/action",
+        vec![("name", "."), ("action", "pause")],
+    )
+    .await
+    .expect("post");
+    assert_eq!(paused.headers()["location"], "/ui/queues");
+    let limited = post(
+        "/ui/queues/action",
+        vec![
+            ("name", "."),
+            ("action", "limits"),
+            ("concurrencyLimit", "3"),
+            ("rateLimitPerSecond", ""),
+        ],
+    )
+    .await
+    .expect("post");
+    assert_eq!(limited.status(), 303);
+    let queues: QueueList = app
+        .client
+        .get(app.url("/queues"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("queues")
+        .json()
+        .await
+        .expect("list");
+    let dot = queues
+        .queues
+        .iter()
+        .find(|q| q.name == ".")
+        .expect("queue .");
+    assert!(dot.paused && dot.concurrency_limit == Some(3), "{dot:?}");
+    let bad_limit = post(
+        "/ui/queues/action",
+        vec![
+            ("name", "."),
+            ("action", "limits"),
+            ("concurrencyLimit", "0"),
+        ],
+    )
+    .await
+    .expect("post");
+    assert!(bad_limit.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .contains("concurrencyLimit"));
+
+    let paused = post(
+        "/ui/schedules/action",
+        vec![("name", ".."), ("action", "pause")],
+    )
+    .await
+    .expect("post");
+    assert_eq!(paused.headers()["location"], "/ui/schedules");
+    // (Not GET /schedules/..: a URL parser resolves the dots away.)
+    let schedules: common::ScheduleList = app
+        .client
+        .get(app.url("/schedules"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("schedules")
+        .json()
+        .await
+        .expect("list");
+    let schedule = schedules
+        .schedules
+        .iter()
+        .find(|s| s.name == "..")
+        .expect("schedule ..");
+    assert!(schedule.paused && schedule.next_run_at.is_none());
+}
+
+#[tokio::test]
+async fn a_session_ends_when_it_expires_or_its_token_is_gone_and_is_secure_behind_tls() {
+    let app = spawn_app_with(|config| {
+        config.api_token = Some(TOKEN.parse().expect("token"));
+        config.worker = false;
+    })
+    .await;
+    let client = form_client();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let open = |cookie: String| {
+        client
+            .get(app.url("/ui/queues"))
+            .header("cookie", cookie)
+            .send()
+    };
+    assert_eq!(
+        open(session_cookie(TOKEN, now + 600))
+            .await
+            .expect("page")
+            .status(),
+        200
+    );
+    assert_eq!(
+        open(session_cookie(TOKEN, now - 1))
+            .await
+            .expect("page")
+            .status(),
+        303,
+        "expired"
+    );
+    // Another DTP over the same database whose token changed: the old sessions end.
+    let (peer, _stop) = support::spawn_peer(&app, |config| {
+        config.api_token = Some("a-new-token".parse().expect("token"));
+    })
+    .await;
+    let on_peer = client
+        .get(format!("{peer}/ui/queues"))
+        .header("cookie", session_cookie(TOKEN, now + 600))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(on_peer.status(), 303);
+
+    let login = client
+        .get(app.url("/ui/login"))
+        .send()
+        .await
+        .expect("login");
+    let csrf = login.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(!csrf.contains("Secure"), "plain HTTP: {csrf}");
+    let csrf = csrf
+        .trim_start_matches("dtp_csrf=")
+        .split(';')
+        .next()
+        .expect("value")
+        .to_owned();
+    let signed = client
+        .post(app.url("/ui/login"))
+        .header("origin", app.address.clone())
+        .header("x-forwarded-proto", "https")
+        .header("cookie", format!("dtp_csrf={csrf}"))
+        .form(&[("csrf", csrf.as_str()), ("token", TOKEN)])
+        .send()
+        .await
+        .expect("sign in");
+    let session = signed.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(session.ends_with("; Secure"), "{session}");
+}
+
 fn form_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -924,6 +1246,7 @@ async fn actions_need_a_session_the_csrf_token_and_this_origin() {
             ("action", "cancel"),
             ("filter", ""),
             ("expected", "5"),
+            ("at", "2999-01-01T00:00:00Z"),
         ])
         .send()
         .await
@@ -942,6 +1265,7 @@ async fn actions_need_a_session_the_csrf_token_and_this_origin() {
             ("action", "cancel"),
             ("filter", "status=PENDING"),
             ("expected", "0"),
+            ("at", "2999-01-01T00:00:00Z"),
         ])
         .send()
         .await

@@ -55,18 +55,18 @@ pub(crate) async fn delete(state: &AppState, id: TaskId) -> Result<(), ApiError>
 }
 
 /// Applies `action` to every task `filter` matches, once the filter is checked; with
-/// `at_most`, only if it applies to no more tasks than that (what the operator confirmed).
+/// `confirmed`, to those an operator confirmed (see `queue::bulk`).
 pub(crate) async fn bulk(
     state: &AppState,
     action: BulkAction,
     filter: &BulkFilter,
-    at_most: Option<u64>,
+    confirmed: Option<queue::Confirmed>,
 ) -> Result<BulkOutcome, ApiError> {
     validate_filter(filter)?;
     let mut conn = state.pool.acquire().await?;
     let lease = state.config.lease;
     let queue::BulkDone { outcome, stopped } =
-        queue::bulk(&mut conn, action, filter, lease, at_most).await?;
+        queue::bulk(&mut conn, action, filter, lease, confirmed).await?;
     for (queue, task_type, count) in stopped {
         let count = u64::try_from(count).unwrap_or(0);
         let canceled = AttemptOutcome::Canceled;
@@ -78,16 +78,19 @@ pub(crate) async fn bulk(
     Ok(outcome)
 }
 
-/// How many tasks `filter` matches, once it is checked, and how many of them `action` applies to.
-pub(crate) async fn count_matching(
+/// What an operator confirms before a bulk action: how many tasks `filter` matches now (the
+/// database's now, returned), and how many of them `action` applies to.
+pub(crate) async fn count_for_confirmation(
     state: &AppState,
     filter: &BulkFilter,
     action: BulkAction,
-) -> Result<(i64, i64), ApiError> {
+) -> Result<(i64, queue::Confirmed), ApiError> {
     validate_filter(filter)?;
-    let matched = queue::count_matching(&state.pool, filter, None).await?;
-    let applicable = queue::count_matching(&state.pool, filter, Some(action)).await?;
-    Ok((matched, applicable))
+    let at = queue::database_now(&state.pool).await?;
+    let matched = queue::count_matching(&state.pool, filter, None, Some(at)).await?;
+    let applicable = queue::count_matching(&state.pool, filter, Some(action), Some(at)).await?;
+    let tasks = u64::try_from(applicable).unwrap_or(0);
+    Ok((matched, queue::Confirmed { tasks, at }))
 }
 
 /// Refuses a filter without a condition (unless it says `all`) or with an invalid one.
@@ -121,8 +124,9 @@ pub(crate) fn validate_filter(filter: &BulkFilter) -> Result<(), ApiError> {
     if text(&filter.last_error_contains, 1024) {
         return invalid("filter.lastErrorContains must be 1 to 1024 bytes without NUL");
     }
-    if text(&filter.last_error, queue::MAX_ERROR_BYTES) {
-        return invalid("filter.lastError must be 1 to 8192 bytes without NUL");
+    // A stored error is cut to MAX_ERROR_BYTES and marked with "…": any stored one is allowed.
+    if text(&filter.last_error, queue::MAX_ERROR_BYTES + '…'.len_utf8()) {
+        return invalid("filter.lastError must be 1 to 8195 bytes without NUL");
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use common::limits::MAX_ATTEMPTS;
 use common::{BulkAction, BulkFilter, BulkOutcome};
 use sqlx::{Connection, PgConnection, PgExecutor, Postgres, QueryBuilder};
@@ -22,30 +24,36 @@ pub struct BulkDone {
     pub stopped: Vec<(String, String, i64)>,
 }
 
+/// What an operator confirmed of a bulk action: it applied to `tasks` tasks at `at` (the
+/// database's time when they were counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmed {
+    /// Tasks it applied to then.
+    pub tasks: u64,
+    /// When they were counted.
+    pub at: DateTime<Utc>,
+}
+
 /// Applies `action` to the tasks `filter` matches; `lease` as for [`super::retry`]. The caller
-/// has checked that the filter names at least one condition or says `all`. With `at_most`
-/// (the count an operator confirmed), nothing changes and [`Error::MatchesGrew`] is returned if
-/// more tasks than that are in a state the action applies to.
+/// has checked that the filter names at least one condition or says `all`.
+///
+/// With `confirmed`, only tasks that qualified when the operator counted them: created by then
+/// and, once finished, finished by then (a task created or finished since is not taken along,
+/// so the set only shrinks); and if the action still changes more tasks than were confirmed (a
+/// task retried since its count and open again), nothing is changed and
+/// [`Error::MatchesGrew`] says so. The count is the action's own, in its transaction.
 pub async fn bulk(
     conn: &mut PgConnection,
     action: BulkAction,
     filter: &BulkFilter,
     lease: Duration,
-    at_most: Option<u64>,
+    confirmed: Option<Confirmed>,
 ) -> Result<BulkDone, Error> {
+    let pin = confirmed.map(|c| c.at);
+    let matching = |prefix: &str| matching(prefix, filter, pin);
     let mut tx = conn.begin().await?;
     let mut stopped = Vec::new();
-    if let Some(confirmed) = at_most {
-        let applicable = count_matching(&mut *tx, filter, Some(action)).await?;
-        let applicable = u64::try_from(applicable).unwrap_or(0);
-        if applicable > confirmed {
-            return Err(Error::MatchesGrew {
-                applicable,
-                confirmed,
-            });
-        }
-    }
-    let matched = count_matching(&mut *tx, filter, None).await?;
+    let matched = count_matching(&mut *tx, filter, None, pin).await?;
     let changed: i64 = match action {
         BulkAction::Cancel => {
             // The row locks order the cancel against completions, as a single cancel does;
@@ -53,7 +61,6 @@ pub async fn bulk(
             let mut sql = matching(
                 "with target as (select id, status as was from tasks \
                  where status in ('PENDING', 'RUNNING')",
-                filter,
             );
             sql.push(format_args!(
                 " order by id for update), {} \
@@ -72,13 +79,11 @@ pub async fn bulk(
             changed
         }
         BulkAction::Retry => {
-            let ids: Vec<i64> = matching(
-                "select id from tasks where status in ('FAILED', 'CANCELED')",
-                filter,
-            )
-            .build_query_scalar()
-            .fetch_all(&mut *tx)
-            .await?;
+            let ids: Vec<i64> =
+                matching("select id from tasks where status in ('FAILED', 'CANCELED')")
+                    .build_query_scalar()
+                    .fetch_all(&mut *tx)
+                    .await?;
             // The statement of a single retry, over all of them: RETRYABLE re-checks each row.
             sqlx::query_scalar(&format!(
                 "with target as (select id, status as was from tasks \
@@ -98,7 +103,6 @@ pub async fn bulk(
             let mut sql = matching(
                 "with deleted as (delete from tasks \
                  where status in ('SUCCEEDED', 'FAILED', 'CANCELED')",
-                filter,
             );
             sql.push(format_args!(
                 " returning queue, status), counted as ({}) select count(*) from deleted",
@@ -107,8 +111,15 @@ pub async fn bulk(
             sql.build_query_scalar().fetch_one(&mut *tx).await?
         }
     };
-    tx.commit().await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    if let Some(confirmed) = confirmed.filter(|c| count(changed) > c.tasks) {
+        // Dropped uncommitted: every change is undone, its notifications never sent.
+        return Err(Error::MatchesGrew {
+            applicable: count(changed),
+            confirmed: confirmed.tasks,
+        });
+    }
+    tx.commit().await?;
     Ok(BulkDone {
         outcome: BulkOutcome {
             matched: count(matched),
@@ -118,10 +129,22 @@ pub async fn bulk(
     })
 }
 
-/// `prefix` (which ends inside a `where`) followed by the filter's conditions.
-fn matching<'a>(prefix: &str, filter: &'a BulkFilter) -> QueryBuilder<'a, Postgres> {
+/// `prefix` (which ends inside a `where`) followed by the filter's conditions, and with `pin`
+/// only tasks created by then and, once finished, finished by then.
+fn matching<'a>(
+    prefix: &str,
+    filter: &'a BulkFilter,
+    pin: Option<DateTime<Utc>>,
+) -> QueryBuilder<'a, Postgres> {
     let mut sql = QueryBuilder::new(prefix);
     push_conditions(&mut sql, filter);
+    if let Some(pin) = pin {
+        sql.push(" and created_at <= ")
+            .push_bind(pin)
+            .push(" and (completed_at is null or completed_at <= ")
+            .push_bind(pin)
+            .push(")");
+    }
     sql
 }
 
@@ -139,11 +162,12 @@ fn push_conditions<'a>(sql: &mut QueryBuilder<'a, Postgres>, filter: &'a BulkFil
 }
 
 /// How many tasks `filter` matches; with `action`, only those in a state it applies to (what a
-/// bulk action's confirmation shows).
+/// bulk action's confirmation shows); with `pin`, as [`bulk`] with a confirmation at `pin`.
 pub async fn count_matching(
     db: impl PgExecutor<'_>,
     filter: &BulkFilter,
     action: Option<BulkAction>,
+    pin: Option<DateTime<Utc>>,
 ) -> Result<i64, Error> {
     let states = match action {
         None => "true",
@@ -154,6 +178,7 @@ pub async fn count_matching(
     let count = matching(
         &format!("select count(*) from tasks where {states}"),
         filter,
+        pin,
     )
     .build_query_scalar()
     .fetch_one(db)

@@ -139,7 +139,7 @@ pub(super) async fn gate(State(ui): State<Ui>, request: Request, next: Next) -> 
     if let Some(super::Failed(detail)) = response.extensions_mut().remove::<super::Failed>() {
         response = layout::error_page(&ctx, response.status(), &detail);
     }
-    if let Some(detail) = problem_detail(&mut response).await {
+    if let Some(detail) = refusal_detail(&mut response).await {
         // An extractor's refusal (a missing form field, a bad query) answered as problem JSON
         // becomes a page like the dashboard's own.
         response = layout::error_page(&ctx, response.status(), &detail);
@@ -169,25 +169,31 @@ pub(super) async fn gate(State(ui): State<Ui>, request: Request, next: Next) -> 
     response
 }
 
-/// The detail of a problem-JSON answer, which the response keeps no more (its body is read).
-async fn problem_detail(response: &mut Response) -> Option<String> {
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !is_problem {
+/// What a refusal that is not a page of ours says (an extractor's plain-text rejection, a 405,
+/// problem JSON), so it can be shown as one; `None` for a page or a success.
+async fn refusal_detail(response: &mut Response) -> Option<String> {
+    let content_type = response.headers().get(header::CONTENT_TYPE);
+    let is_page = content_type.is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if response.status().as_u16() < 400 || is_page {
         return None;
     }
+    let is_problem =
+        content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     let body = std::mem::take(response.body_mut());
-    let bytes = axum::body::to_bytes(body, 64 * 1024).await.ok()?;
-    let problem: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let detail = problem.get("detail").and_then(|d| d.as_str());
-    let title = problem.get("title").and_then(|t| t.as_str());
+    let bytes = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = if is_problem {
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|p| p.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+    } else {
+        Some(String::from_utf8_lossy(&bytes).trim().to_owned())
+    };
+    let reason = response.status().canonical_reason().unwrap_or("Refused");
     Some(
-        detail
-            .or(title)
-            .unwrap_or("The request was refused.")
-            .to_owned(),
+        text.filter(|t| !t.is_empty())
+            .unwrap_or_else(|| format!("{reason}.")),
     )
 }
 
@@ -284,12 +290,14 @@ fn mount_point(request: &Request) -> String {
     base.to_owned()
 }
 
+/// The cookie `name`. Each pair is read on its own: another application's cookie in bytes that
+/// are not text must not hide ours.
 fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .filter_map(|pair| std::str::from_utf8(pair).ok())
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value.to_owned())
@@ -319,7 +327,7 @@ fn session_holds(tokens: &ApiTokens, session: &str) -> bool {
     let Ok(expires) = expires.parse::<u64>() else {
         return false;
     };
-    if expires <= unix_now() || hex.len() != 64 {
+    if expires <= unix_now() || hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return false;
     }
     let Some(mac) = (0..32)

@@ -191,7 +191,8 @@ pub(super) async fn failures(
                         span { " failed in " strong { (g.queue) } ", last " (layout::when(g.last_failed_at, now)) }
                     }
                     pre.error-text { (g.error.as_deref().map(|e| clip(e, 600)).unwrap_or_else(|| "(no error recorded)".into())) }
-                    @if let Some(error) = &g.error {
+                    // No action on a group without an error text: it would filter on nothing.
+                    @if let Some(error) = g.error.as_ref().filter(|e| !e.is_empty()) {
                         @let filter = BulkFilter { status: Some(TaskStatus::Failed), queue: Some(g.queue.clone()), last_error: Some(error.clone()), ..BulkFilter::default() };
                         @let query = group_query(&filter)?;
                         div.actions {

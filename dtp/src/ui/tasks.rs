@@ -353,6 +353,8 @@ pub(super) struct BulkForm {
     filter: String,
     /// How many tasks the operator confirmed the action on.
     expected: u64,
+    /// When they were counted (the database's time, RFC 3339).
+    at: String,
 }
 
 fn bulk_action(name: &str) -> Result<BulkAction, ApiError> {
@@ -405,48 +407,42 @@ fn query_of(value: &impl serde::Serialize) -> Result<String, ApiError> {
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("encoding a filter: {e}")))
 }
 
-/// The confirmation of a bulk action: what it applies to, and how many tasks that is now. Only
-/// tasks created until now are included: ones created after the operator saw the count are not.
+/// The confirmation of a bulk action: what it applies to, and how many tasks that is now. The
+/// form carries that count and the time it was taken: the action then applies only to tasks
+/// that qualified then, and does nothing if that is more than the count (see `queue::bulk`).
 pub(super) async fn bulk_confirm(
     State(ui): State<Ui>,
     Extension(ctx): Extension<Ctx>,
     Query(query): Query<BulkQuery>,
 ) -> Page {
     let action = bulk_action(&query.action)?;
-    let (mut params, _) = bulk_filter(query.params.clone())?;
+    let fields = query.params;
+    let (params, filter) = bulk_filter(fields.clone())?;
     let back = format!("{}?{}", ctx.link("/tasks"), query_of(&params)?);
-    let now = Utc::now();
-    let pinned =
-        match crate::api::list::parse_time(params.created_before.as_deref(), "createdBefore")? {
-            Some(before) if before <= now => before,
-            _ => now,
-        };
-    params.created_before = Some(pinned.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-    let mut fields: HashMap<String, String> = serde_urlencoded::from_str(&query_of(&params)?)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("decoding a filter: {e}")))?;
-    if query.params.get("all").is_some_and(|v| v == "1") {
-        fields.insert("all".into(), "1".into());
-    }
-    let (_, filter) = bulk_filter(fields.clone())?;
-    let (matched, applicable) = operator::count_matching(&ui.app, &filter, action).await?;
+    let (matched, confirmed) = operator::count_for_confirmation(&ui.app, &filter, action).await?;
+    let applicable = confirmed.tasks;
     let applies = match action {
         BulkAction::Retry => "FAILED or CANCELED: they become PENDING again",
         BulkAction::Cancel => "PENDING or RUNNING: they are canceled, running handlers stopped",
         BulkAction::Delete => "SUCCEEDED, FAILED or CANCELED: they are deleted for good",
     };
     let verb = title_case_str(action_name(action));
+    let at = confirmed
+        .at
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let body = html! {
         section.confirm {
-            p.big { (verb) " " strong #matched data-count=(applicable) { (count(applicable)) } " task" @if applicable != 1 { "s" } "?" }
-            p { "Of the " (count(matched)) " tasks matching " (describe(&filter)) ", these are the ones " (applies) ". The others are left alone." }
-            p.muted { "If more tasks qualify by the time you confirm, nothing is done and you are asked again." }
+            p.big { (verb) " " strong #matched data-count=(applicable) { (count(i64::try_from(applicable).unwrap_or(i64::MAX))) } " task" @if applicable != 1 { "s" } "?" }
+            p #applies data-matched=(matched) { "Of the " (count(matched)) " tasks matching " (describe(&filter)) ", these are the ones " (applies) ". The others are left alone." }
+            p.muted { "Tasks created or finished after this count are not included; if more tasks qualify by the time you confirm, nothing is done and you are asked again." }
             @if !ctx.read_only {
                 form method="post" action=(ctx.link("/tasks/bulk")) {
                     (csrf_field(&ctx))
                     input type="hidden" name="action" value=(action_name(action));
                     input type="hidden" name="filter" value=(query_of(&fields)?);
                     input type="hidden" name="expected" value=(applicable);
-                    button.danger type="submit" disabled[applicable == 0] { (verb) " " (count(applicable)) }
+                    input type="hidden" name="at" value=(at);
+                    button.danger type="submit" disabled[applicable == 0] { (verb) " " (applicable) }
                     " "
                     a.button href=(back) { "Back" }
                 }
@@ -470,10 +466,18 @@ pub(super) async fn bulk(
     let action = bulk_action(&form.action)?;
     let fields: HashMap<String, String> = serde_urlencoded::from_str(&form.filter)
         .map_err(|e| ApiError::BadRequest(format!("bad filter: {e}")))?;
-    let (mut params, filter) = bulk_filter(fields)?;
-    params.created_before = None;
+    let (params, filter) = bulk_filter(fields)?;
+    let at = chrono::DateTime::parse_from_rfc3339(&form.at)
+        .map_err(|_| {
+            ApiError::BadRequest(format!("at must be an RFC 3339 time, got {:?}", form.at))
+        })?
+        .with_timezone(&Utc);
+    let confirmed = crate::queue::Confirmed {
+        tasks: form.expected,
+        at,
+    };
     let back = format!("/tasks?{}", query_of(&params)?);
-    let outcome = match operator::bulk(&ui.app, action, &filter, Some(form.expected)).await {
+    let outcome = match operator::bulk(&ui.app, action, &filter, Some(confirmed)).await {
         Ok(outcome) => outcome,
         Err(grew @ ApiError::Conflict(_)) => {
             return Ok(ctx.redirect(&back, false, &grew.to_string()))

@@ -41,7 +41,10 @@
     if (targets.length === 0) return;
     inFlight = true;
     var started = Date.now();
-    fetch(window.location.href, { headers: { "X-DTP-Live": "1" }, credentials: "same-origin", cache: "no-store" })
+    // A refresh that never answers must not stop the next ones.
+    var abort = new AbortController();
+    var deadline = window.setTimeout(function () { abort.abort(); }, 15000);
+    fetch(window.location.href, { headers: { "X-DTP-Live": "1" }, credentials: "same-origin", cache: "no-store", signal: abort.signal })
       .then(function (response) {
         if (response.redirected || !response.ok) throw new Error("status " + response.status);
         return response.text();
@@ -59,6 +62,7 @@
       })
       .catch(function () { setStatus("offline", "stale"); })
       .finally(function () {
+        window.clearTimeout(deadline);
         inFlight = false;
         nextAllowed = Date.now() + 10 * (Date.now() - started);
       });
