@@ -190,16 +190,21 @@ async fn create(app: &TestApp, body: Value) -> TaskView {
     response.json().await.expect("task")
 }
 
-async fn task(app: &TestApp, id: i64) -> TaskView {
-    app.client
-        .get(app.url(&format!("/tasks/{id}")))
+/// `GET path` of the API, as its JSON.
+async fn api<T: serde::de::DeserializeOwned>(app: &TestApp, path: &str) -> T {
+    let response = app
+        .client
+        .get(app.url(path))
         .bearer_auth(TOKEN)
         .send()
         .await
-        .expect("get")
-        .json()
-        .await
-        .expect("task")
+        .expect("sent");
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.json().await.expect("JSON")
+}
+
+async fn task(app: &TestApp, id: i64) -> TaskView {
+    api(app, &format!("/tasks/{id}")).await
 }
 
 async fn wait_status(app: &TestApp, id: i64, status: TaskStatus) -> TaskView {
@@ -615,16 +620,7 @@ async fn a_queue_is_paused_and_resumed_from_the_queues_page() {
     assert!(browser.text("p.flash").await.contains("paused"));
     let badge = browser.text("article[data-queue=mail] .badge").await;
     assert_eq!(badge, "paused");
-    let queues: QueueList = app
-        .client
-        .get(app.url("/queues"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("queues")
-        .json()
-        .await
-        .expect("list");
+    let queues: QueueList = api(&app, "/queues").await;
     assert!(queues.queues.iter().any(|q| q.name == "mail" && q.paused));
     let waiting = create(&app, json!({"type": "count", "queue": "mail"})).await;
     browser
@@ -804,7 +800,7 @@ async fn a_bulk_confirmation_counts_what_the_action_applies_to_and_takes_nothing
     })
     .await;
     let client = form_client();
-    let (csrf, cookies) = session(&app, &client).await;
+    let signed = session(&app, &client).await;
     let mut failed = Vec::new();
     for _ in 0..2 {
         failed.push(failed_task(&app, "mix", "boom").await);
@@ -815,12 +811,7 @@ async fn a_bulk_confirmation_counts_what_the_action_applies_to_and_takes_nothing
         json!({"type": "noop", "queue": "mix", "runAt": "2999-01-01T00:00:00Z"}),
     )
     .await;
-    let page = client
-        .get(app.url("/ui/tasks/bulk?action=retry&queue=mix"))
-        .header("cookie", &cookies)
-        .send()
-        .await
-        .expect("confirmation");
+    let page = signed.get("/ui/tasks/bulk?action=retry&queue=mix").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(
@@ -840,20 +831,17 @@ async fn a_bulk_confirmation_counts_what_the_action_applies_to_and_takes_nothing
 
     // Failed after the count: not taken along.
     let newer = failed_task(&app, "mix", "boom").await;
-    let done = client
-        .post(app.url("/ui/tasks/bulk"))
-        .header("origin", app.address.clone())
-        .header("cookie", &cookies)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("action", "retry"),
-            ("filter", &filter),
-            ("expected", &expected),
-            ("at", &at),
-        ])
-        .send()
-        .await
-        .expect("post");
+    let done = signed
+        .post(
+            "/ui/tasks/bulk",
+            &[
+                ("action", "retry"),
+                ("filter", &filter),
+                ("expected", &expected),
+                ("at", &at),
+            ],
+        )
+        .await;
     assert_eq!(done.status(), 303);
     let notice = done.headers()["set-cookie"]
         .to_str()
@@ -872,12 +860,7 @@ async fn a_bulk_confirmation_counts_what_the_action_applies_to_and_takes_nothing
         "/ui/tasks/bulk?action=retry",
         "/ui/tasks/bulk?queue=mix",
     ] {
-        let page = client
-            .get(app.url(refused))
-            .header("cookie", &cookies)
-            .send()
-            .await
-            .expect("page");
+        let page = signed.get(refused).await;
         assert_eq!(page.status(), 400, "{refused}");
         let content_type = page.headers()["content-type"]
             .to_str()
@@ -898,7 +881,7 @@ async fn queues_and_schedules_are_steered_by_name_in_the_form_even_dot_names() {
     })
     .await;
     let client = form_client();
-    let (csrf, cookies) = session(&app, &client).await;
+    let signed = session(&app, &client).await;
     let schedule = app
         .client
         .post(app.url("/schedules"))
@@ -908,84 +891,53 @@ async fn queues_and_schedules_are_steered_by_name_in_the_form_even_dot_names() {
         .await
         .expect("schedule");
     assert_eq!(schedule.status(), 201);
-    let post = |path: &'static str, fields: Vec<(&'static str, &'static str)>| {
-        let mut form = vec![("csrf", csrf.clone())];
-        form.extend(fields.into_iter().map(|(k, v)| (k, v.to_owned())));
-        client
-            .post(app.url(path))
-            .header("origin", app.address.clone())
-            .header("cookie", &cookies)
-            .form(&form)
-            .send()
-    };
-    let paused = post(
-        "/ui/queues/action",
-        vec![("name", "."), ("action", "pause")],
-    )
-    .await
-    .expect("post");
+    let paused = signed
+        .post("/ui/queues/action", &[("name", "."), ("action", "pause")])
+        .await;
     assert_eq!(paused.headers()["location"], "/ui/queues");
-    let limited = post(
-        "/ui/queues/action",
-        vec![
-            ("name", "."),
-            ("action", "limits"),
-            ("concurrencyLimit", "3"),
-            ("rateLimitPerSecond", ""),
-        ],
-    )
-    .await
-    .expect("post");
+    let limited = signed
+        .post(
+            "/ui/queues/action",
+            &[
+                ("name", "."),
+                ("action", "limits"),
+                ("concurrencyLimit", "3"),
+                ("rateLimitPerSecond", ""),
+            ],
+        )
+        .await;
     assert_eq!(limited.status(), 303);
-    let queues: QueueList = app
-        .client
-        .get(app.url("/queues"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("queues")
-        .json()
-        .await
-        .expect("list");
+    let queues: QueueList = api(&app, "/queues").await;
     let dot = queues
         .queues
         .iter()
         .find(|q| q.name == ".")
         .expect("queue .");
     assert!(dot.paused && dot.concurrency_limit == Some(3), "{dot:?}");
-    let bad_limit = post(
-        "/ui/queues/action",
-        vec![
-            ("name", "."),
-            ("action", "limits"),
-            ("concurrencyLimit", "0"),
-        ],
-    )
-    .await
-    .expect("post");
+    let bad_limit = signed
+        .post(
+            "/ui/queues/action",
+            &[
+                ("name", "."),
+                ("action", "limits"),
+                ("concurrencyLimit", "0"),
+            ],
+        )
+        .await;
     assert!(bad_limit.headers()["set-cookie"]
         .to_str()
         .expect("cookie")
         .contains("concurrencyLimit"));
 
-    let paused = post(
-        "/ui/schedules/action",
-        vec![("name", ".."), ("action", "pause")],
-    )
-    .await
-    .expect("post");
+    let paused = signed
+        .post(
+            "/ui/schedules/action",
+            &[("name", ".."), ("action", "pause")],
+        )
+        .await;
     assert_eq!(paused.headers()["location"], "/ui/schedules");
     // (Not GET /schedules/..: a URL parser resolves the dots away.)
-    let schedules: common::ScheduleList = app
-        .client
-        .get(app.url("/schedules"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("schedules")
-        .json()
-        .await
-        .expect("list");
+    let schedules: common::ScheduleList = api(&app, "/schedules").await;
     let schedule = schedules
         .schedules
         .iter()
@@ -1079,8 +1031,42 @@ fn form_client() -> reqwest::Client {
         .expect("client")
 }
 
-/// A session: the CSRF cookie's token and the cookie header with it and the session.
-async fn session(app: &TestApp, client: &reqwest::Client) -> (String, String) {
+/// A signed-in browser without a browser: its CSRF token and the cookies it sends.
+struct Signed {
+    client: reqwest::Client,
+    origin: String,
+    base: String,
+    csrf: String,
+    cookies: String,
+}
+
+impl Signed {
+    /// POSTs `fields` and the CSRF token from this origin, as a page of the dashboard does.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut form = vec![("csrf", self.csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.client
+            .post(format!("{}{path}", self.base))
+            .header("origin", &self.origin)
+            .header("cookie", &self.cookies)
+            .form(&form)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookies)
+            .send()
+            .await
+            .expect("get")
+    }
+}
+
+/// Signs in through the login form (checking the cookie it sets).
+async fn session(app: &TestApp, client: &reqwest::Client) -> Signed {
     let page = client
         .get(app.url("/ui/login"))
         .send()
@@ -1095,26 +1081,26 @@ async fn session(app: &TestApp, client: &reqwest::Client) -> (String, String) {
         .and_then(|v| v.split(';').next())
         .expect("a csrf cookie")
         .to_owned();
-    let cookies = format!("dtp_csrf={csrf}");
-    let signed = client
-        .post(app.url("/ui/login"))
-        .header("origin", app.address.clone())
-        .header("cookie", &cookies)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("token", TOKEN),
-            ("next", "https://evil.example/"),
-        ])
-        .send()
-        .await
-        .expect("sign in");
-    assert_eq!(signed.status(), 303);
+    let mut signed = Signed {
+        client: client.clone(),
+        origin: app.address.clone(),
+        base: app.address.clone(),
+        csrf: csrf.clone(),
+        cookies: format!("dtp_csrf={csrf}"),
+    };
+    let answer = signed
+        .post(
+            "/ui/login",
+            &[("token", TOKEN), ("next", "https://evil.example/")],
+        )
+        .await;
+    assert_eq!(answer.status(), 303);
     assert_eq!(
-        signed.headers()["location"],
+        answer.headers()["location"],
         "/ui",
         "a next outside the dashboard is not followed"
     );
-    let session = signed.headers()["set-cookie"]
+    let session = answer.headers()["set-cookie"]
         .to_str()
         .expect("cookie")
         .to_owned();
@@ -1128,8 +1114,9 @@ async fn session(app: &TestApp, client: &reqwest::Client) -> (String, String) {
         !session.contains(TOKEN),
         "the cookie is not the token: {session}"
     );
-    let value = session.split(';').next().expect("value").to_owned();
-    (csrf.clone(), format!("{cookies}; {value}"))
+    let value = session.split(';').next().expect("value");
+    signed.cookies = format!("{}; {value}", signed.cookies);
+    signed
 }
 
 #[tokio::test]
@@ -1162,7 +1149,8 @@ async fn actions_need_a_session_the_csrf_token_and_this_origin() {
         "the dashboard signs in with its cookie"
     );
 
-    let (csrf, cookies) = session(&app, &client).await;
+    let signed = session(&app, &client).await;
+    let (csrf, cookies) = (signed.csrf.clone(), signed.cookies.clone());
     let post = |origin: &str, csrf: &str| {
         client
             .post(&cancel)
@@ -1237,39 +1225,33 @@ async fn actions_need_a_session_the_csrf_token_and_this_origin() {
         303,
         "a forged session is not signed in"
     );
-    let everything = client
-        .post(app.url("/ui/tasks/bulk"))
-        .header("origin", app.address.clone())
-        .header("cookie", &cookies)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("action", "cancel"),
-            ("filter", ""),
-            ("expected", "5"),
-            ("at", "2999-01-01T00:00:00Z"),
-        ])
-        .send()
-        .await
-        .expect("post");
+    let everything = signed
+        .post(
+            "/ui/tasks/bulk",
+            &[
+                ("action", "cancel"),
+                ("filter", ""),
+                ("expected", "5"),
+                ("at", "2999-01-01T00:00:00Z"),
+            ],
+        )
+        .await;
     assert_eq!(
         everything.status(),
         400,
         "a bulk action without a filter needs all=1"
     );
-    let grown = client
-        .post(app.url("/ui/tasks/bulk"))
-        .header("origin", app.address.clone())
-        .header("cookie", &cookies)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("action", "cancel"),
-            ("filter", "status=PENDING"),
-            ("expected", "0"),
-            ("at", "2999-01-01T00:00:00Z"),
-        ])
-        .send()
-        .await
-        .expect("post");
+    let grown = signed
+        .post(
+            "/ui/tasks/bulk",
+            &[
+                ("action", "cancel"),
+                ("filter", "status=PENDING"),
+                ("expected", "0"),
+                ("at", "2999-01-01T00:00:00Z"),
+            ],
+        )
+        .await;
     assert_eq!(grown.status(), 303);
     let notice = grown.headers()["set-cookie"]
         .to_str()
@@ -1307,23 +1289,13 @@ async fn actions_need_a_session_the_csrf_token_and_this_origin() {
     assert_eq!(done.headers()["location"], format!("/ui/tasks/{}", t.id));
     assert_eq!(task(&app, t.id).await.status, TaskStatus::Canceled);
 
-    let bad_id = client
-        .get(app.url("/ui/tasks/abc"))
-        .header("cookie", &cookies)
-        .send()
-        .await
-        .expect("page");
+    let bad_id = signed.get("/ui/tasks/abc").await;
     assert_eq!(bad_id.status(), 400);
     assert!(bad_id.headers()["content-type"]
         .to_str()
         .expect("type")
         .starts_with("text/html"));
-    let missing = client
-        .get(app.url("/ui/tasks/999999"))
-        .header("cookie", &cookies)
-        .send()
-        .await
-        .expect("page");
+    let missing = signed.get("/ui/tasks/999999").await;
     assert_eq!(missing.status(), 404);
     assert!(missing
         .text()
