@@ -207,6 +207,19 @@ async fn task(app: &TestApp, id: i64) -> TaskView {
     api(app, &format!("/tasks/{id}")).await
 }
 
+/// One `demo-fail` task (one attempt) per entry of `queues`, once the worker has failed them all.
+async fn failed_by_worker(app: &TestApp, queues: &[&'static str]) -> Vec<(&'static str, i64)> {
+    let mut ids = Vec::new();
+    for &queue in queues {
+        let body = json!({"type": "demo-fail", "queue": queue, "maxAttempts": 1});
+        ids.push((queue, create(app, body).await.id));
+    }
+    for (_, id) in &ids {
+        wait_status(app, *id, TaskStatus::Failed).await;
+    }
+    ids
+}
+
 async fn wait_status(app: &TestApp, id: i64, status: TaskStatus) -> TaskView {
     let mut last = None;
     wait_until(&format!("task {id} is {status:?}"), async || {
@@ -453,20 +466,7 @@ async fn a_failed_task_is_retried_and_its_second_attempt_is_listed() {
 #[tokio::test]
 async fn bulk_retry_of_all_failed_in_a_queue_confirms_the_count_and_leaves_others_alone() {
     let app = dtp().await;
-    let mut ids = Vec::new();
-    for (queue, n) in [("billing", 3), ("other", 2)] {
-        for _ in 0..n {
-            let t = create(
-                &app,
-                json!({"type": "demo-fail", "queue": queue, "maxAttempts": 1}),
-            )
-            .await;
-            ids.push((queue, t.id));
-        }
-    }
-    for (_, id) in &ids {
-        wait_status(&app, *id, TaskStatus::Failed).await;
-    }
+    let ids = failed_by_worker(&app, &["billing", "billing", "billing", "other", "other"]).await;
     let browser = Browser::start().await;
     browser.sign_in(&app, TOKEN).await;
     browser
@@ -505,18 +505,7 @@ async fn bulk_retry_of_all_failed_in_a_queue_confirms_the_count_and_leaves_other
 #[tokio::test]
 async fn failures_are_grouped_by_queue_and_error_and_a_group_is_retried_after_its_count() {
     let app = dtp().await;
-    let mut ids = Vec::new();
-    for queue in ["billing", "billing", "billing", "mail"] {
-        let t = create(
-            &app,
-            json!({"type": "demo-fail", "queue": queue, "maxAttempts": 1}),
-        )
-        .await;
-        ids.push((queue, t.id));
-    }
-    for (_, id) in &ids {
-        wait_status(&app, *id, TaskStatus::Failed).await;
-    }
+    let ids = failed_by_worker(&app, &["billing", "billing", "billing", "mail"]).await;
     let browser = Browser::start().await;
     browser.sign_in(&app, TOKEN).await;
     browser.open(&app.url("/ui/failures")).await;
