@@ -15,6 +15,7 @@
 //! [`metrics`] reads a service's `/metrics`.
 
 mod client;
+pub mod latency;
 pub mod metrics;
 mod peer;
 mod proxy;
