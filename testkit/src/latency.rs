@@ -60,3 +60,51 @@ fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
     drop(chunks);
     let _ = writer.join();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An echo server on a free port; its address.
+    fn echo_server() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut reader = stream.try_clone().expect("clone");
+                    let mut writer = stream;
+                    let _ = std::io::copy(&mut reader, &mut writer);
+                });
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn every_byte_is_delayed_each_way_and_arrives_intact_and_in_order() {
+        let target = echo_server();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let one_way = Duration::from_millis(30);
+        std::thread::spawn(move || forward_with_delay(&listener, &target, one_way));
+
+        let mut client = TcpStream::connect(address).expect("connect");
+        let sent: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let started = Instant::now();
+        let mut writer = client.try_clone().expect("clone");
+        let to_send = sent.clone();
+        let sender = std::thread::spawn(move || writer.write_all(&to_send).expect("send"));
+        let mut received = vec![0u8; sent.len()];
+        client.read_exact(&mut received).expect("echo");
+        let round_trip = started.elapsed();
+        sender.join().expect("sender");
+        assert!(
+            received == sent,
+            "the bytes came back changed or out of order"
+        );
+        // A lower bound only: the delay is there. How close to it the forwarder stays is what
+        // scripts/netbench's figures depend on, not something a test can promise.
+        assert!(round_trip >= one_way * 2, "came back after {round_trip:?}");
+    }
+}
