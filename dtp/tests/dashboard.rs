@@ -23,7 +23,18 @@ const TOKEN: &str = "dashboard-token";
 /// A headless Chromium driven by its own chromedriver, both stopped when dropped.
 struct Browser {
     client: Client,
-    _driver: tokio::process::Child,
+    driver: tokio::process::Child,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(group) = self.driver.id() {
+            // The driver's group: the driver and every Chromium process it started.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .status();
+        }
+    }
 }
 
 impl Browser {
@@ -44,10 +55,14 @@ impl Browser {
              chromium-driver (.ci/run does), or set CHROMIUM and CHROMEDRIVER"
         );
         let port = free_port();
+        // In a process group of its own, with the Chromium it starts: dropping the Browser
+        // kills the group, so no browser outlives its test (killing only the driver left every
+        // test's Chromium running).
         let driver = tokio::process::Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
@@ -83,10 +98,7 @@ impl Browser {
                 Err(e) => panic!("no WebDriver session with {chromedriver}: {e}"),
             }
         };
-        Browser {
-            client,
-            _driver: driver,
-        }
+        Browser { client, driver }
     }
 
     async fn open(&self, url: &str) {

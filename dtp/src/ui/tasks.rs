@@ -498,16 +498,36 @@ pub(super) async fn bulk(
 
 /// The filter in words.
 fn describe(filter: &BulkFilter) -> Markup {
+    if filter.all {
+        return html! { strong { "any filter (every task)" } };
+    }
+    let time = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let mut parts: Vec<Markup> = Vec::new();
+    if let Some(s) = filter.status {
+        parts.push(html! { "state " strong { (s.as_str()) } });
+    }
+    if let Some(q) = &filter.queue {
+        parts.push(html! { "queue " strong { (q) } });
+    }
+    if let Some(t) = &filter.task_type {
+        parts.push(html! { "type " strong { (t) } });
+    }
+    if let Some(e) = &filter.last_error_contains {
+        parts.push(html! { "an error containing " code { (clip(e, 80)) } });
+    }
+    if let Some(e) = &filter.last_error {
+        parts.push(html! { "the error " code { (clip(e, 80)) } });
+    }
+    if let Some(t) = filter.created_after {
+        parts.push(html! { "created from " strong { (time(t)) } });
+    }
+    if let Some(t) = filter.created_before {
+        parts.push(html! { "created before " strong { (time(t)) } });
+    }
     html! {
-        @if filter.all { strong { "any filter (every task)" } }
-        @else {
-            @if let Some(s) = filter.status { "state " strong { (s.as_str()) } " " }
-            @if let Some(q) = &filter.queue { "queue " strong { (q) } " " }
-            @if let Some(t) = &filter.task_type { "type " strong { (t) } " " }
-            @if let Some(e) = &filter.last_error_contains { "error containing " code { (clip(e, 80)) } " " }
-            @if let Some(e) = &filter.last_error { "error " code { (clip(e, 80)) } " " }
-            @if let Some(t) = filter.created_after { "created from " strong { (t.format("%Y-%m-%d %H:%M:%S UTC")) } " " }
-            @if let Some(t) = filter.created_before { "created before " strong { (t.format("%Y-%m-%d %H:%M:%S UTC")) } }
+        @for (i, part) in parts.iter().enumerate() {
+            @if i > 0 { ", " }
+            (part)
         }
     }
 }
