@@ -567,22 +567,7 @@ async fn a_failure_group_whose_error_has_line_breaks_is_retried_whole() {
     let error = "request failed:\n  status 502\r\n  body: <html>";
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let t = create(
-            &app,
-            json!({"type": "noop", "queue": "hooks", "maxAttempts": 1}),
-        )
-        .await;
-        let claimed = support::claim(&app.pool, "w", 1, Duration::from_secs(30)).await;
-        let failed = dtp::queue::mark_failed_or_retry(
-            &app.pool,
-            dtp::queue::TaskId(t.id),
-            claimed[0].fence(),
-            error,
-            Duration::from_secs(30),
-            dtp::queue::Failure::Permanent,
-        );
-        failed.await.expect("fail").expect("fence held");
-        ids.push(t.id);
+        ids.push(failed_task(&app, "hooks", error).await);
     }
     let browser = Browser::start().await;
     browser.sign_in(&app, TOKEN).await;

@@ -88,16 +88,16 @@ impl Ctx {
 /// The middleware in front of the dashboard (see the module's text).
 pub(super) async fn gate(State(ui): State<Ui>, request: Request, next: Next) -> Response {
     let base = mount_point(&request);
-    let cookies = request.headers().clone();
+    let cookies = request.headers();
     let path = request.uri().path().to_owned();
     let assets = path.starts_with("/assets/");
     let public = path == "/login" || assets;
     let tokens = ui.app.config.edge.tokens.clone();
-    let (csrf, fresh_csrf) = match cookie_value(&cookies, CSRF).filter(|t| is_token_shape(t)) {
+    let (csrf, fresh_csrf) = match cookie_value(cookies, CSRF).filter(|t| is_token_shape(t)) {
         Some(token) => (token, false),
         None => (new_token(), true),
     };
-    let flash = cookie_value(&cookies, FLASH).and_then(|raw| read_flash(&raw));
+    let flash = cookie_value(cookies, FLASH).and_then(|raw| read_flash(&raw));
     let ctx = Ctx {
         base: base.clone(),
         csrf: csrf.clone(),
@@ -109,7 +109,7 @@ pub(super) async fn gate(State(ui): State<Ui>, request: Request, next: Next) -> 
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")),
     };
     let signed_in = tokens.as_ref().is_none_or(|tokens| {
-        cookie_value(&cookies, SESSION).is_some_and(|session| session_holds(tokens, &session))
+        cookie_value(cookies, SESSION).is_some_and(|session| session_holds(tokens, &session))
     });
     let is_get = request.method() == Method::GET;
     let checked = if !public && !signed_in {
