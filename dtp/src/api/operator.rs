@@ -86,11 +86,7 @@ pub(crate) async fn count_for_confirmation(
     action: BulkAction,
 ) -> Result<(i64, queue::Confirmed), ApiError> {
     validate_filter(filter)?;
-    let at = queue::database_now(&state.pool).await?;
-    let matched = queue::count_matching(&state.pool, filter, None, Some(at)).await?;
-    let applicable = queue::count_matching(&state.pool, filter, Some(action), Some(at)).await?;
-    let tasks = u64::try_from(applicable).unwrap_or(0);
-    Ok((matched, queue::Confirmed { tasks, at }))
+    Ok(queue::count_for_confirmation(&state.pool, filter, action).await?)
 }
 
 /// Refuses a filter without a condition (unless it says `all`) or with an invalid one.

@@ -53,7 +53,7 @@ pub async fn bulk(
     let matching = |prefix: &str| matching(prefix, filter, pin);
     let mut tx = conn.begin().await?;
     let mut stopped = Vec::new();
-    let matched = count_matching(&mut *tx, filter, None, pin).await?;
+    let matched = count_matching(&mut *tx, filter, pin).await?;
     let changed: i64 = match action {
         BulkAction::Cancel => {
             // The row locks order the cancel against completions, as a single cancel does;
@@ -161,27 +161,43 @@ fn push_conditions<'a>(sql: &mut QueryBuilder<'a, Postgres>, filter: &'a BulkFil
     push_matching(sql, matching);
 }
 
-/// How many tasks `filter` matches; with `action`, only those in a state it applies to (what a
-/// bulk action's confirmation shows); with `pin`, as [`bulk`] with a confirmation at `pin`.
+/// How many tasks `filter` matches; with `pin`, as [`bulk`] with a confirmation at `pin`.
 pub async fn count_matching(
     db: impl PgExecutor<'_>,
     filter: &BulkFilter,
-    action: Option<BulkAction>,
     pin: Option<DateTime<Utc>>,
 ) -> Result<i64, Error> {
+    let count = matching("select count(*) from tasks where true", filter, pin)
+        .build_query_scalar()
+        .fetch_one(db)
+        .await?;
+    Ok(count)
+}
+
+/// What a bulk action's confirmation shows, in one statement: how many tasks `filter` matches
+/// now, and the [`Confirmed`] count of those `action` applies to, at the database's now.
+pub async fn count_for_confirmation(
+    db: impl PgExecutor<'_>,
+    filter: &BulkFilter,
+    action: BulkAction,
+) -> Result<(i64, Confirmed), Error> {
     let states = match action {
-        None => "true",
-        Some(BulkAction::Cancel) => "status in ('PENDING', 'RUNNING')",
-        Some(BulkAction::Retry) => "status in ('FAILED', 'CANCELED')",
-        Some(BulkAction::Delete) => "status in ('SUCCEEDED', 'FAILED', 'CANCELED')",
+        BulkAction::Cancel => "status in ('PENDING', 'RUNNING')",
+        BulkAction::Retry => "status in ('FAILED', 'CANCELED')",
+        BulkAction::Delete => "status in ('SUCCEEDED', 'FAILED', 'CANCELED')",
     };
-    let count = matching(
-        &format!("select count(*) from tasks where {states}"),
+    // `now()` is one instant for the whole statement: the pin the counts were taken at.
+    let (at, matched, applicable): (DateTime<Utc>, i64, i64) = matching(
+        &format!(
+            "select now(), count(*), count(*) filter (where {states}) from tasks \
+             where created_at <= now() and (completed_at is null or completed_at <= now())"
+        ),
         filter,
-        pin,
+        None,
     )
-    .build_query_scalar()
+    .build_query_as()
     .fetch_one(db)
     .await?;
-    Ok(count)
+    let tasks = u64::try_from(applicable).unwrap_or(0);
+    Ok((matched, Confirmed { tasks, at }))
 }
