@@ -126,8 +126,20 @@ impl Browser {
             .len()
     }
 
+    /// The text of `css`. The live refresh may replace the element between finding and
+    /// reading it (a stale element): it is then found again.
     async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("text")
+        let mut stale = 0;
+        loop {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if stale < 20 => {
+                    stale += 1;
+                    let _ = e;
+                }
+                Err(e) => panic!("{css} kept going stale: {e}"),
+            }
+        }
     }
 
     async fn click(&self, css: &str) {
