@@ -217,6 +217,45 @@ pub async fn release(
     Ok(released.is_some())
 }
 
+/// Hands back, uncounted, attempts claimed ahead that never started (the worker is stopping,
+/// or they waited too long for a slot), each fenced on its attempt. Returns how many went back.
+pub async fn release_unstarted(
+    db: impl PgExecutor<'_>,
+    unstarted: &[(TaskId, Fence)],
+) -> Result<u64, sqlx::Error> {
+    let mut unstarted = unstarted.to_vec();
+    // In id order, as the completer and bulk statements lock rows (see mark_succeeded_many).
+    unstarted.sort_unstable_by_key(|(id, _)| *id);
+    let ids: Vec<i64> = unstarted.iter().map(|(id, _)| id.0).collect();
+    let attempts: Vec<i32> = unstarted.iter().map(|(_, fence)| fence.attempt).collect();
+    let tokens: Vec<i64> = unstarted
+        .iter()
+        .map(|(_, fence)| fence.claim_token)
+        .collect();
+    let fenced = Fence::sql("t", "held.attempt", "held.token");
+    let released = sqlx::query(&format!(
+        r#"
+        with released as (
+            update tasks t set {HAND_BACK}
+            from unnest($1::bigint[], $2::integer[], $3::bigint[]) as held(id, attempt, token)
+            where t.id = held.id and {fenced}
+            returning t.id, t.queue
+        ),
+        woken as (
+            select pg_notify('{CHANNEL_TASK_AVAILABLE}', queue)
+            from (select distinct queue from released) q
+        )
+        select id from released, (select count(*) from woken) w
+        "#
+    ))
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&tokens)
+    .execute(db)
+    .await?;
+    Ok(released.rows_affected())
+}
+
 /// Hands back, uncounted, every task still held by the claim of `worker_id` with `token`: the
 /// claimer lost the claim's answer (the connection broke after the commit) and never started
 /// them. Returns how many.

@@ -33,7 +33,7 @@ pub use claim::{
 };
 pub use complete::{
     mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, release_lost_claim,
-    FailedAttempt, Failure,
+    release_unstarted, FailedAttempt, Failure,
 };
 pub use counts::{fold_counts, recount};
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};

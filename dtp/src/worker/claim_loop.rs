@@ -1,5 +1,6 @@
-//! The claim loop: claim as many due tasks as there are free slots, and wait for a
-//! notification, a freed slot or the poll interval when there is nothing to do.
+//! The claim loop: claim as many due tasks as there are free slots, and as many more as the
+//! slots finished during the last claim (held for the slots to take, see [`super::ahead`]);
+//! wait for a notification, a freed slot or the poll interval when there is nothing to do.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use super::ahead::MAX_HOLD;
 use super::completer::Completer;
 use super::connection::DedicatedConnection;
 use super::executor;
@@ -41,6 +43,8 @@ pub(super) async fn run(
     let mut unanswered: Option<i64> = None;
     let mut queues = QueuesSeen::default();
     let mut polled = false;
+    // How many the last claim wanted held ahead: below half of that, the loop claims again.
+    let mut ahead_wanted = 0;
     while !shutdown.is_cancelled() {
         if let Some(token) = unanswered {
             // At once, before the lease of what it may hold runs out; then the pause after a
@@ -54,15 +58,51 @@ pub(super) async fn run(
             sleep_unless(ERROR_PAUSE, shutdown).await;
             continue;
         }
-        if state.slots.available_permits() == 0 {
+        start_held(state, completer);
+        if state
+            .ahead
+            .oldest()
+            .is_some_and(|oldest| oldest.elapsed() >= MAX_HOLD)
+        {
+            release_held(state, &mut conn, Some(MAX_HOLD)).await;
+        }
+        let low_water = ahead_wanted / 2;
+        if state.slots.available_permits() == 0
+            && (ahead_wanted == 0 || state.ahead.len() > low_water)
+        {
+            let held_too_long = async {
+                match state.ahead.oldest() {
+                    Some(oldest) => tokio::time::sleep_until((oldest + MAX_HOLD).into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let drained = async {
+                if ahead_wanted == 0 {
+                    std::future::pending().await
+                } else {
+                    state.ahead.drained_to(low_water).await
+                }
+            };
             tokio::select! {
                 _ = state.slot_freed.notified() => {}
+                _ = drained => {}
+                _ = held_too_long => {}
                 _ = shutdown.cancelled() => {}
             }
             continue;
         }
-        let free = gather_slots(state).await;
-        let limit = i64::try_from(free).unwrap_or(i64::MAX);
+        let slots = state.config.concurrency.max(1);
+        ahead_wanted = state.ahead.wanted(slots);
+        let free = if ahead_wanted == 0 {
+            gather_slots(state).await
+        } else {
+            state.slots.available_permits()
+        };
+        let room = free + ahead_wanted.saturating_sub(state.ahead.len());
+        if room == 0 {
+            continue;
+        }
+        let limit = i64::try_from(room).unwrap_or(i64::MAX);
         let config = &state.config;
         let mut claim =
             queue::Claim::new(&config.worker_id, &state.task_types, limit, config.lease);
@@ -92,6 +132,7 @@ pub(super) async fn run(
             tracing::warn!(error = %e, "a claim whose answer was lost could not be released at shutdown; its tasks will be rescued when their leases expire");
         }
     }
+    release_held(state, &mut conn, None).await;
     conn.close().await;
 }
 
@@ -127,21 +168,69 @@ async fn claim_and_start(
     let count = claimed.tasks.len();
     state.metrics.claimed(sent.elapsed(), count);
     for task in claimed.tasks {
-        let Ok(slot) = state.slots.clone().try_acquire_owned() else {
-            // Cannot happen (we claimed at most the free slots and only this loop takes them),
-            // but if it did, the task's lease would simply expire and it would be rescued.
-            tracing::error!(task_id = task.id, "claimed a task without a free slot");
-            continue;
-        };
-        state.executions.spawn(executor::execute(
-            state.clone(),
-            completer.clone(),
-            task,
-            sent,
-            executor::Started::ByClaimLoop(executor::Slot::taken(slot, state)),
-        ));
+        let attempt = executor::Attempt::hold(state, task, sent);
+        // Slots may have been freed since the claim was sent; the rest wait for one.
+        match state.slots.clone().try_acquire_owned() {
+            Ok(slot) => start(state, completer, attempt, slot),
+            Err(_) => state.ahead.hold(attempt),
+        }
     }
     Ok((count, claimed.limited_queues))
+}
+
+fn start(
+    state: &Arc<WorkerState>,
+    completer: &Completer,
+    attempt: executor::Attempt,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    state.executions.spawn(executor::execute(
+        state.clone(),
+        completer.clone(),
+        attempt,
+        executor::Started::ByClaimLoop(executor::Slot::taken(slot, state)),
+    ));
+}
+
+/// Starts held tasks in the slots that are free. Slots whose tasks finish pass themselves to
+/// the held tasks; a slot is free while tasks are held only when its execution ended otherwise
+/// (a panic).
+fn start_held(state: &Arc<WorkerState>, completer: &Completer) {
+    while let Ok(slot) = state.slots.clone().try_acquire_owned() {
+        match state.ahead.next() {
+            Some(attempt) => start(state, completer, attempt, slot),
+            None => break,
+        }
+    }
+}
+
+/// Hands back, uncounted, the tasks held for `age` or longer (all of them with `None`: the
+/// worker is stopping). If the database cannot be reached, their leases run out and the
+/// rescuer returns them.
+async fn release_held(state: &WorkerState, conn: &mut DedicatedConnection, age: Option<Duration>) {
+    let held: Vec<_> = state
+        .ahead
+        .take_held(age)
+        .iter()
+        .map(executor::Attempt::key)
+        .collect();
+    if held.is_empty() {
+        return;
+    }
+    match conn
+        .run(async |db| queue::release_unstarted(db, &held).await)
+        .await
+    {
+        Ok(released) => {
+            tracing::info!(released, "tasks claimed ahead handed back unstarted");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, held = held.len(), "tasks claimed ahead could not be handed back; they will be rescued when their leases expire");
+        }
+    }
+    for (id, fence) in held {
+        state.running.remove(id, fence);
+    }
 }
 
 /// The queues as the loop last read them ([`queue::queue_view`]), with the queues

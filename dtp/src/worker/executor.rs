@@ -9,6 +9,7 @@ use apikit::trace::TraceContext;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::completer::Completer;
@@ -82,11 +83,45 @@ impl Drop for Slot {
     }
 }
 
+/// A claimed attempt not yet started, listed in `running` from its claim: its lease is renewed,
+/// and a cancel or a lapsed lease aborts it, also while it waits for a slot
+/// ([`ClaimedAhead`](super::ahead::ClaimedAhead)).
+pub(super) struct Attempt {
+    task: ClaimedTask,
+    /// When the claim that took it was sent.
+    claimed_at: Instant,
+    abort: CancellationToken,
+}
+
+impl Attempt {
+    /// Lists `task`, claimed by a statement sent at `claimed_at`, as running.
+    pub(super) fn hold(state: &WorkerState, task: ClaimedTask, claimed_at: Instant) -> Attempt {
+        let abort = state.abort_all.child_token();
+        state
+            .running
+            .insert(task.task_id(), task.fence(), abort.clone(), claimed_at);
+        Attempt {
+            task,
+            claimed_at,
+            abort,
+        }
+    }
+
+    pub(super) fn claimed_at(&self) -> Instant {
+        self.claimed_at
+    }
+
+    /// The task and the fence of this attempt.
+    pub(super) fn key(&self) -> (TaskId, Fence) {
+        (self.task.task_id(), self.task.fence())
+    }
+}
+
 /// Who started an execution, which decides how long its success may wait to be written.
 pub(super) enum Started {
-    /// The claim loop of `Worker::run`, in one of its concurrency slots. The slot is given back
-    /// as soon as the handler is done, before the outcome is written, so the loop can take the
-    /// next task meanwhile. The heartbeat renews the lease until the outcome is written, also
+    /// The claim loop of `Worker::run`, in one of its concurrency slots. The slot passes to the
+    /// next task claimed ahead, or is given back, as soon as the handler is done, before the
+    /// outcome is written, so the slot runs the next task meanwhile. The heartbeat renews the lease until the outcome is written, also
     /// after an outage longer than the lease (nobody rescues before the server has been back a
     /// lease), so the success waits until written or the worker stops.
     ByClaimLoop(Slot),
@@ -95,23 +130,26 @@ pub(super) enum Started {
     Once,
 }
 
-/// Runs `task`, claimed by a statement sent at `claimed_at`, and records its outcome, in a span
-/// that continues the trace of the request that created the task: its log lines carry the
-/// trace id, and the handler gets the span's context to send on.
+/// Runs `attempt` and records its outcome, in a span that continues the trace of the request
+/// that created the task: its log lines carry the trace id, and the handler gets the span's
+/// context to send on.
 pub(super) async fn execute(
     state: Arc<WorkerState>,
     completer: Completer,
-    task: ClaimedTask,
-    claimed_at: Instant,
+    attempt: Attempt,
     started: Started,
 ) {
     let span = tracing::info_span!("attempt", trace_id = tracing::field::Empty);
-    let parent = task.traceparent.as_deref().and_then(TraceContext::parse);
+    let parent = attempt
+        .task
+        .traceparent
+        .as_deref()
+        .and_then(TraceContext::parse);
     let trace = apikit::continue_trace(&span, parent);
     if !span.is_disabled() {
         span.record("trace_id", trace.trace_id_hex());
     }
-    run_attempt(state, completer, task, claimed_at, started, trace)
+    run_attempt(state, completer, attempt, started, trace)
         .instrument(span)
         .await;
 }
@@ -119,30 +157,34 @@ pub(super) async fn execute(
 async fn run_attempt(
     state: Arc<WorkerState>,
     completer: Completer,
-    task: ClaimedTask,
-    claimed_at: Instant,
+    Attempt { task, abort, .. }: Attempt,
     started: Started,
     trace: TraceContext,
 ) {
     let id = task.task_id();
     let fence = task.fence();
     let attempt = fence.attempt;
-    tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %state.config.worker_id, "task claimed");
-    let abort = state.abort_all.child_token();
-    state.running.insert(id, fence, abort.clone(), claimed_at);
     let series = state.metrics.task_series(&task.queue, &task.task_type);
-    series.attempt_started(Duration::from_secs_f64(task.queue_wait_seconds.max(0.0)));
-    let handler_started = Instant::now();
-    let outcome = run_handler(&state, task, abort, trace).await;
-    if matches!(
-        outcome,
-        Outcome::Succeeded(_) | Outcome::Ended(Ending::Failed { .. })
-    ) {
-        series.handler_returned(handler_started.elapsed());
-    }
+    let outcome = if abort.is_cancelled() {
+        // Canceled, or its lease lost, while it waited for a slot: it never starts.
+        tracing::info!(task_id = %id, attempt, "task canceled or its lease lost before it started: not run");
+        Outcome::Ended(Ending::Aborted)
+    } else {
+        tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %state.config.worker_id, "task claimed");
+        series.attempt_started(Duration::from_secs_f64(task.queue_wait_seconds.max(0.0)));
+        let handler_started = Instant::now();
+        let outcome = run_handler(&state, task, abort, trace).await;
+        if matches!(
+            outcome,
+            Outcome::Succeeded(_) | Outcome::Ended(Ending::Failed { .. })
+        ) {
+            series.handler_returned(handler_started.elapsed());
+        }
+        outcome
+    };
     let renewed = match started {
         Started::ByClaimLoop(slot) => {
-            drop(slot);
+            hand_on(&state, &completer, slot);
             true
         }
         Started::Once => false,
@@ -176,6 +218,21 @@ async fn run_attempt(
     // The lease is renewed until here, so an outcome that waits for the database to come back
     // is still ours to write when it does.
     state.running.remove(id, fence);
+}
+
+/// Gives the slot of a task whose handler is done to the next task claimed ahead, or back.
+fn hand_on(state: &Arc<WorkerState>, completer: &Completer, slot: Slot) {
+    match state.ahead.next_for_slot() {
+        Some(next) => {
+            state.executions.spawn(execute(
+                state.clone(),
+                completer.clone(),
+                next,
+                Started::ByClaimLoop(slot),
+            ));
+        }
+        None => drop(slot),
+    }
 }
 
 /// The log line of a success handed to the completer, in the attempt's span.

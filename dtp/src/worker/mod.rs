@@ -6,6 +6,7 @@
 //! It owns all timing (polling, leases, backoff, grace periods) and never builds SQL: every
 //! statement is a `queue` function. It never propagates errors: it logs them and backs off.
 
+mod ahead;
 mod backoff;
 mod claim_loop;
 mod completer;
@@ -158,8 +159,7 @@ impl Worker {
                 tokio::spawn(executor::execute(
                     state.clone(),
                     completer,
-                    task,
-                    sent,
+                    executor::Attempt::hold(state, task, sent),
                     executor::Started::Once,
                 ))
             })

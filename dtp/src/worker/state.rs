@@ -10,6 +10,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::ahead::ClaimedAhead;
 use super::running::RunningTasks;
 use super::WorkerConfig;
 use crate::handlers::HandlerRegistry;
@@ -39,6 +40,8 @@ pub(super) struct WorkerState {
     pub(super) outcomes_written: Arc<Notify>,
     /// A slot was freed.
     pub(super) slot_freed: Notify,
+    /// Tasks claimed ahead of free slots, which slots take as their tasks finish.
+    pub(super) ahead: ClaimedAhead,
     /// Fired when the shutdown grace period is over: every handler still running is aborted and
     /// its task handed back to the queue.
     pub(super) abort_all: CancellationToken,
@@ -66,6 +69,7 @@ impl WorkerState {
             announced_queues: Mutex::new(Vec::new()),
             outcomes_written: Arc::new(Notify::new()),
             slot_freed: Notify::new(),
+            ahead: ClaimedAhead::new(),
             abort_all: CancellationToken::new(),
             metrics,
         }

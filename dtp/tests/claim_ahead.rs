@@ -1,0 +1,225 @@
+//! Tasks claimed ahead of free slots (`worker::ahead`): they are RUNNING under the worker's
+//! lease before a slot starts them, so a cancel must still win, a stopping worker must hand
+//! them back unstarted, and none may wait long behind slow tasks.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::TaskStatus;
+use dtp::handlers::{handler_fn, HandlerRegistry};
+use dtp::queue::{self, NewTask};
+use dtp::worker::Worker;
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::{api_only_with, wait_until_all_terminal, worker_config, TestApp, PATIENCE};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+const TASKS: usize = 200;
+
+/// `gated` tasks that each wait for a permit of `gate` and count their runs by task id.
+#[derive(Clone)]
+struct Gated {
+    gate: Arc<Semaphore>,
+    runs: Arc<Mutex<HashMap<i64, usize>>>,
+}
+
+impl Default for Gated {
+    fn default() -> Self {
+        Gated {
+            gate: Arc::new(Semaphore::new(0)),
+            runs: Arc::default(),
+        }
+    }
+}
+
+impl Gated {
+    fn registry(&self) -> HandlerRegistry {
+        let gated = self.clone();
+        HandlerRegistry::empty().register(
+            "gated",
+            handler_fn(move |ctx| {
+                let gated = gated.clone();
+                async move {
+                    *gated.runs().entry(ctx.id.0).or_default() += 1;
+                    let permit = gated.gate.acquire().await;
+                    permit.map(|p| p.forget()).map_err(|e| {
+                        dtp::handlers::HandlerError::Permanent(format!("gate closed: {e}"))
+                    })?;
+                    Ok(Value::Null)
+                }
+            }),
+        )
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<i64, usize>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ran(&self, id: i64) -> bool {
+        self.runs().contains_key(&id)
+    }
+}
+
+/// Through the queue, not the API: the API accepts only the types its own process runs.
+async fn enqueue_gated(app: &TestApp) {
+    let task = NewTask {
+        max_attempts: 1,
+        max_attempts_requested: true,
+        ..NewTask::new("gated", Value::Null)
+    };
+    let mut conn = app.pool.acquire().await.expect("connection");
+    let created = queue::enqueue_many(&mut conn, &vec![task; TASKS])
+        .await
+        .expect("enqueued");
+    assert_eq!(created.len(), TASKS);
+}
+
+async fn ids_with_status(app: &TestApp, status: &str) -> Vec<i64> {
+    sqlx::query_scalar("select id from tasks where status = $1 order by id")
+        .bind(status)
+        .fetch_all(&app.pool)
+        .await
+        .expect("ids")
+}
+
+/// Lets tasks finish one at a time until the worker holds RUNNING tasks it has not started
+/// (claimed ahead because tasks were finishing); those tasks' ids.
+async fn until_tasks_are_held(app: &TestApp, gated: &Gated) -> Vec<i64> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let held: Vec<i64> = ids_with_status(app, "RUNNING")
+            .await
+            .into_iter()
+            .filter(|id| !gated.ran(*id))
+            .collect();
+        if !held.is_empty() {
+            return held;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never claimed ahead"
+        );
+        gated.gate.add_permits(1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn start_worker(
+    app: &TestApp,
+    gated: &Gated,
+    concurrency: usize,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let config = worker_config(app, "ahead", |c| {
+        c.concurrency = concurrency;
+        c.shutdown_grace_ms = 100;
+    });
+    let worker = Worker::new(app.pool.clone(), gated.registry(), config);
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    (stop, running)
+}
+
+/// Held tasks are RUNNING: a cancel makes one CANCELED at once, as for a task whose handler
+/// runs. Whether its handler starts depends on whether the worker heard of the cancel before
+/// the task's turn came; either way it stays CANCELED and the others each run once.
+#[tokio::test]
+async fn a_task_canceled_while_held_ahead_stays_canceled_and_the_others_run_once() {
+    let app = api_only_with(|_| {}).await;
+    enqueue_gated(&app).await;
+    let gated = Gated::default();
+    let (stop, running) = start_worker(&app, &gated, 2);
+    let held = until_tasks_are_held(&app, &gated).await;
+    let canceled = held[held.len() / 2];
+
+    assert_eq!(app.cancel(canceled).await.status(), StatusCode::OK);
+    gated.gate.add_permits(TASKS * 2);
+    wait_until_all_terminal(&app.pool).await;
+
+    assert_eq!(ids_with_status(&app, "CANCELED").await, vec![canceled]);
+    let task = app.get_task(canceled).await;
+    assert_eq!(task.result, None, "no outcome was written over the cancel");
+    let succeeded = ids_with_status(&app, "SUCCEEDED").await;
+    assert_eq!(succeeded.len(), TASKS - 1);
+    let runs = gated.runs().clone();
+    for id in succeeded {
+        assert_eq!(runs.get(&id), Some(&1), "task {id} ran once");
+    }
+    stop.cancel();
+    running.await.expect("worker stopped");
+}
+
+#[tokio::test]
+async fn tasks_held_ahead_go_back_unstarted_when_the_worker_stops() {
+    let app = api_only_with(|_| {}).await;
+    enqueue_gated(&app).await;
+    let gated = Gated::default();
+    let (stop, running) = start_worker(&app, &gated, 2);
+    let held = until_tasks_are_held(&app, &gated).await;
+
+    stop.cancel();
+    running.await.expect("worker stopped");
+
+    assert!(ids_with_status(&app, "RUNNING").await.is_empty());
+    for id in held {
+        let (status, attempts, started, history): (String, i32, bool, i64) = sqlx::query_as(
+            "select status, attempt_count, processing_started_at is not null, \
+                    (select count(*) from task_attempts a where a.task_id = t.id) \
+             from tasks t where id = $1",
+        )
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("task");
+        assert!(!gated.ran(id), "task {id} was held, not run");
+        assert_eq!(
+            (status.as_str(), attempts, started, history),
+            ("PENDING", 0, false, 0),
+            "task {id} is back as if never claimed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tasks_held_ahead_behind_slow_ones_go_back_for_other_workers() {
+    let app = api_only_with(|_| {}).await;
+    enqueue_gated(&app).await;
+    let gated = Gated::default();
+    let (stop, running) = start_worker(&app, &gated, 1);
+    let held = until_tasks_are_held(&app, &gated).await;
+
+    // The one slot stays on a task that does not finish; what is held goes back.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while ids_with_status(&app, "RUNNING").await.len() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "held tasks never handed back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let other = Gated::default();
+    other.gate.add_permits(TASKS * 2);
+    let (other_stop, other_running) = start_worker(&app, &other, 4);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !held.iter().all(|id| other.ran(*id)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other worker never ran the handed-back tasks"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in &held {
+        assert!(!gated.ran(*id), "task {id} ran only on the other worker");
+        let task = app.wait_for(*id, TaskStatus::Succeeded).await;
+        assert_eq!(task.status, TaskStatus::Succeeded);
+        assert_eq!(task.attempt_count, 1, "handing back used no attempt");
+    }
+    gated.gate.add_permits(TASKS * 2);
+    for (stop, running) in [(stop, running), (other_stop, other_running)] {
+        stop.cancel();
+        running.await.expect("worker stopped");
+    }
+}
