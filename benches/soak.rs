@@ -104,6 +104,7 @@ async fn run() {
     let config = workloads::bench_worker_config(CONCURRENCY);
     let maintenance = Maintenance::new(
         &pool,
+        None,
         &config.worker_id,
         RetentionPolicy {
             succeeded: Some(retention),

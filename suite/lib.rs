@@ -5,10 +5,12 @@
 //! The binaries are the ones `cargo test --workspace` (or `cargo build`) just built next to the
 //! test executable; their logs are kept in files and printed when a test fails.
 
+mod pgbouncer;
 mod process;
 mod system;
 pub mod workloads;
 
+pub use pgbouncer::PgBouncer;
 pub use process::{Service, ServiceKind};
 pub use system::System;
 pub use testkit::{assert_problem, wait_until, TaskPilotClient};

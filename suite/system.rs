@@ -74,7 +74,10 @@ impl System {
         Self::start_on_with(dtp_url, web_url, dtp_processes, first_api_only, &[]).await
     }
 
-    async fn start_on_with(
+    /// Like [`System::start_on`], every `dtp` process with the settings `extra` besides (they
+    /// win over the defaults: `DTP_DATABASE_URL` among them reaches the queue another way,
+    /// while [`System::dtp_pool`] still uses `dtp_url`).
+    pub async fn start_on_with(
         dtp_url: &str,
         web_url: &str,
         dtp_processes: usize,

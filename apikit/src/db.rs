@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 /// How long a request waits for a pooled connection before the service answers 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -18,8 +18,14 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Creates the database of `url` if missing, connects a pool of `max_connections` whose
 /// statements are cut off after `statement_timeout`, and applies `migrator` (under sqlx's
 /// advisory lock, so processes starting together are safe).
+///
+/// `session_url`, when given, is a direct connection to the same database, for when `url`
+/// goes through a transaction-mode pooler (PgBouncer): the database is created and migrated
+/// through it, since the migration lock is held by a session and a pooler hands each
+/// transaction to whichever server connection is free.
 pub async fn connect_and_migrate(
     url: &str,
+    session_url: Option<&str>,
     max_connections: u32,
     statement_timeout: Duration,
     migrator: &Migrator,
@@ -30,14 +36,32 @@ pub async fn connect_and_migrate(
             "statement_timeout",
             format!("{}ms", statement_timeout.as_millis()),
         )]);
-    create_database_if_missing(&options).await?;
+    let session = match session_url {
+        Some(session_url) => {
+            PgConnectOptions::from_str(session_url).context("invalid session database URL")?
+        }
+        None => options.clone(),
+    };
+    create_database_if_missing(&session).await?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await
         .context("connecting to the database")?;
-    migrator.run(&pool).await.context("applying migrations")?;
+    if session_url.is_some() {
+        let mut conn = session
+            .connect()
+            .await
+            .context("connecting to the session database")?;
+        migrator
+            .run(&mut conn)
+            .await
+            .context("applying migrations")?;
+        let _ = conn.close().await;
+    } else {
+        migrator.run(&pool).await.context("applying migrations")?;
+    }
     Ok(pool)
 }
 

@@ -66,8 +66,10 @@ impl App {
         metrics: DtpMetrics,
     ) -> anyhow::Result<App> {
         config.validate()?;
+        let session = config.listen_database_url.as_ref();
         let pool = crate::db::connect_and_migrate(
             &config.database_url,
+            session,
             config.db_max_connections,
             config.statement_timeout(),
         )
@@ -77,8 +79,9 @@ impl App {
         // tasks returned to the queue by whatever process is left.
         let rescuer = Rescuer::new(&pool, &worker_config).with_metrics(metrics.clone());
         // Every process offers to do the fleet's maintenance; one at a time does it.
-        let maintenance = Maintenance::new(&pool, &worker_config.worker_id, config.retention())
-            .with_metrics(metrics.clone());
+        let maintenance =
+            Maintenance::new(&pool, session, &worker_config.worker_id, config.retention())
+                .with_metrics(metrics.clone());
         let worker = config.worker.then(|| {
             Worker::with_metrics(
                 pool.clone(),

@@ -10,6 +10,7 @@ use apikit::EdgeConfig;
 use clap::Parser;
 
 use crate::api::ApiConfig;
+use crate::db::SessionDatabase;
 use crate::worker::{default_worker_id, Backoff, RetentionPolicy, WorkerConfig};
 
 /// DTP, the execution plane: HTTP API plus workers over one PostgreSQL queue.
@@ -27,6 +28,12 @@ pub struct Config {
         default_value = "postgres://postgres@127.0.0.1:5432/dtp"
     )]
     pub database_url: String,
+
+    /// A direct connection to the same database, when DTP_DATABASE_URL goes through a
+    /// transaction-mode pooler (PgBouncer): the notification listener, the maintenance lead's
+    /// lock and migrations need a session of their own and use it.
+    #[arg(long, env = "DTP_LISTEN_DATABASE_URL")]
+    pub listen_database_url: Option<SessionDatabase>,
 
     /// Connections in the database pool (a worker keeps two more of its own: claims and
     /// completions).
@@ -210,6 +217,7 @@ impl Config {
     pub fn worker_config(&self) -> WorkerConfig {
         let lease = Duration::from_millis(self.lease_ms);
         WorkerConfig {
+            session_database: self.listen_database_url.clone(),
             worker_id: self.worker_id.clone().unwrap_or_else(default_worker_id),
             concurrency: self.concurrency.max(1),
             poll_interval: Duration::from_millis(self.poll_interval_ms),

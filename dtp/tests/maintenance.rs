@@ -70,7 +70,7 @@ async fn each_state_is_kept_for_its_own_period_and_zero_keeps_forever() {
         failed: None,
         canceled: Some(HOUR),
     };
-    let mut maintenance = Maintenance::new(&db.pool, "m", retention);
+    let mut maintenance = Maintenance::new(&db.pool, None, "m", retention);
     assert_eq!(pruned(&mut maintenance).await, Some(2));
 
     assert_eq!(remaining(&db).await, [young_success, old_failure, pending]);
@@ -106,7 +106,7 @@ async fn a_large_backlog_is_pruned_in_batches() {
     queue::recount(&mut conn)
         .await
         .expect("count what the plant wrote");
-    let mut maintenance = Maintenance::new(&db.pool, "m", retention);
+    let mut maintenance = Maintenance::new(&db.pool, None, "m", retention);
     assert_eq!(pruned(&mut maintenance).await, Some(1200));
     assert!(remaining(&db).await.is_empty());
     assert_eq!(
@@ -134,7 +134,7 @@ async fn a_round_folds_the_count_shards_into_one_row_per_queue_and_state() {
     .execute(&db.pool)
     .await
     .expect("shards");
-    let mut maintenance = Maintenance::new(&db.pool, "m", RetentionPolicy::default());
+    let mut maintenance = Maintenance::new(&db.pool, None, "m", RetentionPolicy::default());
     assert_eq!(pruned(&mut maintenance).await, Some(0));
     let folded = [
         ("q".to_owned(), "FAILED".to_owned(), 0, 5),
@@ -150,8 +150,8 @@ async fn one_process_leads_and_another_takes_over_when_its_connection_ends() {
         succeeded: Some(HOUR),
         ..RetentionPolicy::default()
     };
-    let mut first = Maintenance::new(&db.pool, "first", retention);
-    let mut second = Maintenance::new(&db.pool, "second", retention);
+    let mut first = Maintenance::new(&db.pool, None, "first", retention);
+    let mut second = Maintenance::new(&db.pool, None, "second", retention);
     assert_eq!(pruned(&mut first).await, Some(0), "the first to ask leads");
     assert_eq!(pruned(&mut second).await, None, "the other waits");
     assert_eq!(pruned(&mut first).await, Some(0), "and the leader stays");

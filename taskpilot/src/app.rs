@@ -32,6 +32,7 @@ impl App {
         let tokens = config.api_tokens()?;
         let pool = apikit::db::connect_and_migrate(
             &config.database_url,
+            None,
             config.db_max_connections,
             config.statement_timeout(),
             &MIGRATOR,

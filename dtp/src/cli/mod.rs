@@ -84,6 +84,10 @@ pub enum Command {
             default_value = "postgres://postgres@127.0.0.1:5432/dtp"
         )]
         database_url: String,
+        /// A direct connection to the same database when `--database-url` goes through a
+        /// transaction-mode pooler: migrations run through it (their lock is a session's).
+        #[arg(long, env = "DTP_LISTEN_DATABASE_URL")]
+        listen_database_url: Option<crate::db::SessionDatabase>,
     },
 }
 
@@ -152,7 +156,10 @@ pub async fn run(command: Command) -> Exit {
             Ok(client) => top::run(&client, &remote.url, remote.json, args).await,
             Err(e) => Err(e),
         },
-        Command::Migrate { database_url } => migrate(&database_url).await,
+        Command::Migrate {
+            database_url,
+            listen_database_url,
+        } => migrate(&database_url, listen_database_url.as_ref()).await,
     };
     match outcome {
         Ok(exit) => exit,
@@ -163,9 +170,12 @@ pub async fn run(command: Command) -> Exit {
     }
 }
 
-async fn migrate(database_url: &str) -> Result<Exit, CliError> {
+async fn migrate(
+    database_url: &str,
+    session: Option<&crate::db::SessionDatabase>,
+) -> Result<Exit, CliError> {
     let timeout = std::time::Duration::from_secs(30);
-    let pool = crate::db::connect_and_migrate(database_url, 1, timeout)
+    let pool = crate::db::connect_and_migrate(database_url, session, 1, timeout)
         .await
         .map_err(|e| CliError::Unavailable(format!("{e:#}")))?;
     pool.close().await;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::Backoff;
+use crate::db::SessionDatabase;
 
 /// How a worker behaves. See [`WorkerConfig::default`] for the defaults.
 #[derive(Debug, Clone)]
@@ -26,6 +27,9 @@ pub struct WorkerConfig {
     pub default_timeout: Duration,
     /// On shutdown, how long running handlers may take before their tasks are handed back.
     pub shutdown_grace: Duration,
+    /// Where the notification listener connects when the pool goes through a
+    /// transaction-mode pooler; `None`: through the pool's options.
+    pub session_database: Option<SessionDatabase>,
 }
 
 impl Default for WorkerConfig {
@@ -45,6 +49,7 @@ impl Default for WorkerConfig {
             },
             default_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(10),
+            session_database: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
 use super::state::WorkerState;
@@ -28,7 +28,16 @@ pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
 }
 
 async fn listen(state: &WorkerState, stop: &CancellationToken) -> Result<(), sqlx::Error> {
-    let mut listener = PgListener::connect_with(&state.pool).await?;
+    let mut listener = match &state.config.session_database {
+        // A pool of one that connects when the listener asks, and again when it reconnects.
+        Some(session) => {
+            let direct = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with(session.options().clone());
+            PgListener::connect_with(&direct).await?
+        }
+        None => PgListener::connect_with(&state.pool).await?,
+    };
     listener
         .listen_all([
             CHANNEL_TASK_AVAILABLE,

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::DedicatedConnection;
 use crate::cadence::Cadence;
+use crate::db::SessionDatabase;
 use crate::metrics::DtpMetrics;
 use crate::queue::{self, TickOutcome};
 
@@ -83,14 +84,19 @@ pub struct Maintenance {
 impl Maintenance {
     /// Maintenance over the queue in `pool`, on a connection of its own named
     /// `dtp-maintenance:{worker_id}` (so an operator sees the leader in `pg_stat_activity`).
-    pub fn new(pool: &PgPool, worker_id: &str, retention: RetentionPolicy) -> Self {
+    ///
+    /// The lead is a session's advisory lock: when the pool goes through a transaction-mode
+    /// pooler, `session` is the direct connection maintenance runs on.
+    pub fn new(
+        pool: &PgPool,
+        session: Option<&SessionDatabase>,
+        worker_id: &str,
+        retention: RetentionPolicy,
+    ) -> Self {
         // The lock lives as long as the server keeps this session: a leader whose host
         // vanished must lose it in seconds, not when TCP gives up hours later. The leader
         // sends a statement every round, so it is never idle for long.
-        let options = pool
-            .connect_options()
-            .as_ref()
-            .clone()
+        let options = SessionDatabase::or_pool(session, pool)
             .application_name(&format!("dtp-maintenance:{worker_id}"))
             .options([
                 ("idle_session_timeout", "10s"),
