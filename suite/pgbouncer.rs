@@ -39,9 +39,9 @@ impl PgBouncer {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let config = dir.join("pgbouncer.ini");
         // `auth_type = any` with the user in the database line: the test server trusts local
-        // connections. sqlx sends `extra_float_digits` and `options` at startup, which
-        // PgBouncer refuses unless told to ignore them (so DTP's statement timeout does not
-        // reach the server through it: see the README).
+        // connections. sqlx sends `extra_float_digits` and `options` (DTP's statement timeout)
+        // at startup, which PgBouncer refuses unless told to ignore them: a pooled connection
+        // has no session of its own to keep them (see the README's PgBouncer section).
         let ini = format!(
             "[databases]\n\
              * = host={host} port={server_port} user={user}\n\

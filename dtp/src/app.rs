@@ -66,15 +66,18 @@ impl App {
         metrics: DtpMetrics,
     ) -> anyhow::Result<App> {
         config.validate()?;
-        let session = config.listen_database_url.as_ref();
         let pool = crate::db::connect_and_migrate(
             &config.database_url,
-            session,
+            config.listen_database_url.as_ref(),
             config.db_max_connections,
             config.statement_timeout(),
         )
         .await?;
         let worker_config = config.worker_config();
+        let session = worker_config.session_database.as_ref();
+        if let Some(session) = session {
+            session.check_against(&pool).await?;
+        }
         // Every process rescues, API only or not: a fleet whose only workers died still has its
         // tasks returned to the queue by whatever process is left.
         let rescuer = Rescuer::new(&pool, &worker_config).with_metrics(metrics.clone());

@@ -217,7 +217,10 @@ impl Config {
     pub fn worker_config(&self) -> WorkerConfig {
         let lease = Duration::from_millis(self.lease_ms);
         WorkerConfig {
-            session_database: self.listen_database_url.clone(),
+            session_database: self
+                .listen_database_url
+                .clone()
+                .map(|session| session.with_statement_timeout(self.statement_timeout())),
             worker_id: self.worker_id.clone().unwrap_or_else(default_worker_id),
             concurrency: self.concurrency.max(1),
             poll_interval: Duration::from_millis(self.poll_interval_ms),

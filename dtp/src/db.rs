@@ -5,9 +5,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use anyhow::Context;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::PgPool;
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 /// DTP's migrations, embedded at build time from `migrations/dtp`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/dtp");
@@ -58,6 +59,43 @@ impl SessionDatabase {
     /// Its connection options.
     pub fn options(&self) -> &PgConnectOptions {
         &self.options
+    }
+
+    /// The same connection, its statements cut off after `timeout` (as the pool's are).
+    pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
+        self.options = self
+            .options
+            .options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
+        self
+    }
+
+    /// Checks that the pool and this connection reach the same database of the same server
+    /// (a mistake here would run migrations on one and lose every notification), and warns
+    /// when the pool's statements have no timeout: a transaction-mode pooler does not pass on
+    /// the one DTP asks for at connect time.
+    pub async fn check_against(&self, pool: &PgPool) -> anyhow::Result<()> {
+        const WHICH: &str = "select current_database()::text, pg_postmaster_start_time()::text, \
+                             current_setting('statement_timeout')";
+        let mut direct = self
+            .options
+            .connect()
+            .await
+            .context("connecting to DTP_LISTEN_DATABASE_URL")?;
+        let (direct_db, direct_start, _): (String, String, String) =
+            sqlx::query_as(WHICH).fetch_one(&mut direct).await?;
+        let _ = direct.close().await;
+        let (pooled_db, pooled_start, timeout): (String, String, String) =
+            sqlx::query_as(WHICH).fetch_one(pool).await?;
+        anyhow::ensure!(
+            (&direct_db, &direct_start) == (&pooled_db, &pooled_start),
+            "DTP_LISTEN_DATABASE_URL reaches database {direct_db:?} of a server started at \
+             {direct_start}, DTP_DATABASE_URL database {pooled_db:?} of a server started at \
+             {pooled_start}: they must reach the same database"
+        );
+        if timeout == "0" {
+            tracing::warn!("statements through DTP_DATABASE_URL have no statement_timeout (a transaction-mode pooler drops the one DTP sets at connect time): set it on the role, e.g. ALTER ROLE dtp SET statement_timeout = '30s'");
+        }
+        Ok(())
     }
 
     /// The connection options for a session of its own: the direct connection's when given,

@@ -165,20 +165,22 @@ async fn tasks_held_ahead_go_back_unstarted_when_the_worker_stops() {
 
     assert!(ids_with_status(&app, "RUNNING").await.is_empty());
     for id in held {
-        let (status, attempts, started, history): (String, i32, bool, i64) = sqlx::query_as(
-            "select status, attempt_count, processing_started_at is not null, \
-                    (select count(*) from task_attempts a where a.task_id = t.id) \
-             from tasks t where id = $1",
-        )
-        .bind(id)
-        .fetch_one(&app.pool)
-        .await
-        .expect("task");
+        let (status, attempts, started, history, moved): (String, i32, bool, i64, bool) =
+            sqlx::query_as(
+                "select status, attempt_count, processing_started_at is not null, \
+                        (select count(*) from task_attempts a where a.task_id = t.id), \
+                        run_at <> scheduled_for \
+                 from tasks t where id = $1",
+            )
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("task");
         assert!(!gated.ran(id), "task {id} was held, not run");
         assert_eq!(
-            (status.as_str(), attempts, started, history),
-            ("PENDING", 0, false, 0),
-            "task {id} is back as if never claimed"
+            (status.as_str(), attempts, started, history, moved),
+            ("PENDING", 0, false, 0, false),
+            "task {id} is back as if never claimed, in its place in the queue"
         );
     }
 }

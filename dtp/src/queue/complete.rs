@@ -177,8 +177,14 @@ pub(super) fn failed_attempt(final_attempt: &str, delay_ms: &str, error: &str) -
     )
 }
 
-/// How a RUNNING task is handed back uncounted: PENDING and due now, its attempt number (and,
-/// for a first attempt, its start) as before the claim.
+/// How a RUNNING task is handed back uncounted: PENDING, its attempt number (and, for a first
+/// attempt, its start) as before the claim, due when it was ([`HAND_BACK`] makes it due now).
+const HAND_BACK_UNSTARTED: &str = "status = 'PENDING', attempt_count = attempt_count - 1, \
+     processing_started_at = case when attempt_count = 1 then null else processing_started_at end, \
+     lease_expires_at = null, updated_at = now()";
+
+/// How a RUNNING task that was started is handed back uncounted: as
+/// [`HAND_BACK_UNSTARTED`], and due now.
 const HAND_BACK: &str = "status = 'PENDING', attempt_count = attempt_count - 1, \
      processing_started_at = case when attempt_count = 1 then null else processing_started_at end, \
      run_at = now(), lease_expires_at = null, updated_at = now()";
@@ -218,7 +224,8 @@ pub async fn release(
 }
 
 /// Hands back, uncounted, attempts claimed ahead that never started (the worker is stopping,
-/// or they waited too long for a slot), each fenced on its attempt. Returns how many went back.
+/// or they waited too long for a slot), each fenced on its attempt, in their place in their
+/// queue (`run_at` unchanged: they were due). Returns how many went back.
 pub async fn release_unstarted(
     db: impl PgExecutor<'_>,
     unstarted: &[(TaskId, Fence)],
@@ -236,7 +243,7 @@ pub async fn release_unstarted(
     let released = sqlx::query(&format!(
         r#"
         with released as (
-            update tasks t set {HAND_BACK}
+            update tasks t set {HAND_BACK_UNSTARTED}
             from unnest($1::bigint[], $2::integer[], $3::bigint[]) as held(id, attempt, token)
             where t.id = held.id and {fenced}
             returning t.id, t.queue

@@ -13,11 +13,12 @@
 //! A held task is RUNNING in the database under this worker's name and lease, and listed in
 //! `running` from its claim: the heartbeat renews its lease, a cancel or a lapsed lease aborts
 //! it, and an aborted one is dropped when its turn comes instead of run. What is held when the
-//! worker stops, or longer than [`MAX_HOLD`], is handed back uncounted
-//! (`queue::release_unstarted`), as if never claimed.
+//! worker stops, or longer than [`MAX_HOLD`], is handed back uncounted and in its place in the
+//! queue (`queue::release_unstarted`), as if never claimed; if that fails (the database is
+//! down), it stays held, its lease renewed, until handing back succeeds.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -31,8 +32,9 @@ const AHEAD_PER_FINISHED: usize = 4;
 /// Most tasks claimed ahead, per slot.
 const MAX_AHEAD_PER_SLOT: usize = 10;
 /// Longest a task waits here for a slot (all slots taken by tasks slower than the ones before
-/// them) before it is handed back for any process to take.
-pub(super) const MAX_HOLD: Duration = Duration::from_secs(1);
+/// them) before it is handed back for any process to take. It also bounds how long after its
+/// claim a held task may start: a queue paused meanwhile starts none of them later than this.
+pub(super) const MAX_HOLD: Duration = Duration::from_millis(500);
 
 pub(super) struct ClaimedAhead {
     held: Mutex<VecDeque<Attempt>>,
@@ -41,6 +43,8 @@ pub(super) struct ClaimedAhead {
     /// The claim loop waits until at most this many are held; then `low` is signalled.
     low_water: AtomicUsize,
     low: Notify,
+    /// The worker is stopping: slots take no more held tasks.
+    closed: AtomicBool,
 }
 
 impl ClaimedAhead {
@@ -50,6 +54,7 @@ impl ClaimedAhead {
             finished: AtomicUsize::new(0),
             low_water: AtomicUsize::new(0),
             low: Notify::new(),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -62,12 +67,32 @@ impl ClaimedAhead {
         self.lock().push_back(attempt);
     }
 
-    /// A slot's task is done: the next held attempt for the slot to run, if any.
+    /// Puts back, first and in their order, attempts taken out to be handed back when that
+    /// failed: they are still this worker's, and their leases are still renewed.
+    pub(super) fn put_back(&self, attempts: Vec<Attempt>) {
+        let mut held = self.lock();
+        for attempt in attempts.into_iter().rev() {
+            held.push_front(attempt);
+        }
+    }
+
+    /// A slot's task is done: the next held attempt for the slot to run, if any. None once
+    /// the oldest has been held [`MAX_HOLD`]: the slot is given back, which wakes the claim
+    /// loop to hand that one back and start the others.
     pub(super) fn next_for_slot(&self) -> Option<Attempt> {
         self.finished.fetch_add(1, Ordering::Relaxed);
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
         let mut held = self.lock();
+        if held
+            .front()
+            .is_none_or(|oldest| oldest.held_since().elapsed() >= MAX_HOLD)
+        {
+            return None;
+        }
         let next = held.pop_front();
-        if next.is_some() && held.len() <= self.low_water.load(Ordering::Relaxed) {
+        if held.len() <= self.low_water.load(Ordering::Relaxed) {
             self.low.notify_one();
         }
         next
@@ -77,6 +102,11 @@ impl ClaimedAhead {
     /// attempts are held: after a panic, or at start).
     pub(super) fn next(&self) -> Option<Attempt> {
         self.lock().pop_front()
+    }
+
+    /// Slots take no more held tasks (the worker is stopping).
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
     }
 
     /// How many to hold ahead now, for `slots` slots: [`AHEAD_PER_FINISHED`] for each task
@@ -99,23 +129,25 @@ impl ClaimedAhead {
         notified.await;
     }
 
-    /// Takes out every attempt claimed at least `age` ago (all of them with `None`), in the
-    /// order claimed.
-    pub(super) fn take_held(&self, age: Option<Duration>) -> Vec<Attempt> {
+    /// Takes out every attempt held for [`MAX_HOLD`] or longer (all of them with `all`), in
+    /// the order claimed.
+    pub(super) fn take_held(&self, all: bool) -> Vec<Attempt> {
         let mut held = self.lock();
-        let Some(age) = age else {
-            return held.drain(..).collect();
+        let stale = if all {
+            held.len()
+        } else {
+            held.iter()
+                .take_while(|attempt| attempt.held_since().elapsed() >= MAX_HOLD)
+                .count()
         };
-        let stale = held
-            .iter()
-            .take_while(|attempt| attempt.claimed_at().elapsed() >= age)
-            .count();
         held.drain(..stale).collect()
     }
 
-    /// When the oldest held attempt was claimed.
-    pub(super) fn oldest(&self) -> Option<Instant> {
-        self.lock().front().map(Attempt::claimed_at)
+    /// When the oldest held attempt has been held [`MAX_HOLD`]; `None` while none is held.
+    pub(super) fn oldest_due(&self) -> Option<Instant> {
+        self.lock()
+            .front()
+            .map(|oldest| oldest.held_since() + MAX_HOLD)
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<Attempt>> {

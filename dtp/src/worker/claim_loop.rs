@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgConnectOptions;
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::ahead::MAX_HOLD;
 use super::completer::Completer;
 use super::connection::DedicatedConnection;
 use super::executor;
 use super::state::WorkerState;
+use crate::db::SessionDatabase;
 use crate::queue;
 
 /// Pause after a failed claim (database down), so the loop does not spin.
@@ -37,7 +36,7 @@ pub(super) async fn run(
     completer: &Completer,
     shutdown: &CancellationToken,
 ) {
-    let mut conn = DedicatedConnection::new(claim_connection_options(&state.pool));
+    let mut conn = DedicatedConnection::new(claim_connection_options(state));
     // The token of a claim that failed: if it failed after its commit (the answer was lost),
     // its tasks are RUNNING under this worker's name and nobody runs them.
     let mut unanswered: Option<i64> = None;
@@ -58,24 +57,20 @@ pub(super) async fn run(
             sleep_unless(ERROR_PAUSE, shutdown).await;
             continue;
         }
-        start_held(state, completer);
         if state
             .ahead
-            .oldest()
-            .is_some_and(|oldest| oldest.elapsed() >= MAX_HOLD)
+            .oldest_due()
+            .is_some_and(|due| due <= Instant::now())
+            && !release_held(state, &mut conn, false).await
         {
-            release_held(state, &mut conn, Some(MAX_HOLD)).await;
+            sleep_unless(ERROR_PAUSE, shutdown).await;
+            continue;
         }
+        start_held(state, completer);
         let low_water = ahead_wanted / 2;
         if state.slots.available_permits() == 0
             && (ahead_wanted == 0 || state.ahead.len() > low_water)
         {
-            let held_too_long = async {
-                match state.ahead.oldest() {
-                    Some(oldest) => tokio::time::sleep_until((oldest + MAX_HOLD).into()).await,
-                    None => std::future::pending().await,
-                }
-            };
             let drained = async {
                 if ahead_wanted == 0 {
                     std::future::pending().await
@@ -86,7 +81,7 @@ pub(super) async fn run(
             tokio::select! {
                 _ = state.slot_freed.notified() => {}
                 _ = drained => {}
-                _ = held_too_long => {}
+                _ = held_too_long(state) => {}
                 _ = shutdown.cancelled() => {}
             }
             continue;
@@ -132,7 +127,7 @@ pub(super) async fn run(
             tracing::warn!(error = %e, "a claim whose answer was lost could not be released at shutdown; its tasks will be rescued when their leases expire");
         }
     }
-    release_held(state, &mut conn, None).await;
+    hand_back_held_at_shutdown(state, &mut conn).await;
     conn.close().await;
 }
 
@@ -148,8 +143,12 @@ pub(super) async fn run(
 /// tasks_claimable one queue at a time), but the planner's estimate of it is poor, so left to
 /// itself it planned the statement anew for every claim: 1.2 ms of planning, which halved the
 /// standard workload's throughput.
-fn claim_connection_options(pool: &PgPool) -> PgConnectOptions {
-    pool.connect_options().as_ref().clone().options([
+///
+/// Behind a transaction-mode pooler these session settings would not reach the server, so the
+/// claim connection is the direct one then ([`SessionDatabase`]).
+fn claim_connection_options(state: &WorkerState) -> PgConnectOptions {
+    let session = state.config.session_database.as_ref();
+    SessionDatabase::or_pool(session, &state.pool).options([
         ("synchronous_commit", "off"),
         ("plan_cache_mode", "force_generic_plan"),
     ])
@@ -204,32 +203,64 @@ fn start_held(state: &Arc<WorkerState>, completer: &Completer) {
     }
 }
 
-/// Hands back, uncounted, the tasks held for `age` or longer (all of them with `None`: the
-/// worker is stopping). If the database cannot be reached, their leases run out and the
-/// rescuer returns them.
-async fn release_held(state: &WorkerState, conn: &mut DedicatedConnection, age: Option<Duration>) {
-    let held: Vec<_> = state
-        .ahead
-        .take_held(age)
-        .iter()
-        .map(executor::Attempt::key)
-        .collect();
+/// Hands back, uncounted, the tasks held [`MAX_HOLD`](super::ahead::MAX_HOLD) or longer (all of them with `all`).
+/// When the database refuses or cannot be reached they are held again, their leases renewed,
+/// and `false` says to try again after a pause: given up, they would be rescued as lost
+/// attempts once their leases ran out.
+async fn release_held(state: &WorkerState, conn: &mut DedicatedConnection, all: bool) -> bool {
+    let held = state.ahead.take_held(all);
     if held.is_empty() {
-        return;
+        return true;
     }
+    let keys: Vec<_> = held.iter().map(executor::Attempt::key).collect();
     match conn
-        .run(async |db| queue::release_unstarted(db, &held).await)
+        .run(async |db| queue::release_unstarted(db, &keys).await)
         .await
     {
         Ok(released) => {
             tracing::info!(released, "tasks claimed ahead handed back unstarted");
+            for (id, fence) in keys {
+                state.running.remove(id, fence);
+            }
+            true
         }
         Err(e) => {
-            tracing::warn!(error = %e, held = held.len(), "tasks claimed ahead could not be handed back; they will be rescued when their leases expire");
+            tracing::warn!(error = %e, held = keys.len(), "tasks claimed ahead could not be handed back; retrying shortly");
+            state.ahead.put_back(held);
+            false
         }
     }
-    for (id, fence) in held {
-        state.running.remove(id, fence);
+}
+
+/// At shutdown: no slot takes a held task any more, and they are handed back, retried for
+/// up to the shutdown grace period while the database cannot be reached. Past it, they are
+/// left to the rescuer (their leases are no longer renewed once the worker has stopped).
+async fn hand_back_held_at_shutdown(state: &WorkerState, conn: &mut DedicatedConnection) {
+    state.ahead.close();
+    let deadline = Instant::now() + state.config.shutdown_grace;
+    while !release_held(state, conn, true).await {
+        if Instant::now() >= deadline {
+            let left = state.ahead.take_held(true);
+            tracing::error!(
+                held = left.len(),
+                "tasks claimed ahead not handed back before the grace period ended; they will be rescued when their leases expire"
+            );
+            for attempt in &left {
+                let (id, fence) = attempt.key();
+                state.running.remove(id, fence);
+            }
+            return;
+        }
+        tokio::time::sleep(ERROR_PAUSE).await;
+    }
+}
+
+/// Resolves when the oldest held task has been held [`MAX_HOLD`](super::ahead::MAX_HOLD);
+/// never while none is.
+async fn held_too_long(state: &WorkerState) {
+    match state.ahead.oldest_due() {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -350,6 +381,8 @@ async fn wait_for_work(
     tokio::select! {
         _ = state.work_available.notified() => false,
         _ = room_in_limits => false,
+        // Held tasks still wait behind slow ones: hand them back.
+        _ = held_too_long(state) => false,
         _ = tokio::time::sleep(poll) => true,
         _ = shutdown.cancelled() => false,
     }

@@ -88,8 +88,8 @@ impl Drop for Slot {
 /// ([`ClaimedAhead`](super::ahead::ClaimedAhead)).
 pub(super) struct Attempt {
     task: ClaimedTask,
-    /// When the claim that took it was sent.
-    claimed_at: Instant,
+    /// When its claim's answer arrived.
+    held_since: Instant,
     abort: CancellationToken,
 }
 
@@ -102,13 +102,14 @@ impl Attempt {
             .insert(task.task_id(), task.fence(), abort.clone(), claimed_at);
         Attempt {
             task,
-            claimed_at,
+            held_since: Instant::now(),
             abort,
         }
     }
 
-    pub(super) fn claimed_at(&self) -> Instant {
-        self.claimed_at
+    /// When its claim's answer arrived.
+    pub(super) fn held_since(&self) -> Instant {
+        self.held_since
     }
 
     /// The task and the fence of this attempt.
@@ -157,7 +158,11 @@ pub(super) async fn execute(
 async fn run_attempt(
     state: Arc<WorkerState>,
     completer: Completer,
-    Attempt { task, abort, .. }: Attempt,
+    Attempt {
+        task,
+        abort,
+        held_since,
+    }: Attempt,
     started: Started,
     trace: TraceContext,
 ) {
@@ -165,13 +170,18 @@ async fn run_attempt(
     let fence = task.fence();
     let attempt = fence.attempt;
     let series = state.metrics.task_series(&task.queue, &task.task_type);
-    let outcome = if abort.is_cancelled() {
+    let outcome = if state.abort_all.is_cancelled() {
+        // The worker stopped past its grace period before this one's turn came.
+        Outcome::Ended(Ending::Interrupted)
+    } else if abort.is_cancelled() {
         // Canceled, or its lease lost, while it waited for a slot: it never starts.
         tracing::info!(task_id = %id, attempt, "task canceled or its lease lost before it started: not run");
         Outcome::Ended(Ending::Aborted)
     } else {
         tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %state.config.worker_id, "task claimed");
-        series.attempt_started(Duration::from_secs_f64(task.queue_wait_seconds.max(0.0)));
+        // The wait until the claim, and then for a slot.
+        let queue_wait = Duration::from_secs_f64(task.queue_wait_seconds.max(0.0));
+        series.attempt_started(queue_wait + held_since.elapsed());
         let handler_started = Instant::now();
         let outcome = run_handler(&state, task, abort, trace).await;
         if matches!(
