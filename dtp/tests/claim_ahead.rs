@@ -5,6 +5,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ const TASKS: usize = 200;
 struct Gated {
     gate: Arc<Semaphore>,
     runs: Arc<Mutex<HashMap<i64, usize>>>,
+    /// Handlers waiting at the gate now.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Default for Gated {
@@ -32,6 +35,7 @@ impl Default for Gated {
         Gated {
             gate: Arc::new(Semaphore::new(0)),
             runs: Arc::default(),
+            waiting: Arc::default(),
         }
     }
 }
@@ -45,7 +49,9 @@ impl Gated {
                 let gated = gated.clone();
                 async move {
                     *gated.runs().entry(ctx.id.0).or_default() += 1;
+                    gated.waiting.fetch_add(1, Ordering::SeqCst);
                     let permit = gated.gate.acquire().await;
+                    gated.waiting.fetch_sub(1, Ordering::SeqCst);
                     permit.map(|p| p.forget()).map_err(|e| {
                         dtp::handlers::HandlerError::Permanent(format!("gate closed: {e}"))
                     })?;
@@ -87,10 +93,19 @@ async fn ids_with_status(app: &TestApp, status: &str) -> Vec<i64> {
 }
 
 /// Lets tasks finish one at a time until the worker holds RUNNING tasks it has not started
-/// (claimed ahead because tasks were finishing); those tasks' ids.
-async fn until_tasks_are_held(app: &TestApp, gated: &Gated) -> Vec<i64> {
+/// (claimed ahead because tasks were finishing); those tasks' ids. Looks only while every one
+/// of the worker's `slots` waits at the gate and no permit is left, so that no held task can
+/// start between the look and the test's next step.
+async fn until_tasks_are_held(app: &TestApp, gated: &Gated, slots: usize) -> Vec<i64> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
+        while gated.waiting.load(Ordering::SeqCst) < slots || gated.gate.available_permits() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the worker's slots never all waited at the gate"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let held: Vec<i64> = ids_with_status(app, "RUNNING")
             .await
             .into_iter()
@@ -132,7 +147,7 @@ async fn a_task_canceled_while_held_ahead_stays_canceled_and_the_others_run_once
     enqueue_gated(&app).await;
     let gated = Gated::default();
     let (stop, running) = start_worker(&app, &gated, 2);
-    let held = until_tasks_are_held(&app, &gated).await;
+    let held = until_tasks_are_held(&app, &gated, 2).await;
     let canceled = held[held.len() / 2];
 
     assert_eq!(app.cancel(canceled).await.status(), StatusCode::OK);
@@ -158,7 +173,7 @@ async fn tasks_held_ahead_go_back_unstarted_when_the_worker_stops() {
     enqueue_gated(&app).await;
     let gated = Gated::default();
     let (stop, running) = start_worker(&app, &gated, 2);
-    let held = until_tasks_are_held(&app, &gated).await;
+    let held = until_tasks_are_held(&app, &gated, 2).await;
 
     stop.cancel();
     running.await.expect("worker stopped");
@@ -191,7 +206,7 @@ async fn tasks_held_ahead_behind_slow_ones_go_back_for_other_workers() {
     enqueue_gated(&app).await;
     let gated = Gated::default();
     let (stop, running) = start_worker(&app, &gated, 1);
-    let held = until_tasks_are_held(&app, &gated).await;
+    let held = until_tasks_are_held(&app, &gated, 1).await;
 
     // The one slot stays on a task that does not finish; what is held goes back.
     let deadline = tokio::time::Instant::now() + PATIENCE;
