@@ -154,6 +154,18 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Waits until the address shown satisfies `done` (a click's navigation has landed); the
+    /// address then.
+    async fn wait_for_url(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        wait_until(what, async || {
+            last = self.url().await;
+            done(&last)
+        })
+        .await;
+        last
+    }
+
     /// Waits until the text of `css` satisfies `done` (the page updating by itself).
     async fn wait_for_text(&self, css: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
         let mut last = String::new();
@@ -379,11 +391,11 @@ async fn filters_by_state_and_queue_live_in_the_url_and_a_shared_link_shows_the_
         .await
         .expect("select");
     browser.click("#filters button[type=submit]").await;
-    let shared = browser.url().await;
-    assert!(
-        shared.contains("status=FAILED") && shared.contains("queue=beta"),
-        "{shared}"
-    );
+    let shared = browser
+        .wait_for_url("the filters are in the address", |url| {
+            url.contains("status=FAILED") && url.contains("queue=beta")
+        })
+        .await;
     let ids = |browser: &Browser| {
         let client = browser.client.clone();
         async move {
