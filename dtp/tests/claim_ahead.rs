@@ -1,6 +1,7 @@
 //! Tasks claimed ahead of free slots (`worker::ahead`): they are RUNNING under the worker's
 //! lease before a slot starts them, so a cancel must still win, a stopping worker must hand
-//! them back unstarted, and none may wait long behind slow tasks.
+//! them back unstarted, none may wait long behind slow tasks, and a hand-back the database
+//! could not take is not lost.
 
 mod support;
 
@@ -16,6 +17,7 @@ use dtp::worker::Worker;
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::{api_only_with, wait_until_all_terminal, worker_config, TestApp, PATIENCE};
+use testkit::{address_of, FaultyProxy};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -239,4 +241,62 @@ async fn tasks_held_ahead_behind_slow_ones_go_back_for_other_workers() {
         stop.cancel();
         running.await.expect("worker stopped");
     }
+}
+
+#[tokio::test]
+async fn tasks_held_while_the_database_is_down_go_back_uncounted_once_it_is_back() {
+    let app = api_only_with(|_| {}).await;
+    enqueue_gated(&app).await;
+    let gated = Gated::default();
+    // The worker reaches the database through a proxy; the test and the service's rescuer
+    // directly.
+    let proxy = FaultyProxy::start(&address_of(&app.db.url)).await;
+    let pool = sqlx::PgPool::connect(&proxy.url_for(&app.db.url))
+        .await
+        .expect("pool through the proxy");
+    let config = worker_config(&app, "ahead", |c| {
+        c.concurrency = 1;
+        c.lease_ms = 5000;
+        c.heartbeat_ms = Some(500);
+        c.shutdown_grace_ms = 100;
+    });
+    let worker = Worker::new(pool, gated.registry(), config);
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    let held = until_tasks_are_held(&app, &gated, 1).await;
+
+    // Down for longer than a task may be held: the hand-back fails; the tasks stay the
+    // worker's, their leases renewed once the database is back, until it succeeds.
+    proxy.down(true);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    proxy.down(false);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while ids_with_status(&app, "RUNNING").await.len() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "held tasks never handed back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    for id in held {
+        let (status, attempts, history): (String, i32, i64) = sqlx::query_as(
+            "select status, attempt_count, \
+                    (select count(*) from task_attempts a where a.task_id = t.id) \
+             from tasks t where id = $1",
+        )
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("task");
+        assert!(!gated.ran(id), "task {id} was held, not run");
+        assert_eq!(
+            (status.as_str(), attempts, history),
+            ("PENDING", 0, 0),
+            "task {id} went back uncounted, not rescued as a lost attempt"
+        );
+    }
+    gated.gate.add_permits(TASKS * 2);
+    stop.cancel();
+    running.await.expect("worker stopped");
 }

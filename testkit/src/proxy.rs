@@ -25,6 +25,7 @@ pub struct FaultyProxy {
 struct Faults {
     partitioned: AtomicBool,
     cut_after_request: AtomicBool,
+    down: AtomicBool,
 }
 
 /// How long the proxy lets the server work on a request before it cuts the connection, so that
@@ -66,6 +67,12 @@ impl FaultyProxy {
         self.faults.partitioned.store(on, Ordering::SeqCst);
     }
 
+    /// While set, the database looks down to the clients behind the proxy: their connections
+    /// are closed, and new ones closed as soon as they are made.
+    pub fn down(&self, on: bool) {
+        self.faults.down.store(on, Ordering::SeqCst);
+    }
+
     /// While set, every request a client sends is delivered, and then the connection is cut
     /// before the server's answer gets back.
     pub fn cut_after_request(&self, on: bool) {
@@ -90,6 +97,9 @@ pub fn address_of(url: &str) -> String {
 }
 
 async fn forward(client: TcpStream, target: String, faults: Arc<Faults>) {
+    if faults.down.load(Ordering::SeqCst) {
+        return;
+    }
     let Ok(server) = TcpStream::connect(&target).await else {
         return;
     };
@@ -110,10 +120,18 @@ async fn forward(client: TcpStream, target: String, faults: Arc<Faults>) {
         &faults,
         &cut,
     );
-    // Either direction ending ends the connection: both halves are dropped here.
+    // Either direction ending ends the connection, as does the database going down: both
+    // halves are dropped here.
     tokio::select! {
         _ = upstream => {}
         _ = downstream => {}
+        _ = wait_until_down(&faults) => {}
+    }
+}
+
+async fn wait_until_down(faults: &Faults) {
+    while !faults.down.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
