@@ -36,7 +36,8 @@ pub async fn connect_and_migrate(
 /// transaction-mode pooler (PgBouncer), which hands each transaction to whichever server
 /// connection is free: what needs a session of its own goes here instead. That is the
 /// notification listener (a LISTEN lives in its session, and a pooler would pass its
-/// notifications to another client), the maintenance lead's advisory lock, and migrations.
+/// notifications to another client), the claim loop (its settings are its session's), the
+/// maintenance lead's advisory lock, and migrations.
 #[derive(Clone)]
 pub struct SessionDatabase {
     url: String,

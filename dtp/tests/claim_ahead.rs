@@ -125,6 +125,29 @@ async fn until_tasks_are_held(app: &TestApp, gated: &Gated, slots: usize) -> Vec
     }
 }
 
+/// Asserts that the held task `id` never ran and is PENDING again as if never claimed:
+/// uncounted, not started, no attempt recorded (not rescued as a lost one), in its place in
+/// the queue.
+async fn assert_back_as_never_claimed(app: &TestApp, gated: &Gated, id: i64) {
+    let (status, attempts, started, history, moved): (String, i32, bool, i64, bool) =
+        sqlx::query_as(
+            "select status, attempt_count, processing_started_at is not null, \
+                    (select count(*) from task_attempts a where a.task_id = t.id), \
+                    run_at <> scheduled_for \
+             from tasks t where id = $1",
+        )
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("task");
+    assert!(!gated.ran(id), "task {id} was held, not run");
+    assert_eq!(
+        (status.as_str(), attempts, started, history, moved),
+        ("PENDING", 0, false, 0, false),
+        "task {id} is back as if never claimed, in its place in the queue"
+    );
+}
+
 fn start_worker(
     app: &TestApp,
     gated: &Gated,
@@ -182,23 +205,7 @@ async fn tasks_held_ahead_go_back_unstarted_when_the_worker_stops() {
 
     assert!(ids_with_status(&app, "RUNNING").await.is_empty());
     for id in held {
-        let (status, attempts, started, history, moved): (String, i32, bool, i64, bool) =
-            sqlx::query_as(
-                "select status, attempt_count, processing_started_at is not null, \
-                        (select count(*) from task_attempts a where a.task_id = t.id), \
-                        run_at <> scheduled_for \
-                 from tasks t where id = $1",
-            )
-            .bind(id)
-            .fetch_one(&app.pool)
-            .await
-            .expect("task");
-        assert!(!gated.ran(id), "task {id} was held, not run");
-        assert_eq!(
-            (status.as_str(), attempts, started, history, moved),
-            ("PENDING", 0, false, 0, false),
-            "task {id} is back as if never claimed, in its place in the queue"
-        );
+        assert_back_as_never_claimed(&app, &gated, id).await;
     }
 }
 
@@ -280,21 +287,7 @@ async fn tasks_held_while_the_database_is_down_go_back_uncounted_once_it_is_back
     }
 
     for id in held {
-        let (status, attempts, history): (String, i32, i64) = sqlx::query_as(
-            "select status, attempt_count, \
-                    (select count(*) from task_attempts a where a.task_id = t.id) \
-             from tasks t where id = $1",
-        )
-        .bind(id)
-        .fetch_one(&app.pool)
-        .await
-        .expect("task");
-        assert!(!gated.ran(id), "task {id} was held, not run");
-        assert_eq!(
-            (status.as_str(), attempts, history),
-            ("PENDING", 0, 0),
-            "task {id} went back uncounted, not rescued as a lost attempt"
-        );
+        assert_back_as_never_claimed(&app, &gated, id).await;
     }
     gated.gate.add_permits(TASKS * 2);
     stop.cancel();

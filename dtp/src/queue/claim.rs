@@ -82,6 +82,15 @@ impl Fence {
         )
     }
 
+    /// The ids, attempt numbers and claim tokens of `held`, as the three arrays a statement
+    /// unnests to fence each of them.
+    pub(super) fn columns(held: &[(TaskId, Fence)]) -> (Vec<i64>, Vec<i32>, Vec<i64>) {
+        let ids = held.iter().map(|(id, _)| id.0).collect();
+        let attempts = held.iter().map(|(_, f)| f.attempt).collect();
+        let tokens = held.iter().map(|(_, f)| f.claim_token).collect();
+        (ids, attempts, tokens)
+    }
+
     /// `task` (a table name or alias) is RUNNING, compared as [`Fence::sql`] explains: for a
     /// statement that finds its tasks by id.
     pub(super) fn running(task: &str) -> String {
@@ -469,9 +478,7 @@ pub async fn renew_leases(
     held: &[(TaskId, Fence)],
     lease: Duration,
 ) -> Result<Renewed, sqlx::Error> {
-    let ids: Vec<i64> = held.iter().map(|(id, _)| id.0).collect();
-    let attempts: Vec<i32> = held.iter().map(|(_, f)| f.attempt).collect();
-    let tokens: Vec<i64> = held.iter().map(|(_, f)| f.claim_token).collect();
+    let (ids, attempts, tokens) = Fence::columns(held);
     let fenced = Fence::sql("t", "held.attempt", "held.token");
     // `free`: the attempts still ours whose rows nobody else is writing, locked as an UPDATE of
     // non-key columns locks them (so not against the key-share locks of attempt-history

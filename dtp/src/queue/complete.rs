@@ -178,16 +178,11 @@ pub(super) fn failed_attempt(final_attempt: &str, delay_ms: &str, error: &str) -
 }
 
 /// How a RUNNING task is handed back uncounted: PENDING, its attempt number (and, for a first
-/// attempt, its start) as before the claim, due when it was ([`HAND_BACK`] makes it due now).
-const HAND_BACK_UNSTARTED: &str = "status = 'PENDING', attempt_count = attempt_count - 1, \
-     processing_started_at = case when attempt_count = 1 then null else processing_started_at end, \
-     lease_expires_at = null, updated_at = now()";
-
-/// How a RUNNING task that was started is handed back uncounted: as
-/// [`HAND_BACK_UNSTARTED`], and due now.
+/// attempt, its start) as before the claim, due when it was. A task whose handler ran (an
+/// interrupted attempt, a lost claim's answer) is also made due now: `{HAND_BACK}, run_at = now()`.
 const HAND_BACK: &str = "status = 'PENDING', attempt_count = attempt_count - 1, \
      processing_started_at = case when attempt_count = 1 then null else processing_started_at end, \
-     run_at = now(), lease_expires_at = null, updated_at = now()";
+     lease_expires_at = null, updated_at = now()";
 
 /// Gives an interrupted attempt back to the queue at once, without counting it (the worker is
 /// shutting down; the task did nothing wrong), records it as `RELEASED`, and wakes the other
@@ -207,7 +202,7 @@ pub async fn release(
     let released: Option<(i64,)> = sqlx::query_as(&format!(
         r#"
         with released as (
-            update tasks set {HAND_BACK}
+            update tasks set {HAND_BACK}, run_at = now()
             where id = $1 and {fenced}
             returning {ENDED_ATTEMPT}, queue
         ),
@@ -233,17 +228,12 @@ pub async fn release_unstarted(
     let mut unstarted = unstarted.to_vec();
     // In id order, as the completer and bulk statements lock rows (see mark_succeeded_many).
     unstarted.sort_unstable_by_key(|(id, _)| *id);
-    let ids: Vec<i64> = unstarted.iter().map(|(id, _)| id.0).collect();
-    let attempts: Vec<i32> = unstarted.iter().map(|(_, fence)| fence.attempt).collect();
-    let tokens: Vec<i64> = unstarted
-        .iter()
-        .map(|(_, fence)| fence.claim_token)
-        .collect();
+    let (ids, attempts, tokens) = Fence::columns(&unstarted);
     let fenced = Fence::sql("t", "held.attempt", "held.token");
     let released = sqlx::query(&format!(
         r#"
         with released as (
-            update tasks t set {HAND_BACK_UNSTARTED}
+            update tasks t set {HAND_BACK}
             from unnest($1::bigint[], $2::integer[], $3::bigint[]) as held(id, attempt, token)
             where t.id = held.id and {fenced}
             returning t.id, t.queue
@@ -275,7 +265,7 @@ pub async fn release_lost_claim(
     let released = sqlx::query(&format!(
         r#"
         with released as (
-            update tasks set {HAND_BACK}
+            update tasks set {HAND_BACK}, run_at = now()
             where status = 'RUNNING' and claim_token = $2 and worker_id = $1
             returning id, queue
         )

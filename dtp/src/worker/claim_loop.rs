@@ -221,9 +221,7 @@ async fn release_held(state: &WorkerState, conn: &mut DedicatedConnection, all: 
     {
         Ok(released) => {
             tracing::info!(released, "tasks claimed ahead handed back unstarted");
-            for (id, fence) in keys {
-                state.running.remove(id, fence);
-            }
+            forget(state, &held);
             true
         }
         Err(e) => {
@@ -247,13 +245,18 @@ async fn hand_back_held_at_shutdown(state: &WorkerState, conn: &mut DedicatedCon
                 held = left.len(),
                 "tasks claimed ahead not handed back before the grace period ended; they will be rescued when their leases expire"
             );
-            for attempt in &left {
-                let (id, fence) = attempt.key();
-                state.running.remove(id, fence);
-            }
+            forget(state, &left);
             return;
         }
         tokio::time::sleep(ERROR_PAUSE).await;
+    }
+}
+
+/// Stops renewing the leases of `attempts`, which are no longer this worker's to run.
+fn forget(state: &WorkerState, attempts: &[executor::Attempt]) {
+    for attempt in attempts {
+        let (id, fence) = attempt.key();
+        state.running.remove(id, fence);
     }
 }
 

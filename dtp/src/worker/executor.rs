@@ -39,6 +39,16 @@ enum Ending {
 }
 
 impl Ending {
+    /// An attempt whose abort token fired: the worker's shutdown past its grace period hands
+    /// it back; anything else (a cancel, a lapsed lease) left the truth in the database.
+    fn aborted(state: &WorkerState) -> Self {
+        if state.abort_all.is_cancelled() {
+            Ending::Interrupted
+        } else {
+            Ending::Aborted
+        }
+    }
+
     fn failed(error: HandlerError) -> Self {
         let failure = match error {
             HandlerError::Permanent(_) => Failure::Permanent,
@@ -170,13 +180,11 @@ async fn run_attempt(
     let fence = task.fence();
     let attempt = fence.attempt;
     let series = state.metrics.task_series(&task.queue, &task.task_type);
-    let outcome = if state.abort_all.is_cancelled() {
-        // The worker stopped past its grace period before this one's turn came.
-        Outcome::Ended(Ending::Interrupted)
-    } else if abort.is_cancelled() {
-        // Canceled, or its lease lost, while it waited for a slot: it never starts.
-        tracing::info!(task_id = %id, attempt, "task canceled or its lease lost before it started: not run");
-        Outcome::Ended(Ending::Aborted)
+    let outcome = if abort.is_cancelled() {
+        // Canceled, its lease lost, or the worker stopped past its grace period, while it
+        // waited for a slot: it never starts.
+        tracing::info!(task_id = %id, attempt, "task aborted before it started: not run");
+        Outcome::Ended(Ending::aborted(&state))
     } else {
         tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %state.config.worker_id, "task claimed");
         // The wait until the claim, and then for a slot.
@@ -308,7 +316,7 @@ async fn run_handler(
         biased;
         _ = abort.cancelled() => {
             stop_handler(run, task_id).await;
-            Outcome::Ended(if state.abort_all.is_cancelled() { Ending::Interrupted } else { Ending::Aborted })
+            Outcome::Ended(Ending::aborted(state))
         }
         _ = tokio::time::sleep(timeout) => {
             stop_handler(run, task_id).await;
