@@ -104,7 +104,9 @@ async fn workload(pool: &PgPool, table: &str, loaded: i64) -> Figures {
         throughput = throughput.max(rate);
         back_to_loaded(pool, loaded).await;
     }
-    let (latencies, _) = workloads::pickup_latencies(pool, LATENCY_TASKS, LATENCY_GAP).await;
+    let latencies = workloads::pickup_latencies(pool, LATENCY_TASKS, LATENCY_GAP)
+        .await
+        .latencies;
     let (p50, p99) = (
         percentile_ms(&latencies, 50.0),
         percentile_ms(&latencies, 99.0),

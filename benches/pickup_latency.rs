@@ -28,15 +28,15 @@ fn pickup_latency(c: &mut Criterion) {
             async move {
                 let count = usize::try_from(iterations).unwrap_or(usize::MAX);
                 workloads::truncate(&pool).await;
-                let (latencies, db_ms) = workloads::pickup_latencies(&pool, count, GAP).await;
-                let total = latencies.iter().sum();
+                let pickups = workloads::pickup_latencies(&pool, count, GAP).await;
+                let total = pickups.latencies.iter().sum();
                 all.lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .extend(latencies);
+                    .extend(pickups.latencies);
                 all_db
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .extend(db_ms);
+                    .extend(pickups.db_ms);
                 total
             }
         });

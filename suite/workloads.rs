@@ -133,14 +133,20 @@ async fn wait_until_drained(pool: &PgPool) {
     }
 }
 
+/// What [`pickup_latencies`] measured, one entry per task.
+pub struct Pickups {
+    /// From just before the enqueue call to the first line of the handler.
+    pub latencies: Vec<Duration>,
+    /// From just before the enqueue call to its return: the durable create, which the pickup
+    /// cannot beat (the task is visible to no worker before its commit).
+    pub enqueue: Vec<Duration>,
+    /// The database's `processingStartedAt - scheduledFor`, in ms.
+    pub db_ms: Vec<f64>,
+}
+
 /// Pickup latencies of an idle worker: `count` tasks created one at a time, `gap` apart, each
-/// measured on a monotonic clock from just before the enqueue call to the first line of its
-/// handler. Also returns the database's `processingStartedAt - scheduledFor` per task, in ms.
-pub async fn pickup_latencies(
-    pool: &PgPool,
-    count: usize,
-    gap: Duration,
-) -> (Vec<Duration>, Vec<f64>) {
+/// measured on a monotonic clock.
+pub async fn pickup_latencies(pool: &PgPool, count: usize, gap: Duration) -> Pickups {
     let (started_tx, mut started_rx) = mpsc::unbounded_channel::<(i64, Instant)>();
     let started_tx = Arc::new(started_tx);
     let registry = HandlerRegistry::empty().register(
@@ -160,6 +166,7 @@ pub async fn pickup_latencies(
     // Let the worker connect its listener and go idle.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut latencies = Vec::with_capacity(count);
+    let mut enqueue = Vec::with_capacity(count);
     let mut conn = pool
         .acquire()
         .await
@@ -174,6 +181,7 @@ pub async fn pickup_latencies(
         let created = queue::enqueue(&mut conn, &task)
             .await
             .unwrap_or_else(|e| panic!("enqueue: {e}"));
+        enqueue.push(before.elapsed());
         let id = match created {
             queue::Enqueued::Created(row) | queue::Enqueued::Existing(row) => row.id,
         };
@@ -199,7 +207,11 @@ pub async fn pickup_latencies(
     .fetch_all(pool)
     .await
     .unwrap_or_default();
-    (latencies, db_ms)
+    Pickups {
+        latencies,
+        enqueue,
+        db_ms,
+    }
 }
 
 /// Creates `total` `noop` tasks through `POST /tasks/batch` of DTP at `base_url`, `batch` per

@@ -2,18 +2,26 @@
 //! through a PgBouncer that keeps four server connections, with the listener, the claim loop,
 //! the maintenance lead and migrations on direct connections (`DTP_LISTEN_DATABASE_URL`). Every task runs
 //! once, notifications wake the workers, a cancel reaches a running handler, and no statement
-//! meets another client's prepared statement or notification.
+//! meets another client's prepared statement or notification. And PostgreSQL crashing behind
+//! PgBouncer: the processes answer 503, carry their attempts across the outage and lose nothing.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection};
 use suite::{wait_until, PgBouncer, System};
-use testkit::{Sent, TestDb};
+use testkit::{assert_unavailable, Sent, TestDb, ThrowawayPostgres};
 
 const TASKS: usize = 3000;
 const SERVER_CONNECTIONS: u32 = 4;
+/// Tasks of 200 ms around the crash: two processes of 8 slots take more than a second.
+const SHORT_TASKS: usize = 100;
+/// How long the server stays down: more than two leases of the suite's fast settings.
+const OUTAGE: Duration = Duration::from_secs(5);
 
 async fn enqueue(url: &str, tasks: &[Value]) {
     let response = reqwest::Client::new()
@@ -121,11 +129,11 @@ async fn three_processes_through_pgbouncer_in_transaction_mode_run_every_task_on
             .await
             .expect("workers");
     assert_eq!(workers, 3, "every process took tasks");
-    // Four pooled; per process the listener, claim and maintenance connections, direct; and
-    // this test's own (besides the sampler's). Without PgBouncer: 14 per process.
+    // Four pooled; per process the listener, claim, heartbeat and maintenance connections,
+    // direct; and this test's own (besides the sampler's). Without PgBouncer: 14 per process.
     let most = most_backends.load(Ordering::Relaxed);
     assert!(
-        most <= i64::from(SERVER_CONNECTIONS) + 9 + 2,
+        most <= i64::from(SERVER_CONNECTIONS) + 12 + 2,
         "{most} server connections: the pools did not go through PgBouncer"
     );
     for process in &system.dtp {
@@ -143,4 +151,119 @@ async fn three_processes_through_pgbouncer_in_transaction_mode_run_every_task_on
         !bounced.contains("ERROR"),
         "PgBouncer logged errors:\n{bounced}"
     );
+}
+
+/// The count of tasks matching `condition`; `None` while the database does not answer.
+async fn count_where(pool: &sqlx::PgPool, condition: &str) -> Option<i64> {
+    sqlx::query_scalar(&format!("select count(*) from tasks where {condition}"))
+        .fetch_one(pool)
+        .await
+        .ok()
+}
+
+/// PostgreSQL crashing behind PgBouncer: PgBouncer keeps the pools' client connections open and
+/// answers for a server it cannot reach, so a process learns of the outage only from PgBouncer's
+/// errors. The API still answers 503 promptly, an attempt running across an outage longer than
+/// its lease runs on to success (the heartbeat tells a server that is down from one that is
+/// unreachable on a direct connection), and every task runs to success afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_crash_behind_pgbouncer_is_503_then_the_workers_carry_on_and_lose_nothing() {
+    let postgres = ThrowawayPostgres::start();
+    let (dtp_url, web_url) = (postgres.database_url("dtp"), postgres.database_url("webdb"));
+    let mut admin = PgConnection::connect(&postgres.url())
+        .await
+        .expect("connect to the throwaway server");
+    // PgBouncer reaches only databases that exist; the direct connections would create it.
+    admin
+        .execute("create database dtp")
+        .await
+        .expect("create database");
+    admin.close().await.expect("close");
+    let bouncer = PgBouncer::start(&dtp_url, SERVER_CONNECTIONS).await;
+    let pooled = bouncer.url_for(&dtp_url);
+    let system = System::start_on_with(
+        &dtp_url,
+        &web_url,
+        2,
+        false,
+        &[
+            ("DTP_DATABASE_URL", pooled.as_str()),
+            ("DTP_LISTEN_DATABASE_URL", dtp_url.as_str()),
+        ],
+    )
+    .await;
+
+    // Lease 2 s (the suite's fast settings); the outage below lasts more than twice that.
+    let across = system
+        .create_dtp_task(json!({"type": "demo-slow", "payload": {"ms": 9000}, "maxAttempts": 1}))
+        .await;
+    let short: Vec<Value> = (0..SHORT_TASKS)
+        .map(|_| json!({"type": "demo-slow", "payload": {"ms": 200}}))
+        .collect();
+    enqueue(&system.dtp[0].url(), &short).await;
+    wait_until("the long attempt runs", async || {
+        count_where(
+            &system.dtp_pool,
+            &format!("id = {} and status = 'RUNNING'", across.id),
+        )
+        .await
+            == Some(1)
+    })
+    .await;
+
+    postgres.stop_immediately();
+    let down_since = std::time::Instant::now();
+    let client = reqwest::Client::new();
+    let dtp = system.dtp[1].url();
+    assert_unavailable(
+        client
+            .post(format!("{dtp}/tasks"))
+            .json(&json!({"type": "noop"})),
+        "DTP create through PgBouncer",
+    )
+    .await;
+    assert_unavailable(
+        client.get(format!("{dtp}/tasks/{}", across.id)),
+        "DTP get through PgBouncer",
+    )
+    .await;
+    tokio::time::sleep(OUTAGE.saturating_sub(down_since.elapsed())).await;
+    postgres.start_again();
+
+    wait_until("every task has finished", async || {
+        count_where(&system.dtp_pool, "status in ('PENDING', 'RUNNING')").await == Some(0)
+    })
+    .await;
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("select status, attempt_count from tasks where id = $1")
+            .bind(across.id)
+            .fetch_one(&system.dtp_pool)
+            .await
+            .expect("the long task");
+    assert_eq!(
+        (status.as_str(), attempts),
+        ("SUCCEEDED", 1),
+        "the attempt that ran across the outage ran on to success"
+    );
+    assert_eq!(
+        count_where(
+            &system.dtp_pool,
+            "type = 'demo-slow' and status = 'SUCCEEDED'"
+        )
+        .await,
+        Some(SHORT_TASKS as i64 + 1),
+        "every task succeeded"
+    );
+
+    // Work created after the outage is heard of and run.
+    let after = system.create_dtp_task(json!({"type": "noop"})).await;
+    wait_until("a task created after the outage runs", async || {
+        count_where(
+            &system.dtp_pool,
+            &format!("id = {} and status = 'SUCCEEDED'", after.id),
+        )
+        .await
+            == Some(1)
+    })
+    .await;
 }

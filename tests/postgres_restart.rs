@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sqlx::PgPool;
 use suite::System;
-use testkit::ThrowawayPostgres;
+use testkit::{assert_unavailable, ThrowawayPostgres};
 
 /// What the load saw: web tasks whose create got 201, DTP tasks whose bind got 200, and every
 /// status answered.
@@ -58,23 +58,6 @@ async fn load(taskpilot: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) 
             record(&|s| s.bound.push(scheduler_task_id));
         }
     }
-}
-
-/// Asserts a 503 problem answer, within a bound (no hang).
-async fn assert_unavailable(request: reqwest::RequestBuilder, what: &str) {
-    let started = Instant::now();
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let elapsed = started.elapsed();
-    assert_eq!(response.status().as_u16(), 503, "{what}");
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json",
-        "{what}"
-    );
-    assert!(elapsed < Duration::from_secs(8), "{what} took {elapsed:?}");
 }
 
 async fn wait_for(what: &str, mut ready: impl AsyncFnMut() -> bool) {

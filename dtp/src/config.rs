@@ -31,7 +31,8 @@ pub struct Config {
 
     /// A direct connection to the same database, when DTP_DATABASE_URL goes through a
     /// transaction-mode pooler (PgBouncer): the notification listener, the claim loop, the
-    /// maintenance lead's lock and migrations need a session of their own and use it.
+    /// lease heartbeat, the maintenance lead's lock and migrations need a session of their own
+    /// and use it.
     #[arg(long, env = "DTP_LISTEN_DATABASE_URL")]
     pub listen_database_url: Option<SessionDatabase>,
 

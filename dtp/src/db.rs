@@ -37,7 +37,8 @@ pub async fn connect_and_migrate(
 /// connection is free: what needs a session of its own goes here instead. That is the
 /// notification listener (a LISTEN lives in its session, and a pooler would pass its
 /// notifications to another client), the claim loop (its settings are its session's), the
-/// maintenance lead's advisory lock, and migrations.
+/// lease heartbeat (it must tell a server that is down from one it cannot reach, and a pooler
+/// answers for both alike), the maintenance lead's advisory lock, and migrations.
 #[derive(Clone)]
 pub struct SessionDatabase {
     url: String,

@@ -22,6 +22,24 @@ pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> 
     problem.detail.unwrap_or_default()
 }
 
+/// Asserts that `request` is answered `503` problem JSON, and promptly: a service whose database
+/// is down says so, it does not hang. `what` names the request in failures.
+pub async fn assert_unavailable(request: reqwest::RequestBuilder, what: &str) {
+    let started = std::time::Instant::now();
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
+    assert_eq!(
+        header(response.headers(), "content-type"),
+        "application/problem+json",
+        "{what}"
+    );
+    assert!(elapsed < Duration::from_secs(8), "{what} took {elapsed:?}");
+}
+
 /// Sending a request in a test: any failure to get an answer fails the test.
 pub trait Sent {
     /// Sends, and expects an answer (of any status).

@@ -29,7 +29,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
-pub use client::{assert_problem, created, header, Sent, TaskPilotClient};
+pub use client::{assert_problem, assert_unavailable, created, header, Sent, TaskPilotClient};
 pub use peer::{answering_peer, BodyEnd};
 pub use proxy::{address_of, FaultyProxy};
 pub use server::server_url;

@@ -27,8 +27,8 @@ pub struct WorkerConfig {
     pub default_timeout: Duration,
     /// On shutdown, how long running handlers may take before their tasks are handed back.
     pub shutdown_grace: Duration,
-    /// The direct connection the notification listener and the claim loop use when the pool
-    /// goes through a transaction-mode pooler; `None`: the pool's options.
+    /// The direct connection the notification listener, the claim loop and the lease heartbeat
+    /// use when the pool goes through a transaction-mode pooler; `None`: the pool's options.
     pub session_database: Option<SessionDatabase>,
 }
 

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::DedicatedConnection;
 use super::state::WorkerState;
+use crate::db::SessionDatabase;
 use crate::queue::{self, TaskId};
 
 /// How often renewal is retried while the server says it is down: when it is back, held leases
@@ -36,7 +37,11 @@ const RETRY_WHILE_DOWN: Duration = Duration::from_millis(100);
 const OUTAGE_CARRIED_IN_LEASES: u32 = 4;
 
 pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
-    let mut conn = DedicatedConnection::for_pool(&state.pool);
+    // Direct when the pool goes through a pooler: PgBouncer answers for a server it cannot
+    // reach with errors of its own, so only a direct connection can tell a server that is down
+    // (carry the handlers on) from one that is unreachable (stop them).
+    let session = state.config.session_database.as_ref();
+    let mut conn = DedicatedConnection::new(SessionDatabase::or_pool(session, &state.pool));
     let interval = state.config.heartbeat_interval;
     let mut next = tokio::time::Instant::now() + interval;
     let mut server_down = false;
