@@ -1,9 +1,11 @@
 //! Many processes through PgBouncer in transaction mode: three `dtp` processes whose pools go
 //! through a PgBouncer that keeps four server connections, with the listener, the claim loop,
-//! the maintenance lead and migrations on direct connections (`DTP_LISTEN_DATABASE_URL`). Every task runs
+//! the lease heartbeat, the maintenance lead and migrations on direct connections
+//! (`DTP_LISTEN_DATABASE_URL`). Every task runs
 //! once, notifications wake the workers, a cancel reaches a running handler, and no statement
 //! meets another client's prepared statement or notification. And PostgreSQL crashing behind
-//! PgBouncer: the processes answer 503, carry their attempts across the outage and lose nothing.
+//! PgBouncer: the processes answer 503, carry their attempts across the outage and lose nothing;
+//! but a refused direct connection, with the server up, is no outage.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -14,14 +16,15 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection};
 use suite::{wait_until, PgBouncer, System};
-use testkit::{assert_unavailable, Sent, TestDb, ThrowawayPostgres};
+use testkit::{address_of, assert_unavailable, FaultyProxy, Sent, TestDb, ThrowawayPostgres};
 
 const TASKS: usize = 3000;
 const SERVER_CONNECTIONS: u32 = 4;
 /// Tasks of 200 ms around the crash: two processes of 8 slots take more than a second.
 const SHORT_TASKS: usize = 100;
-/// How long the server stays down: more than two leases of the suite's fast settings.
-const OUTAGE: Duration = Duration::from_secs(5);
+/// How long the server stays down: more than two leases of the suite's fast settings, and well
+/// within the four a handler is carried across.
+const OUTAGE: Duration = Duration::from_millis(4500);
 
 async fn enqueue(url: &str, tasks: &[Value]) {
     let response = reqwest::Client::new()
@@ -211,8 +214,8 @@ async fn a_postgres_crash_behind_pgbouncer_is_503_then_the_workers_carry_on_and_
     })
     .await;
 
-    postgres.stop_immediately();
     let down_since = std::time::Instant::now();
+    postgres.stop_immediately();
     let client = reqwest::Client::new();
     let dtp = system.dtp[1].url();
     assert_unavailable(
@@ -266,4 +269,69 @@ async fn a_postgres_crash_behind_pgbouncer_is_503_then_the_workers_carry_on_and_
             == Some(1)
     })
     .await;
+}
+
+/// The direct connection refused while PostgreSQL runs on and PgBouncer still reaches it (a
+/// firewall rejecting the direct port, a direct URL left naming an old primary): the refusal
+/// must not pass for a server that is down, or the handler would carry on while the process's
+/// rescuer, through PgBouncer, gave its expired lease to another run. The heartbeat renews
+/// through the pool instead, and the attempt runs to success, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_direct_connection_with_the_server_up_behind_pgbouncer_is_no_outage() {
+    let dtp_db = TestDb::create().await;
+    let web_db = TestDb::create().await;
+    let bouncer = PgBouncer::start(&dtp_db.url, SERVER_CONNECTIONS).await;
+    let pooled = bouncer.url_for(&dtp_db.url);
+    let direct = FaultyProxy::start(&address_of(&dtp_db.url)).await;
+    let direct_url = direct.url_for(&dtp_db.url);
+    let system = System::start_on_with(
+        &dtp_db.url,
+        &web_db.url,
+        1,
+        false,
+        &[
+            ("DTP_DATABASE_URL", pooled.as_str()),
+            ("DTP_LISTEN_DATABASE_URL", direct_url.as_str()),
+        ],
+    )
+    .await;
+    // Three leases of the suite's fast settings: long enough to be rescued if not renewed.
+    let task = system
+        .create_dtp_task(json!({"type": "demo-slow", "payload": {"ms": 6000}, "maxAttempts": 1}))
+        .await;
+    wait_until("the attempt runs", async || {
+        system
+            .count_tasks(&format!("id = {} and status = 'RUNNING'", task.id))
+            .await
+            == 1
+    })
+    .await;
+
+    direct.refuse();
+    wait_until("the task ends", async || {
+        system
+            .count_tasks(&format!(
+                "id = {} and status not in ('PENDING', 'RUNNING')",
+                task.id
+            ))
+            .await
+            == 1
+    })
+    .await;
+    let (status, attempts, error): (String, i32, Option<String>) =
+        sqlx::query_as("select status, attempt_count, last_error from tasks where id = $1")
+            .bind(task.id)
+            .fetch_one(&system.dtp_pool)
+            .await
+            .expect("the task");
+    assert_eq!(
+        (status.as_str(), attempts, error),
+        ("SUCCEEDED", 1, None),
+        "the lease was kept through PgBouncer, and nothing rescued the attempt"
+    );
+    let log = system.dtp[0].log_text();
+    assert!(
+        !log.contains("the database is down"),
+        "a refused direct connection passed for a server that is down:\n{log}"
+    );
 }

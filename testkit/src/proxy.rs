@@ -1,7 +1,7 @@
 //! A TCP proxy in front of the test database, for network faults that a real PostgreSQL cannot
 //! be asked to produce: a partition (bytes stop flowing both ways, nothing is refused, as when
-//! packets are dropped) and a lost answer (the request reaches the server, the connection is cut
-//! before the answer comes back).
+//! packets are dropped), a lost answer (the request reaches the server, the connection is cut
+//! before the answer comes back), and connections refused while the server runs on.
 //!
 //! Only the processes pointed at the proxy see the fault; everything else (the test's own pool,
 //! other workers) still reaches the database directly.
@@ -71,6 +71,14 @@ impl FaultyProxy {
     /// are closed, and new ones closed as soon as they are made.
     pub fn down(&self, on: bool) {
         self.faults.down.store(on, Ordering::SeqCst);
+    }
+
+    /// From now on the database looks stopped to the clients behind the proxy, as when it
+    /// crashes or a firewall rejects its port: their connections are closed and new ones
+    /// refused, as nothing listens on the port any more. There is no way back.
+    pub fn refuse(&self) {
+        self.faults.down.store(true, Ordering::SeqCst);
+        self.accepting.abort();
     }
 
     /// While set, every request a client sends is delivered, and then the connection is cut

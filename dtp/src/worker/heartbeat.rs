@@ -9,8 +9,9 @@
 //! attempt is ours until `lease - margin` after the last renewal that succeeded was *sent*
 //! (measured on this process's monotonic clock, so no clock on another host matters); the watch
 //! aborts it then. One exception keeps healthy attempts alive across a database restart: when
-//! the server itself says it is down (connection refused, starting up), no process can rescue
-//! anything through it, and after it comes back rescuers wait one full lease
+//! the server itself says it is down (connection refused, starting up; behind a pooler, on the
+//! direct connection and confirmed through the pooler, see [`confirm_server_down`]), no process
+//! can rescue anything through it, and after it comes back rescuers wait one full lease
 //! (`queue::lock_expired`, `rescuer`), so every attempt still ours stays ours for a lease from
 //! then, up to [`OUTAGE_CARRIED_IN_LEASES`] leases after its last renewal. While the server is
 //! down, renewal is retried every [`RETRY_WHILE_DOWN`], so that it happens as soon as the server
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::connection::DedicatedConnection;
+use super::connection::{self, DedicatedConnection};
 use super::state::WorkerState;
 use crate::db::SessionDatabase;
 use crate::queue::{self, TaskId};
@@ -70,6 +71,36 @@ pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
         }
     }
     conn.close().await;
+}
+
+/// Behind a pooler, the direct connection's refusal says nothing of the server the pooler, and
+/// through it every rescuer, reaches: a firewall may reject the direct port only, or after a
+/// failover the pooler may lead to the new primary while the direct URL names the old one. So
+/// the renewal is also tried through the pool, whose answer wins; the server counts as down
+/// only if the pooler cannot reach one either (its own connection errors, or itself refused).
+async fn confirm_server_down(
+    state: &WorkerState,
+    held: &[(TaskId, queue::Fence)],
+    sent: Instant,
+    direct: Result<queue::Renewed, sqlx::Error>,
+) -> Result<queue::Renewed, sqlx::Error> {
+    if state.config.session_database.is_none() {
+        return direct;
+    }
+    let remaining = state
+        .config
+        .heartbeat_interval
+        .saturating_sub(sent.elapsed());
+    let pooled = queue::renew_leases(&state.pool, held, state.config.lease);
+    match tokio::time::timeout(remaining, pooled).await {
+        Ok(Err(e)) if apikit::db::is_unavailable(&e) && !matches!(e, sqlx::Error::PoolTimedOut) => {
+            direct
+        }
+        Ok(answer) => answer,
+        Err(_) => Err(connection::timed_out(format!(
+            "no answer through the pool within {remaining:?}"
+        ))),
+    }
 }
 
 /// Reports this worker as alive, with its busy slots, for operators (`GET /workers`). A failure
@@ -154,6 +185,9 @@ async fn renew(state: &WorkerState, conn: &mut DedicatedConnection) -> Renewal {
             Err(e) if apikit::db::is_unavailable(e) && !apikit::db::is_server_down(e) => continue,
             _ => break,
         }
+    }
+    if matches!(&outcome, Err(e) if apikit::db::is_server_down(e)) {
+        outcome = confirm_server_down(state, &held, sent, outcome).await;
     }
     if let Ok(answer) = &mut outcome {
         // Rows another transaction was writing (the completer, a cancel) are asked about again
