@@ -1,7 +1,7 @@
 //! Faults inside one worker that must not break the Guarantees: outcomes the database cannot
 //! store, a claim the same worker takes twice, a worker cut off from the database, a claim
-//! whose answer is lost, tasks of types a process cannot run, and targets that answer without
-//! end.
+//! whose answer is lost, tasks of types a process cannot run, targets that answer without end,
+//! and successes that cannot be written while claims can.
 
 mod support;
 
@@ -286,4 +286,68 @@ async fn an_http_target_answering_an_endless_body_succeeds_with_the_kept_excerpt
     assert_eq!(task.status, TaskStatus::Succeeded, "{:?}", task.last_error);
     let body = task.result.as_ref().and_then(|r| r["body"].as_str());
     assert_eq!(body.map(str::len), Some(4096));
+}
+
+/// Successes that cannot be written while claims still can: the pool's way to the database is
+/// down, the claim loop's direct connection is not (a PgBouncer that stopped, with the claim
+/// loop on `DTP_LISTEN_DATABASE_URL`). The worker stops claiming once two batches of successes
+/// wait, instead of running the whole queue into memory, where all of it would run again if
+/// the process died; when the writes go through again, every task has succeeded once.
+#[tokio::test]
+async fn a_worker_whose_successes_cannot_be_written_stops_claiming() {
+    const TASKS: usize = 6000;
+    // Two batches of successes, plus a claim's worth: slots and what is held ahead of them.
+    const MOST_RUNNING: i64 = 2000 + 4 + 2 * (4 + 40);
+    let app = api_only_with(|_| {}).await;
+    let noop = dtp::queue::NewTask::new("noop", Value::Null);
+    let mut conn = app.pool.acquire().await.expect("connection");
+    let created = dtp::queue::enqueue_many(&mut conn, &vec![noop; TASKS])
+        .await
+        .expect("enqueued");
+    assert_eq!(created.len(), TASKS);
+    drop(conn);
+
+    let proxy = FaultyProxy::start(&address_of(&app.db.url)).await;
+    let pool = sqlx::PgPool::connect(&proxy.url_for(&app.db.url))
+        .await
+        .expect("pool through the proxy");
+    let config = support::worker_config(&app, "unwritten", |c| {
+        c.concurrency = 4;
+        c.listen_database_url = Some(app.db.url.parse().expect("direct URL"));
+    });
+    proxy.down(true);
+    let worker = dtp::worker::Worker::new(pool, support::test_registry(&app.probes), config);
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    let count = async |status: &str| -> i64 {
+        sqlx::query_scalar("select count(*) from tasks where status = $1")
+            .bind(status)
+            .fetch_one(&app.pool)
+            .await
+            .expect("count")
+    };
+    eventually("two batches of successes wait to be written", async || {
+        count("RUNNING").await >= 2000
+    })
+    .await;
+    // Long enough for the rest of the queue to be claimed many times over, were it claimed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let claimed = count("RUNNING").await;
+    assert!(
+        claimed <= MOST_RUNNING,
+        "{claimed} tasks claimed while no success could be written"
+    );
+    assert_eq!(count("SUCCEEDED").await, 0);
+
+    proxy.down(false);
+    wait_until_all_terminal(&app.pool).await;
+    let once: i64 = sqlx::query_scalar(
+        "select count(*) from tasks where status = 'SUCCEEDED' and attempt_count = 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(once, TASKS as i64);
+    stop.cancel();
+    running.await.expect("worker ends");
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnectOptions;
 use tokio_util::sync::CancellationToken;
 
-use super::completer::Completer;
+use super::completer::{self, Completer};
 use super::connection::DedicatedConnection;
 use super::executor;
 use super::state::WorkerState;
@@ -67,6 +67,16 @@ pub(super) async fn run(
             continue;
         }
         start_held(state, completer);
+        if completer.unwritten() >= completer::MAX_UNWRITTEN {
+            // Successes are not being recorded: claiming more would only pile up finished
+            // tasks in memory. Look again when a batch is written, or after a poll interval.
+            tokio::select! {
+                _ = state.outcomes_written.notified() => {}
+                _ = tokio::time::sleep(state.config.poll_interval) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            continue;
+        }
         let low_water = ahead_wanted / 2;
         if state.slots.available_permits() == 0
             && (ahead_wanted == 0 || state.ahead.len() > low_water)
