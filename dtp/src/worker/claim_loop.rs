@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnectOptions;
 use tokio_util::sync::CancellationToken;
 
-use super::completer::{self, Completer};
+use super::completer::Completer;
 use super::connection::DedicatedConnection;
 use super::executor;
 use super::state::WorkerState;
@@ -67,12 +67,12 @@ pub(super) async fn run(
             continue;
         }
         start_held(state, completer);
-        if completer.unwritten() >= completer::MAX_UNWRITTEN {
-            // Successes are not being recorded: claiming more would only pile up finished
-            // tasks in memory. Look again when a batch is written, or after a poll interval.
+        if state.too_many_unwritten() {
+            // Outcomes are not being recorded: claiming more would only pile up finished tasks
+            // in memory. Held tasks still go back on time.
             tokio::select! {
-                _ = state.outcomes_written.notified() => {}
-                _ = tokio::time::sleep(state.config.poll_interval) => {}
+                _ = state.unwritten_eased.notified() => {}
+                _ = held_too_long(state) => {}
                 _ = shutdown.cancelled() => {}
             }
             continue;

@@ -7,7 +7,6 @@
 //! free, so claiming does not wait for the database.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,12 +30,6 @@ const LINGER: Duration = Duration::from_millis(2);
 const WRITE_ATTEMPTS: u32 = 5;
 /// Longest pause between attempts at writing a batch.
 const MAX_WRITE_PAUSE: Duration = Duration::from_secs(5);
-/// Successes waiting to be written beyond which the claim loop stops claiming: two full
-/// batches. Under load the wait is what one [`LINGER`] gathers, a few hundred at most; more
-/// means the writes are failing (the database, or the pooler in front of it, is unreachable
-/// while the claim loop's direct connection is not), and every task finished but not recorded
-/// would run again if this process died.
-pub(super) const MAX_UNWRITTEN: usize = 2 * MAX_BATCH;
 
 /// One success waiting to be written; `written` says what was written: the success, a
 /// failure naming why its result could not be stored, or nothing (its fence did not hold).
@@ -51,25 +44,6 @@ struct Completion {
 #[derive(Clone)]
 pub(super) struct Completer {
     tx: mpsc::UnboundedSender<Completion>,
-    /// Successes handed over and not yet answered.
-    unwritten: Arc<AtomicUsize>,
-}
-
-/// Counts one success as unwritten while it lives (until answered, or dropped with its
-/// executor).
-struct Unwritten(Arc<AtomicUsize>);
-
-impl Unwritten {
-    fn count(unwritten: &Arc<AtomicUsize>) -> Self {
-        unwritten.fetch_add(1, Ordering::Relaxed);
-        Unwritten(unwritten.clone())
-    }
-}
-
-impl Drop for Unwritten {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl Completer {
@@ -84,13 +58,7 @@ impl Completer {
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = DedicatedConnection::for_pool(pool);
         let handle = tokio::spawn(run(conn, rx, stop, written));
-        let unwritten = Arc::default();
-        (Completer { tx, unwritten }, handle)
-    }
-
-    /// Successes handed over whose write has not been answered yet.
-    pub(super) fn unwritten(&self) -> usize {
-        self.unwritten.load(Ordering::Relaxed)
+        (Completer { tx }, handle)
     }
 
     /// Queues a success and waits until it is written: the outcome recorded for the attempt,
@@ -102,7 +70,6 @@ impl Completer {
         fence: Fence,
         result: Value,
     ) -> Option<AttemptOutcome> {
-        let _counted = Unwritten::count(&self.unwritten);
         let (written, answer) = oneshot::channel();
         let queued = self.tx.send(Completion {
             id,

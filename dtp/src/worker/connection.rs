@@ -110,6 +110,6 @@ impl DedicatedConnection {
     }
 }
 
-pub(super) fn timed_out(message: String) -> sqlx::Error {
+fn timed_out(message: String) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message))
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::completer::Completer;
-use super::state::WorkerState;
+use super::state::{UnwrittenOutcome, WorkerState};
 use crate::handlers::{HandlerError, TaskContext};
 use crate::queue::{self, ClaimedTask, Failure, Fence, TaskId};
 use common::{AttemptOutcome, TaskStatus};
@@ -200,12 +200,13 @@ async fn run_attempt(
         }
         outcome
     };
-    let renewed = match started {
+    let (renewed, _unwritten) = match started {
         Started::ByClaimLoop(slot) => {
+            let unwritten = UnwrittenOutcome::count(&state);
             hand_on(&state, &completer, slot);
-            true
+            (true, Some(unwritten))
         }
-        Started::Once => false,
+        Started::Once => (false, None),
     };
     let written = match outcome {
         Outcome::Succeeded(result) if renewed => {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{self, DedicatedConnection};
+use super::connection::DedicatedConnection;
 use super::state::WorkerState;
 use crate::db::SessionDatabase;
 use crate::queue::{self, TaskId};
@@ -43,6 +43,8 @@ pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
     // (carry the handlers on) from one that is unreachable (stop them).
     let session = state.config.session_database.as_ref();
     let mut conn = DedicatedConnection::new(SessionDatabase::or_pool(session, &state.pool));
+    // Behind a pooler, the way through it, to confirm an outage the direct connection reports.
+    let mut pooled = session.map(|_| DedicatedConnection::for_pool(&state.pool));
     let interval = state.config.heartbeat_interval;
     let mut next = tokio::time::Instant::now() + interval;
     let mut server_down = false;
@@ -51,7 +53,7 @@ pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
                 let started = tokio::time::Instant::now();
-                let renewal = renew(&state, &mut conn).await;
+                let renewal = renew(&state, &mut conn, pooled.as_mut()).await;
                 if matches!(renewal, Renewal::Done) {
                     report_presence(&state, &mut conn).await;
                 }
@@ -59,11 +61,12 @@ pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
                 match (&renewal, server_down) {
                     (Renewal::ServerDown(e), false) => tracing::warn!(error = %e, held = state.running.len(), "lease renewal failed: the database is down; running handlers carry on"),
                     (Renewal::Done, true) => tracing::info!("database reachable again: leases renewed"),
+                    (Renewal::Unconfirmed, _) => tracing::warn!("lease renewal: the direct connection is refused and the pooler did not answer in time; asking again"),
                     _ => {}
                 }
                 server_down = matches!(renewal, Renewal::ServerDown(_));
                 next = match renewal {
-                    Renewal::ServerDown(_) => started + RETRY_WHILE_DOWN.min(interval),
+                    Renewal::ServerDown(_) | Renewal::Unconfirmed => started + RETRY_WHILE_DOWN.min(interval),
                     Renewal::Done | Renewal::Failed => started + interval,
                 };
             }
@@ -71,35 +74,51 @@ pub(super) async fn run(state: Arc<WorkerState>, stop: CancellationToken) {
         }
     }
     conn.close().await;
+    if let Some(pooled) = pooled {
+        pooled.close().await;
+    }
+}
+
+/// How long the pooler may take to confirm an outage the direct connection reports. A
+/// PgBouncer that has not yet failed to log in to the server holds the statement until it
+/// does; the round then asks again after [`RETRY_WHILE_DOWN`] instead of waiting.
+const CONFIRM_PATIENCE: Duration = Duration::from_secs(1);
+
+/// What the pooler says when the direct connection says the server is down.
+enum Confirmation {
+    /// The renewal went through the pooler: the server is up, its answer wins.
+    Renewed(queue::Renewed),
+    /// The pooler cannot reach a server either (its connection errors, or itself refused).
+    Down,
+    /// No answer in time.
+    NoAnswer,
+    /// Any other failure.
+    Failed(sqlx::Error),
 }
 
 /// Behind a pooler, the direct connection's refusal says nothing of the server the pooler, and
 /// through it every rescuer, reaches: a firewall may reject the direct port only, or after a
 /// failover the pooler may lead to the new primary while the direct URL names the old one. So
-/// the renewal is also tried through the pool, whose answer wins; the server counts as down
-/// only if the pooler cannot reach one either (its own connection errors, or itself refused).
+/// the renewal is also tried through the pooler, whose answer wins; the server counts as down
+/// only if the pooler cannot reach one either.
 async fn confirm_server_down(
-    state: &WorkerState,
+    pooled: &mut DedicatedConnection,
     held: &[(TaskId, queue::Fence)],
-    sent: Instant,
-    direct: Result<queue::Renewed, sqlx::Error>,
-) -> Result<queue::Renewed, sqlx::Error> {
-    if state.config.session_database.is_none() {
-        return direct;
-    }
-    let remaining = state
-        .config
-        .heartbeat_interval
-        .saturating_sub(sent.elapsed());
-    let pooled = queue::renew_leases(&state.pool, held, state.config.lease);
-    match tokio::time::timeout(remaining, pooled).await {
-        Ok(Err(e)) if apikit::db::is_unavailable(&e) && !matches!(e, sqlx::Error::PoolTimedOut) => {
-            direct
+    lease: Duration,
+    remaining: Duration,
+) -> Confirmation {
+    let asked = pooled
+        .run_within(remaining.min(CONFIRM_PATIENCE), async |db| {
+            queue::renew_leases(db, held, lease).await
+        })
+        .await;
+    match asked {
+        Ok(answer) => Confirmation::Renewed(answer),
+        Err(sqlx::Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            Confirmation::NoAnswer
         }
-        Ok(answer) => answer,
-        Err(_) => Err(connection::timed_out(format!(
-            "no answer through the pool within {remaining:?}"
-        ))),
+        Err(e) if apikit::db::is_unavailable(&e) => Confirmation::Down,
+        Err(e) => Confirmation::Failed(e),
     }
 }
 
@@ -142,6 +161,9 @@ enum Renewal {
     Done,
     /// The server said it is down.
     ServerDown(sqlx::Error),
+    /// The direct connection said the server is down, and the pooler did not answer in time
+    /// to confirm it: ask again soon, carrying nothing on meanwhile.
+    Unconfirmed,
     /// Any other failure.
     Failed,
 }
@@ -164,7 +186,11 @@ pub(super) async fn watch(state: Arc<WorkerState>, stop: CancellationToken) {
     }
 }
 
-async fn renew(state: &WorkerState, conn: &mut DedicatedConnection) -> Renewal {
+async fn renew(
+    state: &WorkerState,
+    direct: &mut DedicatedConnection,
+    pooled: Option<&mut DedicatedConnection>,
+) -> Renewal {
     let held = state.running.held();
     if held.is_empty() {
         return Renewal::Done;
@@ -176,7 +202,7 @@ async fn renew(state: &WorkerState, conn: &mut DedicatedConnection) -> Renewal {
     let mut outcome = Err(sqlx::Error::PoolClosed);
     for _ in 0..2 {
         let remaining = config.heartbeat_interval.saturating_sub(sent.elapsed());
-        outcome = conn
+        outcome = direct
             .run_within(remaining, async |db| {
                 queue::renew_leases(db, &held, config.lease).await
             })
@@ -186,8 +212,21 @@ async fn renew(state: &WorkerState, conn: &mut DedicatedConnection) -> Renewal {
             _ => break,
         }
     }
-    if matches!(&outcome, Err(e) if apikit::db::is_server_down(e)) {
-        outcome = confirm_server_down(state, &held, sent, outcome).await;
+    // The connection that answered, for the busy rows' second asking.
+    let mut conn = direct;
+    if let (Err(e), Some(pooled)) = (&outcome, pooled) {
+        if apikit::db::is_server_down(e) {
+            let remaining = config.heartbeat_interval.saturating_sub(sent.elapsed());
+            match confirm_server_down(pooled, &held, config.lease, remaining).await {
+                Confirmation::Renewed(answer) => {
+                    outcome = Ok(answer);
+                    conn = pooled;
+                }
+                Confirmation::Down => {}
+                Confirmation::NoAnswer => return Renewal::Unconfirmed,
+                Confirmation::Failed(e) => outcome = Err(e),
+            }
+        }
     }
     if let Ok(answer) = &mut outcome {
         // Rows another transaction was writing (the completer, a cancel) are asked about again
