@@ -197,6 +197,10 @@ impl Browser {
             .await
             .expect("types");
         self.click("form.login button[type=submit]").await;
+        // The click returns before the sign-in's answer has set the cookie; a page opened
+        // before then would be the sign-in page again.
+        self.wait_for_url("the sign-in lands", |url| !url.contains("/ui/login"))
+            .await;
     }
 }
 
