@@ -35,23 +35,35 @@ async fn enqueue(url: &str, tasks: &[Value]) {
     assert_eq!(response.status(), StatusCode::CREATED);
 }
 
+/// `processes` `dtp` processes whose pools go through `bouncer` to the queue at `dtp_url`, with
+/// their sessions on `direct_url`, and a TaskPilot over `web_url`.
+async fn behind(
+    bouncer: &PgBouncer,
+    dtp_url: &str,
+    web_url: &str,
+    direct_url: &str,
+    processes: usize,
+) -> System {
+    let pooled = bouncer.url_for(dtp_url);
+    System::start_on_with(
+        dtp_url,
+        web_url,
+        processes,
+        false,
+        &[
+            ("DTP_DATABASE_URL", pooled.as_str()),
+            ("DTP_LISTEN_DATABASE_URL", direct_url),
+        ],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn three_processes_through_pgbouncer_in_transaction_mode_run_every_task_once() {
     let dtp_db = TestDb::create().await;
     let web_db = TestDb::create().await;
     let bouncer = PgBouncer::start(&dtp_db.url, SERVER_CONNECTIONS).await;
-    let pooled = bouncer.url_for(&dtp_db.url);
-    let system = System::start_on_with(
-        &dtp_db.url,
-        &web_db.url,
-        3,
-        false,
-        &[
-            ("DTP_DATABASE_URL", pooled.as_str()),
-            ("DTP_LISTEN_DATABASE_URL", dtp_db.url.as_str()),
-        ],
-    )
-    .await;
+    let system = behind(&bouncer, &dtp_db.url, &web_db.url, &dtp_db.url, 3).await;
 
     // How many server connections the database serves at most while the work runs: the
     // pools share PgBouncer's few.
@@ -183,18 +195,7 @@ async fn a_postgres_crash_behind_pgbouncer_is_503_then_the_workers_carry_on_and_
         .expect("create database");
     admin.close().await.expect("close");
     let bouncer = PgBouncer::start(&dtp_url, SERVER_CONNECTIONS).await;
-    let pooled = bouncer.url_for(&dtp_url);
-    let system = System::start_on_with(
-        &dtp_url,
-        &web_url,
-        2,
-        false,
-        &[
-            ("DTP_DATABASE_URL", pooled.as_str()),
-            ("DTP_LISTEN_DATABASE_URL", dtp_url.as_str()),
-        ],
-    )
-    .await;
+    let system = behind(&bouncer, &dtp_url, &web_url, &dtp_url, 2).await;
 
     // Lease 2 s (the suite's fast settings); the outage below lasts more than twice that.
     let across = system
@@ -281,20 +282,9 @@ async fn a_refused_direct_connection_with_the_server_up_behind_pgbouncer_is_no_o
     let dtp_db = TestDb::create().await;
     let web_db = TestDb::create().await;
     let bouncer = PgBouncer::start(&dtp_db.url, SERVER_CONNECTIONS).await;
-    let pooled = bouncer.url_for(&dtp_db.url);
     let direct = FaultyProxy::start(&address_of(&dtp_db.url)).await;
     let direct_url = direct.url_for(&dtp_db.url);
-    let system = System::start_on_with(
-        &dtp_db.url,
-        &web_db.url,
-        1,
-        false,
-        &[
-            ("DTP_DATABASE_URL", pooled.as_str()),
-            ("DTP_LISTEN_DATABASE_URL", direct_url.as_str()),
-        ],
-    )
-    .await;
+    let system = behind(&bouncer, &dtp_db.url, &web_db.url, &direct_url, 1).await;
     // Three leases of the suite's fast settings: long enough to be rescued if not renewed.
     let task = system
         .create_dtp_task(json!({"type": "demo-slow", "payload": {"ms": 6000}, "maxAttempts": 1}))
