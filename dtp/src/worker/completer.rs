@@ -20,7 +20,7 @@ use super::connection::DedicatedConnection;
 use crate::queue::{self, Failure, Fence, TaskId};
 
 /// Most successes written in one statement.
-const MAX_BATCH: usize = 1000;
+pub(super) const MAX_BATCH: usize = 1000;
 /// How long a success may wait for others to share its commit. Commits, not rows, are what the
 /// database runs out of under load; a task's slot is free meanwhile, so this delays only the
 /// task's `completedAt`, never the next claim.

@@ -200,14 +200,17 @@ async fn run_attempt(
         }
         outcome
     };
-    let (renewed, _unwritten) = match started {
+    // Counted until the outcome is written: the slot goes on to other work meanwhile.
+    let unwritten = match started {
         Started::ByClaimLoop(slot) => {
             let unwritten = UnwrittenOutcome::count(&state);
             hand_on(&state, &completer, slot);
-            (true, Some(unwritten))
+            Some(unwritten)
         }
-        Started::Once => (false, None),
+        Started::Once => None,
     };
+    // Started by the claim loop: the heartbeat renews its lease.
+    let renewed = unwritten.is_some();
     let written = match outcome {
         Outcome::Succeeded(result) if renewed => {
             let written = completer.complete(id, fence, result).await;

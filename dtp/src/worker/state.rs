@@ -59,7 +59,7 @@ pub(super) struct WorkerState {
 /// most; more means the writes are failing (the database, or the pooler in front of it, is
 /// unreachable while the claim loop's direct connection is not), and every task finished but
 /// not recorded would run again if this process died.
-pub(super) const MAX_UNWRITTEN: usize = 2000;
+pub(super) const MAX_UNWRITTEN: usize = 2 * super::completer::MAX_BATCH;
 
 /// One attempt whose slot went on to other work before its outcome was written, counted from
 /// then until the outcome is written or given up.
