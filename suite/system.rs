@@ -193,6 +193,24 @@ impl System {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// [`System::count_tasks`] for a test that stops the database: `None` while it does not
+    /// answer.
+    pub async fn try_count_tasks(&self, condition: &str) -> Option<i64> {
+        sqlx::query_scalar(&format!("select count(*) from tasks where {condition}"))
+            .fetch_one(&self.dtp_pool)
+            .await
+            .ok()
+    }
+
+    /// A task's status, attempts and last error; `None` while the database does not answer.
+    pub async fn outcome_of(&self, id: i64) -> Option<(String, i32, Option<String>)> {
+        sqlx::query_as("select status, attempt_count, last_error from tasks where id = $1")
+            .bind(id)
+            .fetch_one(&self.dtp_pool)
+            .await
+            .ok()
+    }
+
     /// Creates a task through the API of `dtp[0]` and returns it (asserting `201`).
     pub async fn create_dtp_task(&self, body: serde_json::Value) -> common::TaskView {
         let response = reqwest::Client::new()

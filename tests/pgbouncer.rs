@@ -168,14 +168,6 @@ async fn three_processes_through_pgbouncer_in_transaction_mode_run_every_task_on
     );
 }
 
-/// The count of tasks matching `condition`; `None` while the database does not answer.
-async fn count_where(pool: &sqlx::PgPool, condition: &str) -> Option<i64> {
-    sqlx::query_scalar(&format!("select count(*) from tasks where {condition}"))
-        .fetch_one(pool)
-        .await
-        .ok()
-}
-
 /// PostgreSQL crashing behind PgBouncer: PgBouncer keeps the pools' client connections open and
 /// answers for a server it cannot reach, so a process learns of the outage only from PgBouncer's
 /// errors. The API still answers 503 promptly, an attempt running across an outage longer than
@@ -206,12 +198,10 @@ async fn a_postgres_crash_behind_pgbouncer_is_503_then_the_workers_carry_on_and_
         .collect();
     enqueue(&system.dtp[0].url(), &short).await;
     wait_until("the long attempt runs", async || {
-        count_where(
-            &system.dtp_pool,
-            &format!("id = {} and status = 'RUNNING'", across.id),
-        )
-        .await
-            == Some(1)
+        system
+            .outcome_of(across.id)
+            .await
+            .is_some_and(|(status, ..)| status == "RUNNING")
     })
     .await;
 
@@ -235,39 +225,32 @@ async fn a_postgres_crash_behind_pgbouncer_is_503_then_the_workers_carry_on_and_
     postgres.start_again();
 
     wait_until("every task has finished", async || {
-        count_where(&system.dtp_pool, "status in ('PENDING', 'RUNNING')").await == Some(0)
+        system
+            .try_count_tasks("status in ('PENDING', 'RUNNING')")
+            .await
+            == Some(0)
     })
     .await;
-    let (status, attempts): (String, i32) =
-        sqlx::query_as("select status, attempt_count from tasks where id = $1")
-            .bind(across.id)
-            .fetch_one(&system.dtp_pool)
-            .await
-            .expect("the long task");
     assert_eq!(
-        (status.as_str(), attempts),
-        ("SUCCEEDED", 1),
+        system.outcome_of(across.id).await,
+        Some(("SUCCEEDED".to_owned(), 1, None)),
         "the attempt that ran across the outage ran on to success"
     );
     assert_eq!(
-        count_where(
-            &system.dtp_pool,
-            "type = 'demo-slow' and status = 'SUCCEEDED'"
-        )
-        .await,
-        Some(SHORT_TASKS as i64 + 1),
+        system
+            .count_tasks("type = 'demo-slow' and status = 'SUCCEEDED'")
+            .await,
+        SHORT_TASKS as i64 + 1,
         "every task succeeded"
     );
 
     // Work created after the outage is heard of and run.
     let after = system.create_dtp_task(json!({"type": "noop"})).await;
     wait_until("a task created after the outage runs", async || {
-        count_where(
-            &system.dtp_pool,
-            &format!("id = {} and status = 'SUCCEEDED'", after.id),
-        )
-        .await
-            == Some(1)
+        system
+            .outcome_of(after.id)
+            .await
+            .is_some_and(|(status, ..)| status == "SUCCEEDED")
     })
     .await;
 }
@@ -308,15 +291,9 @@ async fn a_refused_direct_connection_with_the_server_up_behind_pgbouncer_is_no_o
             == 1
     })
     .await;
-    let (status, attempts, error): (String, i32, Option<String>) =
-        sqlx::query_as("select status, attempt_count, last_error from tasks where id = $1")
-            .bind(task.id)
-            .fetch_one(&system.dtp_pool)
-            .await
-            .expect("the task");
     assert_eq!(
-        (status.as_str(), attempts, error),
-        ("SUCCEEDED", 1, None),
+        system.outcome_of(task.id).await,
+        Some(("SUCCEEDED".to_owned(), 1, None)),
         "the lease was kept through PgBouncer, and nothing rescued the attempt"
     );
     let log = system.dtp[0].log_text();

@@ -176,15 +176,6 @@ async fn a_postgres_crash_under_load_is_503_then_both_services_recover_and_lose_
     );
 }
 
-/// The task's status, attempts and last error; `None` while the database is unreachable.
-async fn outcome_of(pool: &PgPool, id: i64) -> Option<(String, i32, Option<String>)> {
-    sqlx::query_as("select status, attempt_count, last_error from tasks where id = $1")
-        .bind(id)
-        .fetch_one(pool)
-        .await
-        .ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_running_across_an_outage_longer_than_their_lease_succeed() {
     let postgres = ThrowawayPostgres::start();
@@ -199,7 +190,8 @@ async fn attempts_running_across_an_outage_longer_than_their_lease_succeed() {
     }
     for &id in &ids {
         wait_for("the task runs", async || {
-            outcome_of(&system.dtp_pool, id)
+            system
+                .outcome_of(id)
                 .await
                 .is_some_and(|(status, ..)| status == "RUNNING")
         })
@@ -213,7 +205,7 @@ async fn attempts_running_across_an_outage_longer_than_their_lease_succeed() {
     for id in ids {
         let mut outcome = None;
         wait_for("the task ends", async || {
-            outcome = outcome_of(&system.dtp_pool, id).await;
+            outcome = system.outcome_of(id).await;
             outcome
                 .as_ref()
                 .is_some_and(|(status, ..)| status != "RUNNING" && status != "PENDING")
