@@ -89,7 +89,15 @@ async fn workers_hours_off_run_delayed_tasks_on_time_and_keep_their_leases() {
     };
 
     assert_eq!(delayed.status, TaskStatus::Succeeded);
-    assert!(delayed.processing_started_at.expect("started") >= run_at);
+    // From the database: the API writes milliseconds, and a start in the same millisecond as
+    // `run_at` (microseconds) would read as before it.
+    let started: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("select processing_started_at from tasks where id = $1")
+            .bind(delayed.id)
+            .fetch_one(&system.dtp_pool)
+            .await
+            .expect("started");
+    assert!(started >= run_at, "started at {started}, due at {run_at}");
     assert_eq!(long.status, TaskStatus::Succeeded);
     assert_eq!(
         (long.attempt_count, long.last_error),
