@@ -27,11 +27,15 @@ pub struct PgBouncer {
 }
 
 impl PgBouncer {
-    /// Starts PgBouncer in transaction mode in front of the server of `server_url`, keeping at
-    /// most `server_connections` connections to it per database and user.
-    pub async fn start(server_url: &str, server_connections: u32) -> PgBouncer {
-        let binary = binary();
-        check_version(&binary);
+    /// A PgBouncer new enough for DTP; `None` (the test returns) when there is none outside CI.
+    pub fn installed() -> Option<PathBuf> {
+        testkit::tool_or_skip(binary(), "pgbouncer")
+    }
+
+    /// Starts `binary` (from [`PgBouncer::installed`]) in transaction mode in front of the
+    /// server of `server_url`, keeping at most `server_connections` connections to it per
+    /// database and user.
+    pub async fn start(binary: &Path, server_url: &str, server_connections: u32) -> PgBouncer {
         let server = PgConnectOptions::from_str(server_url)
             .unwrap_or_else(|e| panic!("invalid server URL {server_url}: {e}"));
         let port = testkit::free_port();
@@ -64,7 +68,7 @@ impl PgBouncer {
         let log = dir.join("pgbouncer.log");
         let log_file =
             std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let mut command = Command::new(&binary);
+        let mut command = Command::new(binary);
         if running_as_root() {
             // PgBouncer refuses to run as root.
             command.args(["-u", "nobody"]);
@@ -121,9 +125,20 @@ impl Drop for PgBouncer {
     }
 }
 
-fn binary() -> PathBuf {
+fn binary() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("PGBOUNCER") {
-        return PathBuf::from(path);
+        let path = PathBuf::from(path);
+        return if new_enough(&path) {
+            Ok(path)
+        } else {
+            Err(format!(
+                "PGBOUNCER={} is not PgBouncer {}.{} or later (found {:?})",
+                path.display(),
+                OLDEST.0,
+                OLDEST.1,
+                version(&path)
+            ))
+        };
     }
     let on_path = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
@@ -135,8 +150,8 @@ fn binary() -> PathBuf {
         .chain([PathBuf::from("/usr/sbin"), built])
         .map(|dir| dir.join("pgbouncer"))
         .find(|candidate| candidate.is_file() && new_enough(candidate))
-        .unwrap_or_else(|| {
-            panic!(
+        .ok_or_else(|| {
+            format!(
                 "no PgBouncer {}.{} or later found (set PGBOUNCER, or run scripts/pgbouncer, \
                  which installs or builds one)",
                 OLDEST.0, OLDEST.1
@@ -155,19 +170,6 @@ fn version(binary: &Path) -> Option<(u32, u32)> {
 
 fn new_enough(binary: &Path) -> bool {
     version(binary).is_some_and(|version| version >= OLDEST)
-}
-
-/// Panics unless `binary` is PgBouncer [`OLDEST`] or later.
-fn check_version(binary: &Path) {
-    assert!(
-        new_enough(binary),
-        "{} is version {:?}; DTP needs PgBouncer {}.{} or later (max_prepared_statements) in \
-         transaction mode",
-        binary.display(),
-        version(binary),
-        OLDEST.0,
-        OLDEST.1
-    );
 }
 
 fn running_as_root() -> bool {

@@ -60,9 +60,12 @@ async fn behind(
 
 #[tokio::test]
 async fn three_processes_through_pgbouncer_in_transaction_mode_run_every_task_once() {
+    let Some(pgbouncer) = PgBouncer::installed() else {
+        return;
+    };
     let dtp_db = TestDb::create().await;
     let web_db = TestDb::create().await;
-    let bouncer = PgBouncer::start(&dtp_db.url, SERVER_CONNECTIONS).await;
+    let bouncer = PgBouncer::start(&pgbouncer, &dtp_db.url, SERVER_CONNECTIONS).await;
     let system = behind(&bouncer, &dtp_db.url, &web_db.url, &dtp_db.url, 3).await;
 
     // How many server connections the database serves at most while the work runs: the
@@ -175,6 +178,9 @@ async fn three_processes_through_pgbouncer_in_transaction_mode_run_every_task_on
 /// unreachable on a direct connection), and every task runs to success afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_crash_behind_pgbouncer_is_503_then_the_workers_carry_on_and_lose_nothing() {
+    let Some(pgbouncer) = PgBouncer::installed() else {
+        return;
+    };
     let postgres = ThrowawayPostgres::start();
     let (dtp_url, web_url) = (postgres.database_url("dtp"), postgres.database_url("webdb"));
     let mut admin = PgConnection::connect(&postgres.url())
@@ -186,7 +192,7 @@ async fn a_postgres_crash_behind_pgbouncer_is_503_then_the_workers_carry_on_and_
         .await
         .expect("create database");
     admin.close().await.expect("close");
-    let bouncer = PgBouncer::start(&dtp_url, SERVER_CONNECTIONS).await;
+    let bouncer = PgBouncer::start(&pgbouncer, &dtp_url, SERVER_CONNECTIONS).await;
     let system = behind(&bouncer, &dtp_url, &web_url, &dtp_url, 2).await;
 
     // Lease 2 s (the suite's fast settings); the outage below lasts more than twice that.
@@ -262,9 +268,12 @@ async fn a_postgres_crash_behind_pgbouncer_is_503_then_the_workers_carry_on_and_
 /// through the pool instead, and the attempt runs to success, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_direct_connection_with_the_server_up_behind_pgbouncer_is_no_outage() {
+    let Some(pgbouncer) = PgBouncer::installed() else {
+        return;
+    };
     let dtp_db = TestDb::create().await;
     let web_db = TestDb::create().await;
-    let bouncer = PgBouncer::start(&dtp_db.url, SERVER_CONNECTIONS).await;
+    let bouncer = PgBouncer::start(&pgbouncer, &dtp_db.url, SERVER_CONNECTIONS).await;
     let direct = FaultyProxy::start(&address_of(&dtp_db.url)).await;
     let direct_url = direct.url_for(&dtp_db.url);
     let system = behind(&bouncer, &dtp_db.url, &web_db.url, &direct_url, 1).await;

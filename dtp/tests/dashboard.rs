@@ -38,22 +38,23 @@ impl Drop for Browser {
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    /// A desktop-sized browser; `None` (the test returns) when Chromium or its driver is
+    /// missing outside CI.
+    async fn start() -> Option<Browser> {
         Browser::start_as(&["--window-size=1280,900"], false).await
     }
 
     /// A browser started with these extra Chromium flags (window size, colour scheme), as a
     /// phone (390 × 844 CSS pixels, touch) when `phone`.
-    async fn start_as(flags: &[&str], phone: bool) -> Browser {
-        let chromedriver =
-            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        assert!(
-            std::path::Path::new(&chromedriver).exists()
-                && std::path::Path::new(&chromium).exists(),
-            "the dashboard tests need Chromium and its driver: apt-get install chromium \
-             chromium-driver (.ci/run does), or set CHROMIUM and CHROMEDRIVER"
-        );
+    async fn start_as(flags: &[&str], phone: bool) -> Option<Browser> {
+        let chromium = testkit::tool_or_skip(
+            testkit::find_program("CHROMIUM", &["chromium", "/usr/bin/chromium"]),
+            "chromium",
+        )?;
+        let chromedriver = testkit::tool_or_skip(
+            testkit::find_program("CHROMEDRIVER", &["chromedriver", "/usr/bin/chromedriver"]),
+            "chromium-driver",
+        )?;
         let port = free_port();
         // In a process group of its own, with the Chromium it starts: dropping the Browser
         // kills the group, so no browser outlives its test (killing only the driver left every
@@ -75,7 +76,7 @@ impl Browser {
         ];
         let args: Vec<&str> = base.iter().chain(flags).copied().collect();
         let mut capabilities = serde_json::Map::new();
-        let mut options = json!({ "binary": chromium, "args": args });
+        let mut options = json!({ "binary": chromium.display().to_string(), "args": args });
         if phone {
             options["mobileEmulation"] = json!({ "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2, "touch": true } });
         }
@@ -95,10 +96,10 @@ impl Browser {
                     let _ = e;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => panic!("no WebDriver session with {chromedriver}: {e}"),
+                Err(e) => panic!("no WebDriver session with {}: {e}", chromedriver.display()),
             }
         };
-        Browser { client, driver }
+        Some(Browser { client, driver })
     }
 
     async fn open(&self, url: &str) {
@@ -275,7 +276,9 @@ async fn wait_status(app: &TestApp, id: i64, status: TaskStatus) -> TaskView {
 #[tokio::test]
 async fn sign_in_then_the_counts_change_by_themselves_as_tasks_complete() {
     let app = dtp().await;
-    let browser = Browser::start().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
 
     browser.open(&app.url("/ui/tasks?status=FAILED")).await;
     assert!(
@@ -383,7 +386,9 @@ async fn filters_by_state_and_queue_live_in_the_url_and_a_shared_link_shows_the_
     for id in &failed_b {
         wait_status(&app, *id, TaskStatus::Failed).await;
     }
-    let browser = Browser::start().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     browser.sign_in(&app, TOKEN).await;
     browser.open(&app.url("/ui/tasks")).await;
     browser.click("#state-tabs a[data-state=FAILED]").await;
@@ -421,7 +426,9 @@ async fn filters_by_state_and_queue_live_in_the_url_and_a_shared_link_shows_the_
     browser.screenshot("tasks-filtered").await;
 
     // Someone else opens the link: after signing in, the same list.
-    let other = Browser::start().await;
+    let Some(other) = Browser::start().await else {
+        return;
+    };
     other.open(&shared).await;
     other
         .find("#token")
@@ -444,7 +451,9 @@ async fn a_task_shows_its_attempts_and_a_running_task_is_canceled() {
     )
     .await;
     wait_status(&app, t.id, TaskStatus::Running).await;
-    let browser = Browser::start().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     browser.sign_in(&app, TOKEN).await;
     browser.open(&app.url(&format!("/ui/tasks/{}", t.id))).await;
     let attempts = browser.text("#attempts tbody").await;
@@ -480,7 +489,9 @@ async fn a_failed_task_is_retried_and_its_second_attempt_is_listed() {
     let app = dtp().await;
     let t = create(&app, json!({"type": "demo-fail", "maxAttempts": 1})).await;
     wait_status(&app, t.id, TaskStatus::Failed).await;
-    let browser = Browser::start().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     browser.sign_in(&app, TOKEN).await;
     browser.open(&app.url(&format!("/ui/tasks/{}", t.id))).await;
     let attempts = browser.text("#attempts tbody").await;
@@ -507,7 +518,9 @@ async fn a_failed_task_is_retried_and_its_second_attempt_is_listed() {
 async fn bulk_retry_of_all_failed_in_a_queue_confirms_the_count_and_leaves_others_alone() {
     let app = dtp().await;
     let ids = failed_by_worker(&app, &["billing", "billing", "billing", "other", "other"]).await;
-    let browser = Browser::start().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     browser.sign_in(&app, TOKEN).await;
     browser
         .open(&app.url("/ui/tasks?status=FAILED&queue=billing"))
@@ -546,7 +559,9 @@ async fn bulk_retry_of_all_failed_in_a_queue_confirms_the_count_and_leaves_other
 async fn failures_are_grouped_by_queue_and_error_and_a_group_is_retried_after_its_count() {
     let app = dtp().await;
     let ids = failed_by_worker(&app, &["billing", "billing", "billing", "mail"]).await;
-    let browser = Browser::start().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     browser.sign_in(&app, TOKEN).await;
     browser.open(&app.url("/ui/failures")).await;
     let groups = browser
@@ -597,7 +612,9 @@ async fn a_failure_group_whose_error_has_line_breaks_is_retried_whole() {
     for _ in 0..2 {
         ids.push(failed_task(&app, "hooks", error).await);
     }
-    let browser = Browser::start().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     browser.sign_in(&app, TOKEN).await;
     browser.open(&app.url("/ui/failures")).await;
     browser
@@ -620,7 +637,9 @@ async fn a_failure_group_whose_error_has_line_breaks_is_retried_whole() {
 async fn a_queue_is_paused_and_resumed_from_the_queues_page() {
     let app = dtp().await;
     create(&app, json!({"type": "count", "queue": "mail"})).await;
-    let browser = Browser::start().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     browser.sign_in(&app, TOKEN).await;
     browser.open(&app.url("/ui/queues")).await;
     browser
@@ -671,7 +690,9 @@ async fn read_only_mode_hides_every_action_and_refuses_one_sent_anyway() {
         .json()
         .await
         .expect("task");
-    let browser = Browser::start().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     browser.open(&app.url(&format!("/ui/tasks/{}", t.id))).await;
     assert!(browser.text(".who").await.contains("read-only"));
     assert_eq!(
@@ -713,7 +734,9 @@ async fn on_a_phone_in_dark_mode_every_page_fits_the_screen() {
     )
     .await;
     wait_status(&app, t.id, TaskStatus::Succeeded).await;
-    let browser = Browser::start_as(&["--force-dark-mode"], true).await;
+    let Some(browser) = Browser::start_as(&["--force-dark-mode"], true).await else {
+        return;
+    };
     browser.sign_in(&app, TOKEN).await;
     let width = browser
         .client

@@ -4,7 +4,9 @@
 //! 1. `DATABASE_URL`, when it is set (any database on the server; tests create their own);
 //! 2. a Testcontainers PostgreSQL, when a Docker engine is reachable (one container per test
 //!    binary, removed when the binary exits);
-//! 3. the local server at `postgres://postgres@127.0.0.1:5432/postgres`.
+//! 3. the local server at `postgres://postgres@127.0.0.1:5432/postgres`;
+//! 4. a cluster started from the installed PostgreSQL binaries, shared by the test binaries of
+//!    one run and removed after it.
 //!
 //! Each [`TestDb`] is a new database named `tp_test_…`, dropped when the value is dropped.
 //! [`TaskPilotClient`] and [`assert_problem`] are the typed HTTP helpers tests share;
@@ -12,17 +14,22 @@
 //! [`answering_peer`] is a server that answers what no polite server would;
 //! [`spawn_dtp_with`] and [`spawn_taskpilot_with`] run the services in the test's process;
 //! [`ThrowawayPostgres`] is a whole cluster of the test's own, for tests that crash it;
+//! [`OldServer`] is the test server saying it is an older PostgreSQL;
 //! [`metrics`] reads a service's `/metrics`.
 
 mod client;
+mod install;
 pub mod latency;
 pub mod metrics;
+mod old_server;
 mod peer;
 mod proxy;
 pub mod scenarios;
 mod server;
 mod services;
+mod shared_cluster;
 mod throwaway;
+mod tools;
 
 use std::time::Duration;
 
@@ -30,11 +37,13 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 pub use client::{assert_problem, assert_unavailable, created, header, Sent, TaskPilotClient};
+pub use old_server::OldServer;
 pub use peer::{answering_peer, BodyEnd};
 pub use proxy::{address_of, FaultyProxy};
-pub use server::server_url;
+pub use server::{server_url, POSTGRES_IMAGE};
 pub use services::{dtp_config, spawn_dtp_with, spawn_taskpilot_with, Service};
 pub use throwaway::{free_port, ThrowawayPostgres};
+pub use tools::{find_program, tool_or_skip};
 
 /// A fresh, empty database on the test server; dropped with the value.
 #[derive(Debug)]

@@ -1,0 +1,165 @@
+//! A PostgreSQL cluster started from the installed binaries when no server is reachable, shared
+//! by the test binaries of one run and removed after it.
+//!
+//! A run is the process that started the test binaries (`cargo test`, `cargo nextest`): its pid
+//! names a directory in the temporary directory holding the cluster, its port and one file per
+//! test process using it. The first test process to arrive starts the cluster and a watchdog,
+//! in a process group of its own so that Ctrl-C on the run does not kill it before it cleans
+//! up. The watchdog stops the cluster and removes the directory once the run has exited and no
+//! test process remains, or once none has used it for [`IDLE_SECONDS`] (a test binary started
+//! by hand from a shell, whose shell lives on). Arriving and stopping take the same file lock,
+//! so a test process never joins a cluster that is being stopped.
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::install::Installation;
+
+/// How long the cluster outlives its last test process while the run's process lives on.
+const IDLE_SECONDS: u32 = 30;
+
+/// Stops the cluster once its run is over; see the module's documentation.
+const WATCHDOG: &str = r#"
+base=$1; lock=$2; parent=$3; idle_limit=$4; shift 4
+someone_alive() {
+  alive=1
+  for f in "$base"/users/*; do
+    [ -e "$f" ] || continue
+    if kill -0 "${f##*/}" 2>/dev/null; then alive=0; else rm -f "$f"; fi
+  done
+  return $alive
+}
+idle=0
+while :; do
+  sleep 1
+  if someone_alive; then idle=0; continue; fi
+  idle=$((idle + 1))
+  if kill -0 "$parent" 2>/dev/null && [ "$idle" -lt "$idle_limit" ]; then continue; fi
+  exec 9>>"$lock"
+  flock 9
+  if someone_alive; then exec 9>&-; idle=0; continue; fi
+  "$@" >/dev/null 2>&1
+  rm -rf "$base"
+  rm -f "$lock"
+  exit 0
+done
+"#;
+
+/// The admin URL of the run's cluster, started now if this is the run's first test process.
+pub fn join() -> Result<String, String> {
+    let installation = Installation::find()?;
+    let run = std::os::unix::process::parent_id();
+    let base = std::env::temp_dir().join(format!("taskpilot-tests-{run}"));
+    let lock_path = base.with_extension("lock");
+    let _lock = lock(&lock_path)?;
+    let port = match running_port(&base) {
+        Some(port) => port,
+        None => start(&installation, &base, &lock_path, run)?,
+    };
+    let users = base.join("users");
+    std::fs::create_dir_all(&users).map_err(|e| format!("mkdir {}: {e}", users.display()))?;
+    std::fs::write(users.join(std::process::id().to_string()), b"")
+        .map_err(|e| format!("cannot register in {}: {e}", users.display()))?;
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+/// An exclusive lock on `path`, held until the file is dropped. The watchdog removes the file
+/// when it is done, so a lock taken on a file since removed is taken again on the new one.
+fn lock(path: &Path) -> Result<File, String> {
+    loop {
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        file.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+        let held = file.metadata().map(|m| m.ino()).ok();
+        let current = std::fs::metadata(path).map(|m| m.ino()).ok();
+        if held.is_some() && held == current {
+            return Ok(file);
+        }
+    }
+}
+
+/// The port of the run's cluster if it is up and its watchdog is alive.
+fn running_port(base: &Path) -> Option<u16> {
+    let port: u16 = std::fs::read_to_string(base.join("port"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let watchdog = std::fs::read_to_string(base.join("watchdog.pid")).ok()?;
+    let watchdog_alive = Path::new("/proc").join(watchdog.trim()).exists()
+        || Command::new("kill")
+            .args(["-0", watchdog.trim()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+    let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    (watchdog_alive && listening).then_some(port)
+}
+
+fn start(
+    installation: &Installation,
+    base: &Path,
+    lock_path: &Path,
+    run: u32,
+) -> Result<u16, String> {
+    // A directory left by a run whose watchdog died: stop what may still run there, start over.
+    if base.exists() {
+        let _ = installation.stop(&base.join("data"), "immediate");
+        std::fs::remove_dir_all(base).map_err(|e| format!("rm {}: {e}", base.display()))?;
+    }
+    installation.own(base)?;
+    let data = base.join("data");
+    installation.init(&data)?;
+    let port = crate::free_port();
+    installation.start(&data, base, port)?;
+    let watchdog = spawn_watchdog(installation, base, lock_path, run, &data)?;
+    write(&base.join("watchdog.pid"), &watchdog.to_string())?;
+    write(&base.join("port"), &port.to_string())?;
+    eprintln!(
+        "testkit: started a PostgreSQL cluster for this test run on 127.0.0.1:{port} ({}); \
+         it is removed when the run ends",
+        base.display()
+    );
+    Ok(port)
+}
+
+fn spawn_watchdog(
+    installation: &Installation,
+    base: &Path,
+    lock_path: &Path,
+    run: u32,
+    data: &Path,
+) -> Result<u32, String> {
+    let stop = installation.command("pg_ctl");
+    let mut stop_argv: Vec<PathBuf> = vec![PathBuf::from(stop.get_program())];
+    stop_argv.extend(stop.get_args().map(PathBuf::from));
+    stop_argv.extend(["stop", "-m", "immediate", "-D"].map(PathBuf::from));
+    stop_argv.push(data.to_path_buf());
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(WATCHDOG)
+        .arg("sh")
+        .arg(base)
+        .arg(lock_path)
+        .arg(run.to_string())
+        .arg(IDLE_SECONDS.to_string())
+        .args(&stop_argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start the cluster's watchdog: {e}"))?;
+    Ok(child.id())
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), String> {
+    std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
