@@ -3,7 +3,8 @@
 
 # ---- build: the workspace, with the cargo registry and target dir cached across builds, so a
 # code change recompiles our crates, not the dependencies.
-FROM rust:1-slim-bookworm AS build
+# Pinned: the toolchain is the workspace's rust-version, the base the runtime's Debian.
+FROM rust:1.89.0-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -13,7 +14,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -m 0755 target/release/dtp target/release/taskpilot /usr/local/bin/
 
 # ---- run: no toolchain, no sources, a non-root user. curl is for the health checks.
-FROM debian:bookworm-slim AS runtime
+FROM debian:12.11-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \

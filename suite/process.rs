@@ -48,10 +48,20 @@ const START_PATIENCE: Duration = Duration::from_secs(30);
 impl Service {
     /// Starts `kind` on a free port with `env`, and waits until it answers `/healthz`.
     pub async fn start(kind: ServiceKind, name: &str, env: Vec<(String, String)>) -> Service {
+        Service::start_at(kind, name, testkit::free_port(), env).await
+    }
+
+    /// Starts `kind` on `port` with `env`, and waits until it answers `/healthz`.
+    pub async fn start_at(
+        kind: ServiceKind,
+        name: &str,
+        port: u16,
+        env: Vec<(String, String)>,
+    ) -> Service {
         let mut service = Service {
             kind,
             name: name.to_owned(),
-            port: testkit::free_port(),
+            port,
             env,
             child: None,
             log: log_dir().join(format!("{name}-{:08x}.log", rand_suffix())),
@@ -114,6 +124,34 @@ impl Service {
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `kind` with `env` until it exits by itself, for at most `patience`: its exit status
+    /// (`None` when it was still running and was killed) and its log.
+    pub async fn run_to_exit(
+        kind: ServiceKind,
+        env: Vec<(String, String)>,
+        patience: Duration,
+    ) -> (Option<std::process::ExitStatus>, String) {
+        let output = tokio::process::Command::new(binary_path(kind.binary()))
+            .envs(env)
+            .env(kind.addr_variable(), "127.0.0.1:0")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        match tokio::time::timeout(patience, output).await {
+            Ok(Ok(output)) => (
+                Some(output.status),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+            ),
+            Ok(Err(e)) => panic!("cannot run {}: {e}", kind.binary()),
+            Err(_) => (None, String::new()),
+        }
     }
 
     async fn spawn(&mut self) {

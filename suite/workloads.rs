@@ -25,7 +25,7 @@ pub fn block_on<F: std::future::Future>(run: F) -> F::Output {
 
 /// A migrated queue database on `url` (created if missing).
 pub async fn queue_pool(url: &str) -> PgPool {
-    dtp::db::connect_and_migrate(url, None, 40, Duration::from_secs(60))
+    dtp::db::connect_and_migrate(url, None, 40, Duration::from_secs(60), Duration::ZERO)
         .await
         .unwrap_or_else(|e| panic!("cannot prepare the queue database {url}: {e:#}"))
 }

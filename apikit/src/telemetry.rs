@@ -2,7 +2,8 @@
 //!
 //! - Log lines go to stdout, filtered by `RUST_LOG` (default `info`): text, or with
 //!   `LOG_FORMAT=json` one JSON object per line, with the fields of the span it was written in
-//!   (`trace_id`, `request_id`, …).
+//!   (`trace_id`, `request_id`, …). Text carries ANSI colours only on a terminal without
+//!   `NO_COLOR`.
 //! - With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over OTLP/HTTP (protobuf;
 //!   the exporter reads the standard `OTEL_EXPORTER_OTLP_*` variables), as service
 //!   `OTEL_SERVICE_NAME` or the binary's name. Without it nothing is exported and no exporter
@@ -61,6 +62,14 @@ fn log_format() -> anyhow::Result<LogFormat> {
     }
 }
 
+/// Whether text logs carry ANSI colours: only on a terminal (not into `docker logs`, a file or
+/// a pipe), and never with `NO_COLOR` set to anything (<https://no-color.org>).
+fn colours_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
 /// Installs logging (and span export, when configured) for the binary `service`. A second call
 /// changes nothing and exports nothing.
 pub fn init_telemetry(service: &str) -> anyhow::Result<Telemetry> {
@@ -73,7 +82,9 @@ pub fn init_telemetry(service: &str) -> anyhow::Result<Telemetry> {
         Some(_) => Some(tracer_provider(service)?),
         None => None,
     };
-    let fmt = tracing_subscriber::fmt::layer().with_target(false);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(colours_wanted());
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt

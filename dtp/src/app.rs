@@ -71,6 +71,7 @@ impl App {
             config.listen_database_url.as_ref(),
             config.db_max_connections,
             config.statement_timeout(),
+            config.db_startup_timeout(),
         )
         .await?;
         let worker_config = config.worker_config();

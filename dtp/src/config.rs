@@ -104,6 +104,11 @@ pub struct Config {
     #[arg(long, env = "DTP_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
     pub statement_timeout_ms: u64,
 
+    /// How long start-up keeps trying to reach a database server that is not up yet, with
+    /// growing pauses, before exiting with an error, in ms (0: try once).
+    #[arg(long, env = "DTP_DB_STARTUP_TIMEOUT_MS", default_value_t = 60_000)]
+    pub db_startup_timeout_ms: u64,
+
     /// Bearer token required on the API (not on /healthz and /readyz) [default: none, no
     /// authentication, and a warning at start-up].
     #[arg(long, env = "DTP_API_TOKEN", hide_env_values = true)]
@@ -176,6 +181,9 @@ impl FromStr for Retention {
     }
 }
 
+/// The longest start-up wait for the database server that can be configured: a day.
+pub const MAX_DB_STARTUP_TIMEOUT_MS: u64 = 86_400_000;
+
 impl Config {
     /// The defaults, as if no flag or variable were given.
     pub fn defaults() -> Self {
@@ -206,12 +214,21 @@ impl Config {
             self.db_max_connections >= 2,
             "DTP_DB_MAX_CONNECTIONS must be at least 2"
         );
+        anyhow::ensure!(
+            self.db_startup_timeout_ms <= MAX_DB_STARTUP_TIMEOUT_MS,
+            "DTP_DB_STARTUP_TIMEOUT_MS must be at most {MAX_DB_STARTUP_TIMEOUT_MS} (a day)"
+        );
         Ok(())
     }
 
     /// The statement timeout of every database connection.
     pub fn statement_timeout(&self) -> Duration {
         Duration::from_millis(self.statement_timeout_ms)
+    }
+
+    /// How long start-up waits for the database server.
+    pub fn db_startup_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_startup_timeout_ms)
     }
 
     /// The worker's settings.

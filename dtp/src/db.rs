@@ -14,12 +14,14 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/dtp");
 
 /// Creates the database of `url` if missing, connects and applies DTP's migrations (through
-/// `session` when given, see [`apikit::db::connect_and_migrate`]).
+/// `session` when given, waiting `startup_patience` for a server not up yet: see
+/// [`apikit::db::connect_and_migrate`]).
 pub async fn connect_and_migrate(
     url: &str,
     session: Option<&SessionDatabase>,
     max_connections: u32,
     statement_timeout: Duration,
+    startup_patience: Duration,
 ) -> anyhow::Result<PgPool> {
     let session_url = session.map(|session| session.url.as_str());
     apikit::db::connect_and_migrate(
@@ -27,6 +29,7 @@ pub async fn connect_and_migrate(
         session_url,
         max_connections,
         statement_timeout,
+        startup_patience,
         &MIGRATOR,
     )
     .await

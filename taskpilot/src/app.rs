@@ -35,6 +35,7 @@ impl App {
             None,
             config.db_max_connections,
             config.statement_timeout(),
+            config.db_startup_timeout(),
             &MIGRATOR,
         )
         .await?;

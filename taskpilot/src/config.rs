@@ -52,6 +52,15 @@ pub struct Config {
     #[arg(long, env = "TASKPILOT_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
     pub statement_timeout_ms: u64,
 
+    /// How long start-up keeps trying to reach a database server that is not up yet, with
+    /// growing pauses, before exiting with an error, in ms (0: try once).
+    #[arg(
+        long,
+        env = "TASKPILOT_DB_STARTUP_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub db_startup_timeout_ms: u64,
+
     /// Bearer tokens accepted on the API (not on /healthz and /readyz), comma-separated
     /// [default: none; with no token here or in the file, no authentication and a warning].
     #[arg(
@@ -75,6 +84,9 @@ pub struct Config {
     pub dtp_api_token: Option<Secret>,
 }
 
+/// The longest start-up wait for the database server that can be configured: a day.
+pub const MAX_DB_STARTUP_TIMEOUT_MS: u64 = 86_400_000;
+
 impl Config {
     /// The defaults, as if no flag or variable were given.
     pub fn defaults() -> Self {
@@ -94,6 +106,11 @@ impl Config {
     /// The statement timeout of every database connection.
     pub fn statement_timeout(&self) -> Duration {
         Duration::from_millis(self.statement_timeout_ms)
+    }
+
+    /// How long start-up waits for the database server.
+    pub fn db_startup_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_startup_timeout_ms)
     }
 
     /// The accepted API tokens (`None`: authentication off), read from the variable and the file.
@@ -124,6 +141,10 @@ impl Config {
         );
         reqwest::Url::parse(&self.dtp_url)
             .map_err(|e| anyhow::anyhow!("DTP_URL {:?} is invalid: {e}", self.dtp_url))?;
+        anyhow::ensure!(
+            self.db_startup_timeout_ms <= MAX_DB_STARTUP_TIMEOUT_MS,
+            "TASKPILOT_DB_STARTUP_TIMEOUT_MS must be at most {MAX_DB_STARTUP_TIMEOUT_MS} (a day)"
+        );
         Ok(())
     }
 }

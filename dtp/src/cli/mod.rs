@@ -175,9 +175,15 @@ async fn migrate(
     session: Option<&crate::db::SessionDatabase>,
 ) -> Result<Exit, CliError> {
     let timeout = std::time::Duration::from_secs(30);
-    let pool = crate::db::connect_and_migrate(database_url, session, 1, timeout)
-        .await
-        .map_err(|e| CliError::Unavailable(format!("{e:#}")))?;
+    let pool = crate::db::connect_and_migrate(
+        database_url,
+        session,
+        1,
+        timeout,
+        std::time::Duration::ZERO,
+    )
+    .await
+    .map_err(|e| CliError::Unavailable(format!("{e:#}")))?;
     pool.close().await;
     println!("migrated {}", redact_password(database_url));
     Ok(Exit::Done)

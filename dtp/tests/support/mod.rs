@@ -420,9 +420,10 @@ pub struct QueueDb {
 impl QueueDb {
     pub async fn new() -> QueueDb {
         let db = TestDb::create().await;
-        let pool = dtp::db::connect_and_migrate(&db.url, None, 5, Duration::from_secs(30))
-            .await
-            .expect("queue database");
+        let pool =
+            dtp::db::connect_and_migrate(&db.url, None, 5, Duration::from_secs(30), Duration::ZERO)
+                .await
+                .expect("queue database");
         QueueDb { pool, _db: db }
     }
 

@@ -1,0 +1,101 @@
+//! Start-up against the database server: both services started before their PostgreSQL is up
+//! wait for it and then serve (as in `docker compose up`, where the server may still be
+//! initialising), and both refuse a server older than the oldest supported, at once, naming
+//! both versions.
+
+use std::time::Duration;
+
+use common::TaskStatus;
+use serde_json::json;
+use suite::{Service, ServiceKind, TaskPilotClient};
+use testkit::{address_of, OldServer, TestDb, ThrowawayPostgres};
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_services_started_before_their_database_wait_for_it_then_serve() {
+    let postgres = ThrowawayPostgres::initialized();
+    let dtp_port = testkit::free_port();
+    let dtp = Service::start_at(
+        ServiceKind::Dtp,
+        "dtp",
+        dtp_port,
+        env(&[
+            ("DTP_DATABASE_URL", &postgres.database_url("dtp")),
+            ("DTP_POLL_INTERVAL_MS", "200"),
+        ]),
+    );
+    let taskpilot = Service::start(
+        ServiceKind::TaskPilot,
+        "taskpilot",
+        env(&[
+            ("TASKPILOT_DATABASE_URL", &postgres.database_url("webdb")),
+            ("DTP_URL", &format!("http://127.0.0.1:{dtp_port}")),
+        ]),
+    );
+    // Both processes run (and find nothing on the server's port) before the server starts.
+    let server = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::task::block_in_place(|| postgres.start_again());
+    };
+    let (dtp, taskpilot, ()) = tokio::join!(dtp, taskpilot, server);
+
+    for service in [&dtp, &taskpilot] {
+        let log = service.log_text();
+        assert!(
+            log.contains("the database server is not reachable yet; trying again"),
+            "{} logged no retry:\n{log}",
+            service.name()
+        );
+    }
+    let api = TaskPilotClient::new(taskpilot.url());
+    let view = api
+        .run_until(
+            json!({"type": "demo", "payload": "after the wait"}),
+            json!({}),
+            TaskStatus::Succeeded,
+        )
+        .await;
+    assert_eq!(view.attempt_count, 1);
+}
+
+#[tokio::test]
+async fn both_services_refuse_a_server_older_than_the_oldest_supported() {
+    let db = TestDb::create().await;
+    let old = OldServer::start(&address_of(&db.url), "13.11").await;
+    for (kind, variable) in [
+        (ServiceKind::Dtp, "DTP_DATABASE_URL"),
+        (ServiceKind::TaskPilot, "TASKPILOT_DATABASE_URL"),
+    ] {
+        // A start-up wait far longer than the patience below: refusing must not wait.
+        let startup = match kind {
+            ServiceKind::Dtp => "DTP_DB_STARTUP_TIMEOUT_MS",
+            ServiceKind::TaskPilot => "TASKPILOT_DB_STARTUP_TIMEOUT_MS",
+        };
+        let (status, log) = Service::run_to_exit(
+            kind,
+            env(&[(variable, &old.url_for(&db.url)), (startup, "600000")]),
+            Duration::from_secs(30),
+        )
+        .await;
+        let status = status.unwrap_or_else(|| panic!("{kind:?} still ran against PostgreSQL 13"));
+        assert!(!status.success(), "{kind:?} exited with {status}:\n{log}");
+        assert!(
+            log.contains("PostgreSQL 13.11") && log.contains("PostgreSQL 14.0"),
+            "{kind:?}'s error names neither version:\n{log}"
+        );
+    }
+    // Nothing was created or migrated on the refused server.
+    let tables: i64 = sqlx::query_scalar(
+        "select count(*) from information_schema.tables where table_schema = 'public'",
+    )
+    .fetch_one(&db.pool().await)
+    .await
+    .expect("count tables");
+    assert_eq!(tables, 0);
+}
