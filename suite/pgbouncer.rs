@@ -45,7 +45,7 @@ impl PgBouncer {
         // `auth_type = any` with the user in the database line: the test server trusts local
         // connections. sqlx sends `extra_float_digits` and `options` (DTP's statement timeout)
         // at startup, which PgBouncer refuses unless told to ignore them: a pooled connection
-        // has no session of its own to keep them (see the README's PgBouncer section).
+        // has no session of its own to keep them (see docs/operations.md, PgBouncer).
         let ini = format!(
             "[databases]\n\
              * = host={host} port={server_port} user={user}\n\

@@ -222,8 +222,15 @@ impl Drop for Service {
     }
 }
 
-/// The built binary `name`, next to this test executable's directory (`target/<profile>/`).
+/// The built binary `name`: in `$SUITE_BIN_DIR` when set (to run the suite against release
+/// builds, `SUITE_BIN_DIR=target/release`), else next to this test executable's directory
+/// (`target/<profile>/`).
 fn binary_path(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("SUITE_BIN_DIR") {
+        let path = PathBuf::from(dir).join(name);
+        assert!(path.is_file(), "SUITE_BIN_DIR has no {}", path.display());
+        return path;
+    }
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("no current exe: {e}"));
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let profile_dir = exe

@@ -216,7 +216,7 @@ pub fn is_invalid_data(error: &sqlx::Error) -> bool {
 /// through it now.
 ///
 /// A firewall that rejects (rather than drops) packets also makes a connection refused; see the
-/// README's Guarantees for what that means for leases.
+/// docs/guarantees.md for what that means for leases.
 pub fn is_server_down(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,

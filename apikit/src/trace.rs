@@ -1,6 +1,6 @@
 //! W3C Trace Context (`traceparent`), carried through both services: TaskPilot accepts it and
 //! passes it to DTP, DTP stores it with the task, the worker's span for the attempt continues
-//! it and the `http` handler sends it on (SPEC §8).
+//! it and the `http` handler sends it on.
 //!
 //! Every request gets a span context of its own: a child of the caller's `traceparent` when it
 //! sent a valid one, else the root of a new trace. Its trace id is in the request's log span,

@@ -1,4 +1,4 @@
-//! Queues and attempts (SPEC §6): `GET/PATCH /queues`, `GET /tasks/{id}/attempts`.
+//! Queues and attempts: `GET/PATCH /queues`, `GET /tasks/{id}/attempts`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};

@@ -1,4 +1,4 @@
-//! Schedules (SPEC §7): `POST/GET/PATCH/DELETE /schedules`.
+//! Schedules: `POST/GET/PATCH/DELETE /schedules`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! DTP's metrics (SPEC §8): what the API, the worker, the rescuer and the maintenance leader
+//! DTP's metrics: what the API, the worker, the rescuer and the maintenance leader
 //! count as they go ([`DtpMetrics`]), and the depth gauges read from the database when scraped
 //! ([`DepthGauges`]). `GET /metrics` serves both, beside the HTTP request metrics every
 //! service has (`apikit::metrics`).

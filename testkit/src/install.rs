@@ -9,7 +9,7 @@ pub const INSTALL_HINT: &str =
     "install PostgreSQL 14 or later (Debian: apt-get install postgresql), start Docker, \
      or set DATABASE_URL";
 
-/// The PostgreSQL server binaries of this machine.
+/// The installed PostgreSQL server binaries.
 #[derive(Debug, Clone)]
 pub struct Installation {
     bindir: PathBuf,

@@ -1,4 +1,4 @@
-//! The `dtp` binary's client subcommands (SPEC §9): `dtp` alone serves; `dtp tasks …`,
+//! The `dtp` binary's client subcommands: `dtp` alone serves; `dtp tasks …`,
 //! `dtp queues …`, `dtp schedules …`, `dtp top` talk to a running DTP over its HTTP API (`--url`,
 //! `--token`, env `DTP_URL`, `DTP_API_TOKEN`), printing tables for people or, with `--json`, the
 //! API's JSON for scripts; `dtp migrate` migrates a queue database and exits.

@@ -1,4 +1,4 @@
-//! The demo handlers of the SPEC, for trying the platform out and for tests.
+//! The demo handlers, for trying the platform out and for tests.
 
 use std::time::Duration;
 

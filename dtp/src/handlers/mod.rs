@@ -123,7 +123,7 @@ impl HandlerRegistry {
         Self::default()
     }
 
-    /// A registry with the SPEC's built-ins: `noop`, `demo`, `demo-slow`, `demo-fail`,
+    /// A registry with the built-ins: `noop`, `demo`, `demo-slow`, `demo-fail`,
     /// `demo-flaky` and `http` (which refuses internal addresses; register
     /// `HttpHandler::new(true)` over it to allow them).
     pub fn with_builtins() -> Self {

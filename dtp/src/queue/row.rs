@@ -66,7 +66,7 @@ impl TaskRow {
         self.status.0
     }
 
-    /// The retry state the SPEC derives from status and attempts.
+    /// The retry state derived from status and attempts.
     pub fn retry_state(&self) -> RetryState {
         match self.status() {
             TaskStatus::Succeeded => RetryState::Completed,

@@ -25,7 +25,7 @@ const GATHER_WINDOW: Duration = Duration::from_micros(250);
 /// How old the loop's view of the queues (which have work, whether any is paused or limited)
 /// may be. The claim of a process that believes no queue restricted obeys no queue setting, so
 /// this bounds how long a new setting takes to hold everywhere when its notification is lost
-/// (SPEC §6 allows one second).
+/// (a queue setting must hold everywhere within a second).
 const QUEUE_VIEW_AGE: Duration = Duration::from_millis(500);
 /// How soon the loop looks again while a limited queue exists and the last claim did not fill
 /// every slot: tokens accrue and other processes' tasks end without any notification.
