@@ -6,11 +6,12 @@
 //! test process using it. The first test process to arrive starts the cluster and a watchdog,
 //! in a process group of its own so that Ctrl-C on the run does not kill it before it cleans
 //! up. The watchdog stops the cluster and removes the directory once the run has exited and no
-//! test process remains, or once none has used it for [`IDLE_SECONDS`] (a test binary started
-//! by hand from a shell, whose shell lives on). Arriving and stopping take the same file lock,
+//! test process remains; when the run is not cargo's (a test binary started by hand from a
+//! shell, which lives on), also once none has used it for [`IDLE_SECONDS`]. Arriving and stopping take the same file lock,
 //! so a test process never joins a cluster that is being stopped.
 
 use std::fs::File;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,8 @@ use std::process::{Command, Stdio};
 
 use crate::install::Installation;
 
-/// How long the cluster outlives its last test process while the run's process lives on.
+/// How long the cluster outlives its last test process while a run that is not cargo's lives
+/// on.
 const IDLE_SECONDS: u32 = 30;
 
 /// Stops the cluster once its run is over; see the module's documentation.
@@ -37,7 +39,9 @@ while :; do
   sleep 1
   if someone_alive; then idle=0; continue; fi
   idle=$((idle + 1))
-  if kill -0 "$parent" 2>/dev/null && [ "$idle" -lt "$idle_limit" ]; then continue; fi
+  if kill -0 "$parent" 2>/dev/null; then
+    if [ "$idle_limit" = 0 ] || [ "$idle" -lt "$idle_limit" ]; then continue; fi
+  fi
   exec 9>>"$lock"
   flock 9
   if someone_alive; then exec 9>&-; idle=0; continue; fi
@@ -122,7 +126,8 @@ fn start(
     let watchdog = spawn_watchdog(installation, base, lock_path, run, &data)?;
     write(&base.join("watchdog.pid"), &watchdog.to_string())?;
     write(&base.join("port"), &port.to_string())?;
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "testkit: started a PostgreSQL cluster for this test run on 127.0.0.1:{port} ({}); \
          it is removed when the run ends",
         base.display()
@@ -149,7 +154,7 @@ fn spawn_watchdog(
         .arg(base)
         .arg(lock_path)
         .arg(run.to_string())
-        .arg(IDLE_SECONDS.to_string())
+        .arg(idle_limit(run).to_string())
         .args(&stop_argv)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -158,6 +163,17 @@ fn spawn_watchdog(
         .spawn()
         .map_err(|e| format!("cannot start the cluster's watchdog: {e}"))?;
     Ok(child.id())
+}
+
+/// [`IDLE_SECONDS`], or 0 (none) when the run is cargo's (`cargo test`, `cargo nextest`): between
+/// two test binaries cargo may run others that use no database for longer than that.
+fn idle_limit(run: u32) -> u32 {
+    let name = std::fs::read_to_string(format!("/proc/{run}/comm")).unwrap_or_default();
+    if name.trim().starts_with("cargo") {
+        0
+    } else {
+        IDLE_SECONDS
+    }
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), String> {

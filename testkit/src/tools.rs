@@ -2,6 +2,7 @@
 //! without its tool says which package to install and passes without running, except under CI
 //! (`CI` set, as `.ci/run` does), where a missing tool fails the test so that CI runs them all.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 /// `found`, or, when it is an error: under CI a panic; otherwise one line naming `package` on
@@ -13,7 +14,11 @@ pub fn tool_or_skip<T>(found: Result<T, String>, package: &str) -> Option<T> {
             panic!("{missing} (install Debian's `{package}`; CI runs every test)")
         }
         Err(missing) => {
-            eprintln!("skipped: {missing}; install Debian's `{package}` to run this test");
+            // Straight to stderr: the test harness captures `eprintln!` of a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: {missing}; install Debian's `{package}` to run this test"
+            );
             None
         }
     }
