@@ -1,4 +1,4 @@
-//! The standard workload on a big, old table (issue 13): the drain of 20,000 `noop` tasks with
+//! The standard workload on a big, old table: the drain of 20,000 `noop` tasks with
 //! concurrency 10 and the pickup latency of an idle worker, first on an empty table, then on
 //! one that already holds `BIG_TABLE_ROWS` (default 5,000,000) finished tasks loaded by SQL;
 //! then the time the operator reads take on that table over HTTP (median and slowest of 20):
@@ -76,7 +76,7 @@ struct Figures {
     p99: f64,
 }
 
-/// The drains (the best of [`DRAINS`], since this machine drifts) and the pickup latencies.
+/// The drains (the best of [`DRAINS`], since machines drift) and the pickup latencies.
 /// Each starts from the table as loaded: the tasks after the id `loaded` (those of the
 /// measurement before) are deleted and the table vacuumed, the same way for both tables, so that
 /// the two differ only by the finished tasks loaded. (A truncate between the empty table's

@@ -1,4 +1,4 @@
-//! Soak (issue 13): enqueues and drains continuously for `SOAK_MINUTES` (default 10) at
+//! Soak: enqueues and drains continuously for `SOAK_MINUTES` (default 10) at
 //! `SOAK_LOAD` (default 0.7) of the maximum throughput, measured first over 20 s with the
 //! enqueue running beside the worker (`sustained_maximum`), or at `SOAK_RATE` tasks a second
 //! (to compare two configurations at one load), with every retention period set to `SOAK_RETENTION_S` seconds (default 60), so the

@@ -246,8 +246,11 @@ fn binary_path(name: &str) -> PathBuf {
     path
 }
 
+/// The processes' logs, in a directory of this user's (another user's run may have made one).
 fn log_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join("taskpilot-e2e-logs");
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map_or(0, |me| me.uid());
+    let dir = std::env::temp_dir().join(format!("taskpilot-e2e-logs-{uid}"));
     let _ = std::fs::create_dir_all(&dir);
     dir
 }

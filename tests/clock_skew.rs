@@ -8,22 +8,27 @@ use common::{TaskStatus, TaskView};
 use serde_json::json;
 use suite::System;
 
-/// libfaketime's preload library, as Debian installs it.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-
-/// libfaketime, or `None` (the test returns) when it is missing outside CI.
-fn libfaketime() -> Option<()> {
-    let found = if std::path::Path::new(LIBFAKETIME).is_file() {
-        Ok(())
-    } else {
-        Err(format!("{LIBFAKETIME} not found"))
-    };
-    testkit::tool_or_skip(found, "faketime")
+/// libfaketime's preload library, as Debian installs it, under the machine's multiarch
+/// directory.
+fn libfaketime_path() -> Result<String, String> {
+    std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("faketime/libfaketime.so.1"))
+        .find(|path| path.is_file())
+        .map(|path| path.display().to_string())
+        .ok_or_else(|| "no /usr/lib/*/faketime/libfaketime.so.1".to_owned())
 }
 
-fn skewed(offset: &str) -> Vec<(String, String)> {
+/// libfaketime, or `None` (the test returns) when it is missing outside CI.
+fn libfaketime() -> Option<String> {
+    testkit::tool_or_skip(libfaketime_path(), "faketime")
+}
+
+fn skewed(libfaketime: &str, offset: &str) -> Vec<(String, String)> {
     vec![
-        ("LD_PRELOAD".to_owned(), LIBFAKETIME.to_owned()),
+        ("LD_PRELOAD".to_owned(), libfaketime.to_owned()),
         ("FAKETIME".to_owned(), offset.to_owned()),
         // Durations (timers, timeouts) stay real; only the wall clock is off.
         ("FAKETIME_DONT_FAKE_MONOTONIC".to_owned(), "1".to_owned()),
@@ -41,14 +46,18 @@ async fn task(system: &System, id: i64) -> TaskView {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_hours_off_run_delayed_tasks_on_time_and_keep_their_leases() {
-    if libfaketime().is_none() {
+    let Some(libfaketime) = libfaketime() else {
         return;
-    }
+    };
     // dtp-0 serves the API with a true clock and runs no worker; the workers are 3 h ahead and
     // 3 h behind.
     let mut system = System::start_with(1, true).await;
-    let ahead = system.add_worker("dtp-ahead", skewed("+3h")).await;
-    system.add_worker("dtp-behind", skewed("-3h")).await;
+    let ahead = system
+        .add_worker("dtp-ahead", skewed(&libfaketime, "+3h"))
+        .await;
+    system
+        .add_worker("dtp-behind", skewed(&libfaketime, "-3h"))
+        .await;
     let client = reqwest::Client::new();
     let now: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("select now()")
         .fetch_one(&system.dtp_pool)

@@ -1,4 +1,4 @@
-//! End to end: the seed and SPEC scenarios through TaskPilot only, with the real `dtp` and
+//! End to end: the documented scenarios through TaskPilot only, with the real `dtp` and
 //! `taskpilot` binaries as child processes over real HTTP and a real PostgreSQL.
 
 use std::time::Duration;

@@ -150,7 +150,7 @@ async fn in_a_cancel_storm_every_task_answered_204_ends_canceled() {
     let mut quick = Vec::new();
     for i in 0..150u64 {
         // A third finish in 200-600 ms, so some cancels race their success; the rest take a
-        // minute, so that, however slowly this machine creates the 300 tasks, some are still
+        // minute, so that, however slowly the machine creates the 300 tasks, some are still
         // running or waiting when the cancels come (`canceled > 0` below).
         let ms = if i % 3 == 0 {
             200 + (i % 5) * 100

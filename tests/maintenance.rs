@@ -1,4 +1,4 @@
-//! Maintenance with real processes (SPEC §7): the process leading maintenance is SIGKILLed and
+//! Maintenance with real processes: the process leading maintenance is SIGKILLed and
 //! another takes over the pruning within seconds.
 
 use std::time::Duration;

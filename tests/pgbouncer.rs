@@ -181,7 +181,9 @@ async fn a_postgres_crash_behind_pgbouncer_is_503_then_the_workers_carry_on_and_
     let Some(pgbouncer) = PgBouncer::installed() else {
         return;
     };
-    let postgres = ThrowawayPostgres::start();
+    let Some(postgres) = ThrowawayPostgres::start() else {
+        return;
+    };
     let (dtp_url, web_url) = (postgres.database_url("dtp"), postgres.database_url("webdb"));
     let mut admin = PgConnection::connect(&postgres.url())
         .await

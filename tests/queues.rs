@@ -1,4 +1,4 @@
-//! Queue settings obeyed by real `dtp` processes sharing one database (SPEC §6): a global
+//! Queue settings obeyed by real `dtp` processes sharing one database: a global
 //! concurrency limit sampled from outside while processes are killed and stopped, a global rate
 //! limit, and pause and resume reaching every process within a second.
 

@@ -78,6 +78,15 @@ fn walk_through() -> Vec<Step> {
         }
     }
     finish(&mut command, &mut answer);
+    // Every command of the section was read: none sits in a block this parser skipped.
+    let written = section.lines().filter(|l| l.starts_with("$ ")).count();
+    assert_eq!(
+        steps.len(),
+        written,
+        "the walk-through writes {written} commands and {} were read: are they all in \
+         ```console blocks?",
+        steps.len()
+    );
     assert!(
         steps.len() >= 5,
         "the walk-through has only {} commands",

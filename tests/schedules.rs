@@ -1,4 +1,4 @@
-//! Schedules with real processes (SPEC §7): three `dtp` processes, the maintenance leader
+//! Schedules with real processes: three `dtp` processes, the maintenance leader
 //! SIGKILLed and restarted in the middle, and still one task per tick.
 
 use std::collections::HashSet;

@@ -19,7 +19,9 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_services_started_before_their_database_wait_for_it_then_serve() {
-    let postgres = ThrowawayPostgres::initialized();
+    let Some(postgres) = ThrowawayPostgres::initialized() else {
+        return;
+    };
     let dtp_port = testkit::free_port();
     let dtp = Service::start_at(
         ServiceKind::Dtp,
@@ -62,6 +64,41 @@ async fn both_services_started_before_their_database_wait_for_it_then_serve() {
         )
         .await;
     assert_eq!(view.attempt_count, 1);
+}
+
+/// A server that accepts connections and never answers (a black hole, a wedged proxy) ends
+/// start-up with an error once the start-up wait is over: one attempt cannot hang it.
+#[tokio::test]
+async fn a_server_that_never_answers_ends_start_up_after_its_wait() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("address").port();
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let (status, log) = Service::run_to_exit(
+        ServiceKind::Dtp,
+        env(&[
+            (
+                "DTP_DATABASE_URL",
+                &format!("postgres://postgres@127.0.0.1:{port}/dtp"),
+            ),
+            ("DTP_DB_STARTUP_TIMEOUT_MS", "2000"),
+        ]),
+        Duration::from_secs(60),
+    )
+    .await;
+    holding.abort();
+    let status = status.expect("dtp still waited on a server that never answers");
+    assert!(!status.success(), "dtp exited with {status}:\n{log}");
+    assert!(
+        log.contains("cannot reach the database server") && log.contains("no answer within"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

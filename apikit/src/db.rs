@@ -56,8 +56,7 @@ pub async fn connect_and_migrate(
         }
         None => options.clone(),
     };
-    let admin = reach_server(&session, startup_patience).await?;
-    create_database_if_missing(admin, &session).await?;
+    reach_server(&session, startup_patience).await?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -80,22 +79,32 @@ pub async fn connect_and_migrate(
     Ok(pool)
 }
 
-/// A connection to the server's `postgres` database, once the server answers: while it is
-/// unreachable or starting up, tries again after growing pauses for `patience`, logging each
-/// failure, then gives up with the last error. Any other error (a refused password, TLS
-/// required) ends it at once, and so does a server older than [`MIN_SERVER_VERSION`].
-pub async fn reach_server(
-    options: &PgConnectOptions,
-    patience: Duration,
-) -> anyhow::Result<PgConnection> {
+/// Waits until the server of `options` answers, then checks its version and creates the
+/// service's database when it is missing. While the server is unreachable, starting up or
+/// full, each attempt is logged and tried again after a growing pause, for `patience` in all;
+/// one attempt is cut off after [`ATTEMPT_TIMEOUT`] (or what is left of `patience`, at least
+/// a second), so a server that never answers cannot hang start-up. Any other error (a refused
+/// password, TLS the server cannot do, a pooler that knows no such database) ends it at once,
+/// and so does a server older than [`MIN_SERVER_VERSION`].
+pub async fn reach_server(options: &PgConnectOptions, patience: Duration) -> anyhow::Result<()> {
     let server = format!("{}:{}", options.get_host(), options.get_port());
     let deadline = tokio::time::Instant::now() + patience;
     let mut pause = FIRST_PAUSE;
     let mut attempt = 1u32;
-    let admin = loop {
-        match options.clone().database("postgres").connect().await {
-            Ok(admin) => break admin,
-            Err(e) if is_unavailable(&e) && tokio::time::Instant::now() + pause < deadline => {
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let limit = left.clamp(Duration::from_secs(1), ATTEMPT_TIMEOUT);
+        let outcome = match tokio::time::timeout(limit, first_contact(options, &server)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Contact::NotUp(format!(
+                "no answer within {}s",
+                limit.as_secs()
+            ))),
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(Contact::Refused(e)) => return Err(e),
+            Err(Contact::NotUp(e)) if tokio::time::Instant::now() + pause < deadline => {
                 tracing::warn!(
                     %server,
                     attempt,
@@ -107,19 +116,70 @@ pub async fn reach_server(
                 pause = (pause * 2).min(LONGEST_PAUSE);
                 attempt += 1;
             }
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "connecting to the database server {server} ({attempt} attempt(s) in \
-                         {}s)",
-                        patience.as_secs()
-                    )
-                })
-            }
+            Err(Contact::NotUp(e)) => anyhow::bail!(
+                "cannot reach the database server {server}: {e} ({attempt} attempt(s) in {} ms)",
+                patience.as_millis()
+            ),
+        }
+    }
+}
+
+/// How long one start-up connection attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a start-up attempt failed.
+enum Contact {
+    /// The server cannot be reached yet: worth trying again.
+    NotUp(String),
+    /// It answered, and no retry will change its answer.
+    Refused(anyhow::Error),
+}
+
+/// One attempt: a connection to the service's database, or, when that database does not exist
+/// yet, to the server's `postgres` database to create it; the server's version checked first.
+async fn first_contact(options: &PgConnectOptions, server: &str) -> Result<(), Contact> {
+    let classify = |e: sqlx::Error, what: &str| {
+        if is_not_up(&e) {
+            Contact::NotUp(e.to_string())
+        } else {
+            Contact::Refused(anyhow::Error::new(e).context(format!("{what} on {server}")))
         }
     };
-    check_server_version(admin.server_version_num(), &server)?;
-    Ok(admin)
+    match options.connect().await {
+        Ok(conn) => {
+            let checked = check_server_version(conn.server_version_num(), server);
+            let _ = conn.close().await;
+            checked.map_err(Contact::Refused)
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
+            let admin = options
+                .clone()
+                .database("postgres")
+                .connect()
+                .await
+                .map_err(|e| classify(e, "connecting to the `postgres` database to create ours"))?;
+            check_server_version(admin.server_version_num(), server).map_err(Contact::Refused)?;
+            create_database_if_missing(admin, options)
+                .await
+                .map_err(Contact::Refused)
+        }
+        Err(e) => Err(classify(e, "connecting to the database")),
+    }
+}
+
+/// Whether a connection attempt failed because the server is not up (yet): nothing answers,
+/// the connection broke, it is starting up or shutting down, or it has no free connection.
+fn is_not_up(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(
+                code.as_ref(),
+                "57P01" | "57P02" | "57P03" | "08001" | "08006" | "53300"
+            )
+        }),
+        _ => false,
+    }
 }
 
 /// Refuses a server older than [`MIN_SERVER_VERSION`], naming both versions. A server that
@@ -160,7 +220,6 @@ async fn create_database_if_missing(
     options: &PgConnectOptions,
 ) -> anyhow::Result<()> {
     let Some(name) = options.get_database().map(str::to_owned) else {
-        let _ = admin.close().await;
         return Ok(());
     };
     let exists: bool =

@@ -1,4 +1,4 @@
-//! The HTTP API of DTP, row by row of the SPEC's table, against a real PostgreSQL.
+//! The HTTP API of DTP, route by route of docs/contract.md, against a real PostgreSQL.
 
 mod support;
 

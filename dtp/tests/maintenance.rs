@@ -1,4 +1,4 @@
-//! Maintenance (SPEC §7): retention deletes finished tasks per state after their period, and
+//! Maintenance: retention deletes finished tasks per state after their period, and
 //! one process at a time does it, chosen through the database.
 
 mod support;

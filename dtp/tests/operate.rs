@@ -1,4 +1,4 @@
-//! An operator's actions on one task (SPEC §6): retry, run-now, delete, each allowed only in the
+//! An operator's actions on one task: retry, run-now, delete, each allowed only in the
 //! states it applies to, answering problem JSON otherwise and changing nothing then.
 
 mod support;

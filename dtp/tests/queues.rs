@@ -1,4 +1,4 @@
-//! Queues (SPEC §6): settings read and changed over HTTP, and what the claim does with them
+//! Queues: settings read and changed over HTTP, and what the claim does with them
 //! (pause, global concurrency and rate limits, round-robin between queues); a task's attempt
 //! history. The multi-process proofs of the limits are in `tests/queues.rs`.
 

@@ -1,4 +1,4 @@
-//! Schedules (SPEC §7): the API and its refusals, ticks enqueued by the maintenance leader,
+//! Schedules: the API and its refusals, ticks enqueued by the maintenance leader,
 //! one task per tick, and the latest missed tick enqueued once after a stop.
 
 mod support;

@@ -1,6 +1,6 @@
 //! Property test of the state machine against a real PostgreSQL: random sequences of claims,
 //! completions, failures, cancels, lease expiries, rescues, releases (current or stale) and an
-//! operator's retries and run-nows never move a task along an edge the SPEC does not draw,
+//! operator's retries and run-nows never move a task along an edge the state machine does not have,
 //! never give it more attempts than it allows, and nothing leaves a terminal state but a retry.
 
 mod support;
@@ -50,7 +50,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// The SPEC's edges (staying put is always allowed); a retry is the one way out of FAILED and
+/// The state machine's edges (staying put is always allowed); a retry is the one way out of FAILED and
 /// CANCELED.
 fn allowed(from: TaskStatus, to: TaskStatus, step: &Step) -> bool {
     use TaskStatus::*;

@@ -15,7 +15,10 @@ pg_bindir() {
   local dir
   dir=$(pg_config --bindir 2>/dev/null || true)
   if [ -z "$dir" ] || [ ! -x "$dir/initdb" ]; then
-    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    # Newest major first, the first with a server (a newer client may sit beside it).
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
+      [ -x "$dir/initdb" ] && break
+    done
   fi
   if [ -z "$dir" ] || [ ! -x "$dir/initdb" ]; then
     dir=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")
@@ -23,10 +26,11 @@ pg_bindir() {
   [ -x "$dir/initdb" ] && echo "$dir"
 }
 
+# psql that never asks for a password (-w): a server that wants one counts as unreachable.
 pg_psql() {
   local bindir
   bindir=$(pg_bindir || true)
-  if [ -n "$bindir" ] && [ -x "$bindir/psql" ]; then "$bindir/psql" "$@"; else psql "$@"; fi
+  if [ -n "$bindir" ] && [ -x "$bindir/psql" ]; then "$bindir/psql" -w "$@"; else psql -w "$@"; fi
 }
 
 pg_reachable() { # base-url

@@ -1,5 +1,5 @@
 //! TaskPilot against a real DTP and a real PostgreSQL: create, bind, execution view, cancel, and
-//! every row of the SPEC's error-translation table that a healthy DTP can produce.
+//! every row of the error-translation table (docs/contract.md) that a healthy DTP can produce.
 
 mod support;
 

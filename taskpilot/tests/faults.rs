@@ -1,4 +1,4 @@
-//! The fault rows of the SPEC's error-translation table, which a healthy DTP cannot produce:
+//! The fault rows of the error-translation table (docs/contract.md), which a healthy DTP cannot produce:
 //! TaskPilot pointed at a stand-in that fails, stalls or answers nonsense, or at a closed port.
 
 mod support;
@@ -147,6 +147,6 @@ async fn dtp_answering_an_endless_body_is_409_unusable_not_read_to_the_end() {
     .await
     .expect("TaskPilot answers instead of reading forever");
 
-    // The SPEC's row for "a 2xx without a usable body".
+    // The table's row for "a 2xx without a usable body".
     assert_problem(view, StatusCode::CONFLICT).await;
 }

@@ -65,12 +65,20 @@ async fn choose_server() -> String {
     }
 }
 
+/// Whether `url` connects, to a PostgreSQL the services support.
 async fn reachable(url: &str) -> Result<(), String> {
     let connect = PgConnection::connect(url);
     match tokio::time::timeout(Duration::from_secs(5), connect).await {
         Ok(Ok(conn)) => {
+            let version = conn.server_version_num();
             let _ = conn.close().await;
-            Ok(())
+            match version {
+                Some(v) if v >= apikit::db::MIN_SERVER_VERSION => Ok(()),
+                v => Err(format!(
+                    "its server_version_num is {v:?}; the services need {} or later",
+                    apikit::db::MIN_SERVER_VERSION
+                )),
+            }
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timed out".to_owned()),
@@ -87,6 +95,8 @@ async fn start_container() -> Result<String, String> {
     let container: ContainerAsync<Postgres> = Postgres::default()
         .with_name(name)
         .with_tag(tag)
+        // As many as the shared cluster and CI allow: tests run many pools at once.
+        .with_cmd(["postgres", "-c", "max_connections=300"])
         .start()
         .await
         .map_err(|e| e.to_string())?;
@@ -97,11 +107,16 @@ async fn start_container() -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let _ = CONTAINER_ID.set(container.id().to_owned());
     // Statics are never dropped, so the container outlives this future on purpose; the exit
-    // hook below removes it.
+    // hook below removes it, and Testcontainers' watchdog does on SIGINT and SIGTERM.
     std::mem::forget(container);
-    Ok(format!(
-        "postgres://postgres:postgres@{host}:{port}/postgres"
-    ))
+    let url = format!("postgres://postgres:postgres@{host}:{port}/postgres");
+    // A container whose port this process cannot reach (a remote engine, another network
+    // namespace) is no server for the tests: remove it and try the next source.
+    if let Err(e) = reachable(&url).await {
+        remove_container();
+        return Err(format!("started, but {url} is unreachable: {e}"));
+    }
+    Ok(url)
 }
 
 #[ctor::dtor]

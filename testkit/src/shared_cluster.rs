@@ -2,8 +2,8 @@
 //! by the test binaries of one run and removed after it.
 //!
 //! A run is the process that started the test binaries (`cargo test`, `cargo nextest`): its pid
-//! names a directory in the temporary directory holding the cluster, its port and one file per
-//! test process using it. The first test process to arrive starts the cluster and a watchdog,
+//! names a directory, in a directory of the user's own in `/tmp`, holding the cluster, its port
+//! and one file per test process using it. The first test process to arrive starts the cluster and a watchdog,
 //! in a process group of its own so that Ctrl-C on the run does not kill it before it cleans
 //! up. The watchdog stops the cluster and removes the directory once the run has exited and no
 //! test process remains; when the run is not cargo's (a test binary started by hand from a
@@ -56,10 +56,10 @@ done
 pub fn join() -> Result<String, String> {
     let installation = Installation::find()?;
     let run = std::os::unix::process::parent_id();
-    let base = std::env::temp_dir().join(format!("taskpilot-tests-{run}"));
+    let base = own_directory()?.join(format!("run-{run}"));
     let lock_path = base.with_extension("lock");
     let _lock = lock(&lock_path)?;
-    let port = match running_port(&base) {
+    let port = match running_port(&base)? {
         Some(port) => port,
         None => start(&installation, &base, &lock_path, run)?,
     };
@@ -68,6 +68,33 @@ pub fn join() -> Result<String, String> {
     std::fs::write(users.join(std::process::id().to_string()), b"")
         .map_err(|e| format!("cannot register in {}: {e}", users.display()))?;
     Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+/// `/tmp/taskpilot-tests-<uid>`, made by this user and refused when another made it (it could
+/// point this run at a server of theirs). Mode 0711: the server, running as `postgres` when
+/// the tests run as root, must reach the cluster inside.
+fn own_directory() -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let uid = std::fs::metadata("/proc/self")
+        .map(|me| me.uid())
+        .map_err(|e| format!("cannot read /proc/self: {e}"))?;
+    let dir = PathBuf::from(format!("/tmp/taskpilot-tests-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("mkdir {}: {e}", dir.display())),
+    }
+    let found = std::fs::symlink_metadata(&dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    if !found.is_dir() || found.uid() != uid {
+        return Err(format!(
+            "{} is not a directory of this user's (uid {uid}); remove it",
+            dir.display()
+        ));
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+        .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 /// An exclusive lock on `path`, held until the file is dropped. The watchdog removes the file
@@ -89,22 +116,35 @@ fn lock(path: &Path) -> Result<File, String> {
     }
 }
 
-/// The port of the run's cluster if it is up and its watchdog is alive.
-fn running_port(base: &Path) -> Option<u16> {
-    let port: u16 = std::fs::read_to_string(base.join("port"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let watchdog = std::fs::read_to_string(base.join("watchdog.pid")).ok()?;
-    let watchdog_alive = Path::new("/proc").join(watchdog.trim()).exists()
-        || Command::new("kill")
-            .args(["-0", watchdog.trim()])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-    let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-    (watchdog_alive && listening).then_some(port)
+/// The port of the run's cluster while its watchdog lives (`None`: start one). A cluster is
+/// never started over one whose watchdog lives, since test processes may be using it; one that
+/// does not answer then is an error.
+fn running_port(base: &Path) -> Result<Option<u16>, String> {
+    let Some(watchdog) = std::fs::read_to_string(base.join("watchdog.pid")).ok() else {
+        return Ok(None);
+    };
+    if !Path::new("/proc").join(watchdog.trim()).exists() {
+        return Ok(None);
+    }
+    let Some(port) = std::fs::read_to_string(base.join("port"))
+        .ok()
+        .and_then(|port| port.trim().parse::<u16>().ok())
+    else {
+        return Err(format!(
+            "{} has a live watchdog but no port; remove it",
+            base.display()
+        ));
+    };
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(Some(port));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Err(format!(
+        "the run's cluster in {} does not answer on port {port}; see its log there",
+        base.display()
+    ))
 }
 
 fn start(
@@ -113,18 +153,20 @@ fn start(
     lock_path: &Path,
     run: u32,
 ) -> Result<u16, String> {
-    // A directory left by a run whose watchdog died: stop what may still run there, start over.
+    // A directory left by a run whose watchdog died (or whose pid this run now has): stop what
+    // may still run there, start over.
     if base.exists() {
         let _ = installation.stop(&base.join("data"), "immediate");
         std::fs::remove_dir_all(base).map_err(|e| format!("rm {}: {e}", base.display()))?;
     }
     installation.own(base)?;
     let data = base.join("data");
+    // The watchdog first: a run interrupted while the cluster starts still has it removed.
+    let watchdog = spawn_watchdog(installation, base, lock_path, run, &data)?;
+    write(&base.join("watchdog.pid"), &watchdog.to_string())?;
     installation.init(&data)?;
     let port = crate::free_port();
     installation.start(&data, base, port)?;
-    let watchdog = spawn_watchdog(installation, base, lock_path, run, &data)?;
-    write(&base.join("watchdog.pid"), &watchdog.to_string())?;
     write(&base.join("port"), &port.to_string())?;
     let _ = writeln!(
         std::io::stderr(),

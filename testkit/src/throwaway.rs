@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::install::{Installation, INSTALL_HINT};
+use crate::install::Installation;
 
 /// A PostgreSQL cluster of the test's own, removed when dropped.
 pub struct ThrowawayPostgres {
@@ -14,20 +14,24 @@ pub struct ThrowawayPostgres {
 
 impl ThrowawayPostgres {
     /// Creates and starts a cluster from the installed binaries (as the `postgres` user when
-    /// running as root).
-    pub fn start() -> ThrowawayPostgres {
-        let cluster = ThrowawayPostgres::initialized();
+    /// running as root); `None` (the test returns) when there are none outside CI.
+    pub fn start() -> Option<ThrowawayPostgres> {
+        let cluster = ThrowawayPostgres::initialized()?;
         cluster.start_again();
-        cluster
+        Some(cluster)
     }
 
     /// Creates a cluster without starting it: its URLs lead nowhere until
-    /// [`ThrowawayPostgres::start_again`].
-    pub fn initialized() -> ThrowawayPostgres {
-        let installation = Installation::find().unwrap_or_else(|e| {
-            panic!("a throwaway cluster needs the PostgreSQL binaries: {e}; {INSTALL_HINT}")
-        });
-        let dir = std::env::temp_dir().join(format!(
+    /// [`ThrowawayPostgres::start_again`]. `None` as for [`ThrowawayPostgres::start`].
+    pub fn initialized() -> Option<ThrowawayPostgres> {
+        let installation = crate::tool_or_skip(Installation::find(), "postgresql")?;
+        // Not $TMPDIR when root: the server runs as `postgres`, which must reach the directory.
+        let temp = if crate::install::is_root() {
+            std::path::PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = temp.join(format!(
             "taskpilot-pg-{}-{:x}",
             std::process::id(),
             rand::random::<u64>()
@@ -42,7 +46,7 @@ impl ThrowawayPostgres {
             .own(&cluster.dir)
             .and_then(|()| cluster.installation.init(&cluster.data()))
             .unwrap_or_else(|e| panic!("{e}"));
-        cluster
+        Some(cluster)
     }
 
     /// The admin URL (`postgres` database).

@@ -1,6 +1,7 @@
-//! External programs some tests need (a browser, promtool, PgBouncer, libfaketime): a test
-//! without its tool says which package to install and passes without running, except under CI
-//! (`CI` set, as `.ci/run` does), where a missing tool fails the test so that CI runs them all.
+//! External programs some tests need (a browser, promtool, PgBouncer, libfaketime, the
+//! PostgreSQL binaries for a cluster of the test's own): a test without its tool says which
+//! package to install and passes without running, except under CI (`CI` set, and not to `0` or
+//! `false`, as `.ci/run` does), where a missing tool fails the test so that CI runs them all.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 pub fn tool_or_skip<T>(found: Result<T, String>, package: &str) -> Option<T> {
     match found {
         Ok(tool) => Some(tool),
-        Err(missing) if std::env::var_os("CI").is_some() => {
+        Err(missing) if under_ci() => {
             panic!("{missing} (install Debian's `{package}`; CI runs every test)")
         }
         Err(missing) => {
@@ -22,6 +23,11 @@ pub fn tool_or_skip<T>(found: Result<T, String>, package: &str) -> Option<T> {
             None
         }
     }
+}
+
+/// Whether `CI` is set to something other than empty, `0` or `false`.
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !matches!(value.trim(), "" | "0" | "false"))
 }
 
 /// The program named by the environment variable `variable` when set, else the first of

@@ -20,7 +20,7 @@ const IMPORT_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
-    /// A page of tasks, newest first, with the filters of GET /tasks.
+    /// A page of tasks, newest first, filtered by state, type, queue and error text.
     List {
         /// Only tasks in this state (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED).
         #[arg(long)]
