@@ -2,7 +2,7 @@
 //! on a free port and killed when dropped.
 //!
 //! The binary is `$PGBOUNCER`, else `pgbouncer` on the `PATH` or in `/usr/sbin` (Debian's
-//! package). It must be 1.21 or later: before that PgBouncer passed named prepared statements
+//! package), else one `scripts/pgbouncer` built in `~/.cache/taskpilot`. It must be 1.21 or later: before that PgBouncer passed named prepared statements
 //! to whichever server connection was free, and sqlx, like most drivers, prepares every
 //! statement it runs (`.ci/run` builds Debian trixie's 1.24 source package where the system's
 //! is older).
@@ -143,11 +143,27 @@ fn binary() -> Result<PathBuf, String> {
     let on_path = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
         .unwrap_or_default();
-    // Where scripts/pgbouncer builds one.
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pgbouncer");
+    // Where scripts/pgbouncer builds one: the user's cache, one directory per version.
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|cache| cache.join("taskpilot"));
+    let built: Vec<PathBuf> = cache
+        .and_then(|dir| std::fs::read_dir(dir).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|dir| {
+            dir.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("pgbouncer-"))
+        })
+        .collect();
     on_path
         .into_iter()
-        .chain([PathBuf::from("/usr/sbin"), built])
+        .chain([PathBuf::from("/usr/sbin")])
+        .chain(built)
         .map(|dir| dir.join("pgbouncer"))
         .find(|candidate| candidate.is_file() && new_enough(candidate))
         .ok_or_else(|| {
