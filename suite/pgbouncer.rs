@@ -145,10 +145,11 @@ fn binary() -> Result<PathBuf, String> {
         .unwrap_or_default();
     // Where scripts/pgbouncer builds one: the user's cache, one directory per version.
     let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .map(|cache| cache.join("taskpilot"));
-    let built: Vec<PathBuf> = cache
+    let mut built: Vec<PathBuf> = cache
         .and_then(|dir| std::fs::read_dir(dir).ok())
         .into_iter()
         .flatten()
@@ -160,6 +161,9 @@ fn binary() -> Result<PathBuf, String> {
                 .is_some_and(|name| name.starts_with("pgbouncer-"))
         })
         .collect();
+    // Newest version first.
+    built.sort();
+    built.reverse();
     on_path
         .into_iter()
         .chain([PathBuf::from("/usr/sbin")])

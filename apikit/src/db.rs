@@ -88,12 +88,22 @@ pub async fn connect_and_migrate(
 /// and so does a server older than [`MIN_SERVER_VERSION`].
 pub async fn reach_server(options: &PgConnectOptions, patience: Duration) -> anyhow::Result<()> {
     let server = format!("{}:{}", options.get_host(), options.get_port());
-    let deadline = tokio::time::Instant::now() + patience;
+    let start = tokio::time::Instant::now();
+    // A wait too long for the clock is no deadline at all.
+    let deadline = start.checked_add(patience);
     let mut pause = FIRST_PAUSE;
     let mut attempt = 1u32;
     loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let limit = left.clamp(Duration::from_secs(1), ATTEMPT_TIMEOUT);
+        let left = deadline.map_or(ATTEMPT_TIMEOUT, |deadline| {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        });
+        // The last attempt of a wait still gets a second, and one with no wait at all (try
+        // once) the whole attempt's time.
+        let limit = if patience.is_zero() {
+            ATTEMPT_TIMEOUT
+        } else {
+            left.clamp(Duration::from_secs(1), ATTEMPT_TIMEOUT)
+        };
         let outcome = match tokio::time::timeout(limit, first_contact(options, &server)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(Contact::NotUp(format!(
@@ -104,7 +114,10 @@ pub async fn reach_server(options: &PgConnectOptions, patience: Duration) -> any
         match outcome {
             Ok(()) => return Ok(()),
             Err(Contact::Refused(e)) => return Err(e),
-            Err(Contact::NotUp(e)) if tokio::time::Instant::now() + pause < deadline => {
+            Err(Contact::NotUp(e))
+                if deadline
+                    .is_none_or(|deadline| tokio::time::Instant::now() + pause < deadline) =>
+            {
                 tracing::warn!(
                     %server,
                     attempt,
@@ -118,7 +131,7 @@ pub async fn reach_server(options: &PgConnectOptions, patience: Duration) -> any
             }
             Err(Contact::NotUp(e)) => anyhow::bail!(
                 "cannot reach the database server {server}: {e} ({attempt} attempt(s) in {} ms)",
-                patience.as_millis()
+                start.elapsed().as_millis()
             ),
         }
     }

@@ -105,17 +105,17 @@ async fn start_container() -> Result<String, String> {
         .get_host_port_ipv4(5432)
         .await
         .map_err(|e| e.to_string())?;
-    let _ = CONTAINER_ID.set(container.id().to_owned());
-    // Statics are never dropped, so the container outlives this future on purpose; the exit
-    // hook below removes it, and Testcontainers' watchdog does on SIGINT and SIGTERM.
-    std::mem::forget(container);
     let url = format!("postgres://postgres:postgres@{host}:{port}/postgres");
     // A container whose port this process cannot reach (a remote engine, another network
     // namespace) is no server for the tests: remove it and try the next source.
     if let Err(e) = reachable(&url).await {
-        remove_container();
+        let _ = container.rm().await;
         return Err(format!("started, but {url} is unreachable: {e}"));
     }
+    let _ = CONTAINER_ID.set(container.id().to_owned());
+    // Statics are never dropped, so the container outlives this future on purpose; the exit
+    // hook below removes it, and Testcontainers' watchdog does on SIGINT and SIGTERM.
+    std::mem::forget(container);
     Ok(url)
 }
 

@@ -164,10 +164,19 @@ fn start(
     // The watchdog first: a run interrupted while the cluster starts still has it removed.
     let watchdog = spawn_watchdog(installation, base, lock_path, run, &data)?;
     write(&base.join("watchdog.pid"), &watchdog.to_string())?;
-    installation.init(&data)?;
     let port = crate::free_port();
-    installation.start(&data, base, port)?;
-    write(&base.join("port"), &port.to_string())?;
+    let started = installation
+        .init(&data)
+        .and_then(|()| installation.start(&data, base, port))
+        .and_then(|()| write(&base.join("port"), &port.to_string()));
+    if let Err(e) = started {
+        // Undone, so that the next test process of the run tries again and reports its own
+        // error instead of finding a cluster that never was.
+        let _ = Command::new("kill").arg(watchdog.to_string()).status();
+        let _ = installation.stop(&data, "immediate");
+        let _ = std::fs::remove_dir_all(base);
+        return Err(e);
+    }
     let _ = writeln!(
         std::io::stderr(),
         "testkit: started a PostgreSQL cluster for this test run on 127.0.0.1:{port} ({}); \
