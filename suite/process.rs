@@ -133,10 +133,11 @@ impl Service {
         env: Vec<(String, String)>,
         patience: Duration,
     ) -> (Option<std::process::ExitStatus>, String) {
+        // No NO_COLOR: a process whose output is not a terminal must write plain text itself.
         let output = tokio::process::Command::new(binary_path(kind.binary()))
             .envs(env)
             .env(kind.addr_variable(), "127.0.0.1:0")
-            .env("NO_COLOR", "1")
+            .env_remove("NO_COLOR")
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output();

@@ -67,17 +67,24 @@ async fn both_services_started_before_their_database_wait_for_it_then_serve() {
 }
 
 /// A server that accepts connections and never answers (a black hole, a wedged proxy) ends
-/// start-up with an error once the start-up wait is over: one attempt cannot hang it.
+/// start-up with an error once the start-up wait is over: one attempt cannot hang it. The log,
+/// written to a pipe, is plain text.
 #[tokio::test]
 async fn a_server_that_never_answers_ends_start_up_after_its_wait() {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = silent.local_addr().expect("address").port();
+    // The first connection is closed at once (a logged retry), the others held unanswered.
     let holding = tokio::spawn(async move {
-        let mut held = Vec::new();
+        let (mut first, mut held) = (true, Vec::new());
         while let Ok((connection, _)) = silent.accept().await {
-            held.push(connection);
+            if first {
+                first = false;
+                drop(connection);
+            } else {
+                held.push(connection);
+            }
         }
     });
     let (status, log) = Service::run_to_exit(
@@ -96,8 +103,15 @@ async fn a_server_that_never_answers_ends_start_up_after_its_wait() {
     let status = status.expect("dtp still waited on a server that never answers");
     assert!(!status.success(), "dtp exited with {status}:\n{log}");
     assert!(
-        log.contains("cannot reach the database server") && log.contains("no answer within"),
+        log.contains("not reachable yet; trying again")
+            && log.contains("cannot reach the database server")
+            && log.contains("no answer within"),
         "{log}"
+    );
+    // Its output went to a pipe, not a terminal: no colour codes, as in `docker logs`.
+    assert!(
+        !log.contains('\x1b'),
+        "ANSI escape codes in a piped log:\n{log:?}"
     );
 }
 

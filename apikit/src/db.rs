@@ -181,10 +181,12 @@ async fn first_contact(options: &PgConnectOptions, server: &str) -> Result<(), C
 }
 
 /// Whether a connection attempt failed because the server is not up (yet): nothing answers,
-/// the connection broke, it is starting up or shutting down, or it has no free connection.
+/// the connection broke (also mid-handshake, which sqlx reports as a protocol error: a proxy in
+/// front of a server not listening yet, such as Docker's, accepts and then closes), it is
+/// starting up or shutting down, or it has no free connection.
 fn is_not_up(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Io(_) => true,
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             matches!(
                 code.as_ref(),
