@@ -11,6 +11,6 @@ mod system;
 pub mod workloads;
 
 pub use pgbouncer::PgBouncer;
-pub use process::{Service, ServiceKind};
+pub use process::{owned_env, Service, ServiceKind};
 pub use system::System;
 pub use testkit::{assert_problem, wait_until, TaskPilotClient};

@@ -2,9 +2,9 @@
 //! on a free port and killed when dropped.
 //!
 //! The binary is `$PGBOUNCER`, else `pgbouncer` on the `PATH` or in `/usr/sbin` (Debian's
-//! package), else one `scripts/pgbouncer` built in `~/.cache/taskpilot`. It must be 1.21 or later: before that PgBouncer passed named prepared statements
-//! to whichever server connection was free, and sqlx, like most drivers, prepares every
-//! statement it runs (`.ci/run` builds Debian trixie's 1.24 source package where the system's
+//! package), else one `scripts/pgbouncer` built in `~/.cache/taskpilot`. It must be 1.21 or
+//! later: before that PgBouncer passed named prepared statements to whichever server connection
+//! was free, and sqlx, like most drivers, prepares every statement it runs (`.ci/run` builds Debian trixie's 1.24 source package where the system's
 //! is older).
 
 use std::path::{Path, PathBuf};
@@ -69,7 +69,7 @@ impl PgBouncer {
         let log_file =
             std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let mut command = Command::new(binary);
-        if running_as_root() {
+        if testkit::is_root() {
             // PgBouncer refuses to run as root.
             command.args(["-u", "nobody"]);
         }
@@ -190,9 +190,4 @@ fn version(binary: &Path) -> Option<(u32, u32)> {
 
 fn new_enough(binary: &Path) -> bool {
     version(binary).is_some_and(|version| version >= OLDEST)
-}
-
-fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|me| me.uid() == 0)
 }

@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// `pairs` as a process environment, for [`Service::start`].
+pub fn owned_env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 /// Which binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceKind {
@@ -249,8 +257,7 @@ fn binary_path(name: &str) -> PathBuf {
 
 /// The processes' logs, in a directory of this user's (another user's run may have made one).
 fn log_dir() -> PathBuf {
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self").map_or(0, |me| me.uid());
+    let uid = testkit::current_uid().unwrap_or(0);
     let dir = std::env::temp_dir().join(format!("taskpilot-e2e-logs-{uid}"));
     let _ = std::fs::create_dir_all(&dir);
     dir

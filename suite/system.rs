@@ -4,7 +4,7 @@
 use sqlx::PgPool;
 use testkit::{TaskPilotClient, TestDb};
 
-use crate::process::{Service, ServiceKind};
+use crate::process::{owned_env, Service, ServiceKind};
 
 /// Settings that make leases, rescue, retries and polling fast enough for tests.
 const FAST_DTP: [(&str, &str); 10] = [
@@ -91,16 +91,8 @@ impl System {
                 ("DTP_DATABASE_URL".to_owned(), dtp_url.to_owned()),
                 ("DTP_WORKER_ID".to_owned(), name.clone()),
             ];
-            env.extend(
-                FAST_DTP
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-            );
-            env.extend(
-                extra
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-            );
+            env.extend(owned_env(&FAST_DTP));
+            env.extend(owned_env(extra));
             if i == 0 && first_api_only {
                 env.push(("DTP_WORKER".to_owned(), "false".to_owned()));
             }
@@ -138,11 +130,7 @@ impl System {
             ("DTP_DATABASE_URL".to_owned(), dtp_url),
             ("DTP_WORKER_ID".to_owned(), name.to_owned()),
         ];
-        env.extend(
-            FAST_DTP
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
+        env.extend(owned_env(&FAST_DTP));
         env.extend(extra);
         self.dtp
             .push(Service::start(ServiceKind::Dtp, name, env).await);

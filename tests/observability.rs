@@ -182,11 +182,7 @@ async fn with_an_otlp_endpoint_spans_are_exported_and_linked_to_what_is_sent_on_
         ),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
-    let env = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let dtp = Service::start(ServiceKind::Dtp, "dtp-otel", env).await;
+    let dtp = Service::start(ServiceKind::Dtp, "dtp-otel", suite::owned_env(&env)).await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let created = reqwest::Client::new()
         .post(format!("{}/tasks", dtp.url()))

@@ -7,15 +7,8 @@ use std::time::Duration;
 
 use common::TaskStatus;
 use serde_json::json;
-use suite::{Service, ServiceKind, TaskPilotClient};
+use suite::{owned_env, Service, ServiceKind, TaskPilotClient};
 use testkit::{address_of, OldServer, TestDb, ThrowawayPostgres};
-
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_services_started_before_their_database_wait_for_it_then_serve() {
@@ -27,7 +20,7 @@ async fn both_services_started_before_their_database_wait_for_it_then_serve() {
         ServiceKind::Dtp,
         "dtp",
         dtp_port,
-        env(&[
+        owned_env(&[
             ("DTP_DATABASE_URL", &postgres.database_url("dtp")),
             ("DTP_POLL_INTERVAL_MS", "200"),
         ]),
@@ -35,7 +28,7 @@ async fn both_services_started_before_their_database_wait_for_it_then_serve() {
     let taskpilot = Service::start(
         ServiceKind::TaskPilot,
         "taskpilot",
-        env(&[
+        owned_env(&[
             ("TASKPILOT_DATABASE_URL", &postgres.database_url("webdb")),
             ("DTP_URL", &format!("http://127.0.0.1:{dtp_port}")),
         ]),
@@ -89,7 +82,7 @@ async fn a_server_that_never_answers_ends_start_up_after_its_wait() {
     });
     let (status, log) = Service::run_to_exit(
         ServiceKind::Dtp,
-        env(&[
+        owned_env(&[
             (
                 "DTP_DATABASE_URL",
                 &format!("postgres://postgres@127.0.0.1:{port}/dtp"),
@@ -130,7 +123,7 @@ async fn both_services_refuse_a_server_older_than_the_oldest_supported() {
         };
         let (status, log) = Service::run_to_exit(
             kind,
-            env(&[(variable, &old.url_for(&db.url)), (startup, "600000")]),
+            owned_env(&[(variable, &old.url_for(&db.url)), (startup, "600000")]),
             Duration::from_secs(30),
         )
         .await;

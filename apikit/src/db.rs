@@ -1,7 +1,8 @@
 //! Database plumbing shared by both services: reach the server at start-up (waiting for one that
 //! is still starting), refuse one older than [`MIN_SERVER_VERSION`], create the database named
-//! in the URL if it is missing, connect a pool, apply the service's migrations; tell "the database is unreachable"
-//! (answer 503) from other database errors; decode stored state names strictly.
+//! in the URL if it is missing, connect a pool, apply the service's migrations; tell "the
+//! database is unreachable" (answer 503) from other database errors; decode stored state names
+//! strictly.
 //!
 //! It knows no service's schema: each passes its own embedded `Migrator`.
 
@@ -82,8 +83,8 @@ pub async fn connect_and_migrate(
 /// Waits until the server of `options` answers, then checks its version and creates the
 /// service's database when it is missing. While the server is unreachable, starting up or
 /// full, each attempt is logged and tried again after a growing pause, for `patience` in all;
-/// one attempt is cut off after [`ATTEMPT_TIMEOUT`] (or what is left of `patience`, at least
-/// a second), so a server that never answers cannot hang start-up. Any other error (a refused
+/// one attempt is cut off after [`ATTEMPT_TIMEOUT`] (or what is left of a non-zero `patience`,
+/// at least a second), so a server that never answers cannot hang start-up. Any other error (a refused
 /// password, TLS the server cannot do, a pooler that knows no such database) ends it at once,
 /// and so does a server older than [`MIN_SERVER_VERSION`].
 pub async fn reach_server(options: &PgConnectOptions, patience: Duration) -> anyhow::Result<()> {

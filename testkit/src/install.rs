@@ -123,8 +123,13 @@ pub fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
+/// The user this process runs as (`None` when `/proc` cannot be read).
+pub fn current_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|me| me.uid()).ok()
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|me| me.uid() == 0)
+    current_uid() == Some(0)
 }

@@ -37,6 +37,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 pub use client::{assert_problem, assert_unavailable, created, header, Sent, TaskPilotClient};
+pub use install::{current_uid, is_root};
 pub use old_server::OldServer;
 pub use peer::{answering_peer, BodyEnd};
 pub use proxy::{address_of, FaultyProxy};

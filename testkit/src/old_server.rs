@@ -39,10 +39,7 @@ impl OldServer {
 
     /// `url` (a `postgres://` URL) with its host and port replaced by the proxy's.
     pub fn url_for(&self, url: &str) -> String {
-        let mut parsed = reqwest::Url::parse(url).expect("a valid database URL");
-        parsed.set_host(Some("127.0.0.1")).expect("host settable");
-        parsed.set_port(Some(self.port)).expect("port settable");
-        parsed.to_string()
+        crate::proxy::through_local_port(url, self.port)
     }
 }
 

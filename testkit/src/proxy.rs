@@ -56,10 +56,7 @@ impl FaultyProxy {
 
     /// `url` (a `postgres://` URL) with its host and port replaced by the proxy's.
     pub fn url_for(&self, url: &str) -> String {
-        let mut parsed = reqwest::Url::parse(url).expect("a valid database URL");
-        parsed.set_host(Some("127.0.0.1")).expect("host settable");
-        parsed.set_port(Some(self.port)).expect("port settable");
-        parsed.to_string()
+        through_local_port(url, self.port)
     }
 
     /// While set, no byte crosses in either direction and new connections hang unanswered.
@@ -95,6 +92,14 @@ impl Drop for FaultyProxy {
 }
 
 /// The `host:port` of a `postgres://` URL.
+/// `url` (a `postgres://` URL) with its host and port replaced by 127.0.0.1:`port`.
+pub(crate) fn through_local_port(url: &str, port: u16) -> String {
+    let mut parsed = reqwest::Url::parse(url).expect("a valid database URL");
+    parsed.set_host(Some("127.0.0.1")).expect("host settable");
+    parsed.set_port(Some(port)).expect("port settable");
+    parsed.to_string()
+}
+
 pub fn address_of(url: &str) -> String {
     let parsed = reqwest::Url::parse(url).expect("a valid database URL");
     format!(

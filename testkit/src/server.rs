@@ -72,13 +72,7 @@ async fn reachable(url: &str) -> Result<(), String> {
         Ok(Ok(conn)) => {
             let version = conn.server_version_num();
             let _ = conn.close().await;
-            match version {
-                Some(v) if v >= apikit::db::MIN_SERVER_VERSION => Ok(()),
-                v => Err(format!(
-                    "its server_version_num is {v:?}; the services need {} or later",
-                    apikit::db::MIN_SERVER_VERSION
-                )),
-            }
+            apikit::db::check_server_version(version, url).map_err(|e| e.to_string())
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timed out".to_owned()),

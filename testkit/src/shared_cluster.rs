@@ -75,9 +75,7 @@ pub fn join() -> Result<String, String> {
 /// the tests run as root, must reach the cluster inside.
 fn own_directory() -> Result<PathBuf, String> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let uid = std::fs::metadata("/proc/self")
-        .map(|me| me.uid())
-        .map_err(|e| format!("cannot read /proc/self: {e}"))?;
+    let uid = crate::current_uid().ok_or("cannot tell this process's user from /proc/self")?;
     let dir = PathBuf::from(format!("/tmp/taskpilot-tests-{uid}"));
     match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
         Ok(()) => {}
