@@ -262,6 +262,22 @@ async fn create_database_if_missing(
     }
 }
 
+/// A second pool to the database of `pool`, of at most `max_connections`, whose statements are
+/// cut off after `statement_timeout`: for work that must not take the connections everything
+/// else needs (an operator's reads, whose filters no index may serve). It connects on first
+/// use, and a request that finds all its connections busy waits as long as the main pool's.
+pub fn side_pool(pool: &PgPool, max_connections: u32, statement_timeout: Duration) -> PgPool {
+    // The later `-c statement_timeout` of the startup options wins over the pool's own.
+    let options = pool.connect_options().as_ref().clone().options([(
+        "statement_timeout",
+        format!("{}ms", statement_timeout.as_millis()),
+    )]);
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options)
+}
+
 /// Whether `error` means "the database cannot be reached right now" (answer 503, retry later) as
 /// opposed to a failing statement (a bug: 500).
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
@@ -306,11 +322,12 @@ pub fn is_server_down(error: &sqlx::Error) -> bool {
 
 /// Whether a statement that failed with `error` may succeed if simply run again: the database
 /// was unreachable or busy (see [`is_unavailable`]), a serialization failure or deadlock (class
-/// 40), too few resources (class 53), or a statement timeout (57014).
+/// 40), too few resources (class 53), a lock not granted in time (55P03), or a statement
+/// timeout (57014).
 pub fn is_transient(error: &sqlx::Error) -> bool {
     is_unavailable(error)
         || matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|code| {
-            code.starts_with("40") || code.starts_with("53") || code == "57014"
+            code.starts_with("40") || code.starts_with("53") || code == "55P03" || code == "57014"
         }))
 }
 

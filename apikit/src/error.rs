@@ -57,12 +57,25 @@ impl ApiError {
     }
 }
 
-/// The database unreachable is 503; a value it refused is 422 (the client sent it); anything
-/// else is 500 (a bug).
+/// The database unreachable, busy (a deadlock, a serialization failure, a lock or resource
+/// it could not get) is 503; a statement cut off by its time limit is 504; a value it refused
+/// is 422 (the client sent it); anything else is 500 (a bug).
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        let code = match &error {
+            sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        };
         if db::is_unavailable(&error) {
             ApiError::Unavailable(format!("database unavailable: {error}"))
+        } else if code.as_deref() == Some("57014") {
+            ApiError::GatewayTimeout(
+                "the database did not finish this request within its time limit; \
+                 narrow the filters or try again later"
+                    .into(),
+            )
+        } else if db::is_transient(&error) {
+            ApiError::Unavailable(format!("the database was busy, try again: {error}"))
         } else if db::is_invalid_data(&error) {
             ApiError::Invalid(format!("the database refused a value: {error}"))
         } else {

@@ -96,8 +96,14 @@ impl App {
         });
         let api_config = config.api_config();
         let exposition = exposition(&pool, &metrics, &api_config.http_metrics);
+        let operator_pool = apikit::db::side_pool(
+            &pool,
+            config.operator_db_connections,
+            config.operator_statement_timeout(),
+        );
         let state = AppState {
             pool: pool.clone(),
+            operator_pool,
             registry,
             config: Arc::new(api_config),
             metrics,

@@ -41,6 +41,21 @@ pub struct Config {
     #[arg(long, env = "DTP_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
 
+    /// Connections for operators' reads and bulk actions (task lists and their filters, the
+    /// dashboard's lists, failure groups, minute stats), a pool of their own: a filter no index
+    /// serves cannot take the connections that creates, the worker and readiness need.
+    #[arg(long, env = "DTP_OPERATOR_DB_CONNECTIONS", default_value_t = 4)]
+    pub operator_db_connections: u32,
+
+    /// Longest one statement of an operator's read or bulk action may run, in ms; a request
+    /// cut off by it is answered 504.
+    #[arg(
+        long,
+        env = "DTP_OPERATOR_STATEMENT_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub operator_statement_timeout_ms: u64,
+
     /// Run the worker in this process (`false`: API only).
     #[arg(long, env = "DTP_WORKER", default_value_t = true, action = clap::ArgAction::Set)]
     pub worker: bool,
@@ -215,10 +230,19 @@ impl Config {
             "DTP_DB_MAX_CONNECTIONS must be at least 2"
         );
         anyhow::ensure!(
+            self.operator_db_connections >= 1 && self.operator_statement_timeout_ms >= 1,
+            "DTP_OPERATOR_DB_CONNECTIONS and DTP_OPERATOR_STATEMENT_TIMEOUT_MS must be positive"
+        );
+        anyhow::ensure!(
             self.db_startup_timeout_ms <= MAX_DB_STARTUP_TIMEOUT_MS,
             "DTP_DB_STARTUP_TIMEOUT_MS must be at most {MAX_DB_STARTUP_TIMEOUT_MS} (a day)"
         );
         Ok(())
+    }
+
+    /// The statement timeout of the operators' pool.
+    pub fn operator_statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.operator_statement_timeout_ms)
     }
 
     /// The statement timeout of every database connection.

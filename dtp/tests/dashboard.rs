@@ -1346,6 +1346,7 @@ async fn the_router_works_under_an_embedding_programs_prefix() {
     let app = spawn_app_with(|config| config.worker = false).await;
     let state = dtp::api::AppState {
         pool: app.pool.clone(),
+        operator_pool: app.pool.clone(),
         registry: dtp::handlers::HandlerRegistry::with_builtins(),
         config: std::sync::Arc::new(testkit::dtp_config(&app.db).api_config()),
         metrics: dtp::metrics::DtpMetrics::default(),

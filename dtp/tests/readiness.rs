@@ -18,6 +18,7 @@ fn unreachable_state() -> AppState {
         .connect_lazy("postgres://postgres@127.0.0.1:1/none")
         .expect("lazy pool");
     AppState {
+        operator_pool: pool.clone(),
         pool,
         registry: HandlerRegistry::with_builtins(),
         config: Arc::new(ApiConfig {

@@ -3,7 +3,7 @@
 use apikit::openapi::DatabaseDown;
 use axum::extract::{Query, State};
 use axum::Json;
-use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use common::limits::is_queue_name;
 use common::{Problem, TaskPage, TaskStatus};
 use serde::Deserialize;
@@ -86,7 +86,7 @@ pub(super) async fn list(
 ) -> Result<Json<TaskPage>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let filter = parse_filter(params)?;
-    let rows = queue::list(&state.pool, &filter).await?;
+    let rows = queue::list(&state.operator_pool, &filter).await?;
     let full_page = i64::try_from(rows.len()).unwrap_or(i64::MAX) == filter.limit;
     let next_after = if full_page {
         rows.last().map(|r| r.id)
@@ -144,29 +144,11 @@ pub(crate) fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
     })
 }
 
-/// A time as RFC 3339, or as a date and time without an offset (what a browser's
-/// `datetime-local` input sends), read as UTC. Empty is absent.
+/// A time filter ([`common::timestamp::parse`]); empty is absent.
 pub(crate) fn parse_time(raw: Option<&str>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
-        return Ok(None);
-    };
-    let refused = || {
-        ApiError::BadRequest(format!(
-            "{name} must be a time from year 1 to 9999 such as 2026-12-01T09:30:00Z, got {raw:?}"
-        ))
-    };
-    let time = match DateTime::parse_from_rfc3339(raw) {
-        Ok(time) => time.with_timezone(&Utc),
-        Err(_) => ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-            .iter()
-            .find_map(|format| NaiveDateTime::parse_from_str(raw, format).ok())
-            .map(|naive| naive.and_utc())
-            .ok_or_else(refused)?,
-    };
-    // PostgreSQL's timestamptz ends in year 294276 and has no year 0 in its text form; chrono
-    // reads signed years. A time no task can have is refused as bad input, not a database error.
-    if !(1..=9999).contains(&time.year()) {
-        return Err(refused());
-    }
-    Ok(Some(time))
+    raw.filter(|r| !r.trim().is_empty())
+        .map(|r| {
+            common::timestamp::parse(r).map_err(|e| ApiError::BadRequest(format!("{name} {e}")))
+        })
+        .transpose()
 }

@@ -46,6 +46,9 @@ pub struct ApiConfig {
 pub struct AppState {
     /// The queue database.
     pub pool: PgPool,
+    /// The same database for operators' reads and bulk actions, a few connections of their own
+    /// with a shorter statement timeout (`DTP_OPERATOR_DB_CONNECTIONS`).
+    pub operator_pool: PgPool,
     /// Known task types, to refuse unknown ones at creation.
     pub registry: HandlerRegistry,
     /// API settings.

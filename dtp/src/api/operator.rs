@@ -63,7 +63,7 @@ pub(crate) async fn bulk(
     confirmed: Option<queue::Confirmed>,
 ) -> Result<BulkOutcome, ApiError> {
     validate_filter(filter)?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.operator_pool.acquire().await?;
     let lease = state.config.lease;
     let queue::BulkDone { outcome, stopped } =
         queue::bulk(&mut conn, action, filter, lease, confirmed).await?;
@@ -86,7 +86,7 @@ pub(crate) async fn count_for_confirmation(
     action: BulkAction,
 ) -> Result<(i64, queue::Confirmed), ApiError> {
     validate_filter(filter)?;
-    Ok(queue::count_for_confirmation(&state.pool, filter, action).await?)
+    Ok(queue::count_for_confirmation(&state.operator_pool, filter, action).await?)
 }
 
 /// Refuses a filter without a condition (unless it says `all`) or with an invalid one.
@@ -169,7 +169,12 @@ pub(crate) async fn stats(
             "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -".into(),
         ));
     }
-    let rows =
-        queue::minute_stats(&state.pool, minutes, queue, crate::metrics::MINUTE_BUCKETS).await?;
+    let rows = queue::minute_stats(
+        &state.operator_pool,
+        minutes,
+        queue,
+        crate::metrics::MINUTE_BUCKETS,
+    )
+    .await?;
     Ok(super::stats::summarize(rows))
 }

@@ -64,7 +64,7 @@ pub enum TasksCommand {
         #[arg(long)]
         max_attempts: Option<i32>,
         /// Not before this time (RFC 3339).
-        #[arg(long)]
+        #[arg(long, value_parser = common::timestamp::parse)]
         run_at: Option<DateTime<Utc>>,
         /// A key that makes a repeat of this request return the same task.
         #[arg(long)]

@@ -1,5 +1,5 @@
 //! An operator's action on every task a filter matches (`POST /tasks/bulk`): cancel, retry or
-//! delete, each changing only the rows it applies to, in one transaction.
+//! delete, each changing only the rows it applies to, in steps of bounded size.
 
 use std::time::Duration;
 
@@ -34,14 +34,25 @@ pub struct Confirmed {
     pub at: DateTime<Utc>,
 }
 
+/// Tasks a bulk action reads, and then locks and changes, per step: no step holds more row
+/// locks than this, nor for longer than one short statement.
+const STEP: i64 = 1000;
+
 /// Applies `action` to the tasks `filter` matches; `lease` as for [`super::retry`]. The caller
 /// has checked that the filter names at least one condition or says `all`.
 ///
+/// It goes in steps of [`STEP`] tasks, oldest first: the matching ids are read without a lock
+/// (the walk a filter without an index makes holds nothing), then the action locks those rows
+/// in id order (the order every change of a task takes them), re-checks their state, and
+/// changes them in one statement that commits. A running handler's lease is therefore never
+/// held up by the walk, and an action cut short leaves the steps it finished done: run again,
+/// it takes up the rest.
+///
 /// With `confirmed`, only tasks that qualified when the operator counted them: created by then
 /// and, once finished, finished by then (a task created or finished since is not taken along,
-/// so the set only shrinks); and if the action still changes more tasks than were confirmed (a
+/// so the set only shrinks); and if the action would apply to more tasks than were confirmed (a
 /// task retried since its count and open again), nothing is changed and
-/// [`Error::MatchesGrew`] says so. The count is the action's own, in its transaction.
+/// [`Error::MatchesGrew`] says so.
 pub async fn bulk(
     conn: &mut PgConnection,
     action: BulkAction,
@@ -50,83 +61,182 @@ pub async fn bulk(
     confirmed: Option<Confirmed>,
 ) -> Result<BulkDone, Error> {
     let pin = confirmed.map(|c| c.at);
-    let matching = |prefix: &str| matching(prefix, filter, pin);
-    let mut tx = conn.begin().await?;
-    let mut stopped = Vec::new();
-    let matched = count_matching(&mut *tx, filter, pin).await?;
-    let changed: i64 = match action {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    if let Some(confirmed) = confirmed {
+        let applicable = matching(
+            &format!("select count(*) from tasks where {}", applies_to(action)),
+            filter,
+            pin,
+        )
+        .build_query_scalar()
+        .fetch_one(&mut *conn)
+        .await?;
+        if count(applicable) > confirmed.tasks {
+            return Err(Error::MatchesGrew {
+                applicable: count(applicable),
+                confirmed: confirmed.tasks,
+            });
+        }
+    }
+    let mut done = BulkDone {
+        outcome: BulkOutcome::default(),
+        stopped: Vec::new(),
+    };
+    let mut after = 0_i64;
+    loop {
+        let mut sql = matching(
+            &format!("select id, {} from tasks where true", applies_to(action)),
+            filter,
+            pin,
+        );
+        sql.push(" and id > ")
+            .push_bind(after)
+            .push(" order by id limit ")
+            .push_bind(STEP);
+        let step: Vec<(i64, bool)> = sql.build_query_as().fetch_all(&mut *conn).await?;
+        let Some(&(last, _)) = step.last() else { break };
+        after = last;
+        done.outcome.matched += count(i64::try_from(step.len()).unwrap_or(i64::MAX));
+        let targets: Vec<i64> = step.iter().filter(|(_, a)| *a).map(|(id, _)| *id).collect();
+        if !targets.is_empty() {
+            let changed =
+                apply_step(conn, action, filter, &targets, lease, &mut done.stopped).await?;
+            done.outcome.changed += count(changed);
+        }
+        if i64::try_from(step.len()).unwrap_or(i64::MAX) < STEP {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// The states `action` applies to, as a condition.
+fn applies_to(action: BulkAction) -> &'static str {
+    match action {
+        BulkAction::Cancel => "status in ('PENDING', 'RUNNING')",
+        BulkAction::Retry => "status in ('FAILED', 'CANCELED')",
+        BulkAction::Delete => "status in ('SUCCEEDED', 'FAILED', 'CANCELED')",
+    }
+}
+
+/// How long a step waits for a lock while holding the rows it has locked (a running task's
+/// row among them, whose lease renewal skips it meanwhile), the pause before it tries again,
+/// and how many tries it makes before the action gives up, answered "busy".
+const STEP_LOCK_WAIT: &str = "200ms";
+const STEP_PAUSE: Duration = Duration::from_millis(500);
+const STEP_TRIES: u32 = 10;
+
+/// Applies `action` to the tasks `ids` (ascending) that still qualify, in one statement. A lock
+/// it cannot get soon, a deadlock or a serialization failure (possible against a completer's
+/// batch) undoes the step, which is tried again after a pause.
+async fn apply_step(
+    conn: &mut PgConnection,
+    action: BulkAction,
+    filter: &BulkFilter,
+    ids: &[i64],
+    lease: Duration,
+    stopped: &mut Vec<(String, String, i64)>,
+) -> Result<i64, Error> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut tx = conn.begin().await?;
+        sqlx::query(&format!("set local lock_timeout = '{STEP_LOCK_WAIT}'"))
+            .execute(&mut *tx)
+            .await?;
+        let mut groups = Vec::new();
+        match step_statement(&mut tx, action, filter, ids, lease, &mut groups).await {
+            Err(e) if tries < STEP_TRIES && is_busy(&e) => {
+                drop(tx);
+                tokio::time::sleep(STEP_PAUSE).await;
+            }
+            Err(e) => return Err(e.into()),
+            Ok(changed) => {
+                tx.commit().await?;
+                stopped.extend(groups);
+                return Ok(changed);
+            }
+        }
+    }
+}
+
+/// The statement of one step (see [`apply_step`]); the attempts a cancel stopped go to
+/// `stopped`.
+async fn step_statement(
+    conn: &mut PgConnection,
+    action: BulkAction,
+    filter: &BulkFilter,
+    ids: &[i64],
+    lease: Duration,
+    stopped: &mut Vec<(String, String, i64)>,
+) -> Result<i64, sqlx::Error> {
+    // The state may have changed since the ids were read: it is checked again under the lock,
+    // with the filter's own state when it names one (a literal, one of five constants).
+    let still = match filter.status {
+        Some(status) => format!("{} and status = '{}'", applies_to(action), status.as_str()),
+        None => applies_to(action).to_owned(),
+    };
+    match action {
         BulkAction::Cancel => {
-            // The row locks order the cancel against completions, as a single cancel does;
-            // each handler still running is told to stop.
-            let mut sql = matching(
+            // Each handler still running is told to stop.
+            sqlx::query_as(&format!(
                 "with target as (select id, status as was from tasks \
-                 where status in ('PENDING', 'RUNNING')",
-            );
-            sql.push(format_args!(
-                " order by id for update), {} \
+                 where id = any($1) and {still} order by id for update), {} \
                  select queue, type, count(*) filter (where was = 'RUNNING'), count(*) \
                  from canceled, (select count(*) from notified) n group by queue, type",
                 cancel_target()
-            ));
-            let groups: Vec<(String, String, i64, i64)> =
-                sql.build_query_as().fetch_all(&mut *tx).await?;
-            let changed = groups.iter().map(|(_, _, _, changed)| changed).sum();
-            stopped = groups
-                .into_iter()
-                .filter(|(_, _, stopped, _)| *stopped > 0)
-                .map(|(queue, task_type, stopped, _)| (queue, task_type, stopped))
-                .collect();
-            changed
+            ))
+            .bind(ids)
+            .fetch_all(conn)
+            .await
+            .map(|groups: Vec<(String, String, i64, i64)>| {
+                let changed = groups.iter().map(|(_, _, _, changed)| changed).sum();
+                stopped.extend(
+                    groups
+                        .into_iter()
+                        .filter(|(_, _, stopped, _)| *stopped > 0)
+                        .map(|(queue, task_type, stopped, _)| (queue, task_type, stopped)),
+                );
+                changed
+            })
         }
+        // The statement of a single retry, over all of them: RETRYABLE re-checks each row.
         BulkAction::Retry => {
-            let ids: Vec<i64> =
-                matching("select id from tasks where status in ('FAILED', 'CANCELED')")
-                    .build_query_scalar()
-                    .fetch_all(&mut *tx)
-                    .await?;
-            // The statement of a single retry, over all of them: RETRYABLE re-checks each row.
             sqlx::query_scalar(&format!(
                 "with target as (select id, status as was from tasks \
-                 where id = any($1) and {RETRYABLE} order by id for update), {} , \
+                 where id = any($1) and {RETRYABLE} and {still} order by id for update), {} , \
                  notified as (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '') \
                  where exists (select 1 from retried)) \
                  select count(*) from retried, (select count(*) from notified) n",
                 retried_target()
             ))
-            .bind(&ids)
+            .bind(ids)
             .bind(MAX_ATTEMPTS.end())
             .bind(millis(lease))
-            .fetch_one(&mut *tx)
-            .await?
+            .fetch_one(conn)
+            .await
         }
         BulkAction::Delete => {
-            let mut sql = matching(
-                "with deleted as (delete from tasks \
-                 where status in ('SUCCEEDED', 'FAILED', 'CANCELED')",
-            );
-            sql.push(format_args!(
-                " returning queue, status), counted as ({}) select count(*) from deleted",
+            sqlx::query_scalar(&format!(
+                "with target as (select id from tasks where id = any($1) and {still} \
+                 order by id for update), \
+                 deleted as (delete from tasks t using target where t.id = target.id \
+                 returning t.queue, t.status), \
+                 counted as ({}) select count(*) from deleted",
                 count_finished("(select queue, status, -1 as delta from deleted) d")
-            ));
-            sql.build_query_scalar().fetch_one(&mut *tx).await?
+            ))
+            .bind(ids)
+            .fetch_one(conn)
+            .await
         }
-    };
-    let count = |n: i64| u64::try_from(n).unwrap_or(0);
-    if let Some(confirmed) = confirmed.filter(|c| count(changed) > c.tasks) {
-        // Dropped uncommitted: every change is undone, its notifications never sent.
-        return Err(Error::MatchesGrew {
-            applicable: count(changed),
-            confirmed: confirmed.tasks,
-        });
     }
-    tx.commit().await?;
-    Ok(BulkDone {
-        outcome: BulkOutcome {
-            matched: count(matched),
-            changed: count(changed),
-        },
-        stopped,
-    })
+}
+
+/// A lock not granted in time, a deadlock or a serialization failure: the statement did
+/// nothing and may be run again.
+fn is_busy(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("55P03") | Some("40P01") | Some("40001")))
 }
 
 /// `prefix` (which ends inside a `where`) followed by the filter's conditions, and with `pin`
@@ -161,19 +271,6 @@ fn push_conditions<'a>(sql: &mut QueryBuilder<'a, Postgres>, filter: &'a BulkFil
     push_matching(sql, matching);
 }
 
-/// How many tasks `filter` matches; with `pin`, as [`bulk`] with a confirmation at `pin`.
-pub async fn count_matching(
-    db: impl PgExecutor<'_>,
-    filter: &BulkFilter,
-    pin: Option<DateTime<Utc>>,
-) -> Result<i64, Error> {
-    let count = matching("select count(*) from tasks where true", filter, pin)
-        .build_query_scalar()
-        .fetch_one(db)
-        .await?;
-    Ok(count)
-}
-
 /// What a bulk action's confirmation shows, in one statement: how many tasks `filter` matches
 /// now, and the [`Confirmed`] count of those `action` applies to, at the database's now.
 pub async fn count_for_confirmation(
@@ -181,11 +278,7 @@ pub async fn count_for_confirmation(
     filter: &BulkFilter,
     action: BulkAction,
 ) -> Result<(i64, Confirmed), Error> {
-    let states = match action {
-        BulkAction::Cancel => "status in ('PENDING', 'RUNNING')",
-        BulkAction::Retry => "status in ('FAILED', 'CANCELED')",
-        BulkAction::Delete => "status in ('SUCCEEDED', 'FAILED', 'CANCELED')",
-    };
+    let states = applies_to(action);
     // `now()` is one instant for the whole statement: the pin the counts were taken at.
     let (at, matched, applicable): (DateTime<Utc>, i64, i64) = matching(
         &format!(

@@ -25,7 +25,7 @@ mod storable;
 mod workers;
 
 pub use attempts::attempts;
-pub use bulk::{bulk, count_for_confirmation, count_matching, BulkDone, Confirmed};
+pub use bulk::{bulk, count_for_confirmation, BulkDone, Confirmed};
 pub use cancel::{cancel, CancelOutcome};
 pub use claim::{
     claim_available, queue_view, renew_leases, Claim, Claimed, ClaimedTask, Fence, QueueView,

@@ -179,7 +179,7 @@ pub(super) async fn failures(
         )
         .into());
     }
-    let groups = queue::failure_groups(&ui.app.pool, queue_name.as_deref(), 100).await?;
+    let groups = queue::failure_groups(&ui.app.operator_pool, queue_name.as_deref(), 100).await?;
     let now = chrono::Utc::now();
     let body = html! {
         section #failure-groups data-live {

@@ -43,7 +43,7 @@ pub(super) async fn list(
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let params = params.without_blanks();
     let filter = parse_filter(params.clone())?;
-    let rows = queue::list(&ui.app.pool, &filter).await?;
+    let rows = queue::list(&ui.app.operator_pool, &filter).await?;
     let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) == filter.limit;
     let next_after = rows.last().filter(|_| full).map(|r| r.id);
     let tasks: Vec<TaskView> = rows.into_iter().map(|r| r.into_view()).collect();
@@ -467,11 +467,8 @@ pub(super) async fn bulk(
     let fields: HashMap<String, String> = serde_urlencoded::from_str(&form.filter)
         .map_err(|e| ApiError::BadRequest(format!("bad filter: {e}")))?;
     let (params, filter) = bulk_filter(fields)?;
-    let at = chrono::DateTime::parse_from_rfc3339(&form.at)
-        .map_err(|_| {
-            ApiError::BadRequest(format!("at must be an RFC 3339 time, got {:?}", form.at))
-        })?
-        .with_timezone(&Utc);
+    let at =
+        common::timestamp::parse(&form.at).map_err(|e| ApiError::BadRequest(format!("at {e}")))?;
     let confirmed = crate::queue::Confirmed {
         tasks: form.expected,
         at,
