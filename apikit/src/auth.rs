@@ -115,6 +115,63 @@ fn unauthorized(detail: &str) -> Response {
     response
 }
 
+/// Middleware: refuses a state-changing request (any method but GET, HEAD, OPTIONS and TRACE)
+/// that a browser sent from another origin, `403` problem JSON, unless it carries an
+/// `Authorization` header: a page cannot add one to a request to another origin without a CORS
+/// preflight, which these services never grant, and a wrong token is refused by
+/// [`require_bearer`]. Without it, a web page's no-cors `fetch` or form could pause a queue or
+/// run a task through a browser that can reach the service, the compose default having no
+/// token. The browser says where a request comes from in `Sec-Fetch-Site` (same-origin, or
+/// none for what the user typed); a browser too old to send it is judged by `Origin` against
+/// `Host`. A client that is not a browser sends neither and is let through.
+pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    if request.method().is_safe() || headers.contains_key(header::AUTHORIZATION) {
+        return next.run(request).await;
+    }
+    let fetch_site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
+    let same_origin = match fetch_site {
+        Some(site) => site == b"same-origin" || site == b"none",
+        None => sent_from_own_origin(&request).unwrap_or(true),
+    };
+    if same_origin {
+        next.run(request).await
+    } else {
+        problem_response(
+            StatusCode::FORBIDDEN,
+            Some(
+                "a browser sent this request from another site; changes are accepted from \
+                 this service's own pages, or with `Authorization: Bearer <token>`"
+                    .to_owned(),
+            ),
+        )
+    }
+}
+
+/// Whether the request's `Origin` (else `Referer`) names the host it was sent to: its `Host`,
+/// the `X-Forwarded-Host` a proxy that rewrites `Host` sets, or the URI's authority (HTTP/2);
+/// `None` when it has neither header. A browser sends `Origin` with every POST, and a page
+/// cannot set `X-Forwarded-Host` on a form or a no-cors request.
+pub fn sent_from_own_origin(request: &Request) -> Option<bool> {
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let source = text("origin").or_else(|| text("referer"))?;
+    let Some(authority) = source
+        .strip_prefix("https://")
+        .or_else(|| source.strip_prefix("http://"))
+        .map(|rest| rest.split('/').next().unwrap_or_default())
+    else {
+        return Some(false);
+    };
+    let forwarded = text("x-forwarded-host").and_then(|v| v.split(',').next());
+    let uri = request.uri().authority().map(|a| a.as_str());
+    let own = [text("host"), forwarded.map(str::trim), uri]
+        .into_iter()
+        .flatten()
+        .any(|host| host.eq_ignore_ascii_case(authority));
+    Some(own)
+}
+
 /// Wraps `router` in [`require_bearer`] when `tokens` is set, and warns loudly when it is not.
 pub fn protect(router: axum::Router, tokens: Option<ApiTokens>, service: &str) -> axum::Router {
     match tokens {

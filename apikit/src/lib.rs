@@ -137,6 +137,7 @@ pub fn edge_router(
         .merge(open)
         .merge(health_router(pool))
         .fallback(no_such_route)
+        .layer(axum::middleware::from_fn(auth::refuse_cross_site))
         .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

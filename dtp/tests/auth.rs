@@ -60,3 +60,74 @@ fn the_token_never_appears_in_the_configuration_s_debug_output() {
     config.api_token = Some(Secret::new(TOKEN));
     assert!(!format!("{config:?}").contains(TOKEN));
 }
+
+#[tokio::test]
+async fn cross_site_browser_requests_change_nothing_unless_a_token_authenticated_them() {
+    let open = api_only_with(|_| {}).await;
+    let pause = |app: &TestApp| app.client.post(app.url("/queues/emails/pause"));
+    let host = open.address.trim_start_matches("http://").to_owned();
+
+    // What a web page's no-cors fetch or form sends: no body, no content type.
+    let cross_site = pause(&open)
+        .header("sec-fetch-site", "cross-site")
+        .sent()
+        .await;
+    let same_site = pause(&open)
+        .header("sec-fetch-site", "same-site")
+        .sent()
+        .await;
+    let old_browser = pause(&open)
+        .header("origin", "http://attacker.example")
+        .sent()
+        .await;
+    let null_origin = pause(&open).header("origin", "null").sent().await;
+    let create = open
+        .client
+        .post(open.url("/tasks"))
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", "text/plain")
+        .body(r#"{"type": "noop"}"#)
+        .sent()
+        .await;
+    for refused in [cross_site, same_site, old_browser, null_origin, create] {
+        let detail = assert_problem(refused, StatusCode::FORBIDDEN).await;
+        assert!(detail.contains("another site"), "{detail}");
+    }
+    // Never configured, so unknown.
+    let queue = open.client.get(open.url("/queues/emails")).sent().await;
+    assert_eq!(
+        queue.status(),
+        StatusCode::NOT_FOUND,
+        "a cross-site request paused it"
+    );
+    open.assert_no_tasks().await;
+
+    // The service's own pages, what a user typed, and clients that are not browsers pass.
+    let same_origin = pause(&open)
+        .header("sec-fetch-site", "same-origin")
+        .sent()
+        .await;
+    let typed = pause(&open).header("sec-fetch-site", "none").sent().await;
+    let own_origin = pause(&open)
+        .header("origin", format!("http://{host}"))
+        .sent()
+        .await;
+    let curl = pause(&open).sent().await;
+    for passed in [same_origin, typed, own_origin, curl] {
+        assert_eq!(passed.status(), StatusCode::OK);
+    }
+
+    let guarded = guarded_api().await;
+    let with_token = pause(&guarded)
+        .header("sec-fetch-site", "cross-site")
+        .bearer_auth(TOKEN)
+        .sent()
+        .await;
+    let wrong_token = pause(&guarded)
+        .header("sec-fetch-site", "cross-site")
+        .bearer_auth("not-it")
+        .sent()
+        .await;
+    assert_eq!(with_token.status(), StatusCode::OK);
+    assert_problem(wrong_token, StatusCode::UNAUTHORIZED).await;
+}

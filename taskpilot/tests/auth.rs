@@ -83,3 +83,40 @@ async fn tokens_can_come_from_a_file() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_problem(refused, StatusCode::UNAUTHORIZED).await;
 }
+
+#[tokio::test]
+async fn a_cross_site_browser_request_cannot_bind_or_cancel_a_web_task() {
+    let dtp = spawn_dtp_with(|_| {}).await;
+    let taskpilot = spawn_taskpilot_with(&dtp.address, |_| {}).await;
+    let api = taskpilot.api();
+    let id = api.create_id(json!({"type": "noop"})).await;
+    let client = reqwest::Client::new();
+
+    let bind = client
+        .post(taskpilot.url(&format!("/api/tasks/{id}/scheduler")))
+        .header("sec-fetch-site", "cross-site")
+        .sent()
+        .await;
+    let create = client
+        .post(taskpilot.url("/api/tasks"))
+        .header("origin", "http://attacker.example")
+        .header("content-type", "text/plain")
+        .body(r#"{"type": "noop"}"#)
+        .sent()
+        .await;
+
+    for refused in [bind, create] {
+        assert_problem(refused, StatusCode::FORBIDDEN).await;
+    }
+    let task: common::WebTask = client
+        .get(taskpilot.url(&format!("/api/tasks/{id}")))
+        .sent()
+        .await
+        .json()
+        .await
+        .expect("web task");
+    assert_eq!(
+        task.scheduler_task_id, None,
+        "a cross-site request bound it"
+    );
+}

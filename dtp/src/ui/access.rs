@@ -249,29 +249,10 @@ fn refusal(status: StatusCode, detail: &str, ctx: &Ctx) -> Response {
     layout::error_page(ctx, status, detail)
 }
 
-/// Whether the request's `Origin` (else `Referer`) names the host it was sent to: its `Host`,
-/// the `X-Forwarded-Host` a proxy that rewrites `Host` sets, or the URI's authority (HTTP/2). A
-/// browser sends `Origin` with every POST, and a page cannot set `X-Forwarded-Host` on a form;
-/// a request with neither `Origin` nor `Referer` did not come from one of our pages.
+/// Whether the request names this origin as its source: a request with neither `Origin` nor
+/// `Referer` did not come from one of our pages.
 fn same_origin(request: &Request) -> bool {
-    let headers = request.headers();
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let Some(source) = text("origin").or_else(|| text("referer")) else {
-        return false;
-    };
-    let Some(authority) = source
-        .strip_prefix("https://")
-        .or_else(|| source.strip_prefix("http://"))
-        .map(|rest| rest.split('/').next().unwrap_or_default())
-    else {
-        return false;
-    };
-    let forwarded = text("x-forwarded-host").and_then(|v| v.split(',').next());
-    let uri = request.uri().authority().map(|a| a.as_str());
-    [text("host"), forwarded.map(str::trim), uri]
-        .into_iter()
-        .flatten()
-        .any(|host| host.eq_ignore_ascii_case(authority))
+    apikit::auth::sent_from_own_origin(request) == Some(true)
 }
 
 /// The prefix the dashboard is mounted under: the original path without the part the
