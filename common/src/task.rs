@@ -161,7 +161,8 @@ pub struct TaskView {
     /// Handler name.
     #[serde(rename = "type")]
     pub task_type: String,
-    /// The payload given at creation.
+    /// The payload given at creation (absent from a list that did not ask for it: `null`).
+    #[serde(default)]
     pub payload: Value,
     /// The queue it is in.
     pub queue: String,

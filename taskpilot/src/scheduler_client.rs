@@ -183,9 +183,11 @@ impl SchedulerClient {
         key: &str,
         caller: &Caller,
     ) -> Result<Option<TaskView>, Error> {
-        let call = self
-            .request(Method::GET, "/tasks", caller)
-            .query(&[("idempotencyKey", key), ("limit", "1")]);
+        let call = self.request(Method::GET, "/tasks", caller).query(&[
+            ("idempotencyKey", key),
+            ("limit", "1"),
+            ("include", "payload,result"),
+        ]);
         let page: TaskPage = self
             .observed("find_by_idempotency_key", self.send(call, None))
             .await?;

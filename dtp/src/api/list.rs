@@ -7,13 +7,14 @@ use chrono::{DateTime, Utc};
 use common::limits::is_queue_name;
 use common::{Problem, TaskPage, TaskStatus};
 use serde::Deserialize;
+use serde_json::{json, Value};
 
 use super::{ApiError, AppState};
 
 pub(super) fn router() -> axum::Router<AppState> {
     axum::Router::new().route("/tasks", axum::routing::get(list))
 }
-use crate::queue::{self, ListFilter, TaskId};
+use crate::queue::{self, Detail, ListFilter, TaskId};
 
 /// Page size when `limit` is absent, and its ceiling.
 const DEFAULT_PAGE: i64 = 50;
@@ -39,6 +40,7 @@ pub(crate) struct ListParams {
     pub(crate) after: Option<String>,
     #[serde(rename = "idempotencyKey")]
     pub(crate) idempotency_key: Option<String>,
+    pub(crate) include: Option<String>,
 }
 
 impl ListParams {
@@ -57,6 +59,7 @@ impl ListParams {
             limit: keep(self.limit),
             after: keep(self.after),
             idempotency_key: keep(self.idempotency_key),
+            include: keep(self.include),
         }
     }
 }
@@ -74,6 +77,7 @@ impl ListParams {
         ("limit" = Option<i64>, Query, description = "Page size, 1..=500 (default 50)", minimum = 1, maximum = 500),
         ("after" = Option<i64>, Query, description = "Only tasks older than this id", minimum = 1),
         ("idempotencyKey" = Option<String>, Query, description = "Only the task created with this key"),
+        ("include" = Option<String>, Query, description = "`payload`, `result` or `payload,result`: the tasks carry these, and the page holds at most 4 MiB of them (it may end before `limit`, with `nextAfter` set). Without it they are absent."),
     ),
     responses(
         (status = 200, description = "A page", body = TaskPage),
@@ -83,20 +87,48 @@ impl ListParams {
 pub(super) async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<TaskPage>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let filter = parse_filter(params)?;
-    let rows = queue::list(&state.operator_pool, &filter).await?;
-    let full_page = i64::try_from(rows.len()).unwrap_or(i64::MAX) == filter.limit;
-    let next_after = if full_page {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
-    Ok(Json(TaskPage {
-        tasks: rows.into_iter().map(|r| r.into_view()).collect(),
-        next_after,
-    }))
+    let page = queue::list(&state.operator_pool, &filter).await?;
+    let detail = filter.detail;
+    let tasks = page
+        .rows
+        .into_iter()
+        .map(|row| {
+            let mut task =
+                serde_json::to_value(row.into_view()).map_err(|e| ApiError::Internal(e.into()))?;
+            if let Some(fields) = task.as_object_mut() {
+                for (asked, field) in [(detail.payload, "payload"), (detail.result, "result")] {
+                    if !asked {
+                        fields.remove(field);
+                    }
+                }
+            }
+            Ok(task)
+        })
+        .collect::<Result<Vec<Value>, ApiError>>()?;
+    Ok(Json(json!({
+        "tasks": tasks,
+        "nextAfter": page.next_after.map(|id| id.0),
+    })))
+}
+
+/// `include`: a comma-separated list of `payload` and `result`.
+fn parse_detail(raw: Option<&str>) -> Result<Detail, ApiError> {
+    let mut detail = Detail::default();
+    for part in raw.unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
+        match part.trim() {
+            "payload" => detail.payload = true,
+            "result" => detail.result = true,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "include lists payload and result, got {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(detail)
 }
 
 pub(crate) fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
@@ -130,7 +162,9 @@ pub(crate) fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
         .map(TaskId);
     let created_after = parse_time(params.created_after.as_deref(), "createdAfter")?;
     let created_before = parse_time(params.created_before.as_deref(), "createdBefore")?;
+    let detail = parse_detail(params.include.as_deref())?;
     Ok(ListFilter {
+        detail,
         status,
         last_error: params.last_error,
         created_after,

@@ -116,6 +116,10 @@ pub async fn run(client: &Client, json: bool, command: TasksCommand) -> Result<E
             after,
         } => {
             let mut query = vec![("limit", limit.to_string())];
+            if json {
+                // The table shows neither; JSON output is the tasks whole.
+                query.push(("include", "payload,result".to_owned()));
+            }
             let filters = [
                 ("status", status),
                 ("type", task_type),

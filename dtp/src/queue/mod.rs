@@ -38,7 +38,10 @@ pub use complete::{
 pub use counts::{fold_counts, recount};
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};
 pub use operate::{delete, retry, run_now};
-pub use read::{explain_list, failure_groups, get, list, FailureGroup, ListFilter};
+pub use read::{
+    explain_list, failure_groups, get, list, Detail, FailureGroup, ListFilter, TaskListPage,
+    PAGE_DETAIL_BYTES,
+};
 pub use rescue::{fail_expired, lock_expired, ExpiredLease};
 pub use retention::prune;
 pub use row::TaskRow;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use common::limits::is_queue_name;
 use common::TaskStatus;
-use sqlx::{PgExecutor, Postgres, QueryBuilder};
+use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 
 use super::row::TASK_COLUMNS;
 use super::{Error, TaskId, TaskRow};
@@ -43,6 +43,60 @@ pub struct ListFilter {
     pub after: Option<TaskId>,
     /// At most this many.
     pub limit: i64,
+    /// Which of the tasks' possibly large values the page reads.
+    pub detail: Detail,
+}
+
+/// Which of a task's possibly large values a page reads: neither unless asked, since one
+/// payload may be a megabyte and a page 500 tasks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Detail {
+    /// The payload.
+    pub payload: bool,
+    /// The result.
+    pub result: bool,
+}
+
+impl Detail {
+    /// The columns of a task read for a page: [`TASK_COLUMNS`] with what is not asked for
+    /// replaced by a constant, and the bytes of what is, as JSON text, in `detail_bytes`.
+    fn columns(self) -> String {
+        let mut columns = TASK_COLUMNS.to_owned();
+        let mut sizes = vec!["0".to_owned()];
+        for (asked, column, placeholder) in [
+            (self.payload, "payload", "'null'::jsonb as payload"),
+            (self.result, "result", "null::jsonb as result"),
+        ] {
+            if asked {
+                sizes.push(format!("coalesce(octet_length({column}::text), 0)"));
+            } else {
+                columns = columns.replacen(column, placeholder, 1);
+            }
+        }
+        format!("{columns}, ({})::bigint as detail_bytes", sizes.join(" + "))
+    }
+}
+
+/// The most bytes of payloads and results (as JSON text) a page holds: it ends sooner than
+/// `limit` when the next task would take it past this, but always holds one task. Rows are read
+/// a few at a time, so a request holds about this much however large its tasks.
+pub const PAGE_DETAIL_BYTES: i64 = 4 * 1024 * 1024;
+
+/// A page of tasks, newest first, and the cursor of the next one.
+#[derive(Debug, Clone)]
+pub struct TaskListPage {
+    /// The tasks, without what [`ListFilter::detail`] did not ask for.
+    pub rows: Vec<TaskRow>,
+    /// Pass as `after` for the next page; `None` on the last.
+    pub next_after: Option<TaskId>,
+}
+
+/// A row of a page and the bytes of its payload and result.
+#[derive(sqlx::FromRow)]
+struct SizedRow {
+    #[sqlx(flatten)]
+    row: TaskRow,
+    detail_bytes: i64,
 }
 
 impl ListFilter {
@@ -64,23 +118,20 @@ impl ListFilter {
     }
 }
 
-/// The statement of [`list`] for `filter`, written with only the conditions the filter sets:
-/// a condition such as `($1 is null or status = $1)` hides its column from the planner in a
-/// cached generic plan, which then walks the whole table. Each combination of filters is its
-/// own statement, each served by an index: `tasks_failed` / `tasks_canceled` (few rows each,
-/// see migration 0004), `tasks_claimable` / `tasks_running_lease` for open tasks,
-/// `tasks_idempotency_key`; an unfiltered page or `SUCCEEDED` (most rows) walks the primary
-/// key, newest first, and stops after `limit`.
+/// The statement finding the ids of [`list`]'s page for `filter`, written with only the
+/// conditions the filter sets: a condition such as `($1 is null or status = $1)` hides its
+/// column from the planner in a cached generic plan, which then walks the whole table. Each
+/// combination of filters is its own statement, each served by an index: `tasks_failed` /
+/// `tasks_canceled` (few rows each, see migration 0004), `tasks_claimable` /
+/// `tasks_running_lease` for open tasks, `tasks_idempotency_key`; an unfiltered page or
+/// `SUCCEEDED` (most rows) walks the primary key, newest first, and stops after `limit`.
 ///
-/// The page's ids are found first, by a query that reads nothing but the index's columns, and
-/// only those rows are then read whole. Asked for whole rows at once, the planner priced the
-/// walk down the primary key (the heap is in id order) below a queue's own index whatever the
-/// queue's share: on 5,000,000 tasks, where the newest 41,000 were in other queues, a queue's
-/// first page took 28 ms instead of 0.2 ms (`cargo bench --bench big_table`).
-fn list_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, Postgres> {
-    let mut sql = QueryBuilder::new(format!(
-        "{prefix} select {TASK_COLUMNS} from tasks where id = any(array(select id from tasks where true"
-    ));
+/// The ids are found first, by a query that reads nothing but the index's columns, and only
+/// those rows are then read whole. Asked for whole rows at once, the planner priced the walk
+/// down the primary key (the heap is in id order) below a queue's own index whatever the
+/// queue's share (`cargo bench --bench big_table`).
+fn ids_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, Postgres> {
+    let mut sql = QueryBuilder::new(format!("{prefix} select id from tasks where true"));
     push_matching(
         &mut sql,
         Matching {
@@ -99,9 +150,7 @@ fn list_statement<'a>(prefix: &str, filter: &'a ListFilter) -> QueryBuilder<'a, 
     if let Some(after) = filter.after {
         sql.push(" and id < ").push_bind(after.0);
     }
-    sql.push(" order by id desc limit ")
-        .push_bind(filter.limit)
-        .push(")) order by id desc");
+    sql.push(" order by id desc limit ").push_bind(filter.limit);
     sql
 }
 
@@ -151,13 +200,50 @@ pub(super) fn push_matching<'a>(sql: &mut QueryBuilder<'a, Postgres>, matching: 
     }
 }
 
-/// A page of tasks, newest first.
-pub async fn list(db: impl PgExecutor<'_>, filter: &ListFilter) -> Result<Vec<TaskRow>, Error> {
-    let rows = list_statement("", filter)
-        .build_query_as()
+/// A page of tasks, newest first. With payloads or results it holds at most
+/// [`PAGE_DETAIL_BYTES`] of them: rows are read a few at a time, as many as the largest seen so
+/// far says fit in what is left.
+pub async fn list(db: &PgPool, filter: &ListFilter) -> Result<TaskListPage, Error> {
+    let ids: Vec<i64> = ids_statement("", filter)
+        .build_query_scalar()
         .fetch_all(db)
         .await?;
-    Ok(rows)
+    let full = i64::try_from(ids.len()).unwrap_or(i64::MAX) == filter.limit;
+    let read = format!(
+        "select {} from tasks where id = any($1) order by id desc",
+        filter.detail.columns()
+    );
+    let mut rows = Vec::with_capacity(ids.len());
+    // Until a row has been read its size is unknown: the first read is of one.
+    let (mut left, mut largest, mut rest) = (PAGE_DETAIL_BYTES, None::<i64>, ids.as_slice());
+    while !rest.is_empty() {
+        let take = match largest {
+            _ if filter.detail == Detail::default() => rest.len(),
+            None => 1,
+            Some(largest) => usize::try_from(left / largest.max(1))
+                .unwrap_or(0)
+                .clamp(1, 100),
+        }
+        .min(rest.len());
+        let (chunk, later) = rest.split_at(take);
+        let read: Vec<SizedRow> = sqlx::query_as(&read).bind(chunk).fetch_all(db).await?;
+        for SizedRow { row, detail_bytes } in read {
+            if detail_bytes > left && !rows.is_empty() {
+                let next_after = rows.last().map(|r: &TaskRow| TaskId(r.id));
+                return Ok(TaskListPage { rows, next_after });
+            }
+            left -= detail_bytes;
+            largest = largest.max(Some(detail_bytes));
+            rows.push(row);
+        }
+        rest = later;
+    }
+    let next_after = if full {
+        rows.last().map(|r| TaskId(r.id))
+    } else {
+        None
+    };
+    Ok(TaskListPage { rows, next_after })
 }
 
 /// The plan PostgreSQL chooses for [`list`] with `filter`, one line per row of `EXPLAIN`: for
@@ -166,7 +252,7 @@ pub async fn explain_list(
     db: impl PgExecutor<'_>,
     filter: &ListFilter,
 ) -> Result<Vec<String>, Error> {
-    let rows: Vec<(String,)> = list_statement("explain", filter)
+    let rows: Vec<(String,)> = ids_statement("explain", filter)
         .build_query_as()
         .fetch_all(db)
         .await?;

@@ -42,11 +42,14 @@ pub(super) async fn list(
 ) -> Page {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let params = params.without_blanks();
-    let filter = parse_filter(params.clone())?;
-    let rows = queue::list(&ui.app.operator_pool, &filter).await?;
-    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) == filter.limit;
-    let next_after = rows.last().filter(|_| full).map(|r| r.id);
-    let tasks: Vec<TaskView> = rows.into_iter().map(|r| r.into_view()).collect();
+    // The list shows neither payloads nor results, so it never reads them.
+    let filter = queue::ListFilter {
+        detail: queue::Detail::default(),
+        ..parse_filter(params.clone())?
+    };
+    let page = queue::list(&ui.app.operator_pool, &filter).await?;
+    let next_after = page.next_after.map(|id| id.0);
+    let tasks: Vec<TaskView> = page.rows.into_iter().map(|r| r.into_view()).collect();
     let queues = queue::queues(&ui.app.pool).await?;
     let now = Utc::now();
     let tabs = tabs(&ctx, &params, &filter, &queues)?;
