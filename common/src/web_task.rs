@@ -26,7 +26,7 @@ impl WebTaskStatus {
 }
 
 /// `POST /api/tasks` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebTask {
@@ -37,9 +37,14 @@ pub struct CreateWebTask {
         schema(min_length = 1, max_length = 100, pattern = r"\S")
     )]
     pub task_type: String,
-    /// Any JSON; handed to DTP at bind. `null` when absent.
-    #[serde(default)]
-    pub payload: Value,
+    /// Any JSON; stored as given and handed to DTP at bind. `null` when absent.
+    #[serde(default = "null_payload")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub payload: Box<serde_json::value::RawValue>,
+}
+
+fn null_payload() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("null".to_owned()).expect("null is JSON")
 }
 
 /// `POST /api/tasks/{id}/scheduler` body; every field optional, and so is the body.

@@ -63,6 +63,7 @@ impl App {
                 request_timeout: Duration::from_millis(config.request_timeout_ms),
                 tokens,
             }),
+            max_payload_bytes: config.max_payload_bytes,
         };
         let metrics = api::MetricsEdge {
             token: config.metrics_token.clone(),

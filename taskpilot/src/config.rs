@@ -40,6 +40,11 @@ pub struct Config {
     #[arg(long, env = "TASKPILOT_DTP_TIMEOUT_MS", default_value_t = 5000)]
     pub dtp_timeout_ms: u64,
 
+    /// Largest payload a web task may have, in bytes of JSON as stored: bind sends it to DTP
+    /// with up to 1 KiB besides, which DTP_MAX_BODY_BYTES must allow (both default to 1 MiB).
+    #[arg(long, env = "TASKPILOT_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024 - 1024)]
+    pub max_payload_bytes: usize,
+
     /// Largest request body, in bytes; larger is 413.
     #[arg(long, env = "TASKPILOT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -10,7 +10,7 @@ use apikit::auth::Secret;
 use apikit::metrics::CountedCalls;
 use apikit::trace::TRACEPARENT;
 use apikit::Caller;
-use common::{Attempt, AttemptList, CreateTask, Problem, TaskPage, TaskView};
+use common::{Attempt, AttemptList, Problem, TaskPage, TaskView};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::registry::Registry;
 use reqwest::{Method, StatusCode, Url};
@@ -144,7 +144,7 @@ impl SchedulerClient {
     /// `POST /tasks`: creates a task (or returns the one its idempotency key already made).
     pub async fn create_task(
         &self,
-        request: &CreateTask,
+        request: &impl serde::Serialize,
         caller: &Caller,
     ) -> Result<TaskView, Error> {
         let call = self.request(Method::POST, "/tasks", caller).json(request);

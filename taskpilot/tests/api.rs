@@ -525,3 +525,46 @@ testkit::scenario_tests!(
         a_bound_task_whose_dtp_row_is_gone_is_404,
     ]
 );
+
+#[tokio::test]
+async fn a_payload_is_bound_as_stored_and_one_dtp_could_not_take_is_refused_at_create() {
+    let system = spawn_system().await;
+    let api = system.api();
+    let raw = |body: String| {
+        system
+            .client
+            .post(system.taskpilot.url("/api/tasks"))
+            .header("content-type", JSON)
+            .body(body)
+            .sent()
+    };
+
+    // A number whose text serde rewrites (`1000000000000000.0`) on its way through a value.
+    let exact = raw(r#"{"type": "noop", "payload": {"n": 1e15}}"#.to_owned()).await;
+    let (_, exact): (_, common::WebTask) = testkit::created(exact).await;
+    let scheduled = api.bind_to_scheduler(exact.id, json!({})).await;
+    let dtp_pool = &system.dtp.pool;
+    let (n,): (String,) = sqlx::query_as("select payload->>'n' from tasks where id = $1")
+        .bind(scheduled)
+        .fetch_one(dtp_pool)
+        .await
+        .expect("dtp task");
+    assert_eq!(n, "1000000000000000");
+
+    // Under TaskPilot's body limit, over what DTP takes once bind adds its fields; and a few
+    // bytes that PostgreSQL stores as a megabyte of digits.
+    let near_the_limit = format!(
+        r#"{{"type": "noop", "payload": "{}"}}"#,
+        "x".repeat(1024 * 1024 - 100)
+    );
+    let digits = format!(
+        r#"{{"type": "noop", "payload": [{}]}}"#,
+        vec!["1e300"; 4000].join(",")
+    );
+    for body in [near_the_limit, digits] {
+        let detail = assert_problem(raw(body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(detail.contains("TASKPILOT_MAX_PAYLOAD_BYTES"), "{detail}");
+    }
+    let page: WebTaskPage = api.get("/api/tasks").await.json().await.expect("page");
+    assert_eq!(page.tasks.len(), 1, "nothing but the first was stored");
+}

@@ -12,7 +12,9 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use common::limits::{is_queue_name, MAX_ATTEMPTS};
-use common::{BindRequest, CreateTask, Problem, TaskView, WebTask};
+use common::{BindRequest, Problem, TaskView, WebTask};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::error::DtpFaults;
 use super::{ApiError, AppState};
@@ -79,6 +81,21 @@ fn validate(request: &BindRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `POST /tasks` as bind sends it (the fields of `common::CreateTask` it sets): the web task's
+/// payload as stored, byte for byte, so that what was accepted at creation is what DTP gets.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BindTask<'a> {
+    #[serde(rename = "type")]
+    task_type: &'a str,
+    payload: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_attempts: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<&'a str>,
+    idempotency_key: &'a str,
+}
+
 /// Creates the DTP task of `task`, or finds the one an earlier, interrupted bind created.
 async fn create_or_adopt(
     state: &AppState,
@@ -87,15 +104,14 @@ async fn create_or_adopt(
     caller: &Caller,
 ) -> Result<TaskView, ApiError> {
     let key = task.bind_key.clone();
-    let mut create = CreateTask::new(
-        request
-            .scheduler_type
-            .unwrap_or_else(|| task.task_type.clone()),
-        task.payload.clone(),
-    );
-    create.max_attempts = request.max_attempts;
-    create.queue = request.queue;
-    create.idempotency_key = Some(key.clone());
+    let payload = store::stored_payload(&state.pool, task.id).await?;
+    let create = BindTask {
+        task_type: request.scheduler_type.as_deref().unwrap_or(&task.task_type),
+        payload: &payload,
+        max_attempts: request.max_attempts,
+        queue: request.queue.as_deref(),
+        idempotency_key: &key,
+    };
     match state.scheduler.create_task(&create, caller).await {
         Ok(created) => Ok(created),
         // The key was used by an earlier bind with other options: that task is the one.
@@ -111,7 +127,7 @@ async fn create_or_adopt(
                 })?;
             // Its type may differ (an earlier bind may have named another schedulerType), its
             // payload may not: a task with another payload is not this web task's.
-            if earlier.payload != task.payload {
+            if !store::same_payload(&state.pool, task.id, &earlier.payload).await? {
                 return Err(ApiError::Conflict(format!(
                     "scheduler task {} holds this web task's key but another payload; not adopted",
                     earlier.id

@@ -24,6 +24,11 @@ impl From<scheduler_client::Error> for ApiError {
             } => ApiError::BadGateway(
                 "the scheduler refused TaskPilot's credentials; check DTP_API_TOKEN".into(),
             ),
+            E::Rejected { status: 413, .. } => ApiError::BadGateway(
+                "the scheduler refused the task as too large: DTP_MAX_BODY_BYTES must exceed \
+                 TASKPILOT_MAX_PAYLOAD_BYTES by 1 KiB"
+                    .into(),
+            ),
             E::Rejected { .. } | E::BadBody(_) => {
                 tracing::warn!(error = %error, "DTP gave no usable task");
                 ApiError::Conflict(SCHEDULER_TASK_NOT_AVAILABLE.to_owned())

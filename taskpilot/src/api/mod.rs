@@ -26,6 +26,8 @@ pub struct AppState {
     pub scheduler: SchedulerClient,
     /// API settings.
     pub config: Arc<EdgeConfig>,
+    /// `TASKPILOT_MAX_PAYLOAD_BYTES`: a web task DTP could not take is refused at creation.
+    pub max_payload_bytes: usize,
 }
 
 /// What `/metrics` needs: the token it asks for, the requests' metrics, and the answer.

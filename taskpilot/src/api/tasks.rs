@@ -48,6 +48,15 @@ pub(super) async fn create(
 ) -> Result<Response, ApiError> {
     let task = validate(request, idempotency_key(&headers)?)?;
     let mut conn = state.pool.acquire().await?;
+    // Bind sends the payload as stored; what DTP could not take is refused now, not at bind.
+    let stored = store::stored_size(&mut *conn, &task.payload).await?;
+    if usize::try_from(stored).unwrap_or(usize::MAX) > state.max_payload_bytes {
+        return Err(ApiError::Invalid(format!(
+            "payload is {stored} bytes as stored; at most {} can be bound to DTP \
+             (TASKPILOT_MAX_PAYLOAD_BYTES)",
+            state.max_payload_bytes
+        )));
+    }
     let (row, replayed) = match store::create(&mut conn, &task).await? {
         Created::New(row) => {
             tracing::info!(web_task_id = row.id, task_type = %row.task_type, "web task created");
@@ -86,7 +95,9 @@ fn validate(
     request: CreateWebTask,
     idempotency_key: Option<String>,
 ) -> Result<NewWebTask, ApiError> {
-    if request.task_type.contains('\0') || apikit::json_has_nul(&request.payload) {
+    let payload: serde_json::Value = serde_json::from_str(request.payload.get())
+        .map_err(|e| ApiError::Invalid(format!("payload: {e}")))?;
+    if request.task_type.contains('\0') || apikit::json_has_nul(&payload) {
         return Err(ApiError::Invalid(
             "NUL characters (\\u0000) cannot be stored; remove them".into(),
         ));

@@ -2,7 +2,10 @@
 
 mod web_tasks;
 
-pub use web_tasks::{bind, create, get, list, Created, NewWebTask, WebTaskRow};
+pub use web_tasks::{
+    bind, create, get, list, same_payload, stored_payload, stored_size, Created, NewWebTask,
+    WebTaskRow,
+};
 
 /// What the store can refuse, plus the database failing.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use common::{WebTask, WebTaskStatus};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 
@@ -75,8 +76,8 @@ impl<'r> sqlx::Decode<'r, sqlx::Postgres> for StoredWebStatus {
 pub struct NewWebTask {
     /// Task type.
     pub task_type: String,
-    /// Payload.
-    pub payload: Value,
+    /// Payload, as the client sent it.
+    pub payload: Box<RawValue>,
     /// The client's `Idempotency-Key`, if any.
     pub idempotency_key: Option<String>,
 }
@@ -104,13 +105,13 @@ pub async fn create(conn: &mut PgConnection, task: &NewWebTask) -> Result<Create
         let inserted: Option<WebTaskRow> = sqlx::query_as(&format!(
             r#"
             insert into web_tasks (type, payload, idempotency_key, idempotency_request)
-            values ($1, $2, $3, case when $3::text is null then null else $4::jsonb end)
+            values ($1, $2::jsonb, $3, case when $3::text is null then null else $4::jsonb end)
             on conflict (idempotency_key) do nothing
             returning {COLUMNS}
             "#
         ))
         .bind(&task.task_type)
-        .bind(&task.payload)
+        .bind(task.payload.get())
         .bind(&task.idempotency_key)
         .bind(task.fingerprint())
         .fetch_optional(&mut *conn)
@@ -191,4 +192,40 @@ pub async fn bind(
         // Bound by a racing call (or gone): a new statement sees the winner's commit.
         None => get(&mut *conn, id).await,
     }
+}
+
+/// How many bytes `payload` takes as JSON once stored (PostgreSQL writes `jsonb` its own way:
+/// a space after each `:` and `,`, numbers as it reads them), which is what bind sends.
+pub async fn stored_size(db: impl PgExecutor<'_>, payload: &RawValue) -> Result<i64, Error> {
+    let size = sqlx::query_scalar("select octet_length($1::jsonb::text)::bigint")
+        .bind(payload.get())
+        .fetch_one(db)
+        .await?;
+    Ok(size)
+}
+
+/// The payload of web task `id` as stored, byte for byte: what bind sends to DTP.
+pub async fn stored_payload(db: impl PgExecutor<'_>, id: i64) -> Result<Box<RawValue>, Error> {
+    let text: Option<String> =
+        sqlx::query_scalar("select payload::text from web_tasks where id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    let text = text.ok_or(Error::NotFound(id))?;
+    RawValue::from_string(text).map_err(|e| Error::Database(sqlx::Error::Decode(e.into())))
+}
+
+/// Whether `payload` (a DTP task's) equals web task `id`'s as JSON values, compared by
+/// PostgreSQL: numbers by value, whatever their text (`1e15`, `1000000000000000.0`).
+pub async fn same_payload(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    payload: &Value,
+) -> Result<bool, Error> {
+    let same = sqlx::query_scalar("select payload = $2::jsonb from web_tasks where id = $1")
+        .bind(id)
+        .bind(payload)
+        .fetch_optional(db)
+        .await?;
+    same.ok_or(Error::NotFound(id))
 }
