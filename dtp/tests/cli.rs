@@ -166,6 +166,58 @@ async fn tasks_import_creates_every_line_and_a_bad_file_creates_nothing() {
 }
 
 #[tokio::test]
+async fn tasks_import_stops_at_a_refused_batch_and_a_rerun_creates_no_task_twice() {
+    let app = api_only_with(|_| {}).await;
+    let dir = std::env::temp_dir().join(format!("dtp-cli-rerun-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("tasks.jsonl");
+    let path = file.to_str().expect("path");
+    // 2 KiB lines: a batch of 1,000 would be twice DTP's body limit.
+    let line = |i: usize, task_type: &str| {
+        json!({"type": task_type, "payload": {"n": i, "pad": "p".repeat(2048)}}).to_string()
+    };
+    let write = |bad: Option<usize>| {
+        let lines: Vec<String> = (1..=1500)
+            .map(|i| line(i, if Some(i) == bad { "no-such" } else { "noop" }))
+            .collect();
+        std::fs::write(&file, lines.join("\n") + "\n").expect("write");
+    };
+
+    write(Some(900));
+    let refused = dtp(&app, &["tasks", "import", path]).await;
+    let created_before_the_refusal = app.count_tasks().await;
+    write(None);
+    let fixed = dtp(&app, &["tasks", "import", path, "--json"]).await;
+    let again = dtp(&app, &["tasks", "import", path, "--json"]).await;
+
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.err.contains("line 900: unknown task type"),
+        "{}",
+        refused.err
+    );
+    let first_unsent = refused
+        .err
+        .split("nothing from line ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("no first line not created in {}", refused.err));
+    assert!(first_unsent <= 900);
+    assert_eq!(
+        created_before_the_refusal,
+        first_unsent - 1,
+        "every line before the refused batch, none after it"
+    );
+    let fixed: Value = json_of(&fixed);
+    let again: Value = json_of(&again);
+    assert_eq!(fixed["created"], 1500 - (first_unsent - 1));
+    assert_eq!(again["created"], 0);
+    assert_eq!(app.count_tasks().await, 1500);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
 async fn queues_and_schedules_subcommands_change_what_the_api_shows() {
     let app = api_only_with(|_| {}).await;
     assert_eq!(dtp(&app, &["queues", "pause", "mail"]).await.code, 0);

@@ -15,8 +15,24 @@ use super::{CliError, Client, Exit};
 
 /// Tasks per request of `tasks import` (the API's batch limit).
 const IMPORT_BATCH: usize = 1000;
-/// Batches `tasks import` keeps in flight.
-const IMPORT_IN_FLIGHT: usize = 4;
+/// Bytes of lines per request of `tasks import`, well under DTP's default body limit (1 MiB);
+/// a longer line goes alone.
+const IMPORT_BATCH_BYTES: usize = 512 * 1024;
+
+/// The idempotency key `tasks import` gives line `number` of the file at `path` when the line
+/// names none: the same file imported again creates no task twice, and another file, or the
+/// line changed, is another task.
+fn line_key(path: &str, number: usize, line: &str) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in [path.as_bytes(), &number.to_le_bytes(), line.as_bytes()] {
+        hash.update(part.len().to_le_bytes());
+        hash.update(part);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("import-{hex}")
+}
 
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
@@ -98,7 +114,9 @@ pub enum TasksCommand {
         interval_ms: u64,
     },
     /// Creates the tasks of a file of create requests, one JSON object a line, in batches
-    /// (a progress bar on stderr); stops at the first batch DTP refuses, naming the line.
+    /// (a progress bar on stderr); stops at the first batch DTP refuses, naming the line, and
+    /// sends nothing after it. A line without an `idempotencyKey` gets one made of the file's
+    /// path, the line's number and its text: run again, the import creates no task twice.
     Import {
         /// The file (`-` for standard input).
         file: PathBuf,
@@ -293,6 +311,9 @@ async fn wait(
 /// One batch of the import: each request's line number, and the requests.
 type Batch = (Vec<usize>, Vec<CreateTask>);
 
+/// Sends the file's batches one after another; the first refused ends the import, and nothing
+/// after it is sent. Every line has an idempotency key (its own, or [`line_key`]), so the same
+/// command run again, after a refusal or an interruption anywhere, creates no task twice.
 async fn import(client: &Client, json: bool, file: &PathBuf) -> Result<Exit, CliError> {
     let batches = read_batches(file)?;
     let total: usize = batches.iter().map(|(_, tasks)| tasks.len()).sum();
@@ -304,42 +325,21 @@ async fn import(client: &Client, json: bool, file: &PathBuf) -> Result<Exit, Cli
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let mut created = 0;
-    let mut pending = batches.into_iter();
-    let mut in_flight = tokio::task::JoinSet::new();
+    let (mut created, mut sent_lines) = (0, 0);
     let mut refused: Option<CliError> = None;
-    loop {
-        while refused.is_none() && in_flight.len() < IMPORT_IN_FLIGHT {
-            let Some((lines, tasks)) = pending.next() else {
-                break;
-            };
-            let client = client.clone();
-            in_flight.spawn(async move {
-                let answer: Result<BatchCreated, CliError> = client
-                    .send(Method::POST, "/tasks/batch", Some(&tasks))
-                    .await;
-                (lines, tasks.len(), answer)
-            });
-        }
-        let Some(joined) = in_flight.join_next().await else {
-            break;
-        };
-        let (lines, sent, answer) =
-            joined.map_err(|e| CliError::Unavailable(format!("a batch did not finish: {e}")))?;
+    for (lines, tasks) in batches {
+        let answer: Result<BatchCreated, CliError> = client
+            .send(Method::POST, "/tasks/batch", Some(&tasks))
+            .await;
         match answer {
             Ok(batch) => {
                 created += batch.created;
-                bar.inc(u64::try_from(sent).unwrap_or(0));
+                sent_lines += tasks.len();
+                bar.inc(u64::try_from(tasks.len()).unwrap_or(0));
             }
             Err(e) => {
-                let e = match e {
-                    CliError::Refused { status, detail } => CliError::Refused {
-                        status,
-                        detail: at_line(&lines, &detail),
-                    },
-                    other => other,
-                };
-                refused.get_or_insert(e);
+                refused = Some(not_created_from(e, file, &lines));
+                break;
             }
         }
     }
@@ -347,16 +347,43 @@ async fn import(client: &Client, json: bool, file: &PathBuf) -> Result<Exit, Cli
     let seconds = started.elapsed().as_secs_f64();
     // Counts below 2^53: exact as floats.
     #[allow(clippy::cast_precision_loss)]
-    let rate = created as f64 / seconds.max(1e-9);
+    let rate = sent_lines as f64 / seconds.max(1e-9);
     let summary = serde_json::json!({ "created": created, "lines": total, "seconds": seconds, "tasksPerSecond": rate.round() });
     if json {
         println!("{summary}");
     } else {
-        println!("created {created} of {total} tasks in {seconds:.2} s ({rate:.0} tasks/s)");
+        let again = sent_lines - created;
+        println!(
+            "created {created} of {total} tasks in {seconds:.2} s ({rate:.0} tasks/s){}",
+            if again > 0 {
+                format!("; {again} were created by an earlier run")
+            } else {
+                String::new()
+            }
+        );
     }
     match refused {
         Some(e) => Err(e),
         None => Ok(Exit::Done),
+    }
+}
+
+/// The refusal of the batch of `lines`, saying which line was refused and that nothing from
+/// the batch's first line on was created.
+fn not_created_from(error: CliError, file: &std::path::Path, lines: &[usize]) -> CliError {
+    let first = lines.first().copied().unwrap_or(0);
+    let unsent = format!(
+        "nothing from line {first} of {} on was created; fix it and run the same command \
+         again: lines created before are not created twice",
+        file.display()
+    );
+    match error {
+        CliError::Refused { status, detail } => CliError::Refused {
+            status,
+            detail: format!("{}; {unsent}", at_line(lines, &detail)),
+        },
+        CliError::Unavailable(detail) => CliError::Unavailable(format!("{detail}; {unsent}")),
+        other => other,
     }
 }
 
@@ -387,21 +414,37 @@ fn read_batches(file: &PathBuf) -> Result<Vec<Batch>, CliError> {
             .map_err(|e| CliError::Input(format!("cannot open {name}: {e}")))?;
         Box::new(std::io::BufReader::new(opened))
     };
+    // The file's own name, whatever directory the command runs in.
+    let identity = std::fs::canonicalize(file)
+        .map(|path| path.display().to_string())
+        .unwrap_or(name.clone());
     let mut batches: Vec<Batch> = Vec::new();
+    let mut batch_bytes = 0;
     for (index, line) in reader.lines().enumerate() {
         let number = index + 1;
         let line = line.map_err(|e| CliError::Input(format!("{name}:{number}: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
-        let request: common::object::Object<CreateTask> = serde_json::from_str(&line)
-            .map_err(|e| CliError::Input(format!("{name}:{number}: {e}")))?;
+        let common::object::Object(mut request) =
+            serde_json::from_str::<common::object::Object<CreateTask>>(&line)
+                .map_err(|e| CliError::Input(format!("{name}:{number}: {e}")))?;
+        if request.idempotency_key.is_none() {
+            request.idempotency_key = Some(line_key(&identity, number, &line));
+        }
+        let bytes = line.len() + 100;
         match batches.last_mut() {
-            Some((lines, tasks)) if tasks.len() < IMPORT_BATCH => {
+            Some((lines, tasks))
+                if tasks.len() < IMPORT_BATCH && batch_bytes + bytes <= IMPORT_BATCH_BYTES =>
+            {
                 lines.push(number);
-                tasks.push(request.0);
+                tasks.push(request);
+                batch_bytes += bytes;
             }
-            _ => batches.push((vec![number], vec![request.0])),
+            _ => {
+                batches.push((vec![number], vec![request]));
+                batch_bytes = bytes;
+            }
         }
     }
     Ok(batches)
