@@ -92,6 +92,7 @@ pub struct DtpMetrics {
     claim_batch_size: Histogram,
     rescued: Counter,
     pruned: Counter,
+    catch_ups_cut: Counter,
     http_target: Family<StatusClassLabels, Counter>,
 }
 
@@ -114,6 +115,7 @@ impl Default for DtpMetrics {
             ]),
             rescued: Counter::default(),
             pruned: Counter::default(),
+            catch_ups_cut: Counter::default(),
             http_target: Family::default(),
         }
     }
@@ -166,6 +168,11 @@ impl DtpMetrics {
             "dtp_tasks_pruned",
             "Finished tasks deleted by retention",
             self.pruned.clone(),
+        );
+        registry.register(
+            "dtp_schedule_catch_ups_cut",
+            "Times a schedule fell more than 60 ticks behind and the earlier ticks were skipped",
+            self.catch_ups_cut.clone(),
         );
         registry.register(
             "dtp_http_target_requests",
@@ -264,6 +271,11 @@ impl DtpMetrics {
     pub fn lease_rescued(&self, queue: &str, task_type: &str) {
         self.rescued.inc();
         self.attempt_ended(queue, task_type, AttemptOutcome::Lost);
+    }
+
+    /// A schedule fell too far behind: its earliest missed ticks were skipped.
+    pub fn schedule_ticks_skipped(&self) {
+        self.catch_ups_cut.inc();
     }
 
     /// Retention deleted `count` tasks.

@@ -189,3 +189,37 @@ fn retention_periods_are_read_as_the_spec_writes_them() {
         assert!(read(bad).is_err(), "{bad:?} refused");
     }
 }
+
+#[tokio::test]
+async fn one_round_ticks_thousands_of_due_schedules_each_once() {
+    let db = QueueDb::new().await;
+    // 3,000 every-second schedules, due now, loaded by SQL.
+    sqlx::query(
+        "insert into schedules (name, cron, timezone, task, next_run_at) \
+         select 'every-second-' || g, '* * * * * *', 'UTC', \
+                '{\"type\": \"noop\", \"maxAttempts\": 3}', date_trunc('second', now()) \
+         from generate_series(1, 3000) g",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("load");
+    let mut maintenance = Maintenance::new(&db.pool, None, "m", RetentionPolicy::default());
+
+    let ticked = maintenance
+        .round()
+        .await
+        .expect("round")
+        .expect("leads")
+        .ticks;
+
+    let (tasks, keys, still_due): (i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from tasks), \
+                (select count(distinct idempotency_key) from tasks), \
+                (select count(*) from schedules where next_run_at <= last_run_at)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("counts");
+    assert_eq!((ticked, tasks, keys), (3000, 3000, 3000));
+    assert_eq!(still_due, 0, "every schedule moved past the tick it ran");
+}

@@ -46,9 +46,9 @@ pub use rescue::{fail_expired, lock_expired, ExpiredLease};
 pub use retention::prune;
 pub use row::TaskRow;
 pub use schedules::{
-    create_schedule, database_now, delete_schedule, due_schedules, enqueue_tick, lock_schedule,
-    record_round, schedule, schedules, tick_key, update_schedule, DueSchedule, ScheduleFields,
-    TickOutcome,
+    create_schedule, database_now, delete_schedule, due_schedules, enqueue_tick, enqueue_ticks,
+    lock_schedule, record_round, schedule, schedules, tick_key, update_schedule, DueSchedule,
+    ScheduleFields, ScheduleMove, TickOutcome,
 };
 pub use settings::{configure, queue, queues};
 pub use stats::{add_minute_stats, minute_stats, prune_minute_stats, MinuteRow, QueueMinute};

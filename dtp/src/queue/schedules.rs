@@ -245,18 +245,7 @@ pub async fn enqueue_tick(
             return Ok(TickOutcome::Unreadable(e.to_string()));
         }
     };
-    let task = NewTask {
-        queue: template
-            .queue
-            .clone()
-            .unwrap_or_else(|| common::limits::DEFAULT_QUEUE.to_owned()),
-        priority: template.priority.unwrap_or(0),
-        max_attempts: template.max_attempts.unwrap_or(3),
-        max_attempts_requested: true,
-        timeout_ms: template.timeout_ms,
-        idempotency_key: Some(tick_key(&due.name, tick)),
-        ..NewTask::new(template.task_type, template.payload)
-    };
+    let task = tick_task(&due.name, &template, tick);
     let outcome = match enqueue(&mut tx, &task).await {
         Ok(super::Enqueued::Created(row)) => TickOutcome::Enqueued {
             task_id: row.id,
@@ -276,6 +265,133 @@ pub async fn enqueue_tick(
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// A due schedule's ticks to enqueue, and the tick it moves on to.
+#[derive(Debug, Clone)]
+pub struct ScheduleMove<'a> {
+    /// The schedule as read; it moves only if its next tick is still `due.next_run_at`.
+    pub due: &'a DueSchedule,
+    /// The ticks to enqueue, oldest first (not empty).
+    pub ticks: Vec<DateTime<Utc>>,
+    /// Its tick after those; `None` when it has none.
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Enqueues the ticks of many schedules and moves each on, in one transaction of two
+/// statements, however many schedules: what [`enqueue_tick`] does for one tick, for all of
+/// them. A schedule that changed since it was read is left alone (no outcome for it). Should a
+/// tick's key already name a task made from another template, nothing is written and each
+/// schedule is ticked on its own instead, as [`enqueue_tick`] does. Returns each tick's
+/// outcome with its schedule's name.
+pub async fn enqueue_ticks(
+    conn: &mut PgConnection,
+    moves: &[ScheduleMove<'_>],
+) -> Result<Vec<(String, DateTime<Utc>, TickOutcome)>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let last = |m: &ScheduleMove<'_>| m.ticks.last().copied().unwrap_or(m.due.next_run_at);
+    let moved: Vec<(String, Json<Value>)> = sqlx::query_as(
+        r#"
+        update schedules s set last_run_at = m.last_tick, next_run_at = m.next, updated_at = now()
+        from unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[])
+             as m(name, expected, last_tick, next)
+        where s.name = m.name and s.next_run_at = m.expected and not s.paused
+        returning s.name, s.task
+        "#,
+    )
+    .bind(
+        moves
+            .iter()
+            .map(|m| m.due.name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(moves.iter().map(|m| m.due.next_run_at).collect::<Vec<_>>())
+    .bind(moves.iter().map(last).collect::<Vec<_>>())
+    .bind(moves.iter().map(|m| m.next).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let by_name: std::collections::HashMap<&str, &ScheduleMove<'_>> =
+        moves.iter().map(|m| (m.due.name.as_str(), m)).collect();
+    let mut outcomes = Vec::new();
+    let mut tasks = Vec::new();
+    let mut slots = Vec::new();
+    for (name, Json(template)) in moved {
+        let Some(change) = by_name.get(name.as_str()) else {
+            continue;
+        };
+        let template: CreateTask = match serde_json::from_value(template) {
+            Ok(template) => template,
+            Err(e) => {
+                for tick in &change.ticks {
+                    outcomes.push((name.clone(), *tick, TickOutcome::Unreadable(e.to_string())));
+                }
+                continue;
+            }
+        };
+        for tick in &change.ticks {
+            tasks.push(tick_task(&name, &template, *tick));
+            slots.push((name.clone(), *tick));
+        }
+    }
+    let enqueued = match super::enqueue_many(&mut tx, &tasks).await {
+        Ok(enqueued) => enqueued,
+        Err(Error::Database(e)) => return Err(e),
+        Err(_) => {
+            drop(tx);
+            return tick_one_by_one(conn, moves).await;
+        }
+    };
+    for ((name, tick), answer) in slots.into_iter().zip(enqueued) {
+        let outcome = match answer {
+            super::Enqueued::Created(row) => TickOutcome::Enqueued {
+                task_id: row.id,
+                queue: row.queue,
+                task_type: row.task_type,
+            },
+            super::Enqueued::Existing(row) => TickOutcome::AlreadyEnqueued(row.id),
+        };
+        outcomes.push((name, tick, outcome));
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// [`enqueue_ticks`] one tick at a time, through [`enqueue_tick`].
+async fn tick_one_by_one(
+    conn: &mut PgConnection,
+    moves: &[ScheduleMove<'_>],
+) -> Result<Vec<(String, DateTime<Utc>, TickOutcome)>, sqlx::Error> {
+    let mut outcomes = Vec::new();
+    for change in moves {
+        let mut expected = change.due.next_run_at;
+        for (i, tick) in change.ticks.iter().enumerate() {
+            let next = change.ticks.get(i + 1).copied().or(change.next);
+            let outcome = enqueue_tick(conn, change.due, expected, *tick, next).await?;
+            let changed = outcome == TickOutcome::Changed;
+            outcomes.push((change.due.name.clone(), *tick, outcome));
+            match next {
+                Some(next) if !changed => expected = next,
+                _ => break,
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The task of schedule `name`'s tick `tick`, made from its `template`.
+fn tick_task(name: &str, template: &CreateTask, tick: DateTime<Utc>) -> NewTask {
+    NewTask {
+        queue: template
+            .queue
+            .clone()
+            .unwrap_or_else(|| common::limits::DEFAULT_QUEUE.to_owned()),
+        priority: template.priority.unwrap_or(0),
+        max_attempts: template.max_attempts.unwrap_or(3),
+        max_attempts_requested: true,
+        timeout_ms: template.timeout_ms,
+        idempotency_key: Some(tick_key(name, tick)),
+        ..NewTask::new(template.task_type.clone(), template.payload.clone())
+    }
 }
 
 /// What [`enqueue_tick`] did.

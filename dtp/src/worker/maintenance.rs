@@ -25,8 +25,11 @@ const WORKERS_KEPT: Duration = Duration::from_secs(24 * 3600);
 
 /// How often each process tries to lead, and the leader prunes.
 const INTERVAL: Duration = Duration::from_secs(1);
-/// Due schedules ticked per round; more wait for the next round.
-const TICK_BATCH: i64 = 100;
+/// Due schedules ticked per transaction.
+const TICK_BATCH: i64 = 1000;
+/// Longest a leader ticks in one round before it moves on to pruning; what is still due is
+/// ticked in the next round.
+const TICK_BUDGET: Duration = Duration::from_secs(2);
 /// Most ticks of one schedule a late round enqueues; a longer delay collapses into the latest.
 const CATCH_UP: usize = 60;
 /// A previous round this recent means a leader was up until a moment ago: a leader that dies
@@ -177,46 +180,31 @@ impl Maintenance {
     /// Enqueues the ticks that have come: every one of them (up to [`CATCH_UP`]) while some
     /// leader ran rounds until a moment ago (a round came late, or the lead changed hands),
     /// only the latest when none did (every process was down), and moves each schedule on to
-    /// its next tick after now.
+    /// its next tick after now. Schedules are ticked [`TICK_BATCH`] at a time, each batch in
+    /// one transaction, until none is due or [`TICK_BUDGET`] is spent.
     async fn tick(&mut self) -> Result<u64, sqlx::Error> {
+        let started = Instant::now();
         let (now, previous_round) = self
             .conn
             .run(async |db| queue::record_round(db).await)
             .await?;
         let led_until_now = previous_round.is_some_and(|at| now - at <= LEADER_GAP);
-        let due = self
-            .conn
-            .run(async |db| queue::due_schedules(db, TICK_BATCH).await)
-            .await?;
         let mut ticks = 0;
-        for schedule in due {
-            let cadence = match Cadence::parse(&schedule.cron, &schedule.timezone) {
-                Ok(cadence) => cadence,
-                Err(reason) => {
-                    tracing::error!(schedule = %schedule.name, reason, "stored schedule no longer parses; skipped");
-                    continue;
-                }
-            };
-            let due_ticks = if led_until_now {
-                cadence.ticks_between(schedule.next_run_at, schedule.now, CATCH_UP)
-            } else {
-                cadence
-                    .latest_at_or_before(schedule.now)
-                    .filter(|tick| *tick >= schedule.next_run_at)
-                    .into_iter()
-                    .collect()
-            };
-            let mut expected = schedule.next_run_at;
-            for (i, tick) in due_ticks.iter().enumerate() {
-                let next = match due_ticks.get(i + 1) {
-                    Some(following) => Some(*following),
-                    None => cadence.next_after(schedule.now),
-                };
-                let enqueued = self
-                    .conn
-                    .run(async |db| queue::enqueue_tick(db, &schedule, expected, *tick, next).await)
-                    .await?;
-                match enqueued {
+        loop {
+            let due = self
+                .conn
+                .run(async |db| queue::due_schedules(db, TICK_BATCH).await)
+                .await?;
+            let moves: Vec<queue::ScheduleMove<'_>> = due
+                .iter()
+                .filter_map(|schedule| self.move_of(schedule, led_until_now))
+                .collect();
+            let outcomes = self
+                .conn
+                .run(async |db| queue::enqueue_ticks(db, &moves).await)
+                .await?;
+            for (schedule, tick, outcome) in outcomes {
+                match outcome {
                     TickOutcome::Enqueued {
                         task_id,
                         queue,
@@ -224,23 +212,70 @@ impl Maintenance {
                     } => {
                         ticks += 1;
                         self.metrics.task_created(&queue, &task_type);
-                        tracing::info!(schedule = %schedule.name, %tick, task_id, next_run_at = ?next, "schedule ticked");
+                        tracing::debug!(%schedule, %tick, task_id, "schedule ticked");
                     }
                     TickOutcome::AlreadyEnqueued(task_id) => {
-                        tracing::warn!(schedule = %schedule.name, %tick, task_id, "the tick already had its task; moved on");
+                        tracing::warn!(%schedule, %tick, task_id, "the tick already had its task; moved on");
                     }
                     TickOutcome::Unreadable(reason) => {
-                        tracing::error!(schedule = %schedule.name, %tick, reason, "the schedule's task no longer reads as a create request; tick skipped");
+                        tracing::error!(%schedule, %tick, reason, "the schedule's task no longer reads as a create request; tick skipped");
                     }
-                    TickOutcome::Changed => break,
+                    TickOutcome::Changed => {}
                 }
-                match next {
-                    Some(next) => expected = next,
-                    None => break,
-                }
+            }
+            let full = i64::try_from(due.len()).unwrap_or(i64::MAX) == TICK_BATCH;
+            if !full || started.elapsed() > TICK_BUDGET {
+                break;
             }
         }
         Ok(ticks)
+    }
+
+    /// The ticks of `schedule` to enqueue now and the tick it moves on to (see [`Self::tick`]);
+    /// `None` when it has none. Ticks missed beyond [`CATCH_UP`] are skipped, and said so.
+    fn move_of<'a>(
+        &self,
+        schedule: &'a queue::DueSchedule,
+        led_until_now: bool,
+    ) -> Option<queue::ScheduleMove<'a>> {
+        let cadence = match Cadence::parse(&schedule.cron, &schedule.timezone) {
+            Ok(cadence) => cadence,
+            Err(reason) => {
+                tracing::error!(schedule = %schedule.name, reason, "stored schedule no longer parses; skipped");
+                return None;
+            }
+        };
+        let ticks = if led_until_now {
+            // One more than are kept, to know whether any were skipped.
+            let mut ticks = cadence.ticks_between(schedule.next_run_at, schedule.now, CATCH_UP + 1);
+            if ticks.len() > CATCH_UP {
+                ticks.remove(0);
+                let skipped_until = ticks.first().copied();
+                self.metrics.schedule_ticks_skipped();
+                tracing::warn!(
+                    schedule = %schedule.name,
+                    missed_from = %schedule.next_run_at,
+                    ?skipped_until,
+                    kept = CATCH_UP,
+                    "the schedule fell more than {CATCH_UP} ticks behind; the earlier ones were skipped"
+                );
+            }
+            ticks
+        } else {
+            cadence
+                .latest_at_or_before(schedule.now)
+                .filter(|tick| *tick >= schedule.next_run_at)
+                .into_iter()
+                .collect()
+        };
+        if ticks.is_empty() {
+            return None;
+        }
+        Some(queue::ScheduleMove {
+            due: schedule,
+            ticks,
+            next: cadence.next_after(schedule.now),
+        })
     }
 
     async fn prune(&mut self) -> Result<u64, sqlx::Error> {
