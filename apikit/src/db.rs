@@ -43,7 +43,7 @@ pub async fn connect_and_migrate(
     max_connections: u32,
     statement_timeout: Duration,
     startup_patience: Duration,
-    migrator: &Migrator,
+    migrations: &Migrations,
 ) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(url)
         .context("invalid database URL")?
@@ -64,19 +64,7 @@ pub async fn connect_and_migrate(
         .connect_with(options)
         .await
         .context("connecting to the database")?;
-    if session_url.is_some() {
-        let mut conn = session
-            .connect()
-            .await
-            .context("connecting to the session database")?;
-        migrator
-            .run(&mut conn)
-            .await
-            .context("applying migrations")?;
-        let _ = conn.close().await;
-    } else {
-        migrator.run(&pool).await.context("applying migrations")?;
-    }
+    apply_migrations(&session, migrations).await?;
     Ok(pool)
 }
 
@@ -346,6 +334,121 @@ pub fn decode_known<T: Copy>(
         .copied()
         .find(|candidate| name(*candidate) == stored)
         .ok_or_else(|| format!("unknown stored value {stored:?}").into())
+}
+
+/// A service's migrations, and what applying them to a live fleet must know of their history.
+pub struct Migrations {
+    /// The migrations, embedded at build time.
+    pub migrator: &'static Migrator,
+    /// Migrations rewritten since fleets applied them (to build indexes concurrently, say), with
+    /// the checksum they were applied under (hex SHA-384): the schema either version leaves is
+    /// the same, so a database that applied the old one is taken as having applied the new.
+    pub rewritten: &'static [(i64, &'static str)],
+    /// The indexes the migrations build concurrently. A build that fails (a lock not granted,
+    /// the process killed) leaves its index invalid, which `create index concurrently if not
+    /// exists` would then skip: such an index, of these names only, is dropped before the next
+    /// try.
+    pub concurrent_indexes: &'static [&'static str],
+}
+
+/// How long a migration waits for a lock before it gives up and is tried again later. While an
+/// `alter table` waits for its table's exclusive lock, every statement that touches the table
+/// queues behind it: this bounds how long a live fleet's claims and renewals wait.
+const MIGRATION_LOCK_WAIT: &str = "500ms";
+/// Tries of the migrations, with growing pauses (500 ms doubling to 5 s): about ten minutes of
+/// a lock held elsewhere before start-up fails, saying so.
+const MIGRATION_TRIES: u32 = 125;
+/// The session advisory lock that lets one process at a time apply migrations (the invalid
+/// index clean-up included). Arbitrary, fixed: "TPMI".
+const MIGRATION_LOCK: i64 = 0x5450_4d49;
+
+/// Applies `migrations` through a connection of its own (`options`, without a statement
+/// timeout: an index built concurrently over a big table takes minutes; with a lock timeout:
+/// see [`MIGRATION_LOCK_WAIT`]). A try that did not get a lock in time is undone and made
+/// again after a pause; what committed before it stays.
+pub async fn apply_migrations(
+    options: &PgConnectOptions,
+    migrations: &Migrations,
+) -> anyhow::Result<()> {
+    let options = options.clone().options([
+        ("statement_timeout", "0"),
+        ("lock_timeout", MIGRATION_LOCK_WAIT),
+    ]);
+    let mut pause = Duration::from_millis(500);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut conn = options
+            .connect()
+            .await
+            .context("connecting to apply migrations")?;
+        let applied = migrate_once(&mut conn, migrations).await;
+        let _ = conn.close().await;
+        match applied {
+            Err(e) if tries < MIGRATION_TRIES && waited_for_lock(&e) => {
+                tracing::warn!(error = %e, pause = ?pause, "a migration did not get its lock in time (a long transaction holds the table?); trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LONGEST_PAUSE);
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("applying migrations")),
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+async fn migrate_once(
+    conn: &mut PgConnection,
+    migrations: &Migrations,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::query("select pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let invalid: Vec<String> = sqlx::query_scalar(
+        "select format('%I.%I', n.nspname, c.relname) from pg_index i \
+         join pg_class c on c.oid = i.indexrelid join pg_namespace n on n.oid = c.relnamespace \
+         where not i.indisvalid and n.nspname = current_schema() and c.relname = any($1)",
+    )
+    .bind(migrations.concurrent_indexes)
+    .fetch_all(&mut *conn)
+    .await?;
+    for index in invalid {
+        tracing::warn!(%index, "dropping an index an interrupted build left invalid; it is built again");
+        sqlx::query(&format!("drop index concurrently if exists {index}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let recorded: bool = sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
+        .fetch_one(&mut *conn)
+        .await?;
+    if recorded {
+        for (version, old) in migrations.rewritten {
+            let Some(new) = migrations.migrator.iter().find(|m| m.version == *version) else {
+                continue;
+            };
+            sqlx::query(
+                "update _sqlx_migrations set checksum = $3 \
+                 where version = $1 and encode(checksum, 'hex') = $2",
+            )
+            .bind(version)
+            .bind(old)
+            .bind(new.checksum.as_ref())
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    // `run_direct`: `run` over a connection is not `Send` enough to spawn.
+    migrations.migrator.run_direct(&mut *conn).await
+}
+
+/// Whether a migration failed for want of a lock in [`MIGRATION_LOCK_WAIT`].
+fn waited_for_lock(error: &sqlx::migrate::MigrateError) -> bool {
+    use sqlx::migrate::MigrateError;
+    let database = match error {
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => e,
+        _ => return false,
+    };
+    matches!(database, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
 }
 
 #[cfg(test)]

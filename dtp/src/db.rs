@@ -6,12 +6,34 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
+use apikit::db::Migrations;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgPool};
 
 /// DTP's migrations, embedded at build time from `migrations/dtp`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/dtp");
+
+/// DTP's migrations as a live fleet applies them (see [`apikit::db::apply_migrations`]).
+pub static MIGRATIONS: Migrations = Migrations {
+    migrator: &MIGRATOR,
+    // 0005-0007 built indexes and checked every row in a transaction, and 0011 waited 5 s for
+    // its lock: rewritten to build concurrently and wait half a second. The checksums of their
+    // first versions:
+    rewritten: &[
+        (5, "bf1d231d4898419d2188651cbb74b4cd48fb245b425b0a6b0dc066d2ae817932bd10d332ff92170f349e191ca2f29c61"),
+        (6, "20486470c63f569ba6cdef2fd8cab9fed542f478d527a8e2433dbdecc2329c51867fe7026383456257525bbf7c3eb41f"),
+        (7, "4a2c3a866175fa2657a60579712a2e03c14351fad5c1260c4ab1da22b2e0ba5973a25733e35d8b788c91c2b1f491af8b"),
+        (11, "a8d7d1d25137e163ce2dce4f642c41350468fbcddc5de9dd19b3b9cf7d7fa9918f583ce36ef3828072816e379b44daa3"),
+    ],
+    concurrent_indexes: &[
+        "tasks_finished",
+        "tasks_queue_id",
+        "tasks_claimable_by_queue",
+        "tasks_running_lease_by_queue",
+        "tasks_canceled_started",
+    ],
+};
 
 /// Creates the database of `url` if missing, connects and applies DTP's migrations (through
 /// `session` when given, waiting `startup_patience` for a server not up yet: see
@@ -30,7 +52,7 @@ pub async fn connect_and_migrate(
         max_connections,
         statement_timeout,
         startup_patience,
-        &MIGRATOR,
+        &MIGRATIONS,
     )
     .await
 }

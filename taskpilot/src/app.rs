@@ -19,6 +19,13 @@ use crate::scheduler_client::{DtpCallMetrics, SchedulerClient};
 /// TaskPilot's migrations, embedded at build time from `migrations/webdb`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/webdb");
 
+/// The web task database's migrations as the service applies them.
+static MIGRATIONS: apikit::db::Migrations = apikit::db::Migrations {
+    migrator: &MIGRATOR,
+    rewritten: &[],
+    concurrent_indexes: &[],
+};
+
 /// A built TaskPilot service, ready to run.
 pub struct App {
     server: HttpServer,
@@ -36,7 +43,7 @@ impl App {
             config.db_max_connections,
             config.statement_timeout(),
             config.db_startup_timeout(),
-            &MIGRATOR,
+            &MIGRATIONS,
         )
         .await?;
         let (calls, http) = (DtpCallMetrics::default(), HttpMetrics::default());

@@ -1,0 +1,1 @@
+alter index if exists tasks_running_lease_by_queue rename to tasks_running_lease;
