@@ -92,6 +92,7 @@ async fn after_a_known_workload_every_count_is_exact() {
         ("dtp_worker_slots{state=\"busy\"}", 0.0),
         ("dtp_worker_slots{state=\"free\"}", 8.0),
         ("dtp_tasks_pruned_total", 0.0),
+        ("dtp_schedule_catch_ups_cut_total", 0.0),
         // The queue as the database has it.
         ("dtp_tasks{queue=\"default\",state=\"SUCCEEDED\"}", 10.0),
         ("dtp_tasks{queue=\"default\",state=\"FAILED\"}", 1.0),

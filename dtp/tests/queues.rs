@@ -212,6 +212,34 @@ async fn a_rate_limit_starts_no_more_than_its_tokens() {
 }
 
 #[tokio::test]
+async fn a_rate_limited_queue_gives_a_claim_no_more_than_it_starts_at_once() {
+    let app = api_only_with(|_| {}).await;
+    // A bucket of 10 tokens (a tenth of a second's worth), full after 150 ms.
+    configured(&app, "rated", json!({"rateLimitPerSecond": 100.0})).await;
+    let rated = enqueue(&app, "rated", 20).await;
+    let free = enqueue(&app, "free", 20).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let types = support::test_types();
+    // Two free slots, and room for eighteen more to hold for slots about to free up.
+    let mut claim = queue::Claim::new("w", &types, 20, LEASE);
+    claim.start_now = 2;
+
+    let mut conn = app.pool.acquire().await.expect("connection");
+    let claimed = queue::claim_available(&mut conn, &claim)
+        .await
+        .expect("claim");
+
+    // A rated task held for a slot would start later than its token allowed.
+    assert_eq!(queues_of(&claimed.tasks, &rated), 2);
+    assert_eq!(
+        queues_of(&claimed.tasks, &free),
+        10,
+        "the free queue's share"
+    );
+    assert_eq!(claimed.held_to_limits, ["rated"]);
+}
+
+#[tokio::test]
 async fn a_busy_queue_does_not_starve_a_small_one() {
     let app = api_only_with(|_| {}).await;
     enqueue(&app, "busy", 200).await;

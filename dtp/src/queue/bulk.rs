@@ -93,17 +93,22 @@ pub async fn bulk(
             .push_bind(after)
             .push(" order by id limit ")
             .push_bind(STEP);
-        let step: Vec<(i64, bool)> = sql.build_query_as().fetch_all(&mut *conn).await?;
-        let Some(&(last, _)) = step.last() else { break };
+        let read: Vec<(i64, bool)> = sql.build_query_as().fetch_all(&mut *conn).await?;
+        let Some(&(last, _)) = read.last() else { break };
         after = last;
-        done.outcome.matched += count(i64::try_from(step.len()).unwrap_or(i64::MAX));
-        let targets: Vec<i64> = step.iter().filter(|(_, a)| *a).map(|(id, _)| *id).collect();
+        done.outcome.matched += count(i64::try_from(read.len()).unwrap_or(i64::MAX));
+        let targets: Vec<i64> = read.iter().filter(|(_, a)| *a).map(|(id, _)| *id).collect();
         if !targets.is_empty() {
-            let changed =
-                apply_step(conn, action, filter, &targets, lease, &mut done.stopped).await?;
+            let step = Step {
+                action,
+                filter,
+                ids: &targets,
+                lease,
+            };
+            let changed = apply_step(conn, &step, &mut done.stopped).await?;
             done.outcome.changed += count(changed);
         }
-        if i64::try_from(step.len()).unwrap_or(i64::MAX) < STEP {
+        if i64::try_from(read.len()).unwrap_or(i64::MAX) < STEP {
             break;
         }
     }
@@ -126,15 +131,20 @@ const STEP_LOCK_WAIT: &str = "200ms";
 const STEP_PAUSE: Duration = Duration::from_millis(500);
 const STEP_TRIES: u32 = 10;
 
-/// Applies `action` to the tasks `ids` (ascending) that still qualify, in one statement. A lock
-/// it cannot get soon, a deadlock or a serialization failure (possible against a completer's
-/// batch) undoes the step, which is tried again after a pause.
+/// One step of a bulk action: `action` on the tasks `ids` (ascending) that still qualify.
+struct Step<'a> {
+    action: BulkAction,
+    filter: &'a BulkFilter,
+    ids: &'a [i64],
+    lease: Duration,
+}
+
+/// Applies `step` in one statement. A lock it cannot get soon, a deadlock or a serialization
+/// failure (possible against a completer's batch) undoes it, and it is tried again after a
+/// pause.
 async fn apply_step(
     conn: &mut PgConnection,
-    action: BulkAction,
-    filter: &BulkFilter,
-    ids: &[i64],
-    lease: Duration,
+    step: &Step<'_>,
     stopped: &mut Vec<(String, String, i64)>,
 ) -> Result<i64, Error> {
     let mut tries = 0;
@@ -145,7 +155,7 @@ async fn apply_step(
             .execute(&mut *tx)
             .await?;
         let mut groups = Vec::new();
-        match step_statement(&mut tx, action, filter, ids, lease, &mut groups).await {
+        match step_statement(&mut tx, step, &mut groups).await {
             Err(e) if tries < STEP_TRIES && is_busy(&e) => {
                 drop(tx);
                 tokio::time::sleep(STEP_PAUSE).await;
@@ -160,16 +170,18 @@ async fn apply_step(
     }
 }
 
-/// The statement of one step (see [`apply_step`]); the attempts a cancel stopped go to
-/// `stopped`.
+/// The statement of `step` (see [`apply_step`]); the attempts a cancel stopped go to `stopped`.
 async fn step_statement(
     conn: &mut PgConnection,
-    action: BulkAction,
-    filter: &BulkFilter,
-    ids: &[i64],
-    lease: Duration,
+    step: &Step<'_>,
     stopped: &mut Vec<(String, String, i64)>,
 ) -> Result<i64, sqlx::Error> {
+    let &Step {
+        action,
+        filter,
+        ids,
+        lease,
+    } = step;
     // The state may have changed since the ids were read: it is checked again under the lock,
     // with the filter's own state when it names one (a literal, one of five constants).
     let still = match filter.status {

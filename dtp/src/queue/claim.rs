@@ -108,6 +108,11 @@ pub struct Claim<'a> {
     pub task_types: &'a [String],
     /// At most this many tasks.
     pub limit: i64,
+    /// Of `limit`, how many the claimer starts at once (its free slots); it holds the rest for
+    /// slots about to free up (`worker::ahead`). A queue with a rate limit gives no more than
+    /// these: a task held for a slot would start later than the token it spent, and the
+    /// queue's starts could outrun its rate by what was held.
+    pub start_now: i64,
     /// Lease of each claimed task (database clock).
     pub lease: Duration,
     /// Drawn by the claimer before it sends the claim, so that a claim whose answer was lost
@@ -133,6 +138,7 @@ impl<'a> Claim<'a> {
             worker_id,
             task_types,
             limit,
+            start_now: limit,
             lease,
             token: rand::random(),
             queues: None,
@@ -150,6 +156,9 @@ pub struct Claimed {
     /// any notification (a token accrues, a task of another process ends), so the claimer
     /// should look again soon.
     pub limited_queues: bool,
+    /// The queues this claim took from under their limits: their tasks are to start first
+    /// (see [`Claim::start_now`]).
+    pub held_to_limits: Vec<String>,
 }
 
 /// What a claimer needs to know about the queues, read in one statement.
@@ -231,6 +240,7 @@ pub async fn claim_available(
         return Ok(Claimed {
             tasks: claim_statement(&mut *conn, claim, queues, &[]).await?,
             limited_queues: false,
+            held_to_limits: Vec::new(),
         });
     }
     let mut tx = conn.begin().await?;
@@ -282,6 +292,7 @@ pub async fn claim_available(
     Ok(Claimed {
         tasks,
         limited_queues,
+        held_to_limits: locked,
     })
 }
 
@@ -306,7 +317,7 @@ async fn claim_statement(
     let query = if limited.is_empty() {
         query
     } else {
-        query.bind(limited)
+        query.bind(limited).bind(claim.start_now)
     };
     query.fetch_all(db).await
 }
@@ -329,8 +340,9 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| claim_sql("", "$7", ""));
 
 /// The claim when some of the queues (`$8`, their claim locks held) are limited: each of those
 /// gives no more than its limit less what runs now, and the whole tokens its bucket holds (it
-/// refills at the rate, up to a tenth of a second's worth and at least one); the tokens spent
-/// are written back. least() and greatest() ignore nulls: a limit that is not set is null.
+/// refills at the rate, up to a tenth of a second's worth and at least one), and a rate-limited
+/// one no more than the claimer starts at once (`$9`); the tokens spent are written back.
+/// least() and greatest() ignore nulls: a limit that is not set is null.
 ///
 /// What runs now: the queue's RUNNING tasks, and those canceled less than a lease (`$3`) ago
 /// after they had started: a canceled attempt's handler runs on until its worker hears of the
@@ -359,7 +371,8 @@ static CLAIM_LIMITED: LazyLock<String> = LazyLock::new(|| {
             from queues q
             where q.name = any($8::text[])
         ),"#,
-        "coalesce((select greatest(0, least($7, h.free_slots, floor(h.tokens)))::bigint \
+        "coalesce((select greatest(0, least($7, h.free_slots, floor(h.tokens), \
+                                            case when h.tokens is not null then $9 end))::bigint \
                    from held h where h.name = o.queue), $7)",
         r#",
         spent as (

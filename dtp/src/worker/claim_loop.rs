@@ -111,6 +111,7 @@ pub(super) async fn run(
         let config = &state.config;
         let mut claim =
             queue::Claim::new(&config.worker_id, &state.task_types, limit, config.lease);
+        claim.start_now = i64::try_from(free).unwrap_or(i64::MAX);
         match queues.refresh(state, &mut conn, polled).await {
             Ok(()) => {
                 claim.restricted_queues = queues.view.restricted;
@@ -178,7 +179,13 @@ async fn claim_and_start(
         .await?;
     let count = claimed.tasks.len();
     state.metrics.claimed(sent.elapsed(), count);
-    for task in claimed.tasks {
+    // Tasks of limited queues first: a rate-limited queue gave no more than the free slots,
+    // and its tasks must start now, not wait for a slot.
+    let mut tasks = claimed.tasks;
+    if !claimed.held_to_limits.is_empty() {
+        tasks.sort_by_key(|task| !claimed.held_to_limits.contains(&task.queue));
+    }
+    for task in tasks {
         let attempt = executor::Attempt::hold(state, task, sent);
         // Slots may have been freed since the claim was sent; the rest wait for one.
         match state.slots.clone().try_acquire_owned() {
