@@ -116,9 +116,9 @@ fn unauthorized(detail: &str) -> Response {
 }
 
 /// Middleware: refuses a state-changing request (any method but GET, HEAD, OPTIONS and TRACE)
-/// that a browser sent from another origin, `403` problem JSON, unless it carries an
-/// `Authorization` header: a page cannot add one to a request to another origin without a CORS
-/// preflight, which these services never grant, and a wrong token is refused by
+/// that a browser sent from another origin, `403` problem JSON, unless it carries a bearer
+/// token (`Authorization: Bearer …`): a page cannot add one to a request to another origin
+/// without a CORS preflight, which these services never grant, and a wrong token is refused by
 /// [`require_bearer`]. Without it, a web page's no-cors `fetch` or form could pause a queue or
 /// run a task through a browser that can reach the service, the compose default having no
 /// token. The browser says where a request comes from in `Sec-Fetch-Site` (same-origin, or
@@ -126,7 +126,12 @@ fn unauthorized(detail: &str) -> Response {
 /// `Host`. A client that is not a browser sends neither and is let through.
 pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
     let headers = request.headers();
-    if request.method().is_safe() || headers.contains_key(header::AUTHORIZATION) {
+    // Only a bearer token: a browser adds cached Basic or Negotiate credentials by itself.
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    if request.method().is_safe() || bearer {
         return next.run(request).await;
     }
     let fetch_site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);

@@ -5,7 +5,7 @@
 
 use std::ops::RangeInclusive;
 
-use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serializer};
 
 /// The years a given time may fall in, in UTC. PostgreSQL's text form has no year 0 and
@@ -32,7 +32,9 @@ pub fn parse(text: &str) -> Result<DateTime<Utc>, String> {
             .map(|naive| naive.and_utc())
             .ok_or_else(refused)?,
     };
-    if !YEARS.contains(&time.year()) {
+    // A leap second (`23:59:60`) is stored as the next second: on the last day of 9999, the
+    // first of 10000.
+    if !YEARS.contains(&time.year()) || time.nanosecond() >= 1_000_000_000 {
         return Err(refused());
     }
     Ok(time)
@@ -103,6 +105,7 @@ mod tests {
             "0001-01-01T00:00:00+00:01",
             "9999-12-31T23:59:00-00:01",
             "+10000-01-01T00:00:00Z",
+            "9999-12-31T23:59:60Z",
             "-0001-01-01T00:00:00Z",
             "tomorrow",
         ] {

@@ -2,12 +2,13 @@
 
 use apikit::openapi::DatabaseDown;
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::http::header;
+use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use common::limits::is_queue_name;
 use common::{Problem, TaskPage, TaskStatus};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{ApiError, AppState};
 
@@ -87,31 +88,55 @@ impl ListParams {
 pub(super) async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let filter = parse_filter(params)?;
     let page = queue::list(&state.operator_pool, &filter).await?;
-    let detail = filter.detail;
-    let tasks = page
-        .rows
-        .into_iter()
-        .map(|row| {
-            let mut task =
-                serde_json::to_value(row.into_view()).map_err(|e| ApiError::Internal(e.into()))?;
-            if let Some(fields) = task.as_object_mut() {
-                for (asked, field) in [(detail.payload, "payload"), (detail.result, "result")] {
-                    if !asked {
-                        fields.remove(field);
-                    }
-                }
-            }
-            Ok(task)
-        })
-        .collect::<Result<Vec<Value>, ApiError>>()?;
-    Ok(Json(json!({
-        "tasks": tasks,
-        "nextAfter": page.next_after.map(|id| id.0),
-    })))
+    let mut body = String::from(r#"{"tasks":["#);
+    for (i, task) in page.rows.into_iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        push_task(&mut body, task, filter.detail)?;
+    }
+    let next_after = page.next_after.map(|id| id.0);
+    body.push_str(&format!(
+        r#"],"nextAfter":{}}}"#,
+        serde_json::to_string(&next_after).map_err(|e| ApiError::Internal(e.into()))?
+    ));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Writes `task` as JSON to `body`: its payload and result, as stored and never parsed, only
+/// when `detail` asks for them (`result` is `null` when it has none).
+fn push_task(body: &mut String, task: queue::ListedTask, detail: Detail) -> Result<(), ApiError> {
+    let mut fields = match serde_json::to_value(task.row.into_view()) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "a task is not an object"
+            )))
+        }
+        Err(e) => return Err(ApiError::Internal(e.into())),
+    };
+    fields.remove("payload");
+    fields.remove("result");
+    let object = serde_json::to_string(&fields).map_err(|e| ApiError::Internal(e.into()))?;
+    // A JSON object's text ends with its closing brace, after which the raw values go.
+    body.push_str(object.strip_suffix('}').unwrap_or(&object));
+    for (asked, name, text) in [
+        (detail.payload, "payload", task.payload_text),
+        (detail.result, "result", task.result_text),
+    ] {
+        if asked {
+            body.push_str(&format!(
+                r#","{name}":{}"#,
+                text.as_deref().unwrap_or("null")
+            ));
+        }
+    }
+    body.push('}');
+    Ok(())
 }
 
 /// `include`: a comma-separated list of `payload` and `result`.

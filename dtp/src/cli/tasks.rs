@@ -382,7 +382,12 @@ fn not_created_from(error: CliError, file: &std::path::Path, lines: &[usize]) ->
             status,
             detail: format!("{}; {unsent}", at_line(lines, &detail)),
         },
-        CliError::Unavailable(detail) => CliError::Unavailable(format!("{detail}; {unsent}")),
+        // No answer: the batch may have been created, and nothing after it was sent.
+        CliError::Unavailable(detail) => CliError::Unavailable(format!(
+            "{detail}; lines from {first} of {} on may not have been created: run the same \
+             command again, lines created before are not created twice",
+            file.display()
+        )),
         other => other,
     }
 }
@@ -432,7 +437,8 @@ fn read_batches(file: &PathBuf) -> Result<Vec<Batch>, CliError> {
         if request.idempotency_key.is_none() {
             request.idempotency_key = Some(line_key(&identity, number, &line));
         }
-        let bytes = line.len() + 100;
+        // As sent: a number's text may grow on its way through a value (`1e15`).
+        let bytes = serde_json::to_vec(&request).map_or(line.len(), |sent| sent.len()) + 1;
         match batches.last_mut() {
             Some((lines, tasks))
                 if tasks.len() < IMPORT_BATCH && batch_bytes + bytes <= IMPORT_BATCH_BYTES =>

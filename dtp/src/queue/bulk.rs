@@ -48,11 +48,13 @@ const STEP: i64 = 1000;
 /// held up by the walk, and an action cut short leaves the steps it finished done: run again,
 /// it takes up the rest.
 ///
-/// With `confirmed`, only tasks that qualified when the operator counted them: created by then
-/// and, once finished, finished by then (a task created or finished since is not taken along,
-/// so the set only shrinks); and if the action would apply to more tasks than were confirmed (a
-/// task retried since its count and open again), nothing is changed and
-/// [`Error::MatchesGrew`] says so.
+/// It takes only tasks that existed when it began (a walk that kept finding new tasks would not
+/// end). With `confirmed`, only tasks that qualified when the operator counted them: created by
+/// then and, once finished, finished by then (a task created or finished since is not taken
+/// along, so the set only shrinks), checked again under each step's lock; and it never changes
+/// more tasks than were confirmed: if it would apply to more from the start (a task retried
+/// since its count and open again), nothing is changed, and if more turn up while it goes, it
+/// stops at the confirmed number; either way [`Error::MatchesGrew`] says so.
 pub async fn bulk(
     conn: &mut PgConnection,
     action: BulkAction,
@@ -75,6 +77,7 @@ pub async fn bulk(
             return Err(Error::MatchesGrew {
                 applicable: count(applicable),
                 confirmed: confirmed.tasks,
+                changed: 0,
             });
         }
     }
@@ -82,6 +85,9 @@ pub async fn bulk(
         outcome: BulkOutcome::default(),
         stopped: Vec::new(),
     };
+    let newest: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from tasks")
+        .fetch_one(&mut *conn)
+        .await?;
     let mut after = 0_i64;
     loop {
         let mut sql = matching(
@@ -91,22 +97,38 @@ pub async fn bulk(
         );
         sql.push(" and id > ")
             .push_bind(after)
+            .push(" and id <= ")
+            .push_bind(newest)
             .push(" order by id limit ")
             .push_bind(STEP);
         let read: Vec<(i64, bool)> = sql.build_query_as().fetch_all(&mut *conn).await?;
         let Some(&(last, _)) = read.last() else { break };
         after = last;
         done.outcome.matched += count(i64::try_from(read.len()).unwrap_or(i64::MAX));
-        let targets: Vec<i64> = read.iter().filter(|(_, a)| *a).map(|(id, _)| *id).collect();
+        let mut targets: Vec<i64> = read.iter().filter(|(_, a)| *a).map(|(id, _)| *id).collect();
+        let grew = confirmed.filter(|c| {
+            let left = c.tasks.saturating_sub(done.outcome.changed);
+            let over = u64::try_from(targets.len()).unwrap_or(u64::MAX) > left;
+            targets.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+            over
+        });
         if !targets.is_empty() {
             let step = Step {
                 action,
                 filter,
                 ids: &targets,
                 lease,
+                pin,
             };
             let changed = apply_step(conn, &step, &mut done.stopped).await?;
             done.outcome.changed += count(changed);
+        }
+        if let Some(confirmed) = grew.filter(|c| done.outcome.changed >= c.tasks) {
+            return Err(Error::MatchesGrew {
+                applicable: confirmed.tasks + 1,
+                confirmed: confirmed.tasks,
+                changed: done.outcome.changed,
+            });
         }
         if i64::try_from(read.len()).unwrap_or(i64::MAX) < STEP {
             break;
@@ -129,6 +151,9 @@ fn applies_to(action: BulkAction) -> &'static str {
 /// and how many tries it makes before the action gives up, answered "busy".
 const STEP_LOCK_WAIT: &str = "200ms";
 const STEP_PAUSE: Duration = Duration::from_millis(500);
+/// Longest a step's statement holds its locks, waits included; past it, the step is undone and
+/// tried again like a step that waited too long for one lock.
+const STEP_TIME_LIMIT: &str = "2s";
 const STEP_TRIES: u32 = 10;
 
 /// One step of a bulk action: `action` on the tasks `ids` (ascending) that still qualify.
@@ -137,6 +162,8 @@ struct Step<'a> {
     filter: &'a BulkFilter,
     ids: &'a [i64],
     lease: Duration,
+    /// The confirmation's time, checked again under the lock.
+    pin: Option<DateTime<Utc>>,
 }
 
 /// Applies `step` in one statement. A lock it cannot get soon, a deadlock or a serialization
@@ -151,9 +178,14 @@ async fn apply_step(
     loop {
         tries += 1;
         let mut tx = conn.begin().await?;
-        sqlx::query(&format!("set local lock_timeout = '{STEP_LOCK_WAIT}'"))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "select set_config('lock_timeout', $1, true), \
+                    set_config('statement_timeout', $2, true)",
+        )
+        .bind(STEP_LOCK_WAIT)
+        .bind(STEP_TIME_LIMIT)
+        .execute(&mut *tx)
+        .await?;
         let mut groups = Vec::new();
         match step_statement(&mut tx, step, &mut groups).await {
             Err(e) if tries < STEP_TRIES && is_busy(&e) => {
@@ -181,13 +213,22 @@ async fn step_statement(
         filter,
         ids,
         lease,
+        pin,
     } = step;
     // The state may have changed since the ids were read: it is checked again under the lock,
     // with the filter's own state when it names one (a literal, one of five constants).
-    let still = match filter.status {
+    let mut still = match filter.status {
         Some(status) => format!("{} and status = '{}'", applies_to(action), status.as_str()),
         None => applies_to(action).to_owned(),
     };
+    if let Some(pin) = pin {
+        // A literal the database's own time wrote.
+        let pin = pin.to_rfc3339();
+        still.push_str(&format!(
+            " and created_at <= '{pin}'::timestamptz \
+             and (completed_at is null or completed_at <= '{pin}'::timestamptz)"
+        ));
+    }
     match action {
         BulkAction::Cancel => {
             // Each handler still running is told to stop.
@@ -244,11 +285,11 @@ async fn step_statement(
     }
 }
 
-/// A lock not granted in time, a deadlock or a serialization failure: the statement did
-/// nothing and may be run again.
+/// A lock not granted in time, a step past its time limit, a deadlock or a serialization
+/// failure: the statement did nothing and may be run again.
 fn is_busy(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db)
-        if matches!(db.code().as_deref(), Some("55P03") | Some("40P01") | Some("40001")))
+        if matches!(db.code().as_deref(), Some("55P03" | "57014" | "40P01" | "40001")))
 }
 
 /// `prefix` (which ends inside a `where`) followed by the filter's conditions, and with `pin`

@@ -39,8 +39,8 @@ pub use counts::{fold_counts, recount};
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};
 pub use operate::{delete, retry, run_now};
 pub use read::{
-    explain_list, failure_groups, get, list, Detail, FailureGroup, ListFilter, TaskListPage,
-    PAGE_DETAIL_BYTES,
+    explain_list, failure_groups, get, list, Detail, FailureGroup, ListFilter, ListedTask,
+    TaskListPage, PAGE_DETAIL_BYTES,
 };
 pub use rescue::{fail_expired, lock_expired, ExpiredLease};
 pub use retention::prune;
@@ -105,13 +105,16 @@ pub enum Error {
     /// A schedule already has this name.
     #[error("a schedule named {0:?} already exists")]
     ScheduleExists(String),
-    /// A confirmed bulk action now applies to more tasks than the operator confirmed.
-    #[error("the filter now applies to {applicable} tasks, more than the {confirmed} confirmed; nothing was changed, confirm again")]
+    /// A confirmed bulk action applies to more tasks than the operator confirmed: it changed
+    /// `changed` of them (none if it knew before it began) and stopped.
+    #[error("the filter now applies to at least {applicable} tasks, more than the {confirmed} confirmed; {changed} were changed, confirm again for the rest")]
     MatchesGrew {
-        /// Tasks it would apply to now.
+        /// Tasks it would apply to now (at least).
         applicable: u64,
         /// Tasks the operator confirmed.
         confirmed: u64,
+        /// Tasks it changed before it stopped.
+        changed: u64,
     },
     /// The idempotency key was first used with a different request.
     #[error("idempotency key {0:?} was already used for a different request")]

@@ -58,22 +58,22 @@ pub struct Detail {
 }
 
 impl Detail {
-    /// The columns of a task read for a page: [`TASK_COLUMNS`] with what is not asked for
-    /// replaced by a constant, and the bytes of what is, as JSON text, in `detail_bytes`.
+    /// The columns of a task read for a page: [`TASK_COLUMNS`] with a constant in place of
+    /// `payload` and `result`, and those asked for as JSON text (never parsed: a megabyte of
+    /// `[0,0,…]` is tens of megabytes as a parsed value) in `payload_text` and `result_text`.
     fn columns(self) -> String {
-        let mut columns = TASK_COLUMNS.to_owned();
-        let mut sizes = vec!["0".to_owned()];
-        for (asked, column, placeholder) in [
-            (self.payload, "payload", "'null'::jsonb as payload"),
-            (self.result, "result", "null::jsonb as result"),
-        ] {
-            if asked {
-                sizes.push(format!("coalesce(octet_length({column}::text), 0)"));
-            } else {
-                columns = columns.replacen(column, placeholder, 1);
-            }
-        }
-        format!("{columns}, ({})::bigint as detail_bytes", sizes.join(" + "))
+        let columns = TASK_COLUMNS
+            .replacen("payload", "'null'::jsonb as payload", 1)
+            .replacen("result", "null::jsonb as result", 1);
+        let text = |asked: bool, column: &str| match asked {
+            true => format!("{column}::text as {column}_text"),
+            false => format!("null::text as {column}_text"),
+        };
+        format!(
+            "{columns}, {}, {}",
+            text(self.payload, "payload"),
+            text(self.result, "result")
+        )
     }
 }
 
@@ -85,19 +85,36 @@ pub const PAGE_DETAIL_BYTES: i64 = 4 * 1024 * 1024;
 /// A page of tasks, newest first, and the cursor of the next one.
 #[derive(Debug, Clone)]
 pub struct TaskListPage {
-    /// The tasks, without what [`ListFilter::detail`] did not ask for.
-    pub rows: Vec<TaskRow>,
+    /// The tasks (their `payload` and `result` are always null here), each with its payload and
+    /// result as JSON text when [`ListFilter::detail`] asked for them.
+    pub rows: Vec<ListedTask>,
     /// Pass as `after` for the next page; `None` on the last.
     pub next_after: Option<TaskId>,
 }
 
-/// A row of a page and the bytes of its payload and result.
-#[derive(sqlx::FromRow)]
-struct SizedRow {
+/// A task of a page.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ListedTask {
+    /// The task, without its payload and result.
     #[sqlx(flatten)]
-    row: TaskRow,
-    detail_bytes: i64,
+    pub row: TaskRow,
+    /// Its payload as stored, JSON text, when asked for.
+    pub payload_text: Option<String>,
+    /// Its result as stored, JSON text (`None` when it has none or it was not asked for).
+    pub result_text: Option<String>,
 }
+
+impl ListedTask {
+    fn detail_bytes(&self) -> usize {
+        let len = |text: &Option<String>| text.as_ref().map_or(0, String::len);
+        len(&self.payload_text) + len(&self.result_text)
+    }
+}
+
+/// The largest payload or result a row is assumed to hold until one larger is read: the body
+/// limit's default. Rows are read in groups that fit the page's budget at this size, so an
+/// unread row cannot take a request far past it.
+const ASSUMED_ROW_BYTES: usize = 1024 * 1024;
 
 impl ListFilter {
     /// The bulk filter matching the same tasks (every page of them); `all` when it has no
@@ -201,8 +218,8 @@ pub(super) fn push_matching<'a>(sql: &mut QueryBuilder<'a, Postgres>, matching: 
 }
 
 /// A page of tasks, newest first. With payloads or results it holds at most
-/// [`PAGE_DETAIL_BYTES`] of them: rows are read a few at a time, as many as the largest seen so
-/// far says fit in what is left.
+/// [`PAGE_DETAIL_BYTES`] of them: rows are read a few at a time, as many as fit in what is left
+/// at the size of the largest row seen so far (at least [`ASSUMED_ROW_BYTES`]).
 pub async fn list(db: &PgPool, filter: &ListFilter) -> Result<TaskListPage, Error> {
     let ids: Vec<i64> = ids_statement("", filter)
         .build_query_scalar()
@@ -213,33 +230,31 @@ pub async fn list(db: &PgPool, filter: &ListFilter) -> Result<TaskListPage, Erro
         "select {} from tasks where id = any($1) order by id desc",
         filter.detail.columns()
     );
-    let mut rows = Vec::with_capacity(ids.len());
-    // Until a row has been read its size is unknown: the first read is of one.
-    let (mut left, mut largest, mut rest) = (PAGE_DETAIL_BYTES, None::<i64>, ids.as_slice());
+    let budget = usize::try_from(PAGE_DETAIL_BYTES).unwrap_or(usize::MAX);
+    let mut rows: Vec<ListedTask> = Vec::with_capacity(ids.len());
+    let (mut left, mut largest, mut rest) = (budget, ASSUMED_ROW_BYTES, ids.as_slice());
     while !rest.is_empty() {
-        let take = match largest {
-            _ if filter.detail == Detail::default() => rest.len(),
-            None => 1,
-            Some(largest) => usize::try_from(left / largest.max(1))
-                .unwrap_or(0)
-                .clamp(1, 100),
-        }
-        .min(rest.len());
+        let take = if filter.detail == Detail::default() {
+            rest.len()
+        } else {
+            (left / largest).clamp(1, 100).min(rest.len())
+        };
         let (chunk, later) = rest.split_at(take);
-        let read: Vec<SizedRow> = sqlx::query_as(&read).bind(chunk).fetch_all(db).await?;
-        for SizedRow { row, detail_bytes } in read {
-            if detail_bytes > left && !rows.is_empty() {
-                let next_after = rows.last().map(|r: &TaskRow| TaskId(r.id));
+        let read: Vec<ListedTask> = sqlx::query_as(&read).bind(chunk).fetch_all(db).await?;
+        for task in read {
+            let bytes = task.detail_bytes();
+            if bytes > left && !rows.is_empty() {
+                let next_after = rows.last().map(|t| TaskId(t.row.id));
                 return Ok(TaskListPage { rows, next_after });
             }
-            left -= detail_bytes;
-            largest = largest.max(Some(detail_bytes));
-            rows.push(row);
+            left = left.saturating_sub(bytes);
+            largest = largest.max(bytes);
+            rows.push(task);
         }
         rest = later;
     }
     let next_after = if full {
-        rows.last().map(|r| TaskId(r.id))
+        rows.last().map(|t| TaskId(t.row.id))
     } else {
         None
     };

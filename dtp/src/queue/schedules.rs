@@ -187,6 +187,8 @@ pub struct DueSchedule {
     pub next_run_at: DateTime<Utc>,
     /// The database's time now: ticks are counted on one clock, whatever the hosts' clocks.
     pub now: DateTime<Utc>,
+    /// The bytes of its task's create request, as JSON: what each of its ticks writes.
+    pub template_bytes: i64,
 }
 
 /// Up to `limit` schedules whose next tick has come, earliest first.
@@ -196,7 +198,9 @@ pub async fn due_schedules(
 ) -> Result<Vec<DueSchedule>, sqlx::Error> {
     sqlx::query_as(
         r#"
-        select name, cron, timezone, next_run_at, now() as now from schedules
+        select name, cron, timezone, next_run_at, now() as now,
+               octet_length(task::text)::bigint as template_bytes
+        from schedules
         where not paused and next_run_at <= now()
         order by next_run_at
         limit $1

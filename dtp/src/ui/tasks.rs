@@ -49,7 +49,7 @@ pub(super) async fn list(
     };
     let page = queue::list(&ui.app.operator_pool, &filter).await?;
     let next_after = page.next_after.map(|id| id.0);
-    let tasks: Vec<TaskView> = page.rows.into_iter().map(|r| r.into_view()).collect();
+    let tasks: Vec<TaskView> = page.rows.into_iter().map(|t| t.row.into_view()).collect();
     let queues = queue::queues(&ui.app.pool).await?;
     let now = Utc::now();
     let tabs = tabs(&ctx, &params, &filter, &queues)?;

@@ -25,8 +25,12 @@ const WORKERS_KEPT: Duration = Duration::from_secs(24 * 3600);
 
 /// How often each process tries to lead, and the leader prunes.
 const INTERVAL: Duration = Duration::from_secs(1);
-/// Due schedules ticked per transaction.
+/// Due schedules read at a time.
 const TICK_BATCH: i64 = 1000;
+/// Most ticks, and most bytes of their tasks' requests, enqueued in one transaction: a thousand
+/// schedules each sixty ticks behind with large templates would make one statement of gigabytes.
+const TICKS_PER_TRANSACTION: usize = 1000;
+const TICK_BYTES_PER_TRANSACTION: usize = 16 * 1024 * 1024;
 /// Longest a leader ticks in one round before it moves on to pruning; what is still due is
 /// ticked in the next round.
 const TICK_BUDGET: Duration = Duration::from_secs(2);
@@ -199,10 +203,35 @@ impl Maintenance {
                 .iter()
                 .filter_map(|schedule| self.move_of(schedule, led_until_now))
                 .collect();
-            let outcomes = self
-                .conn
-                .run(async |db| queue::enqueue_ticks(db, &moves).await)
-                .await?;
+            let mut outcomes = Vec::new();
+            for batch in tick_batches(&moves) {
+                match self
+                    .conn
+                    .run(async |db| queue::enqueue_ticks(db, batch).await)
+                    .await
+                {
+                    Ok(done) => outcomes.extend(done),
+                    // One schedule's ticks may be what fails (a template too large to write
+                    // that often): alone, each of the others still ticks.
+                    Err(e) if batch.len() > 1 => {
+                        tracing::warn!(error = %e, schedules = batch.len(), "a batch of ticks failed; ticking its schedules one by one");
+                        for one in batch.chunks(1) {
+                            match self
+                                .conn
+                                .run(async |db| queue::enqueue_ticks(db, one).await)
+                                .await
+                            {
+                                Ok(done) => outcomes.extend(done),
+                                Err(e) => {
+                                    tracing::error!(schedule = %one[0].due.name, error = %e, "the schedule's ticks could not be enqueued; tried again next round");
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let progressed = !outcomes.is_empty();
             for (schedule, tick, outcome) in outcomes {
                 match outcome {
                     TickOutcome::Enqueued {
@@ -224,7 +253,9 @@ impl Maintenance {
                 }
             }
             let full = i64::try_from(due.len()).unwrap_or(i64::MAX) == TICK_BATCH;
-            if !full || started.elapsed() > TICK_BUDGET {
+            // A batch that moved nothing (schedules that no longer parse, say) is not read again
+            // and again for the rest of the budget.
+            if !full || !progressed || started.elapsed() > TICK_BUDGET {
                 break;
             }
         }
@@ -341,4 +372,33 @@ impl Maintenance {
         }
         Ok(took)
     }
+}
+
+/// `moves` cut into batches of at most [`TICKS_PER_TRANSACTION`] ticks and
+/// [`TICK_BYTES_PER_TRANSACTION`] bytes of requests (a schedule's ticks stay together).
+fn tick_batches<'m, 'a>(
+    moves: &'m [queue::ScheduleMove<'a>],
+) -> Vec<&'m [queue::ScheduleMove<'a>]> {
+    let mut batches = Vec::new();
+    let (mut start, mut ticks, mut bytes) = (0, 0, 0_usize);
+    for (i, change) in moves.iter().enumerate() {
+        let template = usize::try_from(change.due.template_bytes).unwrap_or(usize::MAX);
+        let (more_ticks, more_bytes) = (
+            change.ticks.len(),
+            change.ticks.len().saturating_mul(template),
+        );
+        if i > start
+            && (ticks + more_ticks > TICKS_PER_TRANSACTION
+                || bytes.saturating_add(more_bytes) > TICK_BYTES_PER_TRANSACTION)
+        {
+            batches.push(&moves[start..i]);
+            (start, ticks, bytes) = (i, 0, 0);
+        }
+        ticks += more_ticks;
+        bytes = bytes.saturating_add(more_bytes);
+    }
+    if start < moves.len() {
+        batches.push(&moves[start..]);
+    }
+    batches
 }
