@@ -48,7 +48,7 @@ pub fn serialize<S: Serializer>(value: &DateTime<Utc>, serializer: S) -> Result<
 /// Accepts what [`parse`] accepts, converted to UTC.
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
     let text = String::deserialize(deserializer)?;
-    parse(&text).map_err(|e| serde::de::Error::custom(format!("a time {e}")))
+    parse(&text).map_err(serde::de::Error::custom)
 }
 
 /// The same format for optional timestamps (`null` when absent).

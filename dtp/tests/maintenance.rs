@@ -223,7 +223,11 @@ async fn one_round_ticks_thousands_of_due_schedules_each_once() {
     .await
     .expect("counts");
     assert!(ticked >= 3000, "{ticked} ticks");
-    assert_eq!((tasks, keys), (ticked as i64, ticked as i64), "one task per tick");
+    assert_eq!(
+        (tasks, keys),
+        (ticked as i64, ticked as i64),
+        "one task per tick"
+    );
     assert_eq!(never_ticked, 0, "every schedule ticked");
     assert_eq!(still_due, 0, "every schedule moved past the tick it ran");
 }

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use common::limits::is_queue_name;
 use common::{Problem, TaskPage, TaskStatus};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::{ApiError, AppState};
 
@@ -110,32 +109,28 @@ pub(super) async fn list(
 /// Writes `task` as JSON to `body`: its payload and result, as stored and never parsed, only
 /// when `detail` asks for them (`result` is `null` when it has none).
 fn push_task(body: &mut String, task: queue::ListedTask, detail: Detail) -> Result<(), ApiError> {
-    let mut fields = match serde_json::to_value(task.row.into_view()) {
-        Ok(Value::Object(fields)) => fields,
-        Ok(_) => {
-            return Err(ApiError::Internal(anyhow::anyhow!(
-                "a task is not an object"
-            )))
-        }
-        Err(e) => return Err(ApiError::Internal(e.into())),
-    };
-    fields.remove("payload");
-    fields.remove("result");
-    let object = serde_json::to_string(&fields).map_err(|e| ApiError::Internal(e.into()))?;
-    // A JSON object's text ends with its closing brace, after which the raw values go.
-    body.push_str(object.strip_suffix('}').unwrap_or(&object));
+    // The row's payload and result are null here: each is the text `"name":null` exactly once,
+    // which no string value can hold (its quotes would be escaped).
+    let mut object =
+        serde_json::to_string(&task.row.into_view()).map_err(|e| ApiError::Internal(e.into()))?;
     for (asked, name, text) in [
         (detail.payload, "payload", task.payload_text),
         (detail.result, "result", task.result_text),
     ] {
+        let null = format!(r#""{name}":null"#);
+        let Some(at) = object.find(&null) else {
+            return Err(ApiError::Internal(anyhow::anyhow!("a task without {name}")));
+        };
         if asked {
-            body.push_str(&format!(
-                r#","{name}":{}"#,
-                text.as_deref().unwrap_or("null")
-            ));
+            let value = text.as_deref().unwrap_or("null");
+            object.replace_range(at..at + null.len(), &format!(r#""{name}":{value}"#));
+        } else if object[at + null.len()..].starts_with(',') {
+            object.replace_range(at..=at + null.len(), "");
+        } else {
+            object.replace_range(at - 1..at + null.len(), "");
         }
     }
-    body.push('}');
+    body.push_str(&object);
     Ok(())
 }
 
