@@ -351,9 +351,10 @@ pub struct Migrations {
     pub concurrent_indexes: &'static [&'static str],
 }
 
-/// How long a migration waits for a lock before it gives up and is tried again later. While an
-/// `alter table` waits for its table's exclusive lock, every statement that touches the table
-/// queues behind it: this bounds how long a live fleet's claims and renewals wait.
+/// How long a migration in a transaction waits for a lock before it gives up and is tried again
+/// later. While an `alter table` waits for its table's exclusive lock, every statement that
+/// touches the table queues behind it: this bounds how long a live fleet's claims and renewals
+/// wait.
 const MIGRATION_LOCK_WAIT: &str = "500ms";
 /// Tries of the migrations, with growing pauses (500 ms doubling to 5 s): about ten minutes of
 /// a lock held elsewhere before start-up fails, saying so.
@@ -363,17 +364,15 @@ const MIGRATION_TRIES: u32 = 125;
 const MIGRATION_LOCK: i64 = 0x5450_4d49;
 
 /// Applies `migrations` through a connection of its own (`options`, without a statement
-/// timeout: an index built concurrently over a big table takes minutes; with a lock timeout:
-/// see [`MIGRATION_LOCK_WAIT`]). A try that did not get a lock in time is undone and made
-/// again after a pause; what committed before it stays.
+/// timeout: an index built concurrently over a big table takes minutes), one process at a time
+/// (a session advisory lock, waited for as long as another process migrates). A migration in
+/// a transaction that did not get a lock in [`MIGRATION_LOCK_WAIT`] is undone and tried again
+/// after a pause; what committed before it stays.
 pub async fn apply_migrations(
     options: &PgConnectOptions,
     migrations: &Migrations,
 ) -> anyhow::Result<()> {
-    let options = options.clone().options([
-        ("statement_timeout", "0"),
-        ("lock_timeout", MIGRATION_LOCK_WAIT),
-    ]);
+    let options = options.clone().options([("statement_timeout", "0")]);
     let mut pause = Duration::from_millis(500);
     let mut tries = 0;
     loop {
@@ -437,8 +436,58 @@ async fn migrate_once(
             .await?;
         }
     }
-    // `run_direct`: `run` over a connection is not `Send` enough to spawn.
-    migrations.migrator.run_direct(&mut *conn).await
+    apply_pending(conn, migrations.migrator).await
+}
+
+/// What sqlx's `Migrator::run` does, with a lock timeout per migration: a migration in a
+/// transaction (an `alter table` among them) waits [`MIGRATION_LOCK_WAIT`] for its locks at
+/// most, while one outside a transaction (an index built concurrently, which blocks no write)
+/// waits as long as it takes for the transactions older than its build to end.
+async fn apply_pending(
+    conn: &mut PgConnection,
+    migrator: &Migrator,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    use sqlx::migrate::{Migrate, MigrateError};
+    conn.ensure_migrations_table().await?;
+    if let Some(version) = conn.dirty_version().await? {
+        return Err(MigrateError::Dirty(version));
+    }
+    let applied: std::collections::HashMap<i64, Vec<u8>> = conn
+        .list_applied_migrations()
+        .await?
+        .into_iter()
+        .map(|m| (m.version, m.checksum.into_owned()))
+        .collect();
+    if let Some(unknown) = applied
+        .keys()
+        .find(|version| !migrator.iter().any(|m| m.version == **version))
+    {
+        return Err(MigrateError::VersionMissing(*unknown));
+    }
+    for migration in migrator.iter() {
+        if migration.migration_type.is_down_migration() {
+            continue;
+        }
+        match applied.get(&migration.version) {
+            Some(checksum) if *checksum != *migration.checksum => {
+                return Err(MigrateError::VersionMismatch(migration.version));
+            }
+            Some(_) => {}
+            None => {
+                let wait = if migration.no_tx {
+                    "0"
+                } else {
+                    MIGRATION_LOCK_WAIT
+                };
+                sqlx::query("select set_config('lock_timeout', $1, false)")
+                    .bind(wait)
+                    .execute(&mut *conn)
+                    .await?;
+                conn.apply(migration).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether a migration failed for want of a lock in [`MIGRATION_LOCK_WAIT`].

@@ -39,7 +39,7 @@ pub struct CreateWebTask {
     pub task_type: String,
     /// Any JSON; stored as given and handed to DTP at bind. `null` when absent.
     #[serde(default = "null_payload")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub payload: Box<serde_json::value::RawValue>,
 }
 

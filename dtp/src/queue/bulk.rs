@@ -123,7 +123,7 @@ pub async fn bulk(
             let changed = apply_step(conn, &step, &mut done.stopped).await?;
             done.outcome.changed += count(changed);
         }
-        if let Some(confirmed) = grew.filter(|c| done.outcome.changed >= c.tasks) {
+        if let Some(confirmed) = grew {
             return Err(Error::MatchesGrew {
                 applicable: confirmed.tasks + 1,
                 confirmed: confirmed.tasks,

@@ -114,7 +114,7 @@ impl ListedTask {
 /// The largest payload or result a row is assumed to hold until one larger is read: the body
 /// limit's default. Rows are read in groups that fit the page's budget at this size, so an
 /// unread row cannot take a request far past it.
-const ASSUMED_ROW_BYTES: usize = 1024 * 1024;
+const ASSUMED_ROW_BYTES: usize = 256 * 1024;
 
 impl ListFilter {
     /// The bulk filter matching the same tasks (every page of them); `all` when it has no
@@ -253,8 +253,9 @@ pub async fn list(db: &PgPool, filter: &ListFilter) -> Result<TaskListPage, Erro
         }
         rest = later;
     }
+    // The ids read, not the rows: a task deleted meanwhile does not end the pages early.
     let next_after = if full {
-        rows.last().map(|t| TaskId(t.row.id))
+        ids.last().map(|id| TaskId(*id))
     } else {
         None
     };

@@ -111,7 +111,9 @@ pub(super) async fn run(
         let config = &state.config;
         let mut claim =
             queue::Claim::new(&config.worker_id, &state.task_types, limit, config.lease);
-        claim.start_now = i64::try_from(free).unwrap_or(i64::MAX);
+        // At least one: with every slot busy and tasks held, a rate-limited queue would get
+        // nothing at all. That one task waits for a slot like any held task.
+        claim.start_now = i64::try_from(free.max(1)).unwrap_or(i64::MAX);
         match queues.refresh(state, &mut conn, polled).await {
             Ok(()) => {
                 claim.restricted_queues = queues.view.restricted;
@@ -179,8 +181,8 @@ async fn claim_and_start(
         .await?;
     let count = claimed.tasks.len();
     state.metrics.claimed(sent.elapsed(), count);
-    // Tasks of limited queues first: a rate-limited queue gave no more than the free slots,
-    // and its tasks must start now, not wait for a slot.
+    // Tasks of limited queues first: a rate-limited queue gave no more than the free slots
+    // (at least one), and its tasks are to start now.
     let mut tasks = claimed.tasks;
     if !claimed.held_to_limits.is_empty() {
         tasks.sort_by_key(|task| !claimed.held_to_limits.contains(&task.queue));

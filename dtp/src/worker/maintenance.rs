@@ -228,7 +228,9 @@ impl Maintenance {
                             }
                         }
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        tracing::error!(schedule = %batch[0].due.name, error = %e, "the schedule's ticks could not be enqueued; tried again next round");
+                    }
                 }
             }
             let progressed = !outcomes.is_empty();
