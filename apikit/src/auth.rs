@@ -92,19 +92,23 @@ pub async fn require_bearer(
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
-    match presented {
+    match bearer_token(&request) {
         Some(token) if tokens.accepts(token.trim()) => next.run(request).await,
         Some(_) => unauthorized("the bearer token is not valid"),
         None => unauthorized("this API needs `Authorization: Bearer <token>`"),
     }
+}
+
+/// The token of the request's `Authorization: Bearer <token>`, if it has one.
+fn bearer_token(request: &Request) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
 }
 
 fn unauthorized(detail: &str) -> Response {
@@ -125,16 +129,14 @@ fn unauthorized(detail: &str) -> Response {
 /// none for what the user typed); a browser too old to send it is judged by `Origin` against
 /// `Host`. A client that is not a browser sends neither and is let through.
 pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
-    let headers = request.headers();
     // Only a bearer token: a browser adds cached Basic or Negotiate credentials by itself.
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
-    if request.method().is_safe() || bearer {
+    if request.method().is_safe() || bearer_token(&request).is_some() {
         return next.run(request).await;
     }
-    let fetch_site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
+    let fetch_site = request
+        .headers()
+        .get("sec-fetch-site")
+        .map(HeaderValue::as_bytes);
     let same_origin = match fetch_site {
         Some(site) => site == b"same-origin" || site == b"none",
         None => sent_from_own_origin(&request).unwrap_or(true),

@@ -106,12 +106,16 @@ pub async fn bulk(
         after = last;
         done.outcome.matched += count(i64::try_from(read.len()).unwrap_or(i64::MAX));
         let mut targets: Vec<i64> = read.iter().filter(|(_, a)| *a).map(|(id, _)| *id).collect();
-        let grew = confirmed.filter(|c| {
+        // Never past the confirmed number: the rest, if any, are what grew.
+        let mut grew = None;
+        if let Some(c) = confirmed {
             let left = c.tasks.saturating_sub(done.outcome.changed);
-            let over = u64::try_from(targets.len()).unwrap_or(u64::MAX) > left;
-            targets.truncate(usize::try_from(left).unwrap_or(usize::MAX));
-            over
-        });
+            let left = usize::try_from(left).unwrap_or(usize::MAX);
+            if targets.len() > left {
+                targets.truncate(left);
+                grew = Some(c);
+            }
+        }
         if !targets.is_empty() {
             let step = Step {
                 action,

@@ -80,7 +80,7 @@ impl Detail {
 /// The most bytes of payloads and results (as JSON text) a page holds: it ends sooner than
 /// `limit` when the next task would take it past this, but always holds one task. Rows are read
 /// a few at a time, so a request holds about this much however large its tasks.
-pub const PAGE_DETAIL_BYTES: i64 = 4 * 1024 * 1024;
+pub const PAGE_DETAIL_BYTES: usize = 4 * 1024 * 1024;
 
 /// A page of tasks, newest first, and the cursor of the next one.
 #[derive(Debug, Clone)]
@@ -111,9 +111,9 @@ impl ListedTask {
     }
 }
 
-/// The largest payload or result a row is assumed to hold until one larger is read: the body
-/// limit's default. Rows are read in groups that fit the page's budget at this size, so an
-/// unread row cannot take a request far past it.
+/// The payload and result a row is assumed to hold until a larger one is read. Rows are read in
+/// groups that fit what is left of the page's budget at this size (16 rows at first), so a
+/// group of unread rows cannot take a request far past it unless they are larger still.
 const ASSUMED_ROW_BYTES: usize = 256 * 1024;
 
 impl ListFilter {
@@ -230,9 +230,8 @@ pub async fn list(db: &PgPool, filter: &ListFilter) -> Result<TaskListPage, Erro
         "select {} from tasks where id = any($1) order by id desc",
         filter.detail.columns()
     );
-    let budget = usize::try_from(PAGE_DETAIL_BYTES).unwrap_or(usize::MAX);
     let mut rows: Vec<ListedTask> = Vec::with_capacity(ids.len());
-    let (mut left, mut largest, mut rest) = (budget, ASSUMED_ROW_BYTES, ids.as_slice());
+    let (mut left, mut largest, mut rest) = (PAGE_DETAIL_BYTES, ASSUMED_ROW_BYTES, ids.as_slice());
     while !rest.is_empty() {
         let take = if filter.detail == Detail::default() {
             rest.len()

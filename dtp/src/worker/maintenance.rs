@@ -204,7 +204,8 @@ impl Maintenance {
                 .filter_map(|schedule| self.move_of(schedule, led_until_now))
                 .collect();
             let mut outcomes = Vec::new();
-            for batch in tick_batches(&moves) {
+            let mut batches = tick_batches(&moves);
+            while let Some(batch) = batches.pop() {
                 match self
                     .conn
                     .run(async |db| queue::enqueue_ticks(db, batch).await)
@@ -215,18 +216,7 @@ impl Maintenance {
                     // that often): alone, each of the others still ticks.
                     Err(e) if batch.len() > 1 => {
                         tracing::warn!(error = %e, schedules = batch.len(), "a batch of ticks failed; ticking its schedules one by one");
-                        for one in batch.chunks(1) {
-                            match self
-                                .conn
-                                .run(async |db| queue::enqueue_ticks(db, one).await)
-                                .await
-                            {
-                                Ok(done) => outcomes.extend(done),
-                                Err(e) => {
-                                    tracing::error!(schedule = %one[0].due.name, error = %e, "the schedule's ticks could not be enqueued; tried again next round");
-                                }
-                            }
-                        }
+                        batches.extend(batch.chunks(1));
                     }
                     Err(e) => {
                         tracing::error!(schedule = %batch[0].due.name, error = %e, "the schedule's ticks could not be enqueued; tried again next round");
