@@ -104,7 +104,7 @@ async fn round(pool: &PgPool, tasks: usize, label: &str) -> Round {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (dead, table, claim_index): (i64, i64, i64) = sqlx::query_as(
         "select coalesce((select n_dead_tup from pg_stat_user_tables where relname = 'tasks'), 0), \
-                pg_total_relation_size('tasks'), pg_relation_size('tasks_claimable')",
+                pg_total_relation_size('tasks'), pg_relation_size('tasks_ready')",
     )
     .fetch_one(pool)
     .await

@@ -505,7 +505,7 @@ async fn a_claim_locks_only_the_limited_queues_it_takes_from() {
     // A claim from `a` whose transaction stays open keeps the locks it took.
     let mut holder = app.pool.begin().await.expect("transaction");
     let types = support::test_types();
-    let only_a = [String::from("a")];
+    let only_a = [queue::QueueCursor::start(String::from("a"))];
     let mut from_a = queue::Claim::new("w1", &types, 10, LEASE);
     from_a.queues = Some(&only_a);
     let took = queue::claim_available(&mut holder, &from_a)

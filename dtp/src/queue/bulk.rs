@@ -13,7 +13,7 @@ use super::cancel::cancel_target;
 use super::counts::count_finished;
 use super::operate::{retried_target, RETRYABLE};
 use super::read::{push_matching, Matching};
-use super::{millis, Error, CHANNEL_TASK_AVAILABLE};
+use super::{millis, Error};
 
 /// What a bulk action did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,10 +261,8 @@ async fn step_statement(
         BulkAction::Retry => {
             sqlx::query_scalar(&format!(
                 "with target as (select id, status as was from tasks \
-                 where id = any($1) and {RETRYABLE} and {still} order by id for update), {} , \
-                 notified as (select pg_notify('{CHANNEL_TASK_AVAILABLE}', '') \
-                 where exists (select 1 from retried)) \
-                 select count(*) from retried, (select count(*) from notified) n",
+                 where id = any($1) and {RETRYABLE} and {still} order by id for update), {} \
+                 select count(*) from retried, (select count(*) from announced) a",
                 retried_target()
             ))
             .bind(ids)

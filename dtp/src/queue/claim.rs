@@ -5,9 +5,11 @@ use std::sync::LazyLock;
 use rand::seq::SliceRandom;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgExecutor};
 
+use super::ready::{ready_queues, ClaimKey};
 use super::{millis, TaskId};
 
 /// A task just claimed: what its worker needs to run it and to fence its outcome.
@@ -34,12 +36,21 @@ pub struct ClaimedTask {
     pub queue_wait_seconds: f64,
     /// The creating request's trace context, if it was stored.
     pub traceparent: Option<String>,
+    /// Its priority.
+    pub priority: i32,
+    /// When it became due.
+    pub run_at: DateTime<Utc>,
 }
 
 impl ClaimedTask {
     /// The task id.
     pub fn task_id(&self) -> TaskId {
         TaskId(self.id)
+    }
+
+    /// Where it stood in its queue's claim order.
+    pub fn claim_key(&self) -> ClaimKey {
+        ClaimKey::of(self.priority, self.run_at, self.id)
     }
 
     /// What every write about this attempt is fenced on.
@@ -118,12 +129,12 @@ pub struct Claim<'a> {
     /// Drawn by the claimer before it sends the claim, so that a claim whose answer was lost
     /// can still be found and released ([`release_lost_claim`](super::release_lost_claim)).
     pub token: i64,
-    /// The queues to claim from: those the claimer knows to hold PENDING tasks
-    /// ([`queue_view`], and the queues named by
-    /// [`CHANNEL_TASK_AVAILABLE`](super::CHANNEL_TASK_AVAILABLE) since). `None`:
-    /// the claim finds them first, one more statement.
-    pub queues: Option<&'a [String]>,
-    /// Some queue may be paused or limited ([`queue_view`]): the claim reads the queues'
+    /// The queues to claim from, each from its cursor: those the claimer knows to hold ready
+    /// tasks (the [`Claimed::frontier`] of its last claim, the queues found by
+    /// [`ready_queues`](super::ready_queues) and those announced since). `None`: the claim
+    /// finds them first, from their start, one more statement.
+    pub queues: Option<&'a [QueueCursor]>,
+    /// Some queue may be paused or limited ([`restricted_queues`]): the claim reads the queues'
     /// settings and takes the claim lock of the limited ones first, in a transaction. When
     /// `false`, the claim is one statement that obeys no queue setting: only a claimer that
     /// looked (at most a second ago, see `worker::claim_loop`) may say so.
@@ -147,6 +158,26 @@ impl<'a> Claim<'a> {
     }
 }
 
+/// A queue a claimer takes from, and the claim key its next claim there starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCursor {
+    /// The queue.
+    pub queue: String,
+    /// Every ready task of the queue before this key was, when the claimer last looked, taken,
+    /// gone, or of a type it does not run; announcements move it back.
+    pub from: ClaimKey,
+}
+
+impl QueueCursor {
+    /// A queue to claim from its start.
+    pub fn start(queue: String) -> Self {
+        QueueCursor {
+            queue,
+            from: ClaimKey::START,
+        }
+    }
+}
+
 /// What one claim took, and whether a limited queue may have held some back.
 #[derive(Debug, Default)]
 pub struct Claimed {
@@ -159,34 +190,16 @@ pub struct Claimed {
     /// The queues this claim took from under their limits: their tasks are to start first
     /// (see [`Claim::start_now`]).
     pub held_to_limits: Vec<String>,
+    /// The queues worth claiming from next, in the order given, each cursor moved past the
+    /// tasks taken: every queue of the claim but those it found empty (none of its tasks left
+    /// that the claimer could take, while the claim was not cut short by its limit).
+    pub frontier: Vec<QueueCursor>,
 }
 
-/// What a claimer needs to know about the queues, read in one statement.
-#[derive(Debug, Clone, Default, sqlx::FromRow)]
-pub struct QueueView {
-    /// The queues with PENDING tasks (due or not), by name.
-    pub pending: Vec<String>,
-    /// Some queue is paused or has a limit.
-    pub restricted: bool,
-}
-
-/// The queues with PENDING tasks, found by skipping through tasks_claimable's first column
-/// (one index descent per queue, however many tasks each holds), and whether any queue is
-/// paused or limited (a partial index of the queue settings).
-pub async fn queue_view(db: impl PgExecutor<'_>) -> Result<QueueView, sqlx::Error> {
-    sqlx::query_as(&format!(
-        r#"
-        with recursive pending_queues(queue) as (
-            (select queue from tasks where status = 'PENDING' order by queue limit 1)
-            union all
-            select (select t.queue from tasks t
-                    where t.status = 'PENDING' and t.queue > p.queue
-                    order by t.queue limit 1)
-            from pending_queues p where p.queue is not null
-        )
-        select array(select queue from pending_queues where queue is not null) as pending,
-               exists (select 1 from queues where {RESTRICTED}) as restricted
-        "#
+/// Whether any queue is paused or limited (a partial index of the queue settings).
+pub async fn restricted_queues(db: impl PgExecutor<'_>) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(&format!(
+        "select exists (select 1 from queues where {RESTRICTED})"
     ))
     .fetch_one(db)
     .await
@@ -203,15 +216,17 @@ const MAX_LOCKED: i64 = 64;
 /// all processes (the second is the queue name's hash). Arbitrary, fixed: "DTPQ".
 const CLAIM_LOCK_CLASS: i32 = 0x4454_5051;
 
-/// Claims up to `claim.limit` due PENDING tasks of `claim.task_types` and marks them RUNNING
-/// under a lease (database clock) held by `claim.worker_id` and fenced by `claim.token`.
+/// Claims up to `claim.limit` ready tasks of `claim.task_types` and marks them RUNNING under a
+/// lease (database clock) held by `claim.worker_id` and fenced by `claim.token`.
 ///
-/// Between queues the claim is fair: it takes an equal share of the limit from each queue
-/// with PENDING tasks, so a busy queue cannot starve a small one, and every queue's first task
-/// before any queue's second, the queues taking turns in the order given (a random one when
-/// the claimer names none). Within a queue: highest priority first, then the longest due.
-/// Rows other claimers hold locked are skipped. A claim may take fewer than `limit` while more
-/// is due (a queue had less than its share): claim again while a claim takes anything.
+/// Each queue is walked from its cursor in `tasks_ready`, so a claim costs what it takes, not
+/// what was claimed before it (see [`super::ready`]). Between queues the claim is fair: it
+/// takes an equal share of the limit from each queue, so a busy queue cannot starve a small
+/// one, and every queue's first task before any queue's second, the queues taking turns in the
+/// order given (a random one when the claimer names none). Within a queue: highest priority
+/// first, then the longest due. Rows other claimers hold locked are skipped. A claim may take
+/// fewer than `limit` while more is ready (a queue had less than its share): claim again while
+/// a claim takes anything.
 ///
 /// Paused queues are skipped. A limited queue is claimed only under its claim lock (an
 /// advisory lock held to the commit): the lock is taken in a first statement, and the claim,
@@ -222,14 +237,14 @@ pub async fn claim_available(
     conn: &mut PgConnection,
     claim: &Claim<'_>,
 ) -> Result<Claimed, sqlx::Error> {
-    let found;
+    let found: Vec<QueueCursor>;
     let queues = match claim.queues {
         Some(queues) => queues,
         None => {
             // In a random order: with fewer slots than queues, the first queues win the ties.
-            let mut pending = queue_view(&mut *conn).await?.pending;
-            pending.shuffle(&mut rand::rng());
-            found = pending;
+            let mut ready = ready_queues(&mut *conn).await?;
+            ready.shuffle(&mut rand::rng());
+            found = ready.into_iter().map(QueueCursor::start).collect();
             &found
         }
     };
@@ -237,13 +252,16 @@ pub async fn claim_available(
         return Ok(Claimed::default());
     }
     if !claim.restricted_queues {
+        let tasks = claim_statement(&mut *conn, claim, queues, &[]).await?;
         return Ok(Claimed {
-            tasks: claim_statement(&mut *conn, claim, queues, &[]).await?,
+            frontier: frontier(queues, &tasks, claim.limit, &[], &[]),
+            tasks,
             limited_queues: false,
             held_to_limits: Vec::new(),
         });
     }
     let mut tx = conn.begin().await?;
+    let names: Vec<&str> = queues.iter().map(|q| q.queue.as_str()).collect();
     // Every restricted queue, to skip the paused ones; the claim locks only limited queues it
     // would take from, at most MAX_LOCKED of them, drawn at random: the locks come from the
     // server's shared lock table, and a lock held on a queue this claim does not serve would
@@ -262,26 +280,26 @@ pub async fn claim_available(
         ) drawn
         "#
     ))
-    .bind(queues)
+    .bind(&names)
     .fetch_all(&mut *tx)
     .await?;
     let limited_queues = settings
         .iter()
-        .any(|(name, paused, _)| !paused && queues.contains(name));
+        .any(|(name, paused, _)| !paused && names.contains(&name.as_str()));
     let skipped: Vec<&str> = settings
         .iter()
         .filter(|(_, _, locked)| !locked)
         .map(|(name, _, _)| name.as_str())
         .collect();
-    let open: Vec<String> = queues
+    let open: Vec<QueueCursor> = queues
         .iter()
-        .filter(|queue| !skipped.contains(&queue.as_str()))
+        .filter(|q| !skipped.contains(&q.queue.as_str()))
         .cloned()
         .collect();
     let locked: Vec<String> = settings
-        .into_iter()
+        .iter()
         .filter(|(_, _, locked)| *locked)
-        .map(|(name, _, _)| name)
+        .map(|(name, _, _)| name.clone())
         .collect();
     let tasks = if open.is_empty() {
         Vec::new()
@@ -290,18 +308,57 @@ pub async fn claim_available(
     };
     tx.commit().await?;
     Ok(Claimed {
+        frontier: frontier(queues, &tasks, claim.limit, &skipped, &locked),
         tasks,
         limited_queues,
         held_to_limits: locked,
     })
 }
 
-/// The claim itself, from the queues `open`, holding those in `limited` (whose claim locks the
-/// caller holds) to their limits.
+/// The queues worth claiming from after a claim of `limit` from `queues` took `tasks`: a
+/// queue that gave tasks starts after the last of them; one the claim skipped (`skipped`) or
+/// held to its limits (`limited`) stays as it was; one that gave nothing while the claim took
+/// fewer than its limit (so nothing was cut) holds nothing this claimer can take, and is left
+/// out until it is announced again or found by the next look at every queue.
+fn frontier(
+    queues: &[QueueCursor],
+    tasks: &[ClaimedTask],
+    limit: i64,
+    skipped: &[&str],
+    limited: &[String],
+) -> Vec<QueueCursor> {
+    let cut_short = i64::try_from(tasks.len()).unwrap_or(i64::MAX) >= limit;
+    queues
+        .iter()
+        .filter_map(|cursor| {
+            let last = tasks
+                .iter()
+                .filter(|task| task.queue == cursor.queue)
+                .map(ClaimedTask::claim_key)
+                .max();
+            match last {
+                Some(last) => Some(QueueCursor {
+                    queue: cursor.queue.clone(),
+                    from: last.after(),
+                }),
+                None if cut_short
+                    || skipped.contains(&cursor.queue.as_str())
+                    || limited.contains(&cursor.queue) =>
+                {
+                    Some(cursor.clone())
+                }
+                None => None,
+            }
+        })
+        .collect()
+}
+
+/// The claim itself, from the queues `open` (each from its cursor), holding those in `limited`
+/// (whose claim locks the caller holds) to their limits.
 async fn claim_statement(
     db: impl PgExecutor<'_>,
     claim: &Claim<'_>,
-    open: &[String],
+    open: &[QueueCursor],
     limited: &[String],
 ) -> Result<Vec<ClaimedTask>, sqlx::Error> {
     let queues = i64::try_from(open.len()).unwrap_or(i64::MAX).max(1);
@@ -311,8 +368,20 @@ async fn claim_statement(
         (true, _) => &CLAIM,
         (false, _) => &CLAIM_LIMITED,
     };
-    let query = bind_claim(sqlx::query_as(statement), claim)
-        .bind(open)
+    let names: Vec<&str> = open.iter().map(|q| q.queue.as_str()).collect();
+    let neg_priorities: Vec<i32> = open.iter().map(|q| q.from.neg_priority).collect();
+    let run_ats: Vec<DateTime<Utc>> = open.iter().map(|q| q.from.run_at).collect();
+    let ids: Vec<i64> = open.iter().map(|q| q.from.id).collect();
+    let query = sqlx::query_as(statement)
+        .bind(claim.limit)
+        .bind(claim.worker_id)
+        .bind(millis(claim.lease))
+        .bind(claim.token)
+        .bind(claim.task_types)
+        .bind(names)
+        .bind(neg_priorities)
+        .bind(run_ats)
+        .bind(ids)
         .bind(share);
     let query = if limited.is_empty() {
         query
@@ -322,26 +391,18 @@ async fn claim_statement(
     query.fetch_all(db).await
 }
 
-/// Binds `$1` to `$5`, which every claim statement takes.
-fn bind_claim<'q, O>(
-    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    claim: &Claim<'q>,
-) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-    query
-        .bind(claim.limit)
-        .bind(claim.worker_id)
-        .bind(millis(claim.lease))
-        .bind(claim.token)
-        .bind(claim.task_types)
-}
+// Every claim statement takes `$1` the limit, `$2` the worker, `$3` the lease in milliseconds,
+// `$4` the token, `$5` the task types; `$6` the queues in the order they take turns, and
+// their cursors as three arrays (`$7` negated priorities, `$8` due times, `$9` ids); `$10` each
+// queue's share of the limit.
 
-/// The claim from unlimited queues: `$6` the queues, `$7` each one's share of the limit.
-static CLAIM: LazyLock<String> = LazyLock::new(|| claim_sql("", "$7", ""));
+/// The claim from unlimited queues.
+static CLAIM: LazyLock<String> = LazyLock::new(|| claim_sql("", "$10", ""));
 
-/// The claim when some of the queues (`$8`, their claim locks held) are limited: each of those
+/// The claim when some of the queues (`$11`, their claim locks held) are limited: each of those
 /// gives no more than its limit less what runs now, and the whole tokens its bucket holds (it
 /// refills at the rate, up to a tenth of a second's worth and at least one), and a rate-limited
-/// one no more than the claimer starts at once (`$9`); the tokens spent are written back.
+/// one no more than the claimer starts at once (`$12`); the tokens spent are written back.
 /// least() and greatest() ignore nulls: a limit that is not set is null.
 ///
 /// What runs now: the queue's RUNNING tasks, and those canceled less than a lease (`$3`) ago
@@ -369,11 +430,11 @@ static CLAIM_LIMITED: LazyLock<String> = LazyLock::new(|| {
                                                  - $3 * interval '1 millisecond')
                        as free_slots
             from queues q
-            where q.name = any($8::text[])
+            where q.name = any($11::text[])
         ),"#,
-        "coalesce((select greatest(0, least($7, h.free_slots, floor(h.tokens), \
-                                            case when h.tokens is not null then $9 end))::bigint \
-                   from held h where h.name = o.queue), $7)",
+        "coalesce((select greatest(0, least($10, h.free_slots, floor(h.tokens), \
+                                            case when h.tokens is not null then $12 end))::bigint \
+                   from held h where h.name = o.queue), $10)",
         r#",
         spent as (
             update queues q
@@ -385,8 +446,8 @@ static CLAIM_LIMITED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// A claim statement: `with` the CTEs `before`, the queues `$6` (in the order they take
-/// turns), each giving `per_queue` tasks at most, then the CTEs `after`.
+/// A claim statement: `with` the CTEs `before`, each queue of `$6` giving `per_queue` tasks at
+/// most from its cursor, then the CTEs `after`.
 fn claim_sql(before: &str, per_queue: &str, after: &str) -> String {
     claim_sql_with(
         before,
@@ -395,12 +456,15 @@ fn claim_sql(before: &str, per_queue: &str, after: &str) -> String {
             select id, queue from (
                 select c.id, c.queue, o.pos,
                        row_number() over (partition by o.pos
-                                          order by c.priority desc, c.run_at, c.id) as rank
-                from unnest($6::text[]) with ordinality as o(queue, pos)
+                                          order by -c.priority, c.run_at, c.id) as rank
+                from unnest($6::text[], $7::integer[], $8::timestamptz[], $9::bigint[])
+                    with ordinality as o(queue, neg_priority, due, after_id, pos)
                 cross join lateral (
                     select id, queue, priority, run_at from tasks
-                    where status = 'PENDING' and queue = o.queue and {DUE}
-                    order by priority desc, run_at, id
+                    where status = 'PENDING' and not waiting and queue = o.queue
+                      and (-priority, run_at, id) >= (o.neg_priority, o.due, o.after_id)
+                      and {DUE}
+                    order by -priority, run_at, id
                     limit {per_queue}
                     for update skip locked
                 ) c
@@ -414,28 +478,32 @@ fn claim_sql(before: &str, per_queue: &str, after: &str) -> String {
     )
 }
 
-/// The claim from the one queue `$6[1]`, unlimited: a plain walk of its part of
-/// tasks_claimable. The same claim as [`CLAIM`] with one queue, without ranking what it found
-/// (which cost the standard workload 7 %). `$7` is unused but bound, as for [`CLAIM`].
+/// The claim from the one queue `$6[1]`, unlimited: a plain walk of its part of tasks_ready
+/// from its cursor. The same claim as [`CLAIM`] with one queue, without ranking what it found
+/// (which cost the standard workload 7 %).
 static CLAIM_ONE: LazyLock<String> = LazyLock::new(|| {
     claim_sql_with(
         "",
         &format!(
             r#"
             select id, queue from tasks
-            where status = 'PENDING' and queue = ($6::text[])[1] and {DUE}
-            order by priority desc, run_at, id
-            limit least($1, $7)
+            where status = 'PENDING' and not waiting and queue = ($6::text[])[1]
+              and (-priority, run_at, id)
+                  >= (($7::integer[])[1], ($8::timestamptz[])[1], ($9::bigint[])[1])
+              and {DUE}
+            order by -priority, run_at, id
+            limit least($1, $10)
             for update skip locked"#
         ),
         "",
     )
 });
 
-/// A PENDING task a claim may take: due, and of a type the claimer runs.
+/// A ready task a claim may take: due, and of a type the claimer runs. Due is checked again
+/// for the tasks a process of the release before makes ready before they are due.
 // Not `type = any($5)`: on a table without statistics yet (a new database, a burst just
 // enqueued) the planner takes that for one matching row and sorts the whole backlog instead
-// of walking tasks_claimable; a function's result is estimated to match nearly every row,
+// of walking tasks_ready; a function's result is estimated to match nearly every row,
 // which keeps the index walk.
 const DUE: &str = "run_at <= now() and array_position($5::text[], type) is not null";
 
@@ -462,7 +530,7 @@ fn claim_sql_with(before: &str, next: &str, after: &str) -> String {
         -- never cached and each claim is planned anew. The array keeps it a primary-key lookup.
         where t.id = any(array(select id from next))
         returning t.id, t.type, t.payload, t.attempt_count, t.claim_token, t.max_attempts,
-                  t.timeout_ms, t.queue, t.traceparent,
+                  t.timeout_ms, t.queue, t.traceparent, t.priority, t.run_at,
                   extract(epoch from now() - t.run_at)::float8 as queue_wait_seconds
         "#
     )

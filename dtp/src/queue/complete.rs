@@ -13,9 +13,10 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 
 use super::counts::count_finished;
+use super::ready::announce_ready;
 use super::status::StoredStatus;
 use super::storable::{storable_error, storable_json};
-use super::{millis, Fence, TaskId, CHANNEL_TASK_AVAILABLE};
+use super::{millis, Fence, TaskId};
 
 /// Marks the attempt SUCCEEDED with its result. `false` when the fence did not match.
 pub async fn mark_succeeded(
@@ -119,17 +120,19 @@ pub async fn mark_failed_or_retry(
         "case when $7 then 'TIMEOUT' when status = 'FAILED' then 'FAILED' else 'RETRY' end",
     );
     let counted = count_finished("(select queue, status, 1 as delta from failed) f");
+    let announced = announce_ready("failed");
     let fenced = Fence::sql("tasks", "$2", "$3");
     sqlx::query_as(&format!(
         r#"
         with failed as (
             update tasks set {set}
             where id = $1 and {fenced}
-            returning {ENDED_ATTEMPT}, status, next_attempt_at, queue
+            returning {ENDED_ATTEMPT}, status, next_attempt_at, queue, priority, run_at, waiting
         ),
         recorded as ({recorded}),
-        counted as ({counted})
-        select status, next_attempt_at from failed
+        counted as ({counted}),
+        announced as ({announced})
+        select status, next_attempt_at from failed, (select count(*) from announced) a
         "#
     ))
     .bind(id.0)
@@ -173,6 +176,7 @@ pub(super) fn failed_attempt(final_attempt: &str, delay_ms: &str, error: &str) -
          next_attempt_at = case when {final_attempt} then null \
                                 else now() + {delay_ms} * interval '1 millisecond' end, \
          completed_at = case when {final_attempt} then now() end, \
+         waiting = not ({final_attempt}) and {delay_ms} > 0, \
          lease_expires_at = null, updated_at = now()"
     )
 }
@@ -180,7 +184,7 @@ pub(super) fn failed_attempt(final_attempt: &str, delay_ms: &str, error: &str) -
 /// How a RUNNING task is handed back uncounted: PENDING, its attempt number (and, for a first
 /// attempt, its start) as before the claim, due when it was. A task whose handler ran (an
 /// interrupted attempt, a lost claim's answer) is also made due now: `{HAND_BACK}, run_at = now()`.
-const HAND_BACK: &str = "status = 'PENDING', attempt_count = attempt_count - 1, \
+const HAND_BACK: &str = "status = 'PENDING', waiting = false, attempt_count = attempt_count - 1, \
      processing_started_at = case when attempt_count = 1 then null else processing_started_at end, \
      lease_expires_at = null, updated_at = now()";
 
@@ -199,15 +203,17 @@ pub async fn release(
         "'RELEASED'",
     );
     let fenced = Fence::sql("tasks", "$2", "$3");
+    let announced = announce_ready("released");
     let released: Option<(i64,)> = sqlx::query_as(&format!(
         r#"
         with released as (
             update tasks set {HAND_BACK}, run_at = now()
             where id = $1 and {fenced}
-            returning {ENDED_ATTEMPT}, queue
+            returning {ENDED_ATTEMPT}, queue, priority, run_at, status, waiting
         ),
-        recorded as ({recorded})
-        select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', queue)) n
+        recorded as ({recorded}),
+        announced as ({announced})
+        select id from released, (select count(*) from announced) a
         "#
     ))
     .bind(id.0)
@@ -230,19 +236,17 @@ pub async fn release_unstarted(
     unstarted.sort_unstable_by_key(|(id, _)| *id);
     let (ids, attempts, tokens) = Fence::columns(&unstarted);
     let fenced = Fence::sql("t", "held.attempt", "held.token");
+    let announced = announce_ready("released");
     let released = sqlx::query(&format!(
         r#"
         with released as (
             update tasks t set {HAND_BACK}
             from unnest($1::bigint[], $2::integer[], $3::bigint[]) as held(id, attempt, token)
             where t.id = held.id and {fenced}
-            returning t.id, t.queue
+            returning t.id, t.queue, t.priority, t.run_at, t.status, t.waiting
         ),
-        woken as (
-            select pg_notify('{CHANNEL_TASK_AVAILABLE}', queue)
-            from (select distinct queue from released) q
-        )
-        select id from released, (select count(*) from woken) w
+        announced as ({announced})
+        select id from released, (select count(*) from announced) a
         "#
     ))
     .bind(&ids)
@@ -262,14 +266,16 @@ pub async fn release_lost_claim(
     token: i64,
 ) -> Result<u64, sqlx::Error> {
     // The RUNNING rows are few and all in tasks_running_lease; the token picks among them.
+    let announced = announce_ready("released");
     let released = sqlx::query(&format!(
         r#"
         with released as (
             update tasks set {HAND_BACK}, run_at = now()
             where status = 'RUNNING' and claim_token = $2 and worker_id = $1
-            returning id, queue
-        )
-        select id from released, lateral (select pg_notify('{CHANNEL_TASK_AVAILABLE}', queue)) n
+            returning id, queue, priority, run_at, status, waiting
+        ),
+        announced as ({announced})
+        select id from released, (select count(*) from announced) a
         "#
     ))
     .bind(worker_id)

@@ -5,8 +5,9 @@ use common::limits::DEFAULT_QUEUE;
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use super::ready::announce_ready;
 use super::row::TASK_COLUMNS;
-use super::{Error, TaskRow, CHANNEL_TASK_AVAILABLE};
+use super::{Error, TaskRow};
 
 /// A validated task to insert.
 #[derive(Debug, Clone)]
@@ -112,22 +113,21 @@ pub async fn enqueue(conn: &mut PgConnection, task: &NewTask) -> Result<Enqueued
 
 async fn insert(conn: &mut PgConnection, task: &NewTask) -> Result<Option<TaskRow>, Error> {
     // NOTIFY is transactional: workers hear of the task only once it is committed.
+    let announced = announce_ready("inserted");
     let sql = format!(
         r#"
         with inserted as (
             insert into tasks (type, payload, queue, priority, max_attempts, timeout_ms,
                                scheduled_for, run_at, idempotency_key, idempotency_request,
-                               traceparent)
+                               traceparent, waiting)
             values ($1, $2, $9, $3, $4, $5, coalesce($6, now()), coalesce($6, now()), $7,
-                    case when $7::text is null then null else $8::jsonb end, $10)
+                    case when $7::text is null then null else $8::jsonb end, $10,
+                    coalesce($6, now()) > now())
             on conflict (idempotency_key) where idempotency_key is not null do nothing
             returning *
-        )
-        select {TASK_COLUMNS} from inserted
-        left join lateral (
-            select pg_notify('{CHANNEL_TASK_AVAILABLE}', inserted.queue)
-            where inserted.run_at <= now()
-        ) notified on true
+        ),
+        announced as ({announced})
+        select {TASK_COLUMNS} from inserted, (select count(*) from announced) a
         "#
     );
     let row = sqlx::query_as::<_, TaskRow>(&sql)
@@ -177,6 +177,7 @@ pub async fn enqueue_many(
     let columns = BatchColumns::of(tasks);
     // Ids are drawn first so each inserted row maps back to its input position; a conflicting
     // row leaves a gap in the sequence, which is harmless.
+    let announced = announce_ready("inserted");
     let sql = format!(
         r#"
         with input as (
@@ -190,22 +191,19 @@ pub async fn enqueue_many(
         inserted as (
             insert into tasks (id, type, payload, queue, priority, max_attempts, timeout_ms,
                                scheduled_for, run_at, idempotency_key, idempotency_request,
-                               traceparent)
+                               traceparent, waiting)
             overriding system value
             select id, type, payload, queue, priority, max_attempts, timeout_ms,
                    coalesce(run_at, now()), coalesce(run_at, now()), idempotency_key,
                    case when idempotency_key is null then null else fingerprint end,
-                   traceparent
+                   traceparent, coalesce(run_at, now()) > now()
             from input order by position
             on conflict (idempotency_key) where idempotency_key is not null do nothing
-            returning {TASK_COLUMNS}
+            returning {TASK_COLUMNS}, waiting
         ),
-        notified as (
-            select pg_notify('{CHANNEL_TASK_AVAILABLE}', queue)
-            from (select distinct queue from inserted where run_at <= now()) due
-        )
+        announced as ({announced})
         select inserted.*, input.position
-        from input join inserted using (id), (select count(*) from notified) n
+        from input join inserted using (id), (select count(*) from announced) n
         "#
     );
     let rows = sqlx::query(&sql)

@@ -14,6 +14,7 @@ mod counts;
 mod enqueue;
 mod operate;
 mod read;
+mod ready;
 mod rescue;
 mod retention;
 mod row;
@@ -28,8 +29,8 @@ pub use attempts::attempts;
 pub use bulk::{bulk, count_for_confirmation, BulkDone, Confirmed};
 pub use cancel::{cancel, CancelOutcome};
 pub use claim::{
-    claim_available, queue_view, renew_leases, Claim, Claimed, ClaimedTask, Fence, QueueView,
-    Renewed,
+    claim_available, renew_leases, restricted_queues, Claim, Claimed, ClaimedTask, Fence,
+    QueueCursor, Renewed,
 };
 pub use complete::{
     mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, release_lost_claim,
@@ -42,6 +43,7 @@ pub use read::{
     explain_list, failure_groups, get, list, Detail, FailureGroup, ListFilter, ListedTask,
     TaskListPage, PAGE_DETAIL_BYTES,
 };
+pub use ready::{promote_due, ready_queues, Announcement, ClaimKey, PROMOTION_BATCH};
 pub use rescue::{fail_expired, lock_expired, ExpiredLease};
 pub use retention::prune;
 pub use row::TaskRow;
@@ -60,7 +62,8 @@ use std::fmt;
 
 use common::TaskStatus;
 
-/// Notified when a task becomes claimable now, with its queue's name (empty: some queue, look).
+/// Notified when tasks become ready, with their queue and the first of them in claim order
+/// ([`Announcement`]; empty: some queue, look).
 pub const CHANNEL_TASK_AVAILABLE: &str = "dtp_task_available";
 /// Notified (payload: the queue's name) when a queue's settings change, so that every claimer
 /// reads them again at once.

@@ -10,9 +10,10 @@ use common::TaskStatus;
 use sqlx::{Connection, PgConnection, PgExecutor};
 
 use super::counts::count_finished;
+use super::ready::announce_ready;
 use super::row::TASK_COLUMNS;
 use super::status::StoredStatus;
-use super::{millis, Error, TaskId, TaskRow, CHANNEL_TASK_AVAILABLE};
+use super::{millis, Error, TaskId, TaskRow};
 
 /// The tasks a retry applies to; `$2` is the most attempts a task may have.
 pub(super) const RETRYABLE: &str = "status in ('FAILED', 'CANCELED') and attempt_count < $2";
@@ -29,14 +30,18 @@ const RETRY_SET: &str = r#"
             scheduled_for = case when attempt_count = 0 then least(scheduled_for, now())
                                  else scheduled_for end,
             next_attempt_at = null, completed_at = null,
+            waiting = coalesce(status = 'CANCELED' and attempt_count > 0
+                               and completed_at + $3 * interval '1 millisecond' > now(), false),
             max_attempts = greatest(max_attempts, attempt_count + 1), updated_at = now()"#;
 
 /// The CTEs of every retry, after a CTE `target` of the tasks to retry (`id`, and `was`, their
 /// state) that are [`RETRYABLE`] and whose rows the transaction holds locked (so that `was` is
 /// the state the retry changes): `retried` (every column of the retried tasks) makes them
-/// PENDING as [`RETRY_SET`] says, and `counted` takes them off the finished counts.
+/// PENDING as [`RETRY_SET`] says, `counted` takes them off the finished counts, and
+/// `announced` (to be read by the statement) announces those ready now.
 pub(super) fn retried_target() -> String {
     let counted = count_finished("(select queue, was as status, -1 as delta from retried) r");
+    let announced = announce_ready("retried");
     format!(
         r#"
         retried as (
@@ -44,7 +49,8 @@ pub(super) fn retried_target() -> String {
             from target where t.id = target.id
             returning t.*, target.was
         ),
-        counted as ({counted})"#
+        counted as ({counted}),
+        announced as ({announced})"#
     )
 }
 
@@ -65,7 +71,7 @@ pub async fn retry(conn: &mut PgConnection, id: TaskId, lease: Duration) -> Resu
         with target as (select id, status as was from tasks where id = $1 and {RETRYABLE}
                         for update),
         {retried_target}
-        select {TASK_COLUMNS} from retried
+        select {TASK_COLUMNS} from retried, (select count(*) from announced) a
         "#
     ))
     .bind(id.0)
@@ -87,7 +93,6 @@ pub async fn retry(conn: &mut PgConnection, id: TaskId, lease: Duration) -> Resu
             },
         });
     };
-    notify_available(&mut *tx, &task.queue).await?;
     tx.commit().await?;
     Ok(task)
 }
@@ -98,15 +103,21 @@ pub async fn retry(conn: &mut PgConnection, id: TaskId, lease: Duration) -> Resu
 /// ([`Error::Refused`]).
 pub async fn run_now(conn: &mut PgConnection, id: TaskId) -> Result<TaskRow, Error> {
     let mut tx = conn.begin().await?;
+    let announced = announce_ready("due");
     let due: Option<TaskRow> = sqlx::query_as(&format!(
         r#"
-        update tasks
-        set run_at = greatest(least(run_at, now()), rerun_not_before), next_attempt_at = null,
-            scheduled_for = case when attempt_count = 0 then least(scheduled_for, now())
-                                 else scheduled_for end,
-            updated_at = now()
-        where id = $1 and status = 'PENDING'
-        returning {TASK_COLUMNS}
+        with due as (
+            update tasks
+            set run_at = greatest(least(run_at, now()), rerun_not_before), next_attempt_at = null,
+                waiting = coalesce(rerun_not_before > now(), false),
+                scheduled_for = case when attempt_count = 0 then least(scheduled_for, now())
+                                     else scheduled_for end,
+                updated_at = now()
+            where id = $1 and status = 'PENDING'
+            returning *
+        ),
+        announced as ({announced})
+        select {TASK_COLUMNS} from due, (select count(*) from announced) a
         "#
     ))
     .bind(id.0)
@@ -115,7 +126,6 @@ pub async fn run_now(conn: &mut PgConnection, id: TaskId) -> Result<TaskRow, Err
     let Some(task) = due else {
         return Err(refused(&mut *tx, id, "run-now").await);
     };
-    notify_available(&mut *tx, &task.queue).await?;
     tx.commit().await?;
     Ok(task)
 }
@@ -164,14 +174,4 @@ async fn state_of(db: impl PgExecutor<'_>, id: TaskId) -> Result<(TaskStatus, i3
     state
         .map(|(StoredStatus(status), attempts)| (status, attempts))
         .ok_or(Error::NotFound(id))
-}
-
-/// Wakes the workers at commit: a task of `queue` is due now.
-async fn notify_available(db: impl PgExecutor<'_>, queue: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(CHANNEL_TASK_AVAILABLE)
-        .bind(queue)
-        .execute(db)
-        .await?;
-    Ok(())
 }

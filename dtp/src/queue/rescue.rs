@@ -8,8 +8,9 @@ use common::TaskStatus;
 
 use super::complete::{failed_attempt, record_attempts, ENDED_ATTEMPT};
 use super::counts::count_finished;
+use super::ready::announce_ready;
 use super::status::StoredStatus;
-use super::{millis, Fence, TaskId, CHANNEL_TASK_AVAILABLE};
+use super::{millis, Fence, TaskId};
 
 /// A RUNNING task whose lease ran out, locked by the rescuer's transaction.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -80,6 +81,7 @@ pub async fn fail_expired(
     );
     let recorded = record_attempts("rescued", "'LOST'");
     let counted = count_finished("(select queue, status, 1 as delta from rescued) r");
+    let announced = announce_ready("rescued");
     // Found through the primary key, not by walking tasks_running_lease (see `Fence::sql`).
     let running = Fence::running("t");
     let rows: Vec<(i64, StoredStatus)> = sqlx::query_as(&format!(
@@ -89,15 +91,12 @@ pub async fn fail_expired(
         from unnest($1::bigint[], $2::integer[], $3::bigint[]) as lost(task_id, attempt, delay_ms)
         where t.id = lost.task_id and {running}
           and t.attempt_count = lost.attempt and t.lease_expires_at < now()
-        returning {ENDED_ATTEMPT}, t.status, t.run_at, t.queue
+        returning {ENDED_ATTEMPT}, t.status, t.run_at, t.queue, t.priority, t.waiting
         ),
         recorded as ({recorded}),
-        counted as ({counted})
-        select id, status from rescued
-        left join lateral (
-            select pg_notify('{CHANNEL_TASK_AVAILABLE}', rescued.queue)
-            where rescued.status = 'PENDING' and rescued.run_at <= now()
-        ) notified on true
+        counted as ({counted}),
+        announced as ({announced})
+        select id, status from rescued, (select count(*) from announced) a
         "#
     ))
     .bind(&ids)

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::seq::SliceRandom;
 use sqlx::postgres::PgConnectOptions;
 use tokio_util::sync::CancellationToken;
 
@@ -22,11 +23,17 @@ const ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// with some slots empty. Each claim is a commit, and claiming one task per freed slot would cap
 /// throughput at the database's commit rate; a short task frees its slot within microseconds.
 const GATHER_WINDOW: Duration = Duration::from_micros(250);
-/// How old the loop's view of the queues (which have work, whether any is paused or limited)
-/// may be. The claim of a process that believes no queue restricted obeys no queue setting, so
-/// this bounds how long a new setting takes to hold everywhere when its notification is lost
-/// (a queue setting must hold everywhere within a second).
-const QUEUE_VIEW_AGE: Duration = Duration::from_millis(500);
+/// How old the loop's knowledge of whether any queue is paused or limited may be. The claim of
+/// a process that believes no queue restricted obeys no queue setting, so this bounds how long
+/// a new setting takes to hold everywhere when its notification is lost (a queue setting must
+/// hold everywhere within a second).
+const SETTINGS_AGE: Duration = Duration::from_millis(500);
+/// How often the loop looks at every queue again from its start: for what no announcement
+/// covers (one the listener missed while reconnecting, a task skipped while another
+/// transaction held it and then left ready, a task a process of the release before made ready
+/// before it was due). Each look walks the dead index entries at the front of every queue, so
+/// it is not done per claim.
+const LOOK_AGAIN: Duration = Duration::from_secs(5);
 /// How soon the loop looks again while a limited queue exists and the last claim did not fill
 /// every slot: tokens accrue and other processes' tasks end without any notification.
 const LIMITED_POLL: Duration = Duration::from_millis(100);
@@ -40,8 +47,9 @@ pub(super) async fn run(
     // The token of a claim that failed: if it failed after its commit (the answer was lost),
     // its tasks are RUNNING under this worker's name and nobody runs them.
     let mut unanswered: Option<i64> = None;
-    let mut queues = QueuesSeen::default();
+    let mut queues = Frontier::default();
     let mut polled = false;
+    let mut promoted_at: Option<Instant> = None;
     // How many the last claim wanted held ahead: below half of that, the loop claims again.
     let mut ahead_wanted = 0;
     while !shutdown.is_cancelled() {
@@ -114,9 +122,13 @@ pub(super) async fn run(
         // At least one: with every slot busy and tasks held, a rate-limited queue would get
         // nothing at all. That one task waits for a slot like any held task.
         claim.start_now = i64::try_from(free.max(1)).unwrap_or(i64::MAX);
+        if promoted_at.is_none_or(|at| at.elapsed() >= config.poll_interval) {
+            promoted_at = Some(Instant::now());
+            promote_due(&mut conn).await;
+        }
         match queues.refresh(state, &mut conn, polled).await {
             Ok(()) => {
-                claim.restricted_queues = queues.view.restricted;
+                claim.restricted_queues = queues.restricted;
                 claim.queues = Some(queues.next_turn());
             }
             // The claim finds the queues itself and reads every setting (if the database is
@@ -127,8 +139,10 @@ pub(super) async fn run(
         match claim_and_start(state, completer, &mut conn, &claim).await {
             // The claim took something: there may be more (in this queue, or in a queue that
             // got less than its share), go again at once.
-            Ok((claimed, _)) if claimed > 0 => {}
-            Ok((_, limited)) => {
+            Ok((claimed, frontier)) if claimed > 0 => queues.queues = frontier.queues,
+            Ok((_, frontier)) => {
+                let limited = frontier.limited;
+                queues.queues = frontier.queues;
                 polled = wait_for_work(state, limited, &mut queues, &mut conn, shutdown).await
             }
             Err(e) => {
@@ -155,7 +169,7 @@ pub(super) async fn run(
 /// fence keeps the first run's late outcome out (see `migrations/dtp/0003_claim_token.sql`).
 ///
 /// The claim statement's generic plan is the right one whatever its parameters (it walks
-/// tasks_claimable one queue at a time), but the planner's estimate of it is poor, so left to
+/// tasks_ready one queue at a time), but the planner's estimate of it is poor, so left to
 /// itself it planned the statement anew for every claim: 1.2 ms of planning, which halved the
 /// standard workload's throughput.
 ///
@@ -169,12 +183,19 @@ fn claim_connection_options(state: &WorkerState) -> PgConnectOptions {
     ])
 }
 
+/// What a claim leaves the loop to claim from next ([`queue::Claimed::frontier`]), and whether
+/// a limited queue exists.
+struct ClaimedFrom {
+    queues: Vec<queue::QueueCursor>,
+    limited: bool,
+}
+
 async fn claim_and_start(
     state: &Arc<WorkerState>,
     completer: &Completer,
     conn: &mut DedicatedConnection,
     claim: &queue::Claim<'_>,
-) -> Result<(usize, bool), sqlx::Error> {
+) -> Result<(usize, ClaimedFrom), sqlx::Error> {
     let sent = Instant::now();
     let claimed = conn
         .run(async |db| queue::claim_available(db, claim).await)
@@ -195,7 +216,27 @@ async fn claim_and_start(
             Err(_) => state.ahead.hold(attempt),
         }
     }
-    Ok((count, claimed.limited_queues))
+    let frontier = ClaimedFrom {
+        queues: claimed.frontier,
+        limited: claimed.limited_queues,
+    };
+    Ok((count, frontier))
+}
+
+/// Makes ready the waiting tasks that are due, a batch at a time while batches come back full
+/// (at most ten: the claims go on meanwhile, and the next round takes the rest). A failure is
+/// logged and left to the next round: claims do not depend on it.
+async fn promote_due(conn: &mut DedicatedConnection) {
+    for _ in 0..10 {
+        match conn.run(async |db| queue::promote_due(db).await).await {
+            Ok(promoted) if promoted >= queue::PROMOTION_BATCH => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "promoting due tasks failed; trying again next round");
+                return;
+            }
+        }
+    }
 }
 
 fn start(
@@ -288,49 +329,70 @@ async fn held_too_long(state: &WorkerState) {
     }
 }
 
-/// The queues as the loop last read them ([`queue::queue_view`]), with the queues
-/// notifications named since. Read again when older than [`QUEUE_VIEW_AGE`], when a
-/// notification says the queues changed, and when the loop wakes without one (the poll).
+/// The queues the loop claims from, each with its cursor ([`queue::QueueCursor`]), and whether
+/// any queue is paused or limited. The queues are those the last claim left
+/// ([`queue::Claimed::frontier`]), with those announced since; every [`LOOK_AGAIN`], and when
+/// a notification asks, all the queues with ready tasks from their start.
 #[derive(Default)]
-struct QueuesSeen {
-    view: queue::QueueView,
-    read_at: Option<Instant>,
+struct Frontier {
+    queues: Vec<queue::QueueCursor>,
+    restricted: bool,
+    settings_read_at: Option<Instant>,
+    looked_at: Option<Instant>,
 }
 
-impl QueuesSeen {
+impl Frontier {
     async fn refresh(
         &mut self,
         state: &WorkerState,
         conn: &mut DedicatedConnection,
         polled: bool,
     ) -> Result<(), sqlx::Error> {
-        let stale = state.queue_view_stale.swap(false, Ordering::AcqRel);
-        let fresh = self
-            .read_at
-            .is_some_and(|read| read.elapsed() < QUEUE_VIEW_AGE);
+        let look = state.look_at_every_queue.swap(false, Ordering::AcqRel);
         let mut read = Ok(());
-        if stale || polled || !fresh {
+        let settings_fresh = self
+            .settings_read_at
+            .is_some_and(|at| at.elapsed() < SETTINGS_AGE);
+        if look || polled || !settings_fresh {
             let read_at = Instant::now();
-            match conn.run(async |db| queue::queue_view(db).await).await {
-                Ok(view) => {
-                    self.view = view;
-                    self.read_at = Some(read_at);
+            match conn
+                .run(async |db| queue::restricted_queues(db).await)
+                .await
+            {
+                Ok(restricted) => {
+                    self.restricted = restricted;
+                    self.settings_read_at = Some(read_at);
                 }
-                Err(e) => {
-                    state.queue_view_stale.store(true, Ordering::Release);
-                    read = Err(e);
-                }
+                Err(e) => read = Err(e),
             }
+        }
+        let looked_recently = self.looked_at.is_some_and(|at| at.elapsed() < LOOK_AGAIN);
+        if read.is_ok() && (look || !looked_recently) {
+            let looked_at = Instant::now();
+            match conn.run(async |db| queue::ready_queues(db).await).await {
+                Ok(mut ready) => {
+                    // In a random order: with fewer slots than queues, the first queues win
+                    // the ties.
+                    ready.shuffle(&mut rand::rng());
+                    self.queues = ready.into_iter().map(queue::QueueCursor::start).collect();
+                    self.looked_at = Some(looked_at);
+                }
+                Err(e) => read = Err(e),
+            }
+        }
+        if read.is_err() {
+            state.look_at_every_queue.store(true, Ordering::Release);
         }
         let announced = std::mem::take(
             &mut *state
-                .announced_queues
+                .announced
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
-        for queue in announced {
-            if !self.view.pending.contains(&queue) {
-                self.view.pending.push(queue);
+        for announced in announced {
+            match self.queues.iter_mut().find(|q| q.queue == announced.queue) {
+                Some(known) => known.from = known.from.min(announced.from),
+                None => self.queues.push(announced),
             }
         }
         read
@@ -339,11 +401,11 @@ impl QueuesSeen {
     /// The queues to claim from, turned by one since the last claim: a claim takes its
     /// queues' first tasks in this order, so when it has fewer slots than queues with work,
     /// each queue's turn comes.
-    fn next_turn(&mut self) -> &[String] {
-        if !self.view.pending.is_empty() {
-            self.view.pending.rotate_left(1);
+    fn next_turn(&mut self) -> &[queue::QueueCursor] {
+        if !self.queues.is_empty() {
+            self.queues.rotate_left(1);
         }
-        &self.view.pending
+        &self.queues
     }
 }
 
@@ -385,13 +447,13 @@ async fn gather_slots(state: &WorkerState) -> usize {
 /// Waits for a notification, the poll interval (shorter while a limited queue exists), the
 /// completer writing outcomes (while a limited queue exists: the tasks it ended held places
 /// under the limits), a held task due to go back, or the shutdown; `true` when the poll
-/// interval ran out. Meanwhile it reads the queues again whenever its view of them gets too old
-/// ([`QUEUE_VIEW_AGE`]), so that the claim a notification wakes it for does not wait for that
+/// interval ran out. Meanwhile it reads the queue settings again whenever they get too old
+/// ([`SETTINGS_AGE`]), so that the claim a notification wakes it for does not wait for that
 /// read: it was one more round trip before every fiftieth pickup of tasks 10 ms apart.
 async fn wait_for_work(
     state: &WorkerState,
     limited_queues: bool,
-    queues: &mut QueuesSeen,
+    queues: &mut Frontier,
     conn: &mut DedicatedConnection,
     shutdown: &CancellationToken,
 ) -> bool {
@@ -402,7 +464,7 @@ async fn wait_for_work(
     };
     let polled_at = tokio::time::Instant::now() + poll;
     // Once a read fails, the next claim reads them (the database is likely down).
-    let mut keep_view_fresh = true;
+    let mut keep_settings_fresh = true;
     loop {
         let room_in_limits = async {
             if limited_queues {
@@ -411,10 +473,10 @@ async fn wait_for_work(
                 std::future::pending::<()>().await;
             }
         };
-        let view_aged = async {
-            match queues.read_at {
-                Some(read_at) if keep_view_fresh => {
-                    tokio::time::sleep_until((read_at + QUEUE_VIEW_AGE).into()).await;
+        let settings_aged = async {
+            match queues.settings_read_at {
+                Some(read_at) if keep_settings_fresh => {
+                    tokio::time::sleep_until((read_at + SETTINGS_AGE).into()).await;
                 }
                 _ => std::future::pending::<()>().await,
             }
@@ -426,11 +488,11 @@ async fn wait_for_work(
             _ = held_too_long(state) => return false,
             _ = tokio::time::sleep_until(polled_at) => return true,
             _ = shutdown.cancelled() => return false,
-            _ = view_aged => {}
+            _ = settings_aged => {}
         }
         if let Err(e) = queues.refresh(state, conn, true).await {
             tracing::warn!(error = %e, "reading the queues failed");
-            keep_view_fresh = false;
+            keep_settings_fresh = false;
         }
     }
 }

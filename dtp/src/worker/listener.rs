@@ -10,7 +10,10 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
 use super::state::WorkerState;
-use crate::queue::{TaskId, CHANNEL_QUEUE_CHANGED, CHANNEL_TASK_AVAILABLE, CHANNEL_TASK_CANCELED};
+use crate::queue::{
+    Announcement, ClaimKey, QueueCursor, TaskId, CHANNEL_QUEUE_CHANGED, CHANNEL_TASK_AVAILABLE,
+    CHANNEL_TASK_CANCELED,
+};
 
 /// Pause before reconnecting after the listener failed.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
@@ -46,7 +49,7 @@ async fn listen(state: &WorkerState, stop: &CancellationToken) -> Result<(), sql
         ])
         .await?;
     // Anything sent while we were not listening is found by one claim now.
-    state.queue_view_stale.store(true, Ordering::Release);
+    state.look_at_every_queue.store(true, Ordering::Release);
     state.work_available.notify_one();
     loop {
         let received = tokio::select! {
@@ -68,17 +71,21 @@ async fn listen(state: &WorkerState, stop: &CancellationToken) -> Result<(), sql
     }
 }
 
-/// Tells the claim loop that `queue` has tasks due now; with no queue, to look at them all.
-fn announce(state: &WorkerState, queue: &str) {
-    if queue.is_empty() {
-        state.queue_view_stale.store(true, Ordering::Release);
-    } else {
-        let mut announced = state
-            .announced_queues
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !announced.iter().any(|known| known == queue) {
-            announced.push(queue.to_owned());
+/// Tells the claim loop what a notification on the available channel announced (see
+/// [`Announcement::parse`]).
+fn announce(state: &WorkerState, payload: &str) {
+    match Announcement::parse(payload) {
+        Announcement::Look => state.look_at_every_queue.store(true, Ordering::Release),
+        Announcement::Ready { queue, first } => {
+            let from = first.unwrap_or(ClaimKey::START);
+            let mut announced = state
+                .announced
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match announced.iter_mut().find(|known| known.queue == queue) {
+                Some(known) => known.from = known.from.min(from),
+                None => announced.push(QueueCursor { queue, from }),
+            }
         }
     }
     state.work_available.notify_one();

@@ -134,9 +134,9 @@ impl Worker {
         }
     }
 
-    /// Claims up to `concurrency` due tasks, runs them all and records their outcomes.
-    /// Returns how many were claimed (0: nothing was due). For tests and embedding programs
-    /// that drive the worker by hand.
+    /// Makes the due waiting tasks ready, claims up to `concurrency` ready tasks, runs them all
+    /// and records their outcomes. Returns how many were claimed (0: nothing was due). For
+    /// tests and embedding programs that drive the worker by hand.
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
         let state = &self.state;
         let config = &state.config;
@@ -144,6 +144,7 @@ impl Worker {
         let claim = crate::queue::Claim::new(self.id(), &state.task_types, limit, config.lease);
         let sent = std::time::Instant::now();
         let mut conn = state.pool.acquire().await?;
+        while crate::queue::promote_due(&mut *conn).await? >= crate::queue::PROMOTION_BATCH {}
         let claimed = crate::queue::claim_available(&mut conn, &claim)
             .await?
             .tasks;

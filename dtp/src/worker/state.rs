@@ -15,6 +15,7 @@ use super::running::RunningTasks;
 use super::WorkerConfig;
 use crate::handlers::HandlerRegistry;
 use crate::metrics::DtpMetrics;
+use crate::queue::QueueCursor;
 
 pub(super) struct WorkerState {
     pub(super) pool: PgPool,
@@ -31,11 +32,13 @@ pub(super) struct WorkerState {
     pub(super) executions: TaskTracker,
     /// A notification said new work is due.
     pub(super) work_available: Notify,
-    /// A notification said a queue's settings changed, or that some queue has work: the claim
-    /// loop reads the queues again.
-    pub(super) queue_view_stale: AtomicBool,
-    /// Queues that notifications said have tasks due now, not yet seen by the claim loop.
-    pub(super) announced_queues: Mutex<Vec<String>>,
+    /// A notification said a queue's settings changed, or that some queue has work (or the
+    /// listener may have missed some): the claim loop reads the settings again and looks at
+    /// every queue from its start.
+    pub(super) look_at_every_queue: AtomicBool,
+    /// Queues that notifications said have ready tasks, each with the first of them in claim
+    /// order, not yet seen by the claim loop.
+    pub(super) announced: Mutex<Vec<QueueCursor>>,
     /// The completer wrote a batch of successes: a limited queue may have room again.
     pub(super) outcomes_written: Arc<Notify>,
     /// A slot was freed.
@@ -102,8 +105,8 @@ impl WorkerState {
             config,
             executions: TaskTracker::new(),
             work_available: Notify::new(),
-            queue_view_stale: AtomicBool::new(true),
-            announced_queues: Mutex::new(Vec::new()),
+            look_at_every_queue: AtomicBool::new(true),
+            announced: Mutex::new(Vec::new()),
             outcomes_written: Arc::new(Notify::new()),
             slot_freed: Notify::new(),
             unwritten: AtomicUsize::new(0),
