@@ -32,7 +32,7 @@ pub async fn queue_pool(url: &str) -> PgPool {
 
 /// Empties the queue (between benchmark iterations).
 pub async fn truncate(pool: &PgPool) {
-    sqlx::query("truncate task_attempts, tasks, queues, queue_counts")
+    sqlx::query("truncate task_attempts, tasks, queues, queue_counts, queue_count_changes")
         .execute(pool)
         .await
         .unwrap_or_else(|e| panic!("truncate failed: {e}"));

@@ -118,16 +118,13 @@ async fn a_bulk_cancel_that_cannot_finish_leaves_running_handlers_running() {
     for id in &ids {
         app.wait_for(*id, TaskStatus::Running).await;
     }
-    // Another transaction is writing the canceled count of queue `q`, in every shard, and does
-    // not finish: a cancel in `q` cannot record its count.
+    // Another transaction holds the counts against writers and does not finish: a cancel cannot
+    // record its count.
     let mut blocker = app.pool.begin().await.expect("begin");
-    sqlx::query(
-        "insert into queue_counts (queue, status, shard, tasks) \
-         select 'q', 'CANCELED', s, 0 from generate_series(0, 31) s",
-    )
-    .execute(&mut *blocker)
-    .await
-    .expect("hold the counts");
+    sqlx::query("lock table queue_count_changes in share mode")
+        .execute(&mut *blocker)
+        .await
+        .expect("hold the counts");
 
     let bulk = app
         .client

@@ -4,6 +4,7 @@ use common::limits::is_queue_name;
 use common::{Queue, QueueCounts, QueuePatch};
 use sqlx::{Connection, PgConnection, PgExecutor};
 
+use super::counts::FINISHED_COUNTS;
 use super::CHANNEL_QUEUE_CHANGED;
 
 #[derive(sqlx::FromRow)]
@@ -42,8 +43,8 @@ impl From<QueueRow> for Queue {
 /// The queues and their tasks per state; `only` narrows them to one queue (a name checked by
 /// `is_queue_name`, written as a literal so that a cached plan walks that queue's part of each
 /// index). PENDING and RUNNING tasks are counted from their partial indexes, which hold only
-/// them; finished ones are read from `queue_counts`, kept by the statements that change them,
-/// so a table of millions of finished tasks costs nothing here.
+/// them; finished ones are read from the counts the statements that change them keep
+/// (`queue::counts`), so a table of millions of finished tasks costs nothing here.
 fn queues_statement(only: Option<&str>) -> String {
     let (tasks_where, counts_where, names_where) = match only {
         Some(name) => (
@@ -71,7 +72,7 @@ fn queues_statement(only: Option<&str>) -> String {
                    coalesce(sum(tasks) filter (where status = 'SUCCEEDED'), 0) as succeeded,
                    coalesce(sum(tasks) filter (where status = 'FAILED'), 0) as failed,
                    coalesce(sum(tasks) filter (where status = 'CANCELED'), 0) as canceled
-            from queue_counts {counts_where}
+            from {FINISHED_COUNTS} {counts_where}
             group by queue
             having sum(tasks) <> 0
         ),
