@@ -93,7 +93,8 @@ pub fn bench_worker_config(concurrency: usize) -> WorkerConfig {
 }
 
 /// Starts one worker with `concurrency` slots over a queue already filled and measures the time
-/// until the database shows no task PENDING or RUNNING (worker start-up included).
+/// until the database shows no task ready or RUNNING (worker start-up included); tasks waiting
+/// for a later time are left.
 pub async fn drain(pool: &PgPool, concurrency: usize) -> Duration {
     let started = Instant::now();
     let stop = CancellationToken::new();
@@ -119,8 +120,8 @@ async fn wait_until_drained(pool: &PgPool) {
     // status in (…))` is planned as a sequential scan over every finished task.)
     let newest_done = "select coalesce((select status not in ('PENDING', 'RUNNING') from tasks \
                        where id = (select max(id) from tasks)), true)";
-    let nothing_open = "select (select id from tasks where status = 'PENDING' \
-                        order by queue, priority desc, run_at, id limit 1) is null \
+    let nothing_open = "select (select id from tasks where status = 'PENDING' and not waiting \
+                        order by queue, -priority, run_at, id limit 1) is null \
                         and (select id from tasks where status = 'RUNNING' \
                         order by lease_expires_at limit 1) is null";
     for check in [newest_done, nothing_open] {
