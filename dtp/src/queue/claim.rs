@@ -166,6 +166,12 @@ pub struct QueueCursor {
     /// Every ready task of the queue before this key was, when the claimer last looked, taken,
     /// gone, or of a type it does not run; announcements move it back.
     pub from: ClaimKey,
+    /// Set when an announcement moved the cursor back to a higher priority than it stood at:
+    /// where it stood. The claim walks the higher priorities from `from` and stops before this
+    /// one's; once they give less than the claim asked, the cursor comes back here. So the
+    /// walk never crosses the start of a lower priority, where the dead entries of the tasks
+    /// claimed before lie.
+    pub resume: Option<ClaimKey>,
 }
 
 impl QueueCursor {
@@ -174,6 +180,27 @@ impl QueueCursor {
         QueueCursor {
             queue,
             from: ClaimKey::START,
+            resume: None,
+        }
+    }
+
+    /// Moves the cursor back to cover a ready task at `first` ([`ClaimKey::START`]: somewhere
+    /// in the queue).
+    pub fn announced(&mut self, first: ClaimKey) {
+        if first == ClaimKey::START {
+            *self = QueueCursor::start(std::mem::take(&mut self.queue));
+            return;
+        }
+        match self.resume {
+            None if first.neg_priority < self.from.neg_priority => {
+                self.resume = Some(self.from);
+                self.from = first;
+            }
+            None => self.from = self.from.min(first),
+            Some(resume) if first.neg_priority < resume.neg_priority => {
+                self.from = self.from.min(first);
+            }
+            Some(resume) => self.resume = Some(resume.min(first)),
         }
     }
 }
@@ -252,9 +279,10 @@ pub async fn claim_available(
         return Ok(Claimed::default());
     }
     if !claim.restricted_queues {
-        let tasks = claim_statement(&mut *conn, claim, queues, &[]).await?;
+        let open = shares(queues, claim.limit);
+        let tasks = claim_statement(&mut *conn, claim, &open, &[]).await?;
         return Ok(Claimed {
-            frontier: frontier(queues, &tasks, claim.limit, &[], &[]),
+            frontier: frontier(queues, &tasks, &open, &[]),
             tasks,
             limited_queues: false,
             held_to_limits: Vec::new(),
@@ -291,11 +319,12 @@ pub async fn claim_available(
         .filter(|(_, _, locked)| !locked)
         .map(|(name, _, _)| name.as_str())
         .collect();
-    let open: Vec<QueueCursor> = queues
+    let unskipped: Vec<QueueCursor> = queues
         .iter()
         .filter(|q| !skipped.contains(&q.queue.as_str()))
         .cloned()
         .collect();
+    let open = shares(&unskipped, claim.limit);
     let locked: Vec<String> = settings
         .iter()
         .filter(|(_, _, locked)| *locked)
@@ -308,70 +337,110 @@ pub async fn claim_available(
     };
     tx.commit().await?;
     Ok(Claimed {
-        frontier: frontier(queues, &tasks, claim.limit, &skipped, &locked),
+        frontier: frontier(queues, &tasks, &open, &locked),
         tasks,
         limited_queues,
         held_to_limits: locked,
     })
 }
 
-/// The queues worth claiming from after a claim of `limit` from `queues` took `tasks`: a
-/// queue that gave tasks starts after the last of them; one the claim skipped (`skipped`) or
-/// held to its limits (`limited`) stays as it was; one that gave nothing while the claim took
-/// fewer than its limit (so nothing was cut) holds nothing this claimer can take, and is left
-/// out until it is announced again or found by the next look at every queue.
+/// The queues one claim of `limit` takes from, in turn, each with its share: the limit split
+/// evenly, the first queues taking what does not divide, and with more queues than the limit
+/// one task from each of the first `limit`. The shares add up to the limit, so the claim locks
+/// no row it does not take: a row locked and then left would be skipped by other claimers,
+/// whose cursors would move past it.
+fn shares(queues: &[QueueCursor], limit: i64) -> Vec<(QueueCursor, i64)> {
+    let count = i64::try_from(queues.len()).unwrap_or(i64::MAX).max(1);
+    let (each, extra) = (limit / count, limit % count);
+    queues
+        .iter()
+        .zip(0_i64..)
+        .map(|(queue, turn)| (queue.clone(), each + i64::from(turn < extra)))
+        .filter(|(_, share)| *share > 0)
+        .collect()
+}
+
+/// The queues worth claiming from after a claim from `open` (each with its share, out of
+/// `queues`) took `tasks`:
+///
+/// - a queue walked up to its `resume` that gave less than its share has no more there: it
+///   resumes (a limited queue, which may give less for its limits, gives up the resume and
+///   walks on from where it is);
+/// - a queue that gave tasks starts after the last of them;
+/// - one that gave nothing holds nothing this claimer can take (unless it was held to its
+///   limits, `limited`), and is left out until it is announced again or found by the next look
+///   at every queue;
+/// - the others (skipped, or not this claim's turn) stay as they were.
 fn frontier(
     queues: &[QueueCursor],
     tasks: &[ClaimedTask],
-    limit: i64,
-    skipped: &[&str],
+    open: &[(QueueCursor, i64)],
     limited: &[String],
 ) -> Vec<QueueCursor> {
-    let cut_short = i64::try_from(tasks.len()).unwrap_or(i64::MAX) >= limit;
     queues
         .iter()
         .filter_map(|cursor| {
-            let last = tasks
+            let Some((_, share)) = open.iter().find(|(q, _)| q.queue == cursor.queue) else {
+                return Some(cursor.clone());
+            };
+            let taken: Vec<ClaimKey> = tasks
                 .iter()
                 .filter(|task| task.queue == cursor.queue)
                 .map(ClaimedTask::claim_key)
-                .max();
-            match last {
-                Some(last) => Some(QueueCursor {
-                    queue: cursor.queue.clone(),
-                    from: last.after(),
+                .collect();
+            let is_limited = limited.contains(&cursor.queue);
+            let gave_less = i64::try_from(taken.len()).unwrap_or(i64::MAX) < *share;
+            let from = taken.iter().max().map_or(cursor.from, |last| last.after());
+            match cursor.resume {
+                Some(resume) if gave_less && !is_limited => Some(QueueCursor {
+                    from: resume,
+                    resume: None,
+                    ..cursor.clone()
                 }),
-                None if cut_short
-                    || skipped.contains(&cursor.queue.as_str())
-                    || limited.contains(&cursor.queue) =>
-                {
-                    Some(cursor.clone())
-                }
-                None => None,
+                Some(_) if is_limited => Some(QueueCursor {
+                    from,
+                    resume: None,
+                    ..cursor.clone()
+                }),
+                Some(resume) => Some(QueueCursor {
+                    from,
+                    resume: Some(resume),
+                    ..cursor.clone()
+                }),
+                None if taken.is_empty() && !is_limited => None,
+                None => Some(QueueCursor {
+                    from,
+                    resume: None,
+                    ..cursor.clone()
+                }),
             }
         })
         .collect()
 }
 
-/// The claim itself, from the queues `open` (each from its cursor), holding those in `limited`
-/// (whose claim locks the caller holds) to their limits.
+/// The claim itself, from the queues `open` (each from its cursor, for its share), holding
+/// those in `limited` (whose claim locks the caller holds) to their limits.
 async fn claim_statement(
     db: impl PgExecutor<'_>,
     claim: &Claim<'_>,
-    open: &[QueueCursor],
+    open: &[(QueueCursor, i64)],
     limited: &[String],
 ) -> Result<Vec<ClaimedTask>, sqlx::Error> {
-    let queues = i64::try_from(open.len()).unwrap_or(i64::MAX).max(1);
-    let share = (claim.limit + queues - 1) / queues;
     let statement: &str = match (limited.is_empty(), open.len()) {
+        (_, 0) => return Ok(Vec::new()),
         (true, 1) => &CLAIM_ONE,
         (true, _) => &CLAIM,
         (false, _) => &CLAIM_LIMITED,
     };
-    let names: Vec<&str> = open.iter().map(|q| q.queue.as_str()).collect();
-    let neg_priorities: Vec<i32> = open.iter().map(|q| q.from.neg_priority).collect();
-    let run_ats: Vec<DateTime<Utc>> = open.iter().map(|q| q.from.run_at).collect();
-    let ids: Vec<i64> = open.iter().map(|q| q.from.id).collect();
+    let names: Vec<&str> = open.iter().map(|(q, _)| q.queue.as_str()).collect();
+    let neg_priorities: Vec<i32> = open.iter().map(|(q, _)| q.from.neg_priority).collect();
+    let run_ats: Vec<DateTime<Utc>> = open.iter().map(|(q, _)| q.from.run_at).collect();
+    let ids: Vec<i64> = open.iter().map(|(q, _)| q.from.id).collect();
+    let shares: Vec<i64> = open.iter().map(|(_, share)| *share).collect();
+    let until: Vec<i32> = open
+        .iter()
+        .map(|(q, _)| q.resume.map_or(i32::MAX, |r| r.neg_priority))
+        .collect();
     let query = sqlx::query_as(statement)
         .bind(claim.limit)
         .bind(claim.worker_id)
@@ -382,7 +451,8 @@ async fn claim_statement(
         .bind(neg_priorities)
         .bind(run_ats)
         .bind(ids)
-        .bind(share);
+        .bind(shares)
+        .bind(until);
     let query = if limited.is_empty() {
         query
     } else {
@@ -394,15 +464,16 @@ async fn claim_statement(
 // Every claim statement takes `$1` the limit, `$2` the worker, `$3` the lease in milliseconds,
 // `$4` the token, `$5` the task types; `$6` the queues in the order they take turns, and
 // their cursors as three arrays (`$7` negated priorities, `$8` due times, `$9` ids); `$10` each
-// queue's share of the limit.
+// queue's share of the limit (the shares add up to `$1`); `$11` the negated priority each
+// queue's walk stops before (a cursor's `resume`).
 
 /// The claim from unlimited queues.
-static CLAIM: LazyLock<String> = LazyLock::new(|| claim_sql("", "$10", ""));
+static CLAIM: LazyLock<String> = LazyLock::new(|| claim_sql("", "o.share", ""));
 
-/// The claim when some of the queues (`$11`, their claim locks held) are limited: each of those
+/// The claim when some of the queues (`$12`, their claim locks held) are limited: each of those
 /// gives no more than its limit less what runs now, and the whole tokens its bucket holds (it
 /// refills at the rate, up to a tenth of a second's worth and at least one), and a rate-limited
-/// one no more than the claimer starts at once (`$12`); the tokens spent are written back.
+/// one no more than the claimer starts at once (`$13`); the tokens spent are written back.
 /// least() and greatest() ignore nulls: a limit that is not set is null.
 ///
 /// What runs now: the queue's RUNNING tasks, and those canceled less than a lease (`$3`) ago
@@ -430,11 +501,11 @@ static CLAIM_LIMITED: LazyLock<String> = LazyLock::new(|| {
                                                  - $3 * interval '1 millisecond')
                        as free_slots
             from queues q
-            where q.name = any($11::text[])
+            where q.name = any($12::text[])
         ),"#,
-        "coalesce((select greatest(0, least($10, h.free_slots, floor(h.tokens), \
-                                            case when h.tokens is not null then $12 end))::bigint \
-                   from held h where h.name = o.queue), $10)",
+        "coalesce((select greatest(0, least(o.share, h.free_slots, floor(h.tokens), \
+                                            case when h.tokens is not null then $13 end))::bigint \
+                   from held h where h.name = o.queue), o.share)",
         r#",
         spent as (
             update queues q
@@ -457,20 +528,22 @@ fn claim_sql(before: &str, per_queue: &str, after: &str) -> String {
                 select c.id, c.queue, o.pos,
                        row_number() over (partition by o.pos
                                           order by -c.priority, c.run_at, c.id) as rank
-                from unnest($6::text[], $7::integer[], $8::timestamptz[], $9::bigint[])
-                    with ordinality as o(queue, neg_priority, due, after_id, pos)
+                from unnest($6::text[], $7::integer[], $8::timestamptz[], $9::bigint[],
+                            $10::bigint[], $11::integer[])
+                    with ordinality as o(queue, neg_priority, due, after_id, share, until, pos)
                 cross join lateral (
                     select id, queue, priority, run_at from tasks
                     where status = 'PENDING' and not waiting and queue = o.queue
                       and (-priority, run_at, id) >= (o.neg_priority, o.due, o.after_id)
+                      and -priority < o.until
                       and {DUE}
                     order by -priority, run_at, id
                     limit {per_queue}
                     for update skip locked
                 ) c
             ) ranked
-            -- Round-robin: every queue's first task before any queue's second, and between
-            -- queues in the order given (the claimer turns it between claims).
+            -- Every queue's first task before any queue's second, and between queues in the
+            -- order given (the claimer turns it between claims): the order they start in.
             order by rank, pos
             limit $1"#
         ),
@@ -490,9 +563,10 @@ static CLAIM_ONE: LazyLock<String> = LazyLock::new(|| {
             where status = 'PENDING' and not waiting and queue = ($6::text[])[1]
               and (-priority, run_at, id)
                   >= (($7::integer[])[1], ($8::timestamptz[])[1], ($9::bigint[])[1])
+              and -priority < ($11::integer[])[1]
               and {DUE}
             order by -priority, run_at, id
-            limit least($1, $10)
+            limit least($1, ($10::bigint[])[1])
             for update skip locked"#
         ),
         "",
@@ -500,12 +574,14 @@ static CLAIM_ONE: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// A ready task a claim may take: due, and of a type the claimer runs. Due is checked again
-/// for the tasks a process of the release before makes ready before they are due.
+/// for the tasks a process of the release before makes ready before they are due, against the
+/// clock rather than the transaction's start: every task made ready due was due before the
+/// claim could see it, and one skipped as not yet due could fall behind the claimer's cursor.
 // Not `type = any($5)`: on a table without statistics yet (a new database, a burst just
 // enqueued) the planner takes that for one matching row and sorts the whole backlog instead
 // of walking tasks_ready; a function's result is estimated to match nearly every row,
 // which keeps the index walk.
-const DUE: &str = "run_at <= now() and array_position($5::text[], type) is not null";
+const DUE: &str = "run_at <= clock_timestamp() and array_position($5::text[], type) is not null";
 
 /// A claim statement whose `next` CTE (the ids and queues of the tasks to take, their rows
 /// locked) is `next`, between the CTEs `before` and `after`.

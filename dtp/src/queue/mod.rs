@@ -64,6 +64,10 @@ use common::TaskStatus;
 
 /// Notified when tasks become ready, with their queue and the first of them in claim order
 /// ([`Announcement`]; empty: some queue, look).
+pub const CHANNEL_TASKS_READY: &str = "dtp_tasks_ready";
+/// Notified by processes of the release before when tasks of a queue became due, with the
+/// queue's name; heard while a fleet is upgraded. The new announcements go on a channel of
+/// their own: a process of the release before would take each for the name of a queue.
 pub const CHANNEL_TASK_AVAILABLE: &str = "dtp_task_available";
 /// Notified (payload: the queue's name) when a queue's settings change, so that every claimer
 /// reads them again at once.

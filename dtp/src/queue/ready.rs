@@ -16,7 +16,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
-use super::CHANNEL_TASK_AVAILABLE;
+use super::CHANNEL_TASKS_READY;
 
 /// Where a task stands in its queue's claim order: higher priority first (the priority is
 /// negated), then the longest due, then the oldest. A row of `tasks_ready` after its queue.
@@ -56,7 +56,8 @@ impl ClaimKey {
     }
 }
 
-/// What a worker heard on [`CHANNEL_TASK_AVAILABLE`].
+/// What a worker heard on [`CHANNEL_TASKS_READY`] (or, from a process of the release before, on
+/// [`CHANNEL_TASK_AVAILABLE`](super::CHANNEL_TASK_AVAILABLE)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Announcement {
     /// Tasks of `queue` are ready, the first of them in claim order at `first` (unknown when a
@@ -111,7 +112,7 @@ impl Announcement {
 /// may pass every row it changed.
 pub(super) fn announce_ready(changed: &str) -> String {
     format!(
-        "select pg_notify('{CHANNEL_TASK_AVAILABLE}', \
+        "select pg_notify('{CHANNEL_TASKS_READY}', \
                           queue || ' ' || -priority || ' ' \
                           || (extract(epoch from run_at) * 1000000)::bigint || ' ' || id) \
          from (select distinct on (queue) queue, priority, run_at, id from {changed} \

@@ -28,12 +28,12 @@ const GATHER_WINDOW: Duration = Duration::from_micros(250);
 /// a new setting takes to hold everywhere when its notification is lost (a queue setting must
 /// hold everywhere within a second).
 const SETTINGS_AGE: Duration = Duration::from_millis(500);
-/// How often the loop looks at every queue again from its start: for what no announcement
-/// covers (one the listener missed while reconnecting, a task skipped while another
-/// transaction held it and then left ready, a task a process of the release before made ready
-/// before it was due). Each look walks the dead index entries at the front of every queue, so
-/// it is not done per claim.
-const LOOK_AGAIN: Duration = Duration::from_secs(5);
+/// How often the loop looks at every queue again from its start, for what no announcement
+/// covers: a task skipped while another transaction held its row and then left ready (a claim
+/// or bulk step undone), a task a process of the release before made ready before it was due.
+/// The listener asks for a look itself when it may have missed notifications. Each look walks
+/// the dead index entries at the front of every queue, so it is rare.
+const LOOK_AGAIN: Duration = Duration::from_secs(30);
 /// How soon the loop looks again while a limited queue exists and the last claim did not fill
 /// every slot: tokens accrue and other processes' tasks end without any notification.
 const LIMITED_POLL: Duration = Duration::from_millis(100);
@@ -123,8 +123,9 @@ pub(super) async fn run(
         // nothing at all. That one task waits for a slot like any held task.
         claim.start_now = i64::try_from(free.max(1)).unwrap_or(i64::MAX);
         if promoted_at.is_none_or(|at| at.elapsed() >= config.poll_interval) {
-            promoted_at = Some(Instant::now());
-            promote_due(&mut conn).await;
+            // More may be due: promote again on the next turn, between claims.
+            let more = promote_due(&mut conn).await;
+            promoted_at = (!more).then(Instant::now);
         }
         match queues.refresh(state, &mut conn, polled).await {
             Ok(()) => {
@@ -223,20 +224,21 @@ async fn claim_and_start(
     Ok((count, frontier))
 }
 
-/// Makes ready the waiting tasks that are due, a batch at a time while batches come back full
-/// (at most ten: the claims go on meanwhile, and the next round takes the rest). A failure is
-/// logged and left to the next round: claims do not depend on it.
-async fn promote_due(conn: &mut DedicatedConnection) {
+/// Makes ready the waiting tasks that are due, a batch at a time while batches come back full,
+/// at most ten batches; `true` when more may be due (the loop claims, then promotes again). A
+/// failure is logged and left to the next poll interval: claims do not depend on it.
+async fn promote_due(conn: &mut DedicatedConnection) -> bool {
     for _ in 0..10 {
         match conn.run(async |db| queue::promote_due(db).await).await {
             Ok(promoted) if promoted >= queue::PROMOTION_BATCH => {}
-            Ok(_) => return,
+            Ok(_) => return false,
             Err(e) => {
                 tracing::warn!(error = %e, "promoting due tasks failed; trying again next round");
-                return;
+                return false;
             }
         }
     }
+    true
 }
 
 fn start(
@@ -389,10 +391,14 @@ impl Frontier {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
-        for announced in announced {
-            match self.queues.iter_mut().find(|q| q.queue == announced.queue) {
-                Some(known) => known.from = known.from.min(announced.from),
-                None => self.queues.push(announced),
+        for (queue, first) in announced {
+            match self.queues.iter_mut().find(|q| q.queue == queue) {
+                Some(known) => known.announced(first),
+                None => self.queues.push(queue::QueueCursor {
+                    queue,
+                    from: first,
+                    resume: None,
+                }),
             }
         }
         read

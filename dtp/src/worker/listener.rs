@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::WorkerState;
 use crate::queue::{
-    Announcement, ClaimKey, QueueCursor, TaskId, CHANNEL_QUEUE_CHANGED, CHANNEL_TASK_AVAILABLE,
-    CHANNEL_TASK_CANCELED,
+    Announcement, ClaimKey, TaskId, CHANNEL_QUEUE_CHANGED, CHANNEL_TASKS_READY,
+    CHANNEL_TASK_AVAILABLE, CHANNEL_TASK_CANCELED,
 };
 
 /// Pause before reconnecting after the listener failed.
@@ -43,6 +43,7 @@ async fn listen(state: &WorkerState, stop: &CancellationToken) -> Result<(), sql
     };
     listener
         .listen_all([
+            CHANNEL_TASKS_READY,
             CHANNEL_TASK_AVAILABLE,
             CHANNEL_TASK_CANCELED,
             CHANNEL_QUEUE_CHANGED,
@@ -62,7 +63,7 @@ async fn listen(state: &WorkerState, stop: &CancellationToken) -> Result<(), sql
             continue;
         };
         match notification.channel() {
-            CHANNEL_TASK_AVAILABLE => announce(state, notification.payload()),
+            CHANNEL_TASKS_READY | CHANNEL_TASK_AVAILABLE => announce(state, notification.payload()),
             CHANNEL_TASK_CANCELED => abort_canceled(state, notification.payload()),
             // A resumed queue's tasks are due now.
             CHANNEL_QUEUE_CHANGED => announce(state, ""),
@@ -82,9 +83,12 @@ fn announce(state: &WorkerState, payload: &str) {
                 .announced
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match announced.iter_mut().find(|known| known.queue == queue) {
-                Some(known) => known.from = known.from.min(from),
-                None => announced.push(QueueCursor { queue, from }),
+            let same_priority = announced
+                .iter_mut()
+                .find(|(q, key)| *q == queue && key.neg_priority == from.neg_priority);
+            match same_priority {
+                Some((_, known)) => *known = (*known).min(from),
+                None => announced.push((queue, from)),
             }
         }
     }

@@ -15,7 +15,7 @@ use super::running::RunningTasks;
 use super::WorkerConfig;
 use crate::handlers::HandlerRegistry;
 use crate::metrics::DtpMetrics;
-use crate::queue::QueueCursor;
+use crate::queue::ClaimKey;
 
 pub(super) struct WorkerState {
     pub(super) pool: PgPool,
@@ -36,9 +36,9 @@ pub(super) struct WorkerState {
     /// listener may have missed some): the claim loop reads the settings again and looks at
     /// every queue from its start.
     pub(super) look_at_every_queue: AtomicBool,
-    /// Queues that notifications said have ready tasks, each with the first of them in claim
-    /// order, not yet seen by the claim loop.
-    pub(super) announced: Mutex<Vec<QueueCursor>>,
+    /// What notifications said is ready, not yet seen by the claim loop: per queue and
+    /// priority, the first ready task in claim order.
+    pub(super) announced: Mutex<Vec<(String, ClaimKey)>>,
     /// The completer wrote a batch of successes: a limited queue may have room again.
     pub(super) outcomes_written: Arc<Notify>,
     /// A slot was freed.

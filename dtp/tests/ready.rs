@@ -1,0 +1,366 @@
+//! Ready and waiting tasks: a claim walks a queue from a cursor, every statement that makes
+//! tasks ready announces the first of them in claim order, tasks not due wait outside the claim
+//! until promoted, and a database of the release before keeps every task through the split.
+
+mod support;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use dtp::queue::{self, Announcement, ClaimKey, QueueCursor, TaskId, CHANNEL_TASKS_READY};
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use support::{test_types, QueueDb};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Claims up to `limit` from `queue` starting at `from`; the tasks and the cursor left.
+async fn claim_from(
+    pool: &PgPool,
+    queue: &str,
+    from: ClaimKey,
+    limit: i64,
+) -> (Vec<i64>, Option<QueueCursor>) {
+    let cursor = QueueCursor {
+        from,
+        ..QueueCursor::start(queue.to_owned())
+    };
+    claim_with(pool, cursor, limit).await
+}
+
+/// Claims up to `limit` from the queue of `cursor`; the tasks and the cursor left.
+async fn claim_with(
+    pool: &PgPool,
+    cursor: QueueCursor,
+    limit: i64,
+) -> (Vec<i64>, Option<QueueCursor>) {
+    let types = test_types();
+    let cursors = [cursor];
+    let mut claim = queue::Claim::new("w", &types, limit, LEASE);
+    claim.queues = Some(&cursors);
+    let mut conn = pool.acquire().await.expect("connection");
+    let claimed = queue::claim_available(&mut conn, &claim)
+        .await
+        .expect("claim");
+    let mut ids: Vec<i64> = claimed.tasks.iter().map(|t| t.id).collect();
+    ids.sort_unstable();
+    (ids, claimed.frontier.into_iter().next())
+}
+
+async fn listening(pool: &PgPool) -> PgListener {
+    let mut listener = PgListener::connect_with(pool).await.expect("listener");
+    listener.listen(CHANNEL_TASKS_READY).await.expect("listen");
+    listener
+}
+
+/// The announcements received within a short wait, in order.
+async fn announcements(listener: &mut PgListener) -> Vec<Announcement> {
+    let mut heard = Vec::new();
+    while let Ok(Ok(Some(notification))) =
+        tokio::time::timeout(Duration::from_millis(300), listener.try_recv()).await
+    {
+        heard.push(Announcement::parse(notification.payload()));
+    }
+    heard
+}
+
+async fn key_of(pool: &PgPool, id: i64) -> ClaimKey {
+    let (priority, run_at): (i32, chrono::DateTime<Utc>) =
+        sqlx::query_as("select priority, run_at from tasks where id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("task");
+    ClaimKey::of(priority, run_at, id)
+}
+
+async fn waiting(pool: &PgPool, id: i64) -> bool {
+    sqlx::query_scalar("select waiting from tasks where id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .expect("task")
+}
+
+fn ready(queue: &str, first: ClaimKey) -> Announcement {
+    Announcement::Ready {
+        queue: queue.to_owned(),
+        first: Some(first),
+    }
+}
+
+#[tokio::test]
+async fn a_task_announced_before_a_claims_cursor_is_claimed_from_the_announced_key() {
+    let db = QueueDb::new().await;
+    let mut listener = listening(&db.pool).await;
+    let (a, b, c) = (
+        db.enqueue(0).await,
+        db.enqueue(0).await,
+        db.enqueue(0).await,
+    );
+    assert_eq!(
+        announcements(&mut listener).await,
+        [
+            ready("default", key_of(&db.pool, a).await),
+            ready("default", key_of(&db.pool, b).await),
+            ready("default", key_of(&db.pool, c).await),
+        ]
+    );
+
+    let (took, left) = claim_from(&db.pool, "default", ClaimKey::START, 1).await;
+    assert_eq!(took, [a]);
+    let left = left.expect("the queue has more");
+    assert_eq!(left.from, key_of(&db.pool, a).await.after());
+
+    // A task of higher priority sorts before the cursor: the claim would walk past it. Its
+    // announcement names it, and a claim from there takes it first.
+    let urgent = db.enqueue(5).await;
+    let heard = announcements(&mut listener).await;
+    let urgent_key = key_of(&db.pool, urgent).await;
+    assert_eq!(heard, [ready("default", urgent_key)]);
+    let mut moved = left.clone();
+    moved.announced(urgent_key);
+    assert_eq!((moved.from, moved.resume), (urgent_key, Some(left.from)));
+    let (took, left) = claim_with(&db.pool, moved, 1).await;
+    assert_eq!(took, [urgent]);
+    // The higher priority has nothing more: the walk stops before the lower priority's start,
+    // where the entries of the tasks claimed before lie, and the cursor comes back.
+    let (took, left) = claim_with(&db.pool, left.expect("more"), 5).await;
+    assert!(took.is_empty(), "{took:?}");
+    let left = left.expect("the queue has more");
+    assert_eq!(
+        (left.from, left.resume),
+        (key_of(&db.pool, a).await.after(), None)
+    );
+    let (took, _) = claim_with(&db.pool, left, 5).await;
+    assert_eq!(took, [b, c], "the rest, after the urgent task");
+
+    // Empty now: the claim drops the queue from what it claims from.
+    let (took, left) = claim_from(&db.pool, "default", ClaimKey::START, 5).await;
+    assert!(took.is_empty() && left.is_none(), "{took:?} {left:?}");
+}
+
+#[tokio::test]
+async fn a_task_not_due_waits_outside_the_claim_until_promoted() {
+    let db = QueueDb::new().await;
+    let mut listener = listening(&db.pool).await;
+    let task = queue::NewTask {
+        run_at: Some(Utc::now() + chrono::Duration::milliseconds(800)),
+        ..queue::NewTask::new("noop", Value::Null)
+    };
+    let mut conn = db.pool.acquire().await.expect("connection");
+    let queue::Enqueued::Created(row) = queue::enqueue(&mut conn, &task).await.expect("enqueue")
+    else {
+        panic!("no key, yet the task existed");
+    };
+    drop(conn);
+    assert!(waiting(&db.pool, row.id).await);
+    assert_eq!(
+        announcements(&mut listener).await,
+        [],
+        "nothing is ready yet"
+    );
+    assert_eq!(queue::promote_due(&db.pool).await.expect("promote"), 0);
+
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    // Due, but waiting: no claim sees it, even from the queue's start.
+    let (took, _) = claim_from(&db.pool, "default", ClaimKey::START, 5).await;
+    assert!(took.is_empty(), "{took:?}");
+    assert_eq!(
+        queue::ready_queues(&db.pool).await.expect("queues"),
+        Vec::<String>::new()
+    );
+
+    assert_eq!(queue::promote_due(&db.pool).await.expect("promote"), 1);
+    assert!(!waiting(&db.pool, row.id).await);
+    assert_eq!(
+        announcements(&mut listener).await,
+        [ready("default", key_of(&db.pool, row.id).await)]
+    );
+    let (took, _) = claim_from(&db.pool, "default", ClaimKey::START, 5).await;
+    assert_eq!(took, [row.id]);
+}
+
+#[tokio::test]
+async fn every_way_back_to_pending_waits_until_due_and_announces_what_is_ready() {
+    let db = QueueDb::new().await;
+    let id = db.enqueue(0).await;
+    let mut listener = listening(&db.pool).await;
+    let claimed = support::claim(&db.pool, "w", 1, LEASE).await;
+    let fence = claimed[0].fence();
+
+    // A retry after a backoff waits, unannounced.
+    let failed = queue::mark_failed_or_retry(
+        &db.pool,
+        TaskId(id),
+        fence,
+        "boom",
+        Duration::from_secs(60),
+        queue::Failure::Retryable,
+    )
+    .await
+    .expect("fail")
+    .expect("fenced");
+    assert_eq!(failed.status(), common::TaskStatus::Pending);
+    assert!(waiting(&db.pool, id).await);
+    assert_eq!(announcements(&mut listener).await, []);
+
+    // Run now: ready and announced.
+    let mut conn = db.pool.acquire().await.expect("connection");
+    queue::run_now(&mut conn, TaskId(id))
+        .await
+        .expect("run now");
+    assert!(!waiting(&db.pool, id).await);
+    assert_eq!(
+        announcements(&mut listener).await,
+        [ready("default", key_of(&db.pool, id).await)]
+    );
+
+    // A retry with no backoff: ready and announced.
+    let fence = support::claim(&db.pool, "w", 1, LEASE).await[0].fence();
+    queue::mark_failed_or_retry(
+        &db.pool,
+        TaskId(id),
+        fence,
+        "boom",
+        Duration::ZERO,
+        queue::Failure::Retryable,
+    )
+    .await
+    .expect("fail")
+    .expect("fenced");
+    assert!(!waiting(&db.pool, id).await);
+    assert_eq!(
+        announcements(&mut listener).await,
+        [ready("default", key_of(&db.pool, id).await)]
+    );
+
+    // Handed back unstarted: ready and announced.
+    let fence = support::claim(&db.pool, "w", 1, LEASE).await[0].fence();
+    queue::release_unstarted(&db.pool, &[(TaskId(id), fence)])
+        .await
+        .expect("hand back");
+    assert!(!waiting(&db.pool, id).await);
+    assert_eq!(
+        announcements(&mut listener).await,
+        [ready("default", key_of(&db.pool, id).await)]
+    );
+
+    // Failed for good, then retried by an operator: ready and announced.
+    let fence = support::claim(&db.pool, "w", 1, LEASE).await[0].fence();
+    queue::mark_failed_or_retry(
+        &db.pool,
+        TaskId(id),
+        fence,
+        "boom",
+        Duration::ZERO,
+        queue::Failure::Permanent,
+    )
+    .await
+    .expect("fail")
+    .expect("fenced");
+    assert_eq!(announcements(&mut listener).await, []);
+    queue::retry(&mut conn, TaskId(id), LEASE)
+        .await
+        .expect("retry");
+    assert!(!waiting(&db.pool, id).await);
+    assert_eq!(
+        announcements(&mut listener).await,
+        [ready("default", key_of(&db.pool, id).await)]
+    );
+}
+
+#[tokio::test]
+async fn a_database_of_the_release_before_keeps_its_tasks_waiting_or_ready_by_due_time() {
+    let db = testkit::TestDb::create().await;
+    let pool = PgPool::connect(&db.url).await.expect("connect");
+    let before: Vec<_> = dtp::db::MIGRATOR
+        .iter()
+        .filter(|m| m.version <= 22)
+        .cloned()
+        .collect();
+    sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(before),
+        ..sqlx::migrate::Migrator::DEFAULT
+    }
+    .run(&pool)
+    .await
+    .expect("the release before");
+    let due: Vec<i64> = sqlx::query_scalar(
+        "insert into tasks (type, max_attempts, scheduled_for, run_at) \
+         select 'noop', 3, now(), now() from generate_series(1, 3) returning id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("due tasks");
+    let later: Vec<i64> = sqlx::query_scalar(
+        "insert into tasks (type, max_attempts, scheduled_for, run_at) \
+         select 'noop', 3, now() + interval '1 hour', now() + interval '1 hour' \
+         from generate_series(1, 2) returning id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("later tasks");
+
+    let options: sqlx::postgres::PgConnectOptions = db.url.parse().expect("url");
+    apikit::db::apply_migrations(&options, &dtp::db::MIGRATIONS)
+        .await
+        .expect("migrated");
+    for id in &later {
+        assert!(waiting(&pool, *id).await, "task {id} waits");
+    }
+    // A process of the release before, still running, writes a task for later without the
+    // column: it is not claimed before it is due.
+    let old_writer: i64 = sqlx::query_scalar(
+        "insert into tasks (type, max_attempts, scheduled_for, run_at) \
+         values ('noop', 3, now() + interval '1 hour', now() + interval '1 hour') returning id",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("old writer");
+    assert!(!waiting(&pool, old_writer).await);
+
+    let (took, left) = claim_from(&pool, "default", ClaimKey::START, 10).await;
+    assert_eq!(took, due);
+    let (took, left) = claim_from(&pool, "default", left.expect("cursor").from, 10).await;
+    assert!(took.is_empty() && left.is_none(), "{took:?} {left:?}");
+}
+
+#[tokio::test]
+async fn a_claim_locks_no_row_it_does_not_take() {
+    let db = QueueDb::new().await;
+    let mut conn = db.pool.acquire().await.expect("connection");
+    for queue in ["q0", "q1", "q2"] {
+        for _ in 0..2 {
+            let task = queue::NewTask {
+                queue: queue.to_owned(),
+                ..queue::NewTask::new("noop", Value::Null)
+            };
+            queue::enqueue(&mut conn, &task).await.expect("enqueue");
+        }
+    }
+    let types = test_types();
+    let cursors: Vec<QueueCursor> = ["q0", "q1", "q2"]
+        .map(|q| QueueCursor::start(q.to_owned()))
+        .to_vec();
+    let mut claim = queue::Claim::new("w", &types, 1, LEASE);
+    claim.queues = Some(&cursors);
+    let mut tx = db.pool.begin().await.expect("begin");
+    let claimed = queue::claim_available(&mut tx, &claim)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.tasks.len(), 1);
+
+    // Another claimer, meanwhile, finds every other row free: a row locked and left would be
+    // skipped, and that claimer's cursor would move past it.
+    let free: i64 = sqlx::query_scalar(
+        "select count(*) from (select id from tasks where status = 'PENDING' \
+                               for update skip locked) free",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("free rows");
+    assert_eq!(free, 5);
+    tx.rollback().await.expect("rollback");
+}
