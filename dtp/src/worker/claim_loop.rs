@@ -34,6 +34,10 @@ const SETTINGS_AGE: Duration = Duration::from_millis(500);
 /// The listener asks for a look itself when it may have missed notifications. Each look walks
 /// the dead index entries at the front of every queue, so it is rare.
 const LOOK_AGAIN: Duration = Duration::from_secs(30);
+/// How often, at most, an idle loop (one whose poll interval ran out without a notification)
+/// looks at every queue: tasks written by SQL, or put back by a crash that lost their claim,
+/// are announced by nobody.
+const IDLE_LOOK_AGAIN: Duration = Duration::from_secs(5);
 /// How soon the loop looks again while a limited queue exists and the last claim did not fill
 /// every slot: tokens accrue and other processes' tasks end without any notification.
 const LIMITED_POLL: Duration = Duration::from_millis(100);
@@ -368,8 +372,10 @@ impl Frontier {
                 Err(e) => read = Err(e),
             }
         }
-        let looked_recently = self.looked_at.is_some_and(|at| at.elapsed() < LOOK_AGAIN);
-        if read.is_ok() && (look || !looked_recently) {
+        let looked_within = |age| self.looked_at.is_some_and(|at| at.elapsed() < age);
+        let look =
+            look || !looked_within(LOOK_AGAIN) || (polled && !looked_within(IDLE_LOOK_AGAIN));
+        if read.is_ok() && look {
             let looked_at = Instant::now();
             match conn.run(async |db| queue::ready_queues(db).await).await {
                 Ok(mut ready) => {
