@@ -364,3 +364,34 @@ async fn a_claim_locks_no_row_it_does_not_take() {
     assert_eq!(free, 5);
     tx.rollback().await.expect("rollback");
 }
+
+#[tokio::test]
+async fn one_statement_making_tasks_of_two_priorities_ready_announces_the_first_of_each() {
+    let db = QueueDb::new().await;
+    let mut listener = listening(&db.pool).await;
+    let tasks: Vec<queue::NewTask> = [0, 5, 0, 5]
+        .map(|priority| queue::NewTask {
+            priority,
+            ..queue::NewTask::new("noop", Value::Null)
+        })
+        .to_vec();
+    let mut tx = db.pool.begin().await.expect("begin");
+    let created = queue::enqueue_many(&mut tx, &tasks).await.expect("batch");
+    tx.commit().await.expect("commit");
+    let ids: Vec<i64> = created
+        .iter()
+        .map(|c| match c {
+            queue::Enqueued::Created(row) | queue::Enqueued::Existing(row) => row.id,
+        })
+        .collect();
+    let mut heard = announcements(&mut listener).await;
+    heard.sort_by_key(|a| format!("{a:?}"));
+    let mut expected = vec![
+        ready("default", key_of(&db.pool, ids[0]).await),
+        ready("default", key_of(&db.pool, ids[1]).await),
+    ];
+    expected.sort_by_key(|a| format!("{a:?}"));
+    // A claimer whose cursor stood in priority 0 past the first task would otherwise resume
+    // there after priority 5, behind it.
+    assert_eq!(heard, expected);
+}

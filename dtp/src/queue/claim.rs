@@ -218,9 +218,11 @@ pub struct Claimed {
     /// (see [`Claim::start_now`]).
     pub held_to_limits: Vec<String>,
     /// The queues worth claiming from next, in the order given, each cursor moved past the
-    /// tasks taken: every queue of the claim but those it found empty (none of its tasks left
-    /// that the claimer could take, while the claim was not cut short by its limit).
+    /// tasks taken: every queue of the claim but those it found empty (see `frontier`).
     pub frontier: Vec<QueueCursor>,
+    /// Some queue had no share in this claim (more queues than the limit): the next claim,
+    /// the queues turned, may find work even if this one took nothing.
+    pub turns_left: bool,
 }
 
 /// Whether any queue is paused or limited (a partial index of the queue settings).
@@ -283,6 +285,7 @@ pub async fn claim_available(
         let tasks = claim_statement(&mut *conn, claim, &open, &[]).await?;
         return Ok(Claimed {
             frontier: frontier(queues, &tasks, &open, &[]),
+            turns_left: open.len() < queues.len(),
             tasks,
             limited_queues: false,
             held_to_limits: Vec::new(),
@@ -338,6 +341,7 @@ pub async fn claim_available(
     tx.commit().await?;
     Ok(Claimed {
         frontier: frontier(queues, &tasks, &open, &locked),
+        turns_left: open.len() < unskipped.len(),
         tasks,
         limited_queues,
         held_to_limits: locked,

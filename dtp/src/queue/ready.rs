@@ -6,7 +6,7 @@
 //! tasks are promoted in batches once due ([`promote_due`]).
 //!
 //! Every statement that makes tasks ready announces them at commit ([`announce_ready`]): one
-//! notification per queue naming the first of them in claim order. A claimer keeps, per queue,
+//! notification per queue and priority naming the first of them in claim order. A claimer keeps, per queue,
 //! a cursor: the claim key its next claim of that queue starts from. A claim moves it past the
 //! tasks it took; an announcement moves it back to the task announced. A claim therefore never
 //! walks the index entries of the tasks claimed before, which stay in the index, dead, for as
@@ -108,16 +108,17 @@ impl Announcement {
 
 /// A CTE body that announces, at commit, the ready tasks among `changed` (SQL naming a relation
 /// with the columns `queue`, `priority`, `run_at`, `id`, `status` and `waiting` as they are
-/// now): one notification per queue, naming its first ready task in claim order. A statement
-/// may pass every row it changed.
+/// now): one notification per queue and priority, naming the first of them in claim order (a
+/// claimer keeps where it stood in each priority apart, see
+/// [`QueueCursor::resume`](super::QueueCursor)). A statement may pass every row it changed.
 pub(super) fn announce_ready(changed: &str) -> String {
     format!(
         "select pg_notify('{CHANNEL_TASKS_READY}', \
                           queue || ' ' || -priority || ' ' \
                           || (extract(epoch from run_at) * 1000000)::bigint || ' ' || id) \
-         from (select distinct on (queue) queue, priority, run_at, id from {changed} \
+         from (select distinct on (queue, priority) queue, priority, run_at, id from {changed} \
                where status = 'PENDING' and not waiting \
-               order by queue, -priority, run_at, id) first_ready"
+               order by queue, priority, run_at, id) first_ready"
     )
 }
 

@@ -2,6 +2,7 @@
 //! slots finished during the last claim (held for the slots to take, see [`super::ahead`]);
 //! wait for a notification, a freed slot or the poll interval when there is nothing to do.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,7 +145,9 @@ pub(super) async fn run(
         match claim_and_start(state, completer, &mut conn, &claim).await {
             // The claim took something: there may be more (in this queue, or in a queue that
             // got less than its share), go again at once.
-            Ok((claimed, frontier)) if claimed > 0 => queues.queues = frontier.queues,
+            Ok((claimed, frontier)) if claimed > 0 || frontier.turns_left => {
+                queues.queues = frontier.queues
+            }
             Ok((_, frontier)) => {
                 let limited = frontier.limited;
                 queues.queues = frontier.queues;
@@ -193,6 +196,7 @@ fn claim_connection_options(state: &WorkerState) -> PgConnectOptions {
 struct ClaimedFrom {
     queues: Vec<queue::QueueCursor>,
     limited: bool,
+    turns_left: bool,
 }
 
 async fn claim_and_start(
@@ -224,6 +228,7 @@ async fn claim_and_start(
     let frontier = ClaimedFrom {
         queues: claimed.frontier,
         limited: claimed.limited_queues,
+        turns_left: claimed.turns_left,
     };
     Ok((count, frontier))
 }
@@ -397,14 +402,23 @@ impl Frontier {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
-        for (queue, first) in announced {
-            match self.queues.iter_mut().find(|q| q.queue == queue) {
-                Some(known) => known.announced(first),
-                None => self.queues.push(queue::QueueCursor {
-                    queue,
-                    from: first,
-                    resume: None,
-                }),
+        let mut known: HashMap<String, usize> = self
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(at, q)| (q.queue.clone(), at))
+            .collect();
+        for ((queue, _), first) in announced {
+            match known.get(&queue) {
+                Some(&at) => self.queues[at].announced(first),
+                None => {
+                    known.insert(queue.clone(), self.queues.len());
+                    self.queues.push(queue::QueueCursor {
+                        queue,
+                        from: first,
+                        resume: None,
+                    });
+                }
             }
         }
         read
@@ -502,7 +516,7 @@ async fn wait_for_work(
             _ = shutdown.cancelled() => return false,
             _ = settings_aged => {}
         }
-        if let Err(e) = queues.refresh(state, conn, true).await {
+        if let Err(e) = queues.refresh(state, conn, false).await {
             tracing::warn!(error = %e, "reading the queues failed");
             keep_settings_fresh = false;
         }

@@ -83,13 +83,10 @@ fn announce(state: &WorkerState, payload: &str) {
                 .announced
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let same_priority = announced
-                .iter_mut()
-                .find(|(q, key)| *q == queue && key.neg_priority == from.neg_priority);
-            match same_priority {
-                Some((_, known)) => *known = (*known).min(from),
-                None => announced.push((queue, from)),
-            }
+            announced
+                .entry((queue, from.neg_priority))
+                .and_modify(|known| *known = (*known).min(from))
+                .or_insert(from);
         }
     }
     state.work_available.notify_one();

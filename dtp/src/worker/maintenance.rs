@@ -302,6 +302,11 @@ impl Maintenance {
     }
 
     async fn prune(&mut self) -> Result<u64, sqlx::Error> {
+        // Folded first as well, so that a pruning step that keeps failing does not leave the
+        // count changes to pile up.
+        self.conn
+            .run(async |db| queue::fold_counts(db).await)
+            .await?;
         let started = Instant::now();
         let mut deleted = 0;
         for (status, period) in self.retention.periods() {

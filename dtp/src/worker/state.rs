@@ -2,6 +2,7 @@
 //! attempts in flight and the signals between the claim loop and the executors. Built once, by
 //! [`Worker::new`](super::Worker::new); the parts read it and never replace any of it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -37,8 +38,8 @@ pub(super) struct WorkerState {
     /// every queue from its start.
     pub(super) look_at_every_queue: AtomicBool,
     /// What notifications said is ready, not yet seen by the claim loop: per queue and
-    /// priority, the first ready task in claim order.
-    pub(super) announced: Mutex<Vec<(String, ClaimKey)>>,
+    /// (negated) priority, the first ready task in claim order.
+    pub(super) announced: Mutex<HashMap<(String, i32), ClaimKey>>,
     /// The completer wrote a batch of successes: a limited queue may have room again.
     pub(super) outcomes_written: Arc<Notify>,
     /// A slot was freed.
@@ -106,7 +107,7 @@ impl WorkerState {
             executions: TaskTracker::new(),
             work_available: Notify::new(),
             look_at_every_queue: AtomicBool::new(true),
-            announced: Mutex::new(Vec::new()),
+            announced: Mutex::new(HashMap::new()),
             outcomes_written: Arc::new(Notify::new()),
             slot_freed: Notify::new(),
             unwritten: AtomicUsize::new(0),
