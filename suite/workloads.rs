@@ -104,14 +104,16 @@ pub async fn drain(pool: &PgPool, concurrency: usize) -> Duration {
         bench_worker_config(concurrency),
     );
     let running = tokio::spawn(worker.run(stop.clone()));
-    wait_until_drained(pool).await;
-    let elapsed = started.elapsed();
+    let elapsed = wait_until_drained(pool).await - started;
     stop.cancel();
     let _ = running.await;
     elapsed
 }
 
-async fn wait_until_drained(pool: &PgPool) {
+/// Waits until the database shows nothing ready or RUNNING; returns when the check that showed
+/// it began (its snapshot holds every task finished before then, and its own walk is not the
+/// worker's time).
+async fn wait_until_drained(pool: &PgPool) -> Instant {
     let deadline = Instant::now() + Duration::from_secs(600);
     // First the newest task, by its primary key; then, once it is done, whether anything is
     // open at all. Each half of that second check walks one partial index and stops at its
@@ -124,8 +126,10 @@ async fn wait_until_drained(pool: &PgPool) {
                         order by queue, -priority, run_at, id limit 1) is null \
                         and (select id from tasks where status = 'RUNNING' \
                         order by lease_expires_at limit 1) is null";
+    let mut checked_at = Instant::now();
     for check in [newest_done, nothing_open] {
         loop {
+            checked_at = Instant::now();
             let done: bool = sqlx::query_scalar(check)
                 .fetch_one(pool)
                 .await
@@ -137,6 +141,7 @@ async fn wait_until_drained(pool: &PgPool) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+    checked_at
 }
 
 /// What [`pickup_latencies`] measured, one entry per task.
