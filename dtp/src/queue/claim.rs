@@ -225,6 +225,14 @@ pub struct Claimed {
     pub turns_left: bool,
 }
 
+/// Every queue with ready tasks ([`ready_queues`]), each to claim from its start, in a random
+/// order: with fewer slots than queues, the first queues win the ties.
+pub async fn every_ready_queue(db: impl PgExecutor<'_>) -> Result<Vec<QueueCursor>, sqlx::Error> {
+    let mut ready = ready_queues(db).await?;
+    ready.shuffle(&mut rand::rng());
+    Ok(ready.into_iter().map(QueueCursor::start).collect())
+}
+
 /// Whether any queue is paused or limited (a partial index of the queue settings).
 pub async fn restricted_queues(db: impl PgExecutor<'_>) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(&format!(
@@ -270,10 +278,7 @@ pub async fn claim_available(
     let queues = match claim.queues {
         Some(queues) => queues,
         None => {
-            // In a random order: with fewer slots than queues, the first queues win the ties.
-            let mut ready = ready_queues(&mut *conn).await?;
-            ready.shuffle(&mut rand::rng());
-            found = ready.into_iter().map(QueueCursor::start).collect();
+            found = every_ready_queue(&mut *conn).await?;
             &found
         }
     };
@@ -395,29 +400,18 @@ fn frontier(
             let is_limited = limited.contains(&cursor.queue);
             let gave_less = i64::try_from(taken.len()).unwrap_or(i64::MAX) < *share;
             let from = taken.iter().max().map_or(cursor.from, |last| last.after());
-            match cursor.resume {
-                Some(resume) if gave_less && !is_limited => Some(QueueCursor {
-                    from: resume,
-                    resume: None,
-                    ..cursor.clone()
-                }),
-                Some(_) if is_limited => Some(QueueCursor {
-                    from,
-                    resume: None,
-                    ..cursor.clone()
-                }),
-                Some(resume) => Some(QueueCursor {
-                    from,
-                    resume: Some(resume),
-                    ..cursor.clone()
-                }),
-                None if taken.is_empty() && !is_limited => None,
-                None => Some(QueueCursor {
-                    from,
-                    resume: None,
-                    ..cursor.clone()
-                }),
-            }
+            let (from, resume) = match cursor.resume {
+                Some(resume) if gave_less && !is_limited => (resume, None),
+                Some(_) if is_limited => (from, None),
+                resume @ Some(_) => (from, resume),
+                None if taken.is_empty() && !is_limited => return None,
+                None => (from, None),
+            };
+            Some(QueueCursor {
+                queue: cursor.queue.clone(),
+                from,
+                resume,
+            })
         })
         .collect()
 }

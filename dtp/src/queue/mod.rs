@@ -29,8 +29,8 @@ pub use attempts::attempts;
 pub use bulk::{bulk, count_for_confirmation, BulkDone, Confirmed};
 pub use cancel::{cancel, CancelOutcome};
 pub use claim::{
-    claim_available, renew_leases, restricted_queues, Claim, Claimed, ClaimedTask, Fence,
-    QueueCursor, Renewed,
+    claim_available, every_ready_queue, renew_leases, restricted_queues, Claim, Claimed,
+    ClaimedTask, Fence, QueueCursor, Renewed,
 };
 pub use complete::{
     mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, release_lost_claim,

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::seq::SliceRandom;
 use sqlx::postgres::PgConnectOptions;
 use tokio_util::sync::CancellationToken;
 
@@ -145,13 +144,19 @@ pub(super) async fn run(
         match claim_and_start(state, completer, &mut conn, &claim).await {
             // The claim took something: there may be more (in this queue, or in a queue that
             // got less than its share), go again at once.
-            Ok((claimed, frontier)) if claimed > 0 || frontier.turns_left => {
-                queues.queues = frontier.queues
+            Ok((claimed, after)) if claimed > 0 || after.turns_left => {
+                queues.queues = after.frontier
             }
-            Ok((_, frontier)) => {
-                let limited = frontier.limited;
-                queues.queues = frontier.queues;
-                polled = wait_for_work(state, limited, &mut queues, &mut conn, shutdown).await
+            Ok((_, after)) => {
+                queues.queues = after.frontier;
+                polled = wait_for_work(
+                    state,
+                    after.limited_queues,
+                    &mut queues,
+                    &mut conn,
+                    shutdown,
+                )
+                .await
             }
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed; retrying shortly");
@@ -191,29 +196,23 @@ fn claim_connection_options(state: &WorkerState) -> PgConnectOptions {
     ])
 }
 
-/// What a claim leaves the loop to claim from next ([`queue::Claimed::frontier`]), and whether
-/// a limited queue exists.
-struct ClaimedFrom {
-    queues: Vec<queue::QueueCursor>,
-    limited: bool,
-    turns_left: bool,
-}
-
+/// Claims, and starts or holds what the claim took; how many it took, and the rest of the
+/// claim's answer (its tasks taken out).
 async fn claim_and_start(
     state: &Arc<WorkerState>,
     completer: &Completer,
     conn: &mut DedicatedConnection,
     claim: &queue::Claim<'_>,
-) -> Result<(usize, ClaimedFrom), sqlx::Error> {
+) -> Result<(usize, queue::Claimed), sqlx::Error> {
     let sent = Instant::now();
-    let claimed = conn
+    let mut claimed = conn
         .run(async |db| queue::claim_available(db, claim).await)
         .await?;
     let count = claimed.tasks.len();
     state.metrics.claimed(sent.elapsed(), count);
     // Tasks of limited queues first: a rate-limited queue gave no more than the free slots
     // (at least one), and its tasks are to start now.
-    let mut tasks = claimed.tasks;
+    let mut tasks = std::mem::take(&mut claimed.tasks);
     if !claimed.held_to_limits.is_empty() {
         tasks.sort_by_key(|task| !claimed.held_to_limits.contains(&task.queue));
     }
@@ -225,12 +224,7 @@ async fn claim_and_start(
             Err(_) => state.ahead.hold(attempt),
         }
     }
-    let frontier = ClaimedFrom {
-        queues: claimed.frontier,
-        limited: claimed.limited_queues,
-        turns_left: claimed.turns_left,
-    };
-    Ok((count, frontier))
+    Ok((count, claimed))
 }
 
 /// Makes ready the waiting tasks that are due, a batch at a time while batches come back full,
@@ -382,12 +376,12 @@ impl Frontier {
             look || !looked_within(LOOK_AGAIN) || (polled && !looked_within(IDLE_LOOK_AGAIN));
         if read.is_ok() && look {
             let looked_at = Instant::now();
-            match conn.run(async |db| queue::ready_queues(db).await).await {
-                Ok(mut ready) => {
-                    // In a random order: with fewer slots than queues, the first queues win
-                    // the ties.
-                    ready.shuffle(&mut rand::rng());
-                    self.queues = ready.into_iter().map(queue::QueueCursor::start).collect();
+            match conn
+                .run(async |db| queue::every_ready_queue(db).await)
+                .await
+            {
+                Ok(queues) => {
+                    self.queues = queues;
                     self.looked_at = Some(looked_at);
                 }
                 Err(e) => read = Err(e),
@@ -402,6 +396,9 @@ impl Frontier {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
+        if announced.is_empty() {
+            return read;
+        }
         let mut known: HashMap<String, usize> = self
             .queues
             .iter()
