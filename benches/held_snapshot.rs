@@ -24,12 +24,6 @@ fn main() {
     workloads::block_on(run());
 }
 
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name).map_or(default, |v| {
-        v.parse().unwrap_or_else(|e| panic!("{name}={v}: {e}"))
-    })
-}
-
 struct Round {
     throughput: f64,
     p50: f64,
@@ -37,9 +31,9 @@ struct Round {
 }
 
 async fn run() {
-    let tasks = setting("HELD_SNAPSHOT_TASKS", 40_000);
-    let clean_rounds = setting("CLEAN_ROUNDS", 2);
-    let held_rounds = setting("HELD_SNAPSHOT_ROUNDS", 10);
+    let tasks = workloads::setting("HELD_SNAPSHOT_TASKS", 40_000);
+    let clean_rounds = workloads::setting("CLEAN_ROUNDS", 2);
+    let held_rounds = workloads::setting("HELD_SNAPSHOT_ROUNDS", 10);
     let (url, server) = workloads::bench_database("held_snapshot");
     let pool = workloads::queue_pool(&url).await;
 

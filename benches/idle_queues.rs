@@ -22,16 +22,10 @@ fn main() {
     workloads::block_on(run());
 }
 
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name).map_or(default, |v| {
-        v.parse().unwrap_or_else(|e| panic!("{name}={v}: {e}"))
-    })
-}
-
 async fn run() {
-    let tasks = setting("IDLE_QUEUES_TASKS", 20_000);
-    let idle_queues = setting("IDLE_QUEUES", 100_000);
-    let delayed = setting("DELAYED_TASKS", 1_000_000);
+    let tasks = workloads::setting("IDLE_QUEUES_TASKS", 20_000);
+    let idle_queues = workloads::setting("IDLE_QUEUES", 100_000);
+    let delayed = workloads::setting("DELAYED_TASKS", 1_000_000);
     let (url, server) = workloads::bench_database("idle_queues");
     let pool = workloads::queue_pool(&url).await;
 

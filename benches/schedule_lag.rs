@@ -15,15 +15,9 @@ fn main() {
     workloads::block_on(run());
 }
 
-fn setting(name: &str, default: i64) -> i64 {
-    std::env::var(name).map_or(default, |v| {
-        v.parse().unwrap_or_else(|e| panic!("{name}={v}: {e}"))
-    })
-}
-
 async fn run() {
-    let schedules = setting("SCHEDULES", 5_000);
-    let seconds = setting("SCHEDULE_LAG_SECONDS", 20);
+    let schedules = workloads::setting("SCHEDULES", 5_000);
+    let seconds = workloads::setting("SCHEDULE_LAG_SECONDS", 20);
     let (url, server) = workloads::bench_database("schedule_lag");
     let pool = workloads::queue_pool(&url).await;
     sqlx::query(

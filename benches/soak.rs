@@ -39,18 +39,6 @@ fn main() {
     workloads::block_on(run());
 }
 
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={value}: {e}")),
-        Err(_) => default,
-    }
-}
-
 /// What the enqueuer and the handler tell the collector.
 enum Event {
     Enqueued(Vec<i64>, Instant),
@@ -70,16 +58,16 @@ struct Minute {
 }
 
 async fn run() {
-    let minutes: u32 = setting("SOAK_MINUTES", 10);
-    let load: f64 = setting("SOAK_LOAD", 0.7);
-    let retention = Duration::from_secs(setting("SOAK_RETENTION_S", 60));
+    let minutes: u32 = workloads::setting("SOAK_MINUTES", 10);
+    let load: f64 = workloads::setting("SOAK_LOAD", 0.7);
+    let retention = Duration::from_secs(workloads::setting("SOAK_RETENTION_S", 60));
     let (url, server) = workloads::bench_database("soak");
     println!("soak on {url}");
     let pool = workloads::queue_pool(&url).await;
 
     let max = sustained_maximum(&pool).await;
     workloads::truncate(&pool).await;
-    let rate = setting("SOAK_RATE", max * load);
+    let rate = workloads::setting("SOAK_RATE", max * load);
     let autovacuum: String = sqlx::query_scalar("select current_setting('autovacuum')")
         .fetch_one(&pool)
         .await

@@ -55,6 +55,20 @@ pub async fn limit_queues(pool: &PgPool, queues: &[String], limit: i32) {
     }
 }
 
+/// The benchmark setting `name` from the environment, else `default`; a value that does not
+/// parse stops the benchmark, naming it.
+pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={value}: {e}")),
+        Err(_) => default,
+    }
+}
+
 /// Enqueues `count` `noop` tasks through the library's batch call, 1000 per transaction.
 pub async fn enqueue_noops(pool: &PgPool, count: usize) {
     enqueue_noops_across(pool, count, &[common::limits::DEFAULT_QUEUE.to_owned()]).await;

@@ -1,7 +1,8 @@
 //! DTP's migrations applied to a database a live fleet is using: a migration that waits for a
 //! lock gives way to claims and tries again, a database that applied the first versions of
-//! rewritten migrations is migrated as it is, and an index an interrupted build left invalid is
-//! built again.
+//! rewritten migrations is migrated as it is, an index an interrupted build left invalid is
+//! built again, and the tasks of a database of the release before are waiting or ready by due
+//! time after the ready split.
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -192,4 +193,63 @@ async fn an_index_an_interrupted_build_left_invalid_is_built_again() {
     assert!(valid, "{definition}");
     assert!(definition.contains("(queue, id DESC)"), "{definition}");
     assert_eq!(applied(&pool).await, every_version());
+}
+
+#[tokio::test]
+async fn a_database_of_the_release_before_keeps_its_tasks_waiting_or_ready_by_due_time() {
+    let (db, pool) = database_at(22).await;
+    let due: Vec<i64> = sqlx::query_scalar(
+        "insert into tasks (type, max_attempts, scheduled_for, run_at) \
+         select 'noop', 3, now(), now() from generate_series(1, 3) returning id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("due tasks");
+    let later: Vec<i64> = sqlx::query_scalar(
+        "insert into tasks (type, max_attempts, scheduled_for, run_at) \
+         select 'noop', 3, now() + interval '1 hour', now() + interval '1 hour' \
+         from generate_series(1, 2) returning id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("later tasks");
+
+    migrate(&db).await.expect("migrated");
+    let waiting = |id: i64| {
+        sqlx::query_scalar::<_, bool>("select waiting from tasks where id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+    };
+    for id in &later {
+        assert!(waiting(*id).await.expect("task"), "task {id} waits");
+    }
+    // A process of the release before, still running, writes a task for later without the
+    // column: it is not claimed before it is due.
+    let old_writer: i64 = sqlx::query_scalar(
+        "insert into tasks (type, max_attempts, scheduled_for, run_at) \
+         values ('noop', 3, now() + interval '1 hour', now() + interval '1 hour') returning id",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("old writer");
+    assert!(!waiting(old_writer).await.expect("task"));
+
+    let types = vec![String::from("noop")];
+    let mut conn = pool.acquire().await.expect("connection");
+    let claim = dtp::queue::Claim::new("w", &types, 10, Duration::from_secs(30));
+    let first = dtp::queue::claim_available(&mut conn, &claim)
+        .await
+        .expect("claim");
+    let mut took: Vec<i64> = first.tasks.iter().map(|t| t.id).collect();
+    took.sort_unstable();
+    assert_eq!(took, due);
+    let mut again = claim;
+    again.queues = Some(&first.frontier);
+    let second = dtp::queue::claim_available(&mut conn, &again)
+        .await
+        .expect("claim");
+    assert!(
+        second.tasks.is_empty() && second.frontier.is_empty(),
+        "{second:?}"
+    );
 }

@@ -1,13 +1,13 @@
 //! Ready and waiting tasks: a claim walks a queue from a cursor, every statement that makes
 //! tasks ready announces the first of them in claim order, tasks not due wait outside the claim
-//! until promoted, and a database of the release before keeps every task through the split.
+//! until promoted. (A database of the release before through the split: `migrations.rs`.)
 
 mod support;
 
 use std::time::Duration;
 
 use chrono::Utc;
-use dtp::queue::{self, Announcement, ClaimKey, QueueCursor, TaskId, CHANNEL_TASKS_READY};
+use dtp::queue::{self, Announcement, ClaimKey, Failure, QueueCursor, TaskId, CHANNEL_TASKS_READY};
 use serde_json::Value;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -187,21 +187,9 @@ async fn every_way_back_to_pending_waits_until_due_and_announces_what_is_ready()
     let db = QueueDb::new().await;
     let id = db.enqueue(0).await;
     let mut listener = listening(&db.pool).await;
-    let claimed = support::claim(&db.pool, "w", 1, LEASE).await;
-    let fence = claimed[0].fence();
 
     // A retry after a backoff waits, unannounced.
-    let failed = queue::mark_failed_or_retry(
-        &db.pool,
-        TaskId(id),
-        fence,
-        "boom",
-        Duration::from_secs(60),
-        queue::Failure::Retryable,
-    )
-    .await
-    .expect("fail")
-    .expect("fenced");
+    let failed = claim_and_fail(&db.pool, id, Duration::from_secs(60), Failure::Retryable).await;
     assert_eq!(failed.status(), common::TaskStatus::Pending);
     assert!(waiting(&db.pool, id).await);
     assert_eq!(announcements(&mut listener).await, []);
@@ -211,120 +199,50 @@ async fn every_way_back_to_pending_waits_until_due_and_announces_what_is_ready()
     queue::run_now(&mut conn, TaskId(id))
         .await
         .expect("run now");
-    assert!(!waiting(&db.pool, id).await);
-    assert_eq!(
-        announcements(&mut listener).await,
-        [ready("default", key_of(&db.pool, id).await)]
-    );
+    assert_ready_and_announced(&db.pool, &mut listener, id).await;
 
     // A retry with no backoff: ready and announced.
-    let fence = support::claim(&db.pool, "w", 1, LEASE).await[0].fence();
-    queue::mark_failed_or_retry(
-        &db.pool,
-        TaskId(id),
-        fence,
-        "boom",
-        Duration::ZERO,
-        queue::Failure::Retryable,
-    )
-    .await
-    .expect("fail")
-    .expect("fenced");
-    assert!(!waiting(&db.pool, id).await);
-    assert_eq!(
-        announcements(&mut listener).await,
-        [ready("default", key_of(&db.pool, id).await)]
-    );
+    claim_and_fail(&db.pool, id, Duration::ZERO, Failure::Retryable).await;
+    assert_ready_and_announced(&db.pool, &mut listener, id).await;
 
     // Handed back unstarted: ready and announced.
     let fence = support::claim(&db.pool, "w", 1, LEASE).await[0].fence();
     queue::release_unstarted(&db.pool, &[(TaskId(id), fence)])
         .await
         .expect("hand back");
-    assert!(!waiting(&db.pool, id).await);
-    assert_eq!(
-        announcements(&mut listener).await,
-        [ready("default", key_of(&db.pool, id).await)]
-    );
+    assert_ready_and_announced(&db.pool, &mut listener, id).await;
 
     // Failed for good, then retried by an operator: ready and announced.
-    let fence = support::claim(&db.pool, "w", 1, LEASE).await[0].fence();
-    queue::mark_failed_or_retry(
-        &db.pool,
-        TaskId(id),
-        fence,
-        "boom",
-        Duration::ZERO,
-        queue::Failure::Permanent,
-    )
-    .await
-    .expect("fail")
-    .expect("fenced");
+    claim_and_fail(&db.pool, id, Duration::ZERO, Failure::Permanent).await;
     assert_eq!(announcements(&mut listener).await, []);
     queue::retry(&mut conn, TaskId(id), LEASE)
         .await
         .expect("retry");
-    assert!(!waiting(&db.pool, id).await);
-    assert_eq!(
-        announcements(&mut listener).await,
-        [ready("default", key_of(&db.pool, id).await)]
-    );
+    assert_ready_and_announced(&db.pool, &mut listener, id).await;
 }
 
-#[tokio::test]
-async fn a_database_of_the_release_before_keeps_its_tasks_waiting_or_ready_by_due_time() {
-    let db = testkit::TestDb::create().await;
-    let pool = PgPool::connect(&db.url).await.expect("connect");
-    let before: Vec<_> = dtp::db::MIGRATOR
-        .iter()
-        .filter(|m| m.version <= 22)
-        .cloned()
-        .collect();
-    sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(before),
-        ..sqlx::migrate::Migrator::DEFAULT
-    }
-    .run(&pool)
-    .await
-    .expect("the release before");
-    let due: Vec<i64> = sqlx::query_scalar(
-        "insert into tasks (type, max_attempts, scheduled_for, run_at) \
-         select 'noop', 3, now(), now() from generate_series(1, 3) returning id",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("due tasks");
-    let later: Vec<i64> = sqlx::query_scalar(
-        "insert into tasks (type, max_attempts, scheduled_for, run_at) \
-         select 'noop', 3, now() + interval '1 hour', now() + interval '1 hour' \
-         from generate_series(1, 2) returning id",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("later tasks");
-
-    let options: sqlx::postgres::PgConnectOptions = db.url.parse().expect("url");
-    apikit::db::apply_migrations(&options, &dtp::db::MIGRATIONS)
+/// Claims task `id` (the only ready one) and records its attempt as failed, to be retried
+/// after `delay`.
+async fn claim_and_fail(
+    pool: &PgPool,
+    id: i64,
+    delay: Duration,
+    failure: Failure,
+) -> queue::FailedAttempt {
+    let fence = support::claim(pool, "w", 1, LEASE).await[0].fence();
+    queue::mark_failed_or_retry(pool, TaskId(id), fence, "boom", delay, failure)
         .await
-        .expect("migrated");
-    for id in &later {
-        assert!(waiting(&pool, *id).await, "task {id} waits");
-    }
-    // A process of the release before, still running, writes a task for later without the
-    // column: it is not claimed before it is due.
-    let old_writer: i64 = sqlx::query_scalar(
-        "insert into tasks (type, max_attempts, scheduled_for, run_at) \
-         values ('noop', 3, now() + interval '1 hour', now() + interval '1 hour') returning id",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("old writer");
-    assert!(!waiting(&pool, old_writer).await);
+        .expect("fail")
+        .expect("fenced")
+}
 
-    let (took, left) = claim_from(&pool, "default", ClaimKey::START, 10).await;
-    assert_eq!(took, due);
-    let (took, left) = claim_from(&pool, "default", left.expect("cursor").from, 10).await;
-    assert!(took.is_empty() && left.is_none(), "{took:?} {left:?}");
+/// Task `id` is ready, and was announced as the first ready task of its priority.
+async fn assert_ready_and_announced(pool: &PgPool, listener: &mut PgListener, id: i64) {
+    assert!(!waiting(pool, id).await, "task {id} waits");
+    assert_eq!(
+        announcements(listener).await,
+        [ready("default", key_of(pool, id).await)]
+    );
 }
 
 #[tokio::test]
