@@ -669,7 +669,10 @@ async fn a_queue_is_paused_and_resumed_from_the_queues_page() {
     browser
         .click("article[data-queue=mail] form:has(input[value=resume]) button")
         .await;
-    assert!(browser.text("p.flash").await.contains("running"));
+    // No confirmation comes first, so the page may still show the pause's flash.
+    browser
+        .wait_for_text("p.flash", "the resume's flash", |t| t.contains("running"))
+        .await;
     wait_status(&app, waiting.id, TaskStatus::Succeeded).await;
 }
 
