@@ -296,3 +296,48 @@ async fn listing_by_a_rare_status_or_an_idempotency_key_reads_an_index_not_the_w
         );
     }
 }
+
+/// The heap page each task's current row version is on.
+async fn pages(pool: &sqlx::PgPool) -> std::collections::HashMap<i64, i64> {
+    sqlx::query_as::<_, (i64, i64)>("select id, (ctid::text::point)[0]::bigint from tasks")
+        .fetch_all(pool)
+        .await
+        .expect("pages")
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_claim_writes_each_task_s_new_version_on_the_page_it_was_on() {
+    let app = QueueDb::new().await;
+    let tasks: Vec<queue::NewTask> = (0..300)
+        .map(|_| queue::NewTask::new("noop", json!({"n": 1})))
+        .collect();
+    let mut conn = app.pool.acquire().await.expect("connection");
+    queue::enqueue_many(&mut conn, &tasks)
+        .await
+        .expect("enqueue");
+    let before = pages(&app.pool).await;
+    assert!(
+        before
+            .values()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            > 2,
+        "the tasks fill several pages"
+    );
+
+    let claimed = claim(&app.pool, "w", 3, LEASE).await;
+
+    // A page filled to the brim has no room for a new version: it would go to another page,
+    // one a big table may no longer hold in memory.
+    assert_eq!(claimed.len(), 3);
+    let after = pages(&app.pool).await;
+    for task in &claimed {
+        assert_eq!(
+            after[&task.id], before[&task.id],
+            "task {} moved to another page at its claim",
+            task.id
+        );
+    }
+}

@@ -1,0 +1,11 @@
+-- no-transaction
+-- A page filled to the brim keeps a sliver of room, and the free space map names it. On a big
+-- table of finished tasks thousands of old pages, long out of memory, each had room for one
+-- new task, and new tasks (and row versions that did not fit their own page) went to them, a
+-- cold page read for each. With a tenth of each page kept free, PostgreSQL asks the map for
+-- room for the row and that tenth, which no such sliver has: new rows go to pages written now,
+-- and the first rewrites of a page's tasks (claims, completions) stay on it.
+-- Only pages written from now on are filled to 90 %; nothing is rewritten. Outside a
+-- transaction: its lock (SHARE UPDATE EXCLUSIVE) lets every read and write through, and it
+-- waits for a vacuum of the table in progress, which an autovacuum gives up after a second.
+alter table tasks set (fillfactor = 90);
