@@ -223,6 +223,50 @@ async fn attempts_running_across_an_outage_longer_than_their_lease_succeed() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_met_during_an_outage_longer_than_four_leases_is_recorded_when_it_ends() {
+    let Some(postgres) = ThrowawayPostgres::start() else {
+        return;
+    };
+    let (dtp_url, web_url) = (postgres.database_url("dtp"), postgres.database_url("webdb"));
+    // Lease 2 s: the attempt times out 2 s in, while the database is down, and the outage
+    // outlasts the four leases a running handler is kept for. Its outcome waits for the
+    // database like a success: the failure recorded as it happened, not as a lease lost.
+    let system = System::start_on(&dtp_url, &web_url, 1, false).await;
+    let body =
+        json!({"type": "demo-slow", "payload": {"ms": 60000}, "timeoutMs": 2000, "maxAttempts": 1});
+    let id = system.create_dtp_task(body).await.id;
+    wait_for("the task runs", async || {
+        system
+            .outcome_of(id)
+            .await
+            .is_some_and(|(status, ..)| status == "RUNNING")
+    })
+    .await;
+
+    postgres.stop_immediately();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    postgres.start_again();
+
+    let mut outcome = None;
+    wait_for("the task ends", async || {
+        outcome = system.outcome_of(id).await;
+        outcome
+            .as_ref()
+            .is_some_and(|(status, ..)| status != "RUNNING" && status != "PENDING")
+    })
+    .await;
+    assert_eq!(
+        outcome,
+        Some((
+            "FAILED".to_owned(),
+            1,
+            Some("timed out after 2000 ms".to_owned())
+        )),
+        "the attempt's own failure, recorded once the database is back"
+    );
+}
+
 /// The ids of `acknowledged` that `ids_query` does not return.
 async fn missing(acknowledged: &[i64], pool: &PgPool, ids_query: &str) -> Vec<i64> {
     let stored: HashSet<i64> = sqlx::query_scalar(ids_query)

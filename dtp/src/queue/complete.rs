@@ -102,6 +102,16 @@ pub enum Failure {
     TimedOut,
 }
 
+/// One failed attempt to record: which, its error, how long until a retry, and why it failed.
+#[derive(Debug, Clone)]
+pub struct AttemptFailure {
+    pub id: TaskId,
+    pub fence: Fence,
+    pub error: String,
+    pub retry_delay: Duration,
+    pub failure: Failure,
+}
+
 /// Records a failed attempt: the task is retried after `retry_delay` while attempts remain and
 /// the failure is not [`Failure::Permanent`], else it is FAILED. The error is stored as
 /// [`super::storable`] makes it, on the task and in its attempt history. `None` when the fence
@@ -114,36 +124,88 @@ pub async fn mark_failed_or_retry(
     retry_delay: Duration,
     failure: Failure,
 ) -> Result<Option<FailedAttempt>, sqlx::Error> {
-    let set = failed_attempt("$6 or attempt_count >= max_attempts", "$5", "$4");
+    let failed = AttemptFailure {
+        id,
+        fence,
+        error: error.to_owned(),
+        retry_delay,
+        failure,
+    };
+    let mut recorded = mark_failed_many(db, &[failed]).await?;
+    Ok(recorded.pop().map(|(_, attempt)| attempt))
+}
+
+/// Records many failed attempts in one statement, each as [`mark_failed_or_retry`] does, each
+/// fenced on its attempt. Returns the tasks whose fence held, with where each was left.
+pub async fn mark_failed_many(
+    db: impl PgExecutor<'_>,
+    failed: &[AttemptFailure],
+) -> Result<Vec<(TaskId, FailedAttempt)>, sqlx::Error> {
+    // In id order, as mark_succeeded_many locks rows.
+    let mut failed: Vec<&AttemptFailure> = failed.iter().collect();
+    failed.sort_unstable_by_key(|f| f.id);
+    let ids: Vec<i64> = failed.iter().map(|f| f.id.0).collect();
+    let attempts: Vec<i32> = failed.iter().map(|f| f.fence.attempt).collect();
+    let tokens: Vec<i64> = failed.iter().map(|f| f.fence.claim_token).collect();
+    let errors: Vec<String> = failed.iter().map(|f| storable_error(&f.error)).collect();
+    let delays: Vec<i64> = failed.iter().map(|f| millis(f.retry_delay)).collect();
+    let permanent: Vec<bool> = failed
+        .iter()
+        .map(|f| f.failure == Failure::Permanent)
+        .collect();
+    let timed_out: Vec<bool> = failed
+        .iter()
+        .map(|f| f.failure == Failure::TimedOut)
+        .collect();
+    let set = failed_attempt(
+        "f.permanent or attempt_count >= max_attempts",
+        "f.delay_ms",
+        "f.error",
+    );
     let recorded = record_attempts(
         "failed",
-        "case when $7 then 'TIMEOUT' when status = 'FAILED' then 'FAILED' else 'RETRY' end",
+        "case when timed_out then 'TIMEOUT' when status = 'FAILED' then 'FAILED' else 'RETRY' end",
     );
-    let counted = count_finished("(select queue, status, 1 as delta from failed) f");
+    let counted = count_finished("(select queue, status, 1 as delta from failed) c");
     let announced = announce_ready("failed");
-    let fenced = Fence::sql("tasks", "$2", "$3");
-    sqlx::query_as(&format!(
+    let fenced = Fence::sql("t", "f.attempt", "f.token");
+    let rows: Vec<(i64, StoredStatus, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
         r#"
         with failed as (
-            update tasks set {set}
-            where id = $1 and {fenced}
-            returning {ENDED_ATTEMPT}, status, next_attempt_at, queue, priority, run_at, waiting
+            update tasks t set {set}
+            from unnest($1::bigint[], $2::integer[], $3::bigint[], $4::text[], $5::bigint[],
+                        $6::boolean[], $7::boolean[])
+                 as f(id, attempt, token, error, delay_ms, permanent, timed_out)
+            where t.id = f.id and {fenced}
+            returning t.id, t.attempt_count, t.worker_id, t.attempt_started_at, t.last_error,
+                      t.status, t.next_attempt_at, t.queue, t.priority, t.run_at, t.waiting,
+                      f.timed_out
         ),
         recorded as ({recorded}),
         counted as ({counted}),
         announced as ({announced})
-        select status, next_attempt_at from failed, (select count(*) from announced) a
+        select id, status, next_attempt_at from failed, (select count(*) from announced) a
         "#
     ))
-    .bind(id.0)
-    .bind(fence.attempt)
-    .bind(fence.claim_token)
-    .bind(storable_error(error))
-    .bind(millis(retry_delay))
-    .bind(failure == Failure::Permanent)
-    .bind(failure == Failure::TimedOut)
-    .fetch_optional(db)
-    .await
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&tokens)
+    .bind(&errors)
+    .bind(&delays)
+    .bind(&permanent)
+    .bind(&timed_out)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, status, next_attempt_at)| {
+            let attempt = FailedAttempt {
+                status,
+                next_attempt_at,
+            };
+            (TaskId(id), attempt)
+        })
+        .collect())
 }
 
 /// What a statement that ends attempts returns, for [`record_attempts`]: the task, the attempt
@@ -196,32 +258,47 @@ pub async fn release(
     id: TaskId,
     fence: Fence,
 ) -> Result<bool, sqlx::Error> {
+    Ok(!release_many(db, &[(id, fence)]).await?.is_empty())
+}
+
+/// Gives many interrupted attempts back in one statement, each as [`release`] does, each fenced
+/// on its attempt. Returns the tasks whose fence held.
+pub async fn release_many(
+    db: impl PgExecutor<'_>,
+    interrupted: &[(TaskId, Fence)],
+) -> Result<Vec<TaskId>, sqlx::Error> {
+    let mut interrupted = interrupted.to_vec();
+    // In id order, as mark_succeeded_many locks rows.
+    interrupted.sort_unstable_by_key(|(id, _)| *id);
+    let (ids, attempts, tokens) = Fence::columns(&interrupted);
     // The hand-back took the attempt number back: the released attempt is the one after it.
     let recorded = record_attempts(
         "(select id, attempt_count + 1 as attempt_count, worker_id, attempt_started_at, \
          null::text as last_error from released) r",
         "'RELEASED'",
     );
-    let fenced = Fence::sql("tasks", "$2", "$3");
+    let fenced = Fence::sql("t", "held.attempt", "held.token");
     let announced = announce_ready("released");
-    let released: Option<(i64,)> = sqlx::query_as(&format!(
+    let released: Vec<(i64,)> = sqlx::query_as(&format!(
         r#"
         with released as (
-            update tasks set {HAND_BACK}, run_at = now()
-            where id = $1 and {fenced}
-            returning {ENDED_ATTEMPT}, queue, priority, run_at, status, waiting
+            update tasks t set {HAND_BACK}, run_at = now()
+            from unnest($1::bigint[], $2::integer[], $3::bigint[]) as held(id, attempt, token)
+            where t.id = held.id and {fenced}
+            returning t.id, t.attempt_count, t.worker_id, t.attempt_started_at, t.last_error,
+                      t.queue, t.priority, t.run_at, t.status, t.waiting
         ),
         recorded as ({recorded}),
         announced as ({announced})
         select id from released, (select count(*) from announced) a
         "#
     ))
-    .bind(id.0)
-    .bind(fence.attempt)
-    .bind(fence.claim_token)
-    .fetch_optional(db)
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&tokens)
+    .fetch_all(db)
     .await?;
-    Ok(released.is_some())
+    Ok(released.into_iter().map(|(id,)| TaskId(id)).collect())
 }
 
 /// Hands back, uncounted, attempts claimed ahead that never started (the worker is stopping,

@@ -33,8 +33,8 @@ pub use claim::{
     ClaimedTask, Fence, QueueCursor, Renewed,
 };
 pub use complete::{
-    mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release, release_lost_claim,
-    release_unstarted, FailedAttempt, Failure,
+    mark_failed_many, mark_failed_or_retry, mark_succeeded, mark_succeeded_many, release,
+    release_lost_claim, release_many, release_unstarted, AttemptFailure, FailedAttempt, Failure,
 };
 pub use counts::{fold_counts, recount};
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewTask};

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::executor::Attempt;
+use super::running::Attempt;
 
 /// Tasks claimed ahead per task finished during the previous claim: enough to cover a few
 /// claims' round trips, so that the held tasks rarely run out before the next claim answers.
@@ -87,7 +87,7 @@ impl ClaimedAhead {
         let mut held = self.lock();
         if held
             .front()
-            .is_none_or(|oldest| oldest.held_since().elapsed() >= MAX_HOLD)
+            .is_none_or(|oldest| oldest.held_since.elapsed() >= MAX_HOLD)
         {
             return None;
         }
@@ -137,7 +137,7 @@ impl ClaimedAhead {
             held.len()
         } else {
             held.iter()
-                .take_while(|attempt| attempt.held_since().elapsed() >= MAX_HOLD)
+                .take_while(|attempt| attempt.held_since.elapsed() >= MAX_HOLD)
                 .count()
         };
         held.drain(..stale).collect()
@@ -147,7 +147,7 @@ impl ClaimedAhead {
     pub(super) fn oldest_due(&self) -> Option<Instant> {
         self.lock()
             .front()
-            .map(|oldest| oldest.held_since() + MAX_HOLD)
+            .map(|oldest| oldest.held_since + MAX_HOLD)
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<Attempt>> {

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::completer::Completer;
 use super::connection::DedicatedConnection;
 use super::executor;
+use super::running::Attempt;
 use super::state::WorkerState;
 use crate::db::SessionDatabase;
 use crate::queue;
@@ -79,11 +80,11 @@ pub(super) async fn run(
             continue;
         }
         start_held(state, completer);
-        if state.too_many_unwritten() {
+        if completer.too_many_unwritten() {
             // Outcomes are not being recorded: claiming more would only pile up finished tasks
             // in memory. Held tasks still go back on time.
             tokio::select! {
-                _ = state.unwritten_eased.notified() => {}
+                _ = completer.eased() => {}
                 _ = held_too_long(state) => {}
                 _ = shutdown.cancelled() => {}
             }
@@ -217,7 +218,9 @@ async fn claim_and_start(
         tasks.sort_by_key(|task| !claimed.held_to_limits.contains(&task.queue));
     }
     for task in tasks {
-        let attempt = executor::Attempt::hold(state, task, sent);
+        let attempt = state
+            .running
+            .hold(task, state.abort_all.child_token(), sent);
         // Slots may have been freed since the claim was sent; the rest wait for one.
         match state.slots.clone().try_acquire_owned() {
             Ok(slot) => start(state, completer, attempt, slot),
@@ -247,7 +250,7 @@ async fn promote_due(conn: &mut DedicatedConnection) -> bool {
 fn start(
     state: &Arc<WorkerState>,
     completer: &Completer,
-    attempt: executor::Attempt,
+    attempt: Attempt,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     state.executions.spawn(executor::execute(
@@ -279,7 +282,7 @@ async fn release_held(state: &WorkerState, conn: &mut DedicatedConnection, all: 
     if held.is_empty() {
         return true;
     }
-    let keys: Vec<_> = held.iter().map(executor::Attempt::key).collect();
+    let keys: Vec<_> = held.iter().map(Attempt::key).collect();
     match conn
         .run(async |db| queue::release_unstarted(db, &keys).await)
         .await
@@ -318,7 +321,7 @@ async fn hand_back_held_at_shutdown(state: &WorkerState, conn: &mut DedicatedCon
 }
 
 /// Stops renewing the leases of `attempts`, which are no longer this worker's to run.
-fn forget(state: &WorkerState, attempts: &[executor::Attempt]) {
+fn forget(state: &WorkerState, attempts: &[Attempt]) {
     for attempt in attempts {
         let (id, fence) = attempt.key();
         state.running.remove(id, fence);

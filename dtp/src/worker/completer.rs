@@ -1,27 +1,38 @@
-//! The completer: successful outcomes are written in batches, one fenced `UPDATE … FROM unnest`
-//! per batch, instead of one transaction per task.
+//! The completer: the one writer of attempt outcomes. Executors hand it what an attempt came
+//! to ([`Outcome`]); it writes them in batches, at most one fenced statement per kind of
+//! outcome per batch, retries them under one policy ([`Patience`]), logs each in its attempt's
+//! span and counts it in the metrics.
 //!
-//! A batch is written [`LINGER`] after its first success (or when it is full), so under load many
-//! successes share one commit and leave the database's commits to the claims. The executor waits
+//! A batch is written [`LINGER`] after its first outcome (or when it is full), so under load many
+//! outcomes share one commit and leave the database's commits to the claims. The executor waits
 //! for its outcome to be written before it lets go of the task, but the task's slot is already
-//! free, so claiming does not wait for the database.
+//! free, so claiming does not wait for the database, up to [`MAX_UNWRITTEN`] outcomes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::AttemptOutcome;
+use common::{AttemptOutcome, TaskStatus};
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::connection::DedicatedConnection;
-use crate::queue::{self, Failure, Fence, TaskId};
+use crate::metrics::TaskSeries;
+use crate::queue::{self, AttemptFailure, Failure, Fence, TaskId};
 
-/// Most successes written in one statement.
-pub(super) const MAX_BATCH: usize = 1000;
-/// How long a success may wait for others to share its commit. Commits, not rows, are what the
+/// Most outcomes of one kind written in one statement.
+const MAX_BATCH: usize = 1000;
+/// Outcomes waiting to be written beyond which the claim loop stops claiming: two full
+/// batches. Under load the wait is what one batch gathers, a few hundred at most; more means
+/// the writes are failing (the database, or the pooler in front of it, is unreachable while the
+/// claim loop's direct connection is not), and every task finished but not recorded would run
+/// again if this process died.
+pub(super) const MAX_UNWRITTEN: usize = 2 * MAX_BATCH;
+/// How long an outcome may wait for others to share its commit. Commits, not rows, are what the
 /// database runs out of under load; a task's slot is free meanwhile, so this delays only the
 /// task's `completedAt`, never the next claim.
 const LINGER: Duration = Duration::from_millis(2);
@@ -31,50 +42,105 @@ const WRITE_ATTEMPTS: u32 = 5;
 /// Longest pause between attempts at writing a batch.
 const MAX_WRITE_PAUSE: Duration = Duration::from_secs(5);
 
-/// One success waiting to be written; `written` says what was written: the success, a
-/// failure naming why its result could not be stored, or nothing (its fence did not hold).
-struct Completion {
-    id: TaskId,
-    fence: Fence,
-    result: Value,
+/// What an attempt came to, as its executor saw it. An attempt aborted by a cancel or a lapsed
+/// lease has no outcome to write: the database already holds the truth.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    Succeeded(Value),
+    /// Retried after its backoff while attempts remain and the failure allows it, else FAILED.
+    Failed {
+        error: String,
+        failure: Failure,
+    },
+    /// Interrupted by the worker's shutdown past its grace period: back to the queue, uncounted.
+    HandedBack,
+}
+
+/// The attempt an outcome belongs to: its task and fence, the span its log lines go to and
+/// the series its metrics count in.
+pub(super) struct AttemptOf {
+    pub(super) id: TaskId,
+    pub(super) fence: Fence,
+    pub(super) span: tracing::Span,
+    pub(super) series: TaskSeries,
+}
+
+/// One outcome waiting to be written; `written` says what was recorded for the attempt, or
+/// nothing (its fence did not hold, or it was given up).
+struct Pending {
+    attempt: AttemptOf,
+    outcome: Outcome,
     written: oneshot::Sender<Option<AttemptOutcome>>,
 }
 
-/// The sending side, held by executors.
+/// The sending side, held by executors and read by the claim loop.
 #[derive(Clone)]
 pub(super) struct Completer {
-    tx: mpsc::UnboundedSender<Completion>,
+    tx: mpsc::UnboundedSender<Pending>,
+    backlog: Arc<Backlog>,
+}
+
+/// The outcomes handed over and not yet answered.
+#[derive(Default)]
+struct Backlog {
+    unwritten: AtomicUsize,
+    /// Their number fell below [`MAX_UNWRITTEN`].
+    eased: Notify,
+}
+
+/// One outcome counted in the backlog from its hand-over until it is answered.
+struct Counted(Arc<Backlog>);
+
+impl Counted {
+    fn new(backlog: &Arc<Backlog>) -> Self {
+        backlog.unwritten.fetch_add(1, Ordering::Relaxed);
+        Counted(backlog.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if self.0.unwritten.fetch_sub(1, Ordering::Relaxed) == MAX_UNWRITTEN {
+            self.0.eased.notify_one();
+        }
+    }
 }
 
 impl Completer {
-    /// Starts the batching loop; it ends when `stop` fires, after writing what it holds.
+    /// Starts the writing loop; it ends when `stop` fires, after writing what it holds.
     /// `written` is notified after each batch: the tasks it ended no longer count against
     /// their queues' concurrency limits.
     pub(super) fn start(
         pool: &PgPool,
+        backoff: Backoff,
         stop: CancellationToken,
         written: Arc<Notify>,
     ) -> (Completer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = DedicatedConnection::for_pool(pool);
-        let handle = tokio::spawn(run(conn, rx, stop, written));
-        (Completer { tx }, handle)
+        let writer = Writer {
+            conn,
+            backoff,
+            stop,
+        };
+        let handle = tokio::spawn(writer.run(rx, written));
+        let backlog = Arc::new(Backlog::default());
+        (Completer { tx, backlog }, handle)
     }
 
-    /// Queues a success and waits until it is written: the outcome recorded for the attempt,
-    /// `None` when the fence did not hold (canceled or rescued meanwhile) or the worker is
-    /// stopping.
-    pub(super) async fn complete(
+    /// Hands over `outcome` and waits until it is written: what was recorded for the attempt,
+    /// `None` when the fence did not hold (canceled or rescued meanwhile), the write was given
+    /// up, or the worker is stopping.
+    pub(super) async fn record(
         &self,
-        id: TaskId,
-        fence: Fence,
-        result: Value,
+        attempt: AttemptOf,
+        outcome: Outcome,
     ) -> Option<AttemptOutcome> {
+        let _counted = Counted::new(&self.backlog);
         let (written, answer) = oneshot::channel();
-        let queued = self.tx.send(Completion {
-            id,
-            fence,
-            result,
+        let queued = self.tx.send(Pending {
+            attempt,
+            outcome,
             written,
         });
         if queued.is_err() {
@@ -82,151 +148,320 @@ impl Completer {
         }
         answer.await.ok().flatten()
     }
+
+    /// Whether so many outcomes wait to be written that claiming should stop
+    /// ([`MAX_UNWRITTEN`]).
+    pub(super) fn too_many_unwritten(&self) -> bool {
+        self.backlog.unwritten.load(Ordering::Relaxed) >= MAX_UNWRITTEN
+    }
+
+    /// Resolves when the outcomes waiting fall below [`MAX_UNWRITTEN`].
+    pub(super) async fn eased(&self) {
+        self.backlog.eased.notified().await;
+    }
 }
 
-async fn run(
-    mut conn: DedicatedConnection,
-    mut rx: mpsc::UnboundedReceiver<Completion>,
+struct Writer {
+    conn: DedicatedConnection,
+    backoff: Backoff,
     stop: CancellationToken,
-    written: Arc<Notify>,
-) {
-    loop {
-        let first = tokio::select! {
-            biased;
-            received = rx.recv() => match received {
-                Some(completion) => completion,
-                None => break,
-            },
-            _ = stop.cancelled() => {
-                // Executors are done by now; write what is left and end.
-                let mut rest = Vec::new();
-                while let Ok(completion) = rx.try_recv() {
-                    rest.push(completion);
-                }
-                if !rest.is_empty() {
-                    write(&mut conn, rest, &stop).await;
-                }
-                break;
-            }
-        };
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while batch.len() < MAX_BATCH {
-            tokio::select! {
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Pending>, written: Arc<Notify>) {
+        loop {
+            let first = tokio::select! {
+                biased;
                 received = rx.recv() => match received {
-                    Some(completion) => batch.push(completion),
+                    Some(pending) => pending,
                     None => break,
                 },
-                _ = tokio::time::sleep_until(deadline) => break,
+                _ = self.stop.cancelled() => {
+                    // Executors are done by now; write what is left and end.
+                    let mut rest = Vec::new();
+                    while let Ok(pending) = rx.try_recv() {
+                        rest.push(pending);
+                    }
+                    if !rest.is_empty() {
+                        self.write(rest).await;
+                    }
+                    break;
+                }
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + LINGER;
+            while batch.len() < MAX_BATCH {
+                tokio::select! {
+                    received = rx.recv() => match received {
+                        Some(pending) => batch.push(pending),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
             }
+            self.write(batch).await;
+            written.notify_one();
         }
-        write(&mut conn, batch, &stop).await;
-        written.notify_one();
+        self.conn.close().await;
     }
-    conn.close().await;
-}
 
-async fn write(conn: &mut DedicatedConnection, batch: Vec<Completion>, stop: &CancellationToken) {
-    // Results move into the statement's arguments; the acknowledgements wait beside them.
-    let (done, waiting): (Vec<_>, Vec<_>) = batch
-        .into_iter()
-        .map(|c| {
-            (
-                (c.id, c.fence, c.result),
-                (c.id, c.fence.attempt, c.written),
-            )
-        })
-        .unzip();
-    let written = write_until_stored(conn, &done, stop).await;
-    for (id, _, ack) in waiting {
-        let _ = ack.send(written.get(&id).copied());
-    }
-}
-
-/// Writes `done`, retrying while the database is unreachable or busy (the executors keep their
-/// leases renewed meanwhile) until it succeeds or the worker stops. A batch the database refuses
-/// as data is split until the refused success stands alone; that one is recorded as a failed
-/// attempt saying why, so one bad row never costs the others their success. Returns what was
-/// recorded, by task.
-async fn write_until_stored(
-    conn: &mut DedicatedConnection,
-    done: &[(TaskId, Fence, Value)],
-    stop: &CancellationToken,
-) -> HashMap<TaskId, AttemptOutcome> {
-    let mut pending = vec![done];
-    let mut written = HashMap::new();
-    let mut patience = Patience::new();
-    while let Some(part) = pending.pop() {
-        match conn
-            .run(async |db| queue::mark_succeeded_many(db, part).await)
-            .await
+    /// Writes `batch`, then answers, logs and counts each outcome.
+    async fn write(&mut self, batch: Vec<Pending>) {
+        let mut succeeded = Vec::new();
+        let mut failed = Vec::new();
+        let mut handed_back = Vec::new();
+        let mut attempts = HashMap::with_capacity(batch.len());
+        for Pending {
+            attempt,
+            outcome,
+            written,
+        } in batch
         {
-            Ok(ids) => written.extend(ids.into_iter().map(|id| (id, AttemptOutcome::Succeeded))),
-            Err(e) if apikit::db::is_invalid_data(&e) && part.len() > 1 => {
-                let (left, right) = part.split_at(part.len() / 2);
-                pending.extend([left, right]);
+            let (id, fence) = (attempt.id, attempt.fence);
+            match outcome {
+                Outcome::Succeeded(result) => succeeded.push((id, fence, result)),
+                Outcome::Failed { error, failure } => {
+                    let retry_delay = self.backoff.delay(fence.attempt);
+                    failed.push(AttemptFailure {
+                        id,
+                        fence,
+                        error,
+                        retry_delay,
+                        failure,
+                    });
+                }
+                Outcome::HandedBack => handed_back.push((id, fence)),
             }
-            Err(e) if apikit::db::is_invalid_data(&e) => {
-                if record_unstorable(conn, &part[0], &e, stop).await {
-                    written.insert(part[0].0, AttemptOutcome::Failed);
+            attempts.insert((id, fence), (attempt, written));
+        }
+        let mut patience = Patience::new();
+        let mut recorded = HashMap::new();
+        // A success whose result the database refuses becomes a failure naming the refusal.
+        let refused = self
+            .write_successes(&succeeded, &mut patience, &mut recorded)
+            .await;
+        failed.extend(refused);
+        self.write_failures(failed, &mut patience, &mut recorded)
+            .await;
+        self.write_hand_backs(&handed_back, &mut patience, &mut recorded)
+            .await;
+        for ((id, fence), (attempt, written)) in attempts {
+            let outcome = recorded.remove(&(id, fence));
+            attempt.span.in_scope(|| log_recorded(id, fence, &outcome));
+            if let Some(Recorded { outcome, .. }) = &outcome {
+                attempt.series.attempt_ended(*outcome);
+            }
+            let _ = written.send(outcome.map(|r| r.outcome));
+        }
+    }
+
+    /// Writes the successes; returns those whose result the database refused, as failures.
+    async fn write_successes(
+        &mut self,
+        succeeded: &[(TaskId, Fence, Value)],
+        patience: &mut Patience,
+        recorded: &mut HashMap<(TaskId, Fence), Recorded>,
+    ) -> Vec<AttemptFailure> {
+        let mut refused = Vec::new();
+        let mut parts: Vec<&[(TaskId, Fence, Value)]> = succeeded.chunks(MAX_BATCH).rev().collect();
+        while let Some(part) = parts.pop() {
+            let written = self
+                .conn
+                .run(async |db| queue::mark_succeeded_many(db, part).await)
+                .await;
+            match written {
+                Ok(ids) => {
+                    let fences: HashMap<TaskId, Fence> =
+                        part.iter().map(|(id, fence, _)| (*id, *fence)).collect();
+                    for id in ids {
+                        if let Some(fence) = fences.get(&id) {
+                            recorded.insert((id, *fence), Recorded::new(AttemptOutcome::Succeeded));
+                        }
+                    }
+                }
+                // Split until the refused success stands alone, so one bad row never costs
+                // the others their success.
+                Err(e) if apikit::db::is_invalid_data(&e) && part.len() > 1 => {
+                    let (left, right) = part.split_at(part.len() / 2);
+                    parts.extend([right, left]);
+                }
+                Err(e) if apikit::db::is_invalid_data(&e) => {
+                    let (id, fence, _) = &part[0];
+                    tracing::warn!(task_id = %id, attempt = fence.attempt, error = %e, "result refused by the database: attempt failed");
+                    refused.push(AttemptFailure {
+                        id: *id,
+                        fence: *fence,
+                        error: format!("the result could not be stored: {e}"),
+                        retry_delay: Duration::ZERO,
+                        failure: Failure::Permanent,
+                    });
+                }
+                Err(e) => {
+                    if !self.try_again(patience, &e, part.len()).await {
+                        return refused;
+                    }
+                    parts.push(part);
                 }
             }
-            Err(e) => {
-                if !patience.failed(&e, stop) {
-                    // Their leases will expire and the rescuer will retry them: at-least-once.
-                    tracing::error!(error = %e, batch = part.len(), "successes not recorded; the tasks will be rescued when their leases expire");
-                    continue;
+        }
+        refused
+    }
+
+    async fn write_failures(
+        &mut self,
+        failed: Vec<AttemptFailure>,
+        patience: &mut Patience,
+        recorded: &mut HashMap<(TaskId, Fence), Recorded>,
+    ) {
+        let mut parts: Vec<Vec<AttemptFailure>> =
+            failed.chunks(MAX_BATCH).rev().map(<[_]>::to_vec).collect();
+        while let Some(mut part) = parts.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            let written = self
+                .conn
+                .run(async |db| queue::mark_failed_many(db, &part).await)
+                .await;
+            match written {
+                Ok(rows) => {
+                    let asked: HashMap<TaskId, &AttemptFailure> =
+                        part.iter().map(|f| (f.id, f)).collect();
+                    for (id, left) in rows {
+                        let Some(failed) = asked.get(&id) else {
+                            continue;
+                        };
+                        let outcome = match (failed.failure, left.status()) {
+                            (Failure::TimedOut, _) => AttemptOutcome::Timeout,
+                            (_, TaskStatus::Pending) => AttemptOutcome::Retry,
+                            _ => AttemptOutcome::Failed,
+                        };
+                        recorded.insert(
+                            (id, failed.fence),
+                            Recorded {
+                                outcome,
+                                failure: Some(((*failed).clone(), left)),
+                            },
+                        );
+                    }
                 }
-                tracing::warn!(error = %e, batch = part.len(), "writing successes failed; retrying");
-                pending.push(part);
-                patience.pause(stop).await;
+                Err(e) if apikit::db::is_invalid_data(&e) && part.len() > 1 => {
+                    let right = part.split_off(part.len() / 2);
+                    parts.extend([right, part]);
+                }
+                Err(e)
+                    if apikit::db::is_invalid_data(&e) && !part[0].error.starts_with(REFUSED) =>
+                {
+                    // Recorded instead: the refusal, which the database can store.
+                    tracing::warn!(task_id = %part[0].id, attempt = part[0].fence.attempt, error = %e, "outcome refused by the database; recording the refusal");
+                    part[0].error = format!("{REFUSED}: {e}");
+                    part[0].failure = Failure::Permanent;
+                    parts.push(part);
+                }
+                Err(e) => {
+                    if !self.try_again(patience, &e, part.len()).await {
+                        return;
+                    }
+                    parts.push(part);
+                }
             }
         }
     }
-    written
-}
 
-/// Records the attempt of a success whose result the database refused as a permanent failure
-/// naming the refusal, retrying like a batch (while the database is unreachable or busy, until
-/// the worker stops). Whether the failure was recorded (its fence held).
-async fn record_unstorable(
-    conn: &mut DedicatedConnection,
-    (id, fence, _): &(TaskId, Fence, Value),
-    refusal: &sqlx::Error,
-    stop: &CancellationToken,
-) -> bool {
-    let error = format!("the result could not be stored: {refusal}");
-    let mut patience = Patience::new();
-    loop {
-        let recorded = conn
-            .run(async |db| {
-                queue::mark_failed_or_retry(
-                    db,
-                    *id,
-                    *fence,
-                    &error,
-                    Duration::ZERO,
-                    Failure::Permanent,
-                )
-                .await
-            })
-            .await;
-        let e = match recorded {
-            Ok(recorded) => {
-                tracing::warn!(task_id = %id, attempt = fence.attempt, error, "result refused by the database: attempt failed");
-                return recorded.is_some();
+    async fn write_hand_backs(
+        &mut self,
+        handed_back: &[(TaskId, Fence)],
+        patience: &mut Patience,
+        recorded: &mut HashMap<(TaskId, Fence), Recorded>,
+    ) {
+        let mut parts: Vec<&[(TaskId, Fence)]> = handed_back.chunks(MAX_BATCH).rev().collect();
+        while let Some(part) = parts.pop() {
+            let written = self
+                .conn
+                .run(async |db| queue::release_many(db, part).await)
+                .await;
+            match written {
+                Ok(ids) => {
+                    let fences: HashMap<TaskId, Fence> = part.iter().copied().collect();
+                    for id in ids {
+                        if let Some(fence) = fences.get(&id) {
+                            recorded.insert((id, *fence), Recorded::new(AttemptOutcome::Released));
+                        }
+                    }
+                }
+                Err(e) => {
+                    if !self.try_again(patience, &e, part.len()).await {
+                        return;
+                    }
+                    parts.push(part);
+                }
             }
-            Err(e) => e,
-        };
-        if !patience.failed(&e, stop) {
-            tracing::error!(task_id = %id, error = %e, "could not record a refused result; the task will be rescued");
+        }
+    }
+
+    /// After a failed write of `outcomes` outcomes: pauses and says to try again, or says to
+    /// give up (the worker is stopping, or the failure is not the database being away).
+    async fn try_again(&self, patience: &mut Patience, e: &sqlx::Error, outcomes: usize) -> bool {
+        if !patience.failed(e, &self.stop) {
+            // Their leases will expire and the rescuer will retry them: at-least-once.
+            tracing::error!(error = %e, outcomes, "outcomes not recorded; the tasks will be rescued when their leases expire");
             return false;
         }
-        patience.pause(stop).await;
+        tracing::warn!(error = %e, outcomes, "writing outcomes failed; retrying");
+        patience.pause(&self.stop).await;
+        true
     }
 }
 
-/// How long the completer keeps at a write that fails: for as long as the database is
+/// How an outcome the database refused as data starts once it is recorded as the refusal.
+const REFUSED: &str = "the attempt's outcome could not be stored";
+
+/// What was recorded for one attempt, with, for a failure, what was asked and where the task
+/// was left.
+struct Recorded {
+    outcome: AttemptOutcome,
+    failure: Option<(AttemptFailure, queue::FailedAttempt)>,
+}
+
+impl Recorded {
+    fn new(outcome: AttemptOutcome) -> Self {
+        Recorded {
+            outcome,
+            failure: None,
+        }
+    }
+}
+
+/// The log line of one outcome, in its attempt's span.
+fn log_recorded(id: TaskId, fence: Fence, recorded: &Option<Recorded>) {
+    let attempt = fence.attempt;
+    match recorded {
+        Some(Recorded {
+            failure: Some((failed, left)),
+            ..
+        }) => {
+            tracing::info!(task_id = %id, attempt, from = "RUNNING", to = %left.status(), next_attempt_at = ?left.next_attempt_at, error = %failed.error, "task attempt failed");
+        }
+        Some(Recorded {
+            outcome: AttemptOutcome::Succeeded,
+            ..
+        }) => {
+            tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
+        }
+        Some(Recorded {
+            outcome: AttemptOutcome::Released,
+            ..
+        }) => {
+            tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "PENDING", "task handed back on shutdown");
+        }
+        Some(_) => {}
+        None => {
+            tracing::info!(task_id = %id, attempt, "outcome not recorded: task was canceled or rescued, or the worker is stopping");
+        }
+    }
+}
+
+/// The one policy for writing outcomes: keep at a write for as long as the database is
 /// unreachable or busy, [`WRITE_ATTEMPTS`] times for any other failure, never past the worker's
 /// stop; pausing from 100 ms, doubling, up to [`MAX_WRITE_PAUSE`].
 struct Patience {

@@ -1,6 +1,5 @@
-//! Running one claimed task: the handler under its timeout and abort token, then recording the
-//! outcome through the fenced queue transitions: a success through the [`Completer`], which
-//! batches them, anything else here.
+//! Running one claimed task: the handler under its timeout and abort token, then handing what
+//! it came to ([`Outcome`]) to the [`Completer`], the one writer of outcomes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,63 +8,34 @@ use apikit::trace::TraceContext;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::completer::Completer;
-use super::state::{UnwrittenOutcome, WorkerState};
+use super::completer::{AttemptOf, Completer, Outcome};
+use super::running::Attempt;
+use super::state::WorkerState;
 use crate::handlers::{HandlerError, TaskContext};
-use crate::queue::{self, ClaimedTask, Failure, Fence, TaskId};
-use common::{AttemptOutcome, TaskStatus};
+use crate::queue::{ClaimedTask, Failure, TaskId};
 
-/// How an attempt ended, as far as the worker can tell.
-#[derive(Debug)]
-enum Outcome {
-    Succeeded(Value),
-    Ended(Ending),
+/// An attempt whose abort token fired has no outcome to write when a cancel or a lapsed lease
+/// fired it (the database already holds the truth); the worker's shutdown past its grace period
+/// hands it back.
+fn aborted(state: &WorkerState) -> Option<Outcome> {
+    state
+        .abort_all
+        .is_cancelled()
+        .then_some(Outcome::HandedBack)
 }
 
-/// An attempt that did not succeed.
-#[derive(Debug)]
-enum Ending {
-    Failed {
-        error: String,
-        failure: Failure,
-    },
-    /// The task was canceled or its lease lost: the database already holds the truth.
-    Aborted,
-    /// The worker is shutting down past its grace period: hand the task back.
-    Interrupted,
-}
-
-impl Ending {
-    /// An attempt whose abort token fired: the worker's shutdown past its grace period hands
-    /// it back; anything else (a cancel, a lapsed lease) left the truth in the database.
-    fn aborted(state: &WorkerState) -> Self {
-        if state.abort_all.is_cancelled() {
-            Ending::Interrupted
-        } else {
-            Ending::Aborted
-        }
-    }
-
-    fn failed(error: HandlerError) -> Self {
-        let failure = match error {
-            HandlerError::Permanent(_) => Failure::Permanent,
-            HandlerError::Retryable(_) => Failure::Retryable,
-        };
-        Ending::Failed {
-            error: error.to_string(),
-            failure,
-        }
+fn failed(error: HandlerError) -> Outcome {
+    let failure = match error {
+        HandlerError::Permanent(_) => Failure::Permanent,
+        HandlerError::Retryable(_) => Failure::Retryable,
+    };
+    Outcome::Failed {
+        error: error.to_string(),
+        failure,
     }
 }
-
-/// Attempts at recording an outcome that fails for a reason other than the database being
-/// unreachable or busy (a bug, most likely): after these the task is left to its lease.
-const RECORD_ATTEMPTS: u32 = 5;
-/// Longest pause between attempts at recording an outcome.
-const MAX_RECORD_PAUSE: Duration = Duration::from_secs(5);
 
 /// One of the worker's concurrency slots, held by an execution: counted busy until it is
 /// dropped, which also wakes the claim loop. Dropped however the execution ends (a panic too).
@@ -90,41 +60,6 @@ impl Drop for Slot {
         drop(self.permit.take());
         self.state.metrics.slot_taken(false);
         self.state.slot_freed.notify_one();
-    }
-}
-
-/// A claimed attempt not yet started, listed in `running` from its claim: its lease is renewed,
-/// and a cancel or a lapsed lease aborts it, also while it waits for a slot
-/// ([`ClaimedAhead`](super::ahead::ClaimedAhead)).
-pub(super) struct Attempt {
-    task: ClaimedTask,
-    /// When its claim's answer arrived.
-    held_since: Instant,
-    abort: CancellationToken,
-}
-
-impl Attempt {
-    /// Lists `task`, claimed by a statement sent at `claimed_at`, as running.
-    pub(super) fn hold(state: &WorkerState, task: ClaimedTask, claimed_at: Instant) -> Attempt {
-        let abort = state.abort_all.child_token();
-        state
-            .running
-            .insert(task.task_id(), task.fence(), abort.clone(), claimed_at);
-        Attempt {
-            task,
-            held_since: Instant::now(),
-            abort,
-        }
-    }
-
-    /// When its claim's answer arrived.
-    pub(super) fn held_since(&self) -> Instant {
-        self.held_since
-    }
-
-    /// The task and the fence of this attempt.
-    pub(super) fn key(&self) -> (TaskId, Fence) {
-        (self.task.task_id(), self.task.fence())
     }
 }
 
@@ -184,7 +119,7 @@ async fn run_attempt(
         // Canceled, its lease lost, or the worker stopped past its grace period, while it
         // waited for a slot: it never starts.
         tracing::info!(task_id = %id, attempt, "task aborted before it started: not run");
-        Outcome::Ended(Ending::aborted(&state))
+        aborted(&state)
     } else {
         tracing::info!(task_id = %id, attempt, task_type = %task.task_type, from = "PENDING", to = "RUNNING", worker_id = %state.config.worker_id, "task claimed");
         // The wait until the claim, and then for a slot.
@@ -194,51 +129,47 @@ async fn run_attempt(
         let outcome = run_handler(&state, task, abort, trace).await;
         if matches!(
             outcome,
-            Outcome::Succeeded(_) | Outcome::Ended(Ending::Failed { .. })
+            Some(Outcome::Succeeded(_) | Outcome::Failed { .. })
         ) {
             series.handler_returned(handler_started.elapsed());
         }
         outcome
     };
-    // Counted until the outcome is written: the slot goes on to other work meanwhile.
-    let unwritten = match started {
+    // The slot goes on to other work while the outcome is written.
+    let renewed = match started {
         Started::ByClaimLoop(slot) => {
-            let unwritten = UnwrittenOutcome::count(&state);
             hand_on(&state, &completer, slot);
-            Some(unwritten)
+            true
         }
-        Started::Once => None,
+        Started::Once => false,
     };
-    // Started by the claim loop: the heartbeat renews its lease.
-    let renewed = unwritten.is_some();
-    let written = match outcome {
-        Outcome::Succeeded(result) if renewed => {
-            let written = completer.complete(id, fence, result).await;
-            log_success(id, attempt, written);
-            written
+    match outcome {
+        None => {
+            tracing::info!(task_id = %id, attempt, "handler aborted: task canceled or its lease lost");
         }
-        Outcome::Succeeded(result) => {
-            // The fence keeps the write out if it lands after a rescue.
-            tokio::select! {
-                written = completer.complete(id, fence, result) => {
-                    log_success(id, attempt, written);
-                    written
-                }
-                _ = state.running.lapsed(id, fence) => {
-                    // Queued, it may still be written; not counted here then (metrics may
-                    // undercount, never overcount).
-                    tracing::warn!(task_id = %id, attempt, "success not recorded before the claim's lease lapsed; the task will be rescued");
-                    None
+        Some(outcome) => {
+            let of = AttemptOf {
+                id,
+                fence,
+                span: tracing::Span::current(),
+                series,
+            };
+            if renewed {
+                // The heartbeat renews the lease meanwhile, so an outcome that waits for the
+                // database to come back is still ours to write when it does.
+                completer.record(of, outcome).await;
+            } else {
+                // Nothing renews it: wait only while it is surely ours. The fence keeps the
+                // write out if it lands after a rescue.
+                tokio::select! {
+                    _ = completer.record(of, outcome) => {}
+                    _ = state.running.lapsed(id, fence) => {
+                        tracing::warn!(task_id = %id, attempt, "outcome not recorded before the claim's lease lapsed; the task will be rescued");
+                    }
                 }
             }
         }
-        Outcome::Ended(ending) => record_until_written(&state, id, fence, ending).await,
-    };
-    if let Some(outcome) = written {
-        series.attempt_ended(outcome);
     }
-    // The lease is renewed until here, so an outcome that waits for the database to come back
-    // is still ours to write when it does.
     state.running.remove(id, fence);
 }
 
@@ -254,20 +185,6 @@ fn hand_on(state: &Arc<WorkerState>, completer: &Completer, slot: Slot) {
             ));
         }
         None => drop(slot),
-    }
-}
-
-/// The log line of a success handed to the completer, in the attempt's span.
-fn log_success(id: TaskId, attempt: i32, written: Option<AttemptOutcome>) {
-    match written {
-        Some(AttemptOutcome::Succeeded) => {
-            tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "SUCCEEDED", "task succeeded");
-        }
-        // The completer logged why the result could not be stored.
-        Some(_) => {}
-        None => {
-            tracing::info!(task_id = %id, attempt, "success not recorded: task was canceled or rescued, or the worker is stopping");
-        }
     }
 }
 
@@ -290,10 +207,10 @@ async fn run_handler(
     task: ClaimedTask,
     abort: tokio_util::sync::CancellationToken,
     trace: TraceContext,
-) -> Outcome {
+) -> Option<Outcome> {
     let task_id = task.task_id();
     let Some(handler) = state.registry.get(&task.task_type) else {
-        return Outcome::Ended(Ending::failed(HandlerError::Permanent(format!(
+        return Some(failed(HandlerError::Permanent(format!(
             "no handler registered for type {:?}",
             task.task_type
         ))));
@@ -320,103 +237,16 @@ async fn run_handler(
         biased;
         _ = abort.cancelled() => {
             stop_handler(run, task_id).await;
-            Outcome::Ended(Ending::aborted(state))
+            aborted(state)
         }
         _ = tokio::time::sleep(timeout) => {
             stop_handler(run, task_id).await;
-            Outcome::Ended(Ending::Failed { error: format!("timed out after {} ms", timeout.as_millis()), failure: Failure::TimedOut })
+            Some(Outcome::Failed { error: format!("timed out after {} ms", timeout.as_millis()), failure: Failure::TimedOut })
         }
         joined = &mut run => match joined {
-            Ok(Ok(result)) => Outcome::Succeeded(result),
-            Ok(Err(error)) => Outcome::Ended(Ending::failed(error)),
-            Err(e) => Outcome::Ended(Ending::failed(HandlerError::Retryable(format!("handler panicked: {e}")))),
+            Ok(Ok(result)) => Some(Outcome::Succeeded(result)),
+            Ok(Err(error)) => Some(failed(error)),
+            Err(e) => Some(failed(HandlerError::Retryable(format!("handler panicked: {e}")))),
         },
     }
-}
-
-/// Records `ending`, for as long as the database is unreachable or busy and the attempt's
-/// lease is still ours: it is renewed meanwhile (or, while the server is down, cannot be taken
-/// over), so a failure met during an outage is counted when the database returns. Returns the
-/// attempt's outcome when this wrote it (not when the fence kept it out, nor for an abort,
-/// whose outcome the cancel or the rescue wrote).
-async fn record_until_written(
-    state: &WorkerState,
-    id: TaskId,
-    fence: Fence,
-    mut ending: Ending,
-) -> Option<AttemptOutcome> {
-    let attempt = fence.attempt;
-    let mut pause = Duration::from_millis(100);
-    let mut other_failures = 0;
-    loop {
-        let e = match record(state, id, fence, &ending).await {
-            Ok(written) => return written,
-            Err(e) => e,
-        };
-        if !state.running.is_ours(id, fence, Instant::now()) {
-            // Its lease may have lapsed: the rescuer decides now, and a late write would be
-            // fenced out anyway.
-            tracing::warn!(task_id = %id, attempt, error = %e, "outcome not recorded before the lease lapsed; the task will be rescued");
-            return None;
-        }
-        if !apikit::db::is_transient(&e) {
-            other_failures += 1;
-            if apikit::db::is_invalid_data(&e) {
-                // The outcome cannot be stored as it is; record the refusal instead.
-                tracing::warn!(task_id = %id, attempt, error = %e, "outcome refused by the database; recording the refusal");
-                ending = Ending::failed(HandlerError::Permanent(format!(
-                    "the attempt's outcome could not be stored: {e}"
-                )));
-            }
-            if other_failures >= RECORD_ATTEMPTS {
-                // The lease will expire and the rescuer will retry the task: at-least-once.
-                tracing::error!(task_id = %id, attempt, error = %e, "outcome lost; the task will be rescued when its lease expires");
-                return None;
-            }
-        }
-        tracing::warn!(task_id = %id, attempt, error = %e, "recording outcome failed; retrying");
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(MAX_RECORD_PAUSE);
-    }
-}
-
-async fn record(
-    state: &WorkerState,
-    id: TaskId,
-    fence: Fence,
-    ending: &Ending,
-) -> Result<Option<AttemptOutcome>, sqlx::Error> {
-    let pool = &state.pool;
-    let attempt = fence.attempt;
-    let written = match ending {
-        Ending::Failed { error, failure } => {
-            let delay = state.config.backoff.delay(attempt);
-            match queue::mark_failed_or_retry(pool, id, fence, error, delay, *failure).await? {
-                Some(failed) => {
-                    tracing::info!(task_id = %id, attempt, from = "RUNNING", to = %failed.status(), next_attempt_at = ?failed.next_attempt_at, error = %error, "task attempt failed");
-                    Some(match (failure, failed.status()) {
-                        (Failure::TimedOut, _) => AttemptOutcome::Timeout,
-                        (_, TaskStatus::Pending) => AttemptOutcome::Retry,
-                        _ => AttemptOutcome::Failed,
-                    })
-                }
-                None => {
-                    tracing::info!(task_id = %id, attempt, "late outcome discarded: task was canceled or rescued");
-                    None
-                }
-            }
-        }
-        Ending::Aborted => {
-            tracing::info!(task_id = %id, attempt, "handler aborted: task canceled or its lease lost");
-            None
-        }
-        Ending::Interrupted => {
-            let released = queue::release(pool, id, fence).await?;
-            if released {
-                tracing::info!(task_id = %id, attempt, from = "RUNNING", to = "PENDING", "task handed back on shutdown");
-            }
-            released.then_some(AttemptOutcome::Released)
-        }
-    };
-    Ok(written)
 }

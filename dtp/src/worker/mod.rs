@@ -73,6 +73,7 @@ impl Worker {
         let background = CancellationToken::new();
         let (completer, completing) = Completer::start(
             &state.pool,
+            state.config.backoff,
             background.clone(),
             state.outcomes_written.clone(),
         );
@@ -151,8 +152,12 @@ impl Worker {
         drop(conn);
         let count = claimed.len();
         let stop = CancellationToken::new();
-        let (completer, completing) =
-            Completer::start(&state.pool, stop.clone(), state.outcomes_written.clone());
+        let (completer, completing) = Completer::start(
+            &state.pool,
+            state.config.backoff,
+            stop.clone(),
+            state.outcomes_written.clone(),
+        );
         let runs: Vec<_> = claimed
             .into_iter()
             .map(|task| {
@@ -160,7 +165,9 @@ impl Worker {
                 tokio::spawn(executor::execute(
                     state.clone(),
                     completer,
-                    executor::Attempt::hold(state, task, sent),
+                    state
+                        .running
+                        .hold(task, state.abort_all.child_token(), sent),
                     executor::Started::Once,
                 ))
             })

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{Fence, TaskId};
+use crate::queue::{ClaimedTask, Fence, TaskId};
 
-struct Attempt {
+struct Lease {
     abort: CancellationToken,
     /// When the last renewal that succeeded (or the claim) was sent.
     renewed_at: Instant,
@@ -28,7 +28,7 @@ pub(crate) struct RunningTasks {
     /// How long after its claim or renewal was sent an attempt is surely ours
     /// (`WorkerConfig::lease_held`).
     held_for: Duration,
-    attempts: Mutex<HashMap<(TaskId, Fence), Attempt>>,
+    attempts: Mutex<HashMap<(TaskId, Fence), Lease>>,
 }
 
 impl RunningTasks {
@@ -48,12 +48,28 @@ impl RunningTasks {
         abort: CancellationToken,
         claimed_at: Instant,
     ) {
-        let attempt = Attempt {
+        let attempt = Lease {
             abort,
             renewed_at: claimed_at,
             ours_until: claimed_at + self.held_for,
         };
         self.lock().insert((id, fence), attempt);
+    }
+
+    /// Lists `task`, claimed by a statement sent at `claimed_at`, as running, aborted by
+    /// `abort`.
+    pub(super) fn hold(
+        &self,
+        task: ClaimedTask,
+        abort: CancellationToken,
+        claimed_at: Instant,
+    ) -> Attempt {
+        self.insert(task.task_id(), task.fence(), abort.clone(), claimed_at);
+        Attempt {
+            task,
+            held_since: Instant::now(),
+            abort,
+        }
     }
 
     pub(crate) fn remove(&self, id: TaskId, fence: Fence) {
@@ -90,13 +106,6 @@ impl RunningTasks {
                 attempt.ours_until = attempt.ours_until.max(until.min(cap));
             }
         }
-    }
-
-    /// Whether the attempt is still listed and its lease still ours at `now`.
-    pub(crate) fn is_ours(&self, id: TaskId, fence: Fence, now: Instant) -> bool {
-        self.lock()
-            .get(&(id, fence))
-            .is_some_and(|attempt| attempt.ours_until > now)
     }
 
     /// Resolves once the attempt's lease may no longer be ours (or it is no longer listed):
@@ -144,9 +153,26 @@ impl RunningTasks {
         self.lock().len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<(TaskId, Fence), Attempt>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(TaskId, Fence), Lease>> {
         // A panic while holding this lock cannot leave the map half-updated: every operation is
         // a single insert, remove, or update of one field.
         self.attempts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A claimed attempt not yet started, listed in `running` from its claim: its lease is renewed,
+/// and a cancel or a lapsed lease aborts it, also while it waits for a slot
+/// ([`ClaimedAhead`](super::ahead::ClaimedAhead)).
+pub(super) struct Attempt {
+    pub(super) task: ClaimedTask,
+    /// When its claim's answer arrived.
+    pub(super) held_since: Instant,
+    pub(super) abort: CancellationToken,
+}
+
+impl Attempt {
+    /// The task and the fence of this attempt.
+    pub(super) fn key(&self) -> (TaskId, Fence) {
+        (self.task.task_id(), self.task.fence())
     }
 }

@@ -3,7 +3,7 @@
 //! [`Worker::new`](super::Worker::new); the parts read it and never replace any of it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use sqlx::PgPool;
@@ -44,11 +44,6 @@ pub(super) struct WorkerState {
     pub(super) outcomes_written: Arc<Notify>,
     /// A slot was freed.
     pub(super) slot_freed: Notify,
-    /// Attempts whose slot went on to other work before their outcome was written
-    /// ([`UnwrittenOutcome`]).
-    unwritten: AtomicUsize,
-    /// Their number fell below [`MAX_UNWRITTEN`].
-    pub(super) unwritten_eased: Notify,
     /// Tasks claimed ahead of free slots, which slots take as their tasks finish.
     pub(super) ahead: ClaimedAhead,
     /// Fired when the shutdown grace period is over: every handler still running is aborted and
@@ -58,39 +53,7 @@ pub(super) struct WorkerState {
     pub(super) metrics: DtpMetrics,
 }
 
-/// Outcomes waiting to be written beyond which the claim loop stops claiming: two of the
-/// completer's full batches. Under load the wait is what one batch gathers, a few hundred at
-/// most; more means the writes are failing (the database, or the pooler in front of it, is
-/// unreachable while the claim loop's direct connection is not), and every task finished but
-/// not recorded would run again if this process died.
-pub(super) const MAX_UNWRITTEN: usize = 2 * super::completer::MAX_BATCH;
-
-/// One attempt whose slot went on to other work before its outcome was written, counted from
-/// then until the outcome is written or given up.
-pub(super) struct UnwrittenOutcome(Arc<WorkerState>);
-
-impl UnwrittenOutcome {
-    pub(super) fn count(state: &Arc<WorkerState>) -> Self {
-        state.unwritten.fetch_add(1, Ordering::Relaxed);
-        UnwrittenOutcome(state.clone())
-    }
-}
-
-impl Drop for UnwrittenOutcome {
-    fn drop(&mut self) {
-        if self.0.unwritten.fetch_sub(1, Ordering::Relaxed) == MAX_UNWRITTEN {
-            self.0.unwritten_eased.notify_one();
-        }
-    }
-}
-
 impl WorkerState {
-    /// Whether so many outcomes wait to be written that claiming should stop
-    /// ([`MAX_UNWRITTEN`]).
-    pub(super) fn too_many_unwritten(&self) -> bool {
-        self.unwritten.load(Ordering::Relaxed) >= MAX_UNWRITTEN
-    }
-
     pub(super) fn new(
         pool: PgPool,
         registry: HandlerRegistry,
@@ -110,8 +73,6 @@ impl WorkerState {
             announced: Mutex::new(HashMap::new()),
             outcomes_written: Arc::new(Notify::new()),
             slot_freed: Notify::new(),
-            unwritten: AtomicUsize::new(0),
-            unwritten_eased: Notify::new(),
             ahead: ClaimedAhead::new(),
             abort_all: CancellationToken::new(),
             metrics,
