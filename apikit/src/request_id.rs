@@ -2,16 +2,19 @@
 //! answer, recorded in the request's log span with its trace id, and passed on to DTP by
 //! TaskPilot with its `traceparent` ([`Caller`]).
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request as AxumRequest};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Request};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::Router;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId as TowerRequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 
-use crate::trace::TraceContext;
+use crate::trace::{FollowedTrace, TraceContext, TRACEPARENT};
 
 /// The header that carries the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -41,10 +44,37 @@ pub fn with_request_id<S: Clone + Send + Sync + 'static>(router: Router<S>) -> R
     let header = HeaderName::from_static(REQUEST_ID_HEADER);
     router
         .layer(PropagateRequestIdLayer::new(header.clone()))
-        // The request's span is made by `trace::assign`, outside, which runs first.
+        // The request's span is made by `assign`, outside, which runs first.
         .layer(TraceLayer::new_for_http().make_span_with(|_: &Request<_>| tracing::Span::current()))
-        .layer(axum::middleware::from_fn(crate::trace::assign))
+        .layer(axum::middleware::from_fn(assign))
         .layer(SetRequestIdLayer::new(header, RandomId))
+}
+
+/// Middleware: the request's log span (method, path, request id, trace id), continuing the
+/// caller's trace (see [`crate::telemetry::continue_trace`]), and the span's context for
+/// [`TraceContext`]'s extractor.
+async fn assign(mut request: AxumRequest, next: Next) -> Response {
+    let parent = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse);
+    let request_id = request_id_of(request.headers());
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+    );
+    let context = crate::telemetry::continue_trace(&span, parent);
+    span.record("trace_id", context.trace_id_hex());
+    let followed = parent.is_some() || crate::telemetry::exporting();
+    request.extensions_mut().insert(context);
+    request
+        .extensions_mut()
+        .insert(FollowedTrace(followed.then_some(context)));
+    next.run(request).instrument(span).await
 }
 
 /// What a request passes on to the services it calls: its id and its span context.

@@ -10,11 +10,8 @@
 
 use std::fmt;
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::Response;
-use tracing::Instrument;
 
 /// The header.
 pub const TRACEPARENT: &str = "traceparent";
@@ -100,33 +97,6 @@ fn nonzero<T: Default + PartialEq + From<u8>>(value: T) -> T {
     } else {
         value
     }
-}
-
-/// Middleware: the request's log span (method, path, request id, trace id), continuing the
-/// caller's trace (see [`crate::telemetry::continue_trace`]), and the span's context for
-/// [`TraceContext`]'s extractor.
-pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
-    let parent = request
-        .headers()
-        .get(TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceContext::parse);
-    let request_id = crate::request_id::request_id_of(request.headers());
-    let span = tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id = %request_id,
-        trace_id = tracing::field::Empty,
-    );
-    let context = crate::telemetry::continue_trace(&span, parent);
-    span.record("trace_id", context.trace_id_hex());
-    let followed = parent.is_some() || crate::telemetry::exporting();
-    request.extensions_mut().insert(context);
-    request
-        .extensions_mut()
-        .insert(FollowedTrace(followed.then_some(context)));
-    next.run(request).instrument(span).await
 }
 
 /// The request's span context when someone follows its trace: the caller sent a `traceparent`,

@@ -109,7 +109,7 @@ impl App {
             metrics,
         };
         Ok(App {
-            server: HttpServer::bind(config.addr, api::router(state, exposition)).await?,
+            server: HttpServer::bind(config.addr, router(state, exposition)).await?,
             worker,
             rescuer,
             maintenance,
@@ -148,4 +148,20 @@ impl App {
         self.pool.close().await;
         served
     }
+}
+
+/// Everything the service answers over HTTP: the API, health routes, `/metrics` (answered by
+/// `metrics`), the dashboard at `/ui` (behind its own sign-in), problem-JSON fallbacks, limits,
+/// request ids and request logging.
+pub fn router(state: AppState, metrics: apikit::metrics::Exposition) -> axum::Router {
+    let (config, pool) = (state.config.clone(), state.pool.clone());
+    let dashboard = crate::ui::router(state.clone(), config.ui);
+    let tasks = api::routes().with_state(state);
+    let open = apikit::metrics::metrics_router(metrics, config.metrics_token.clone())
+        .nest("/ui", dashboard)
+        .route(
+            "/ui/",
+            axum::routing::get(|| async { axum::response::Redirect::permanent("/ui") }),
+        );
+    apikit::edge_router("dtp", &config.edge, tasks, open, pool, &config.http_metrics)
 }

@@ -305,7 +305,7 @@ impl Config {
             },
             metrics_token: self.metrics_token.clone(),
             http_metrics: apikit::metrics::HttpMetrics::default(),
-            ui: crate::ui::UiOptions {
+            ui: crate::api::UiOptions {
                 read_only: self.ui_read_only,
             },
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use apikit::metrics::HttpMetrics;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use dtp::api::{self, ApiConfig, AppState};
+use dtp::api::{ApiConfig, AppState};
 use dtp::handlers::HandlerRegistry;
 use dtp::metrics::DtpMetrics;
 use sqlx::postgres::PgPoolOptions;
@@ -40,7 +40,7 @@ fn unreachable_state() -> AppState {
 fn unreachable_router() -> axum::Router {
     let state = unreachable_state();
     let exposition = dtp::app::exposition(&state.pool, &state.metrics, &state.config.http_metrics);
-    api::router(state, exposition)
+    dtp::app::router(state, exposition)
 }
 
 async fn status_and_type(path: &str, method: &str, body: &str) -> (StatusCode, String) {

@@ -4,6 +4,8 @@
 mod bulk;
 pub mod error;
 pub(crate) mod list;
+mod new_task;
+mod openapi;
 mod operate;
 pub(crate) mod operator;
 mod queues;
@@ -38,7 +40,14 @@ pub struct ApiConfig {
     /// The requests' metrics.
     pub http_metrics: apikit::metrics::HttpMetrics,
     /// The dashboard at `/ui` (`DTP_UI_READ_ONLY`).
-    pub ui: crate::ui::UiOptions,
+    pub ui: UiOptions,
+}
+
+/// How the dashboard behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UiOptions {
+    /// Hide every action and refuse any that is sent anyway (`DTP_UI_READ_ONLY`).
+    pub read_only: bool,
 }
 
 /// Shared by every request handler.
@@ -57,13 +66,12 @@ pub struct AppState {
     pub metrics: DtpMetrics,
 }
 
-/// The whole API: task routes, health routes, `/metrics` (answered by `metrics`), the dashboard
-/// at `/ui` (behind its own sign-in), problem-JSON fallbacks, limits, request ids and request
-/// logging.
-pub fn router(state: AppState, metrics: apikit::metrics::Exposition) -> Router {
-    let (config, pool) = (state.config.clone(), state.pool.clone());
-    let routes = [
+/// The API's routes (tasks, queues, schedules, workers, stats, `/openapi.json`), for
+/// [`crate::app::router`] to serve beside the dashboard behind the service's edge.
+pub fn routes() -> Router<AppState> {
+    [
         tasks::router(),
+        openapi::router(),
         list::router(),
         operate::router(),
         bulk::router(),
@@ -71,15 +79,7 @@ pub fn router(state: AppState, metrics: apikit::metrics::Exposition) -> Router {
         schedules::router(),
         workers::router(),
         stats::router(),
-    ];
-    let tasks = routes.into_iter().fold(Router::new(), Router::merge);
-    let dashboard = crate::ui::router(state.clone(), config.ui);
-    let tasks = tasks.with_state(state);
-    let open = apikit::metrics::metrics_router(metrics, config.metrics_token.clone())
-        .nest("/ui", dashboard)
-        .route(
-            "/ui/",
-            axum::routing::get(|| async { axum::response::Redirect::permanent("/ui") }),
-        );
-    apikit::edge_router("dtp", &config.edge, tasks, open, pool, &config.http_metrics)
+    ]
+    .into_iter()
+    .fold(Router::new(), Router::merge)
 }

@@ -2,10 +2,12 @@
 //! both call these, so a cancel from either counts the stopped attempt in the metrics, logs
 //! the same line and refuses the same input.
 
+use apikit::metrics::SECONDS_BUCKETS;
 use common::limits::is_queue_name;
 use common::queue::bounds::{CONCURRENCY_LIMIT, MAX_RATE_PER_SECOND};
 use common::{
-    AttemptOutcome, BulkAction, BulkFilter, BulkOutcome, Queue, QueuePatch, StatsList, TaskView,
+    AttemptOutcome, BulkAction, BulkFilter, BulkOutcome, Queue, QueuePatch, StatsList, StatsMinute,
+    TaskView,
 };
 
 pub(crate) use super::schedules::change_schedule;
@@ -176,5 +178,75 @@ pub(crate) async fn stats(
         crate::metrics::MINUTE_BUCKETS,
     )
     .await?;
-    Ok(super::stats::summarize(rows))
+    Ok(summarize(rows))
+}
+
+/// Each minute's counts, and its percentiles read from its buckets.
+fn summarize(rows: Vec<queue::MinuteRow>) -> StatsList {
+    let minutes = rows
+        .into_iter()
+        .map(|row| {
+            let c = row.counted;
+            StatsMinute {
+                minute: row.minute,
+                succeeded: c.succeeded,
+                failed: c.failed,
+                retried: c.retried,
+                started: c.wait_buckets.iter().sum(),
+                queue_wait_p50_ms: percentile_ms(&c.wait_buckets, 0.5),
+                queue_wait_p95_ms: percentile_ms(&c.wait_buckets, 0.95),
+                run_p50_ms: percentile_ms(&c.run_buckets, 0.5),
+                run_p95_ms: percentile_ms(&c.run_buckets, 0.95),
+            }
+        })
+        .collect();
+    StatsList { minutes }
+}
+
+/// The `q` quantile of the observations counted in `buckets` (per bound of
+/// [`SECONDS_BUCKETS`], then one past the last), in ms: interpolated within its bucket as
+/// Prometheus' `histogram_quantile` does, and the last bound for the bucket past it.
+fn percentile_ms(buckets: &[i64], q: f64) -> Option<f64> {
+    let total: i64 = buckets.iter().sum();
+    if total <= 0 {
+        return None;
+    }
+    // Counts below 2^53: exact as floats.
+    #[allow(clippy::cast_precision_loss)]
+    let rank = q * total as f64;
+    let mut below = 0i64;
+    for (i, &count) in buckets.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let reached = (below + count) as f64 >= rank && count > 0;
+        if reached {
+            let Some(&upper) = SECONDS_BUCKETS.get(i) else {
+                return SECONDS_BUCKETS.last().map(|s| s * 1000.0);
+            };
+            let lower = if i == 0 { 0.0 } else { SECONDS_BUCKETS[i - 1] };
+            #[allow(clippy::cast_precision_loss)]
+            let within = (rank - below as f64) / count as f64;
+            return Some((lower + (upper - lower) * within) * 1000.0);
+        }
+        below += count;
+    }
+    SECONDS_BUCKETS.last().map(|s| s * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_read_from_the_buckets() {
+        let mut buckets = vec![0; SECONDS_BUCKETS.len() + 1];
+        assert_eq!(percentile_ms(&buckets, 0.5), None);
+        // 100 observations in (1 ms, 2.5 ms]: the median is halfway.
+        buckets[2] = 100;
+        let median = percentile_ms(&buckets, 0.5).expect("some");
+        assert!((median - 1.75).abs() < 1e-9, "{median}");
+        // One slow one past the last bound: the 100th percentile is the last bound.
+        buckets[SECONDS_BUCKETS.len()] = 1;
+        assert_eq!(percentile_ms(&buckets, 1.0), Some(60_000.0));
+        assert!(percentile_ms(&buckets, 0.95).expect("some") <= 2.5);
+    }
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use common::limits::is_queue_name;
 use common::{CreateTask, NewSchedule, Schedule, ScheduleList, SchedulePatch};
 
-use super::tasks::validate as validate_task;
+use super::new_task::validate as validate_task;
 use super::{ApiError, AppState};
 use crate::cadence::Cadence;
 use crate::queue::{self, ScheduleFields};

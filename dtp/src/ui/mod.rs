@@ -19,16 +19,10 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use crate::api::UiOptions;
 use crate::api::{ApiError, AppState};
 
 pub use access::Ctx;
-
-/// How the dashboard behaves.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct UiOptions {
-    /// Hide every action and refuse any that is sent anyway (`DTP_UI_READ_ONLY`).
-    pub read_only: bool,
-}
 
 /// What the pages share: the API's state (pool, settings, metrics, tokens) and the options.
 #[derive(Debug, Clone)]
