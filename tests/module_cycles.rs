@@ -47,10 +47,14 @@ fn no_module_of_any_crate_is_in_an_import_cycle() {
             })
             .collect();
         let known: BTreeSet<&Module> = modules.keys().collect();
+        let reexports: BTreeMap<(Module, String), Module> = modules
+            .iter()
+            .flat_map(|(module, code)| reexports_of(module, code))
+            .collect();
         let mut edges: BTreeMap<Module, BTreeSet<(String, String)>> = BTreeMap::new();
         for (module, code) in &modules {
             for target in paths_named(module, code) {
-                let Some(target) = deepest_known(&known, &target) else {
+                let Some(target) = resolve(&known, &reexports, &target) else {
                     continue;
                 };
                 if let Some((parent, from, to)) = siblings(module, &target) {
@@ -103,6 +107,16 @@ fn the_check_finds_a_cycle_and_resolves_paths_as_rustc_does() {
         Some((vec![], "api".to_owned(), "ui".to_owned()))
     );
     assert_eq!(siblings(&module, &vec!["api".to_owned()]), None);
+
+    // `ui::Ctx`, re-exported from `ui::access`, is a use of `ui::access`.
+    let ui: Module = vec!["ui".into()];
+    let access: Module = vec!["ui".into(), "access".into()];
+    let known: BTreeSet<&Module> = [&ui, &access].into_iter().collect();
+    let reexports: BTreeMap<_, _> = reexports_of(&ui, "pub use access::Ctx;")
+        .into_iter()
+        .collect();
+    let ctx = vec!["ui".to_owned(), "Ctx".to_owned()];
+    assert_eq!(resolve(&known, &reexports, &ctx), Some(access.clone()));
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
@@ -242,6 +256,63 @@ fn absolute(module: &Module, path: &[String]) -> Module {
     }
     absolute.extend(segments.map(str::to_owned));
     absolute
+}
+
+/// What each `pub use` (of any visibility) of `module` makes it name: `(module, name)` to the
+/// path it stands for. A path through a re-export is a use of the module the item comes from.
+fn reexports_of(module: &Module, code: &str) -> Vec<((Module, String), Module)> {
+    let mut found = Vec::new();
+    for statement in code.split(';') {
+        let statement = statement.trim();
+        let Some(tree) = ["pub use ", "pub(crate) use ", "pub(super) use "]
+            .iter()
+            .find_map(|start| statement.strip_prefix(start))
+        else {
+            continue;
+        };
+        let tree = tree.trim();
+        let rooted = ["crate::", "super::", "self::"]
+            .iter()
+            .any(|start| tree.starts_with(start));
+        let tree = if rooted {
+            tree.to_owned()
+        } else {
+            // A path from a child module of this one (`pub use access::Ctx`).
+            format!("self::{tree}")
+        };
+        for path in use_tree(&tree) {
+            let Some(name) = path.last().filter(|n| *n != "*") else {
+                continue;
+            };
+            found.push(((module.clone(), name.clone()), absolute(module, &path)));
+        }
+    }
+    found
+}
+
+/// The module `path` is in, following re-exports to where their items come from.
+fn resolve(
+    known: &BTreeSet<&Module>,
+    reexports: &BTreeMap<(Module, String), Module>,
+    path: &Module,
+) -> Option<Module> {
+    let mut path = path.clone();
+    // Re-exports of re-exports, a few deep at most.
+    for _ in 0..8 {
+        let module = deepest_known(known, &path)?;
+        let Some(name) = path.get(module.len()) else {
+            return Some(module);
+        };
+        match reexports.get(&(module.clone(), name.clone())) {
+            Some(source) if source != &path => {
+                let mut next = source.clone();
+                next.extend(path[module.len() + 1..].iter().cloned());
+                path = next;
+            }
+            _ => return Some(module),
+        }
+    }
+    deepest_known(known, &path)
 }
 
 /// The deepest module of `known` that `path` is in.

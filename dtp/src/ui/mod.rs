@@ -8,6 +8,7 @@
 
 mod access;
 mod charts;
+mod ctx;
 mod fleet;
 mod layout;
 mod overview;
@@ -22,7 +23,7 @@ use axum::Router;
 pub use crate::api::UiOptions;
 use crate::api::{ApiError, AppState};
 
-pub use access::Ctx;
+pub use ctx::Ctx;
 
 /// What the pages share: the API's state (pool, settings, metrics, tokens) and the options.
 #[derive(Debug, Clone)]

@@ -71,6 +71,8 @@ struct Pending {
     attempt: AttemptOf,
     outcome: Outcome,
     written: oneshot::Sender<Option<AttemptOutcome>>,
+    /// Counted in the backlog until answered.
+    _counted: Counted,
 }
 
 /// The sending side, held by executors and read by the claim loop.
@@ -128,25 +130,28 @@ impl Completer {
         (Completer { tx, backlog }, handle)
     }
 
-    /// Hands over `outcome` and waits until it is written: what was recorded for the attempt,
-    /// `None` when the fence did not hold (canceled or rescued meanwhile), the write was given
-    /// up, or the worker is stopping.
-    pub(super) async fn record(
+    /// Hands over `outcome` at once (it is written whether or not the answer is awaited) and
+    /// returns the answer: what was recorded for the attempt, `None` when the fence did not
+    /// hold (canceled or rescued meanwhile), the write was given up, or the worker is stopping.
+    pub(super) fn record(
         &self,
         attempt: AttemptOf,
         outcome: Outcome,
-    ) -> Option<AttemptOutcome> {
-        let _counted = Counted::new(&self.backlog);
+    ) -> impl std::future::Future<Output = Option<AttemptOutcome>> + use<> {
+        let counted = Counted::new(&self.backlog);
         let (written, answer) = oneshot::channel();
         let queued = self.tx.send(Pending {
             attempt,
             outcome,
             written,
+            _counted: counted,
         });
-        if queued.is_err() {
-            return None;
+        async move {
+            if queued.is_err() {
+                return None;
+            }
+            answer.await.ok().flatten()
         }
-        answer.await.ok().flatten()
     }
 
     /// Whether so many outcomes wait to be written that claiming should stop
@@ -215,6 +220,7 @@ impl Writer {
             attempt,
             outcome,
             written,
+            _counted,
         } in batch
         {
             let (id, fence) = (attempt.id, attempt.fence);
@@ -232,7 +238,7 @@ impl Writer {
                 }
                 Outcome::HandedBack => handed_back.push((id, fence)),
             }
-            attempts.insert((id, fence), (attempt, written));
+            attempts.insert((id, fence), (attempt, written, _counted));
         }
         let mut patience = Patience::new();
         let mut recorded = HashMap::new();
@@ -245,7 +251,7 @@ impl Writer {
             .await;
         self.write_hand_backs(&handed_back, &mut patience, &mut recorded)
             .await;
-        for ((id, fence), (attempt, written)) in attempts {
+        for ((id, fence), (attempt, written, _counted)) in attempts {
             let outcome = recorded.remove(&(id, fence));
             attempt.span.in_scope(|| log_recorded(id, fence, &outcome));
             if let Some(Recorded { outcome, .. }) = &outcome {
@@ -296,11 +302,14 @@ impl Writer {
                         failure: Failure::Permanent,
                     });
                 }
+                Err(e) if timed_out(&e) && part.len() > 1 => {
+                    let (left, right) = part.split_at(part.len() / 2);
+                    parts.extend([right, left]);
+                }
                 Err(e) => {
-                    if !self.try_again(patience, &e, part.len()).await {
-                        return refused;
+                    if self.try_again(patience, &e, part.len()).await {
+                        parts.push(part);
                     }
-                    parts.push(part);
                 }
             }
         }
@@ -358,11 +367,14 @@ impl Writer {
                     part[0].failure = Failure::Permanent;
                     parts.push(part);
                 }
+                Err(e) if timed_out(&e) && part.len() > 1 => {
+                    let right = part.split_off(part.len() / 2);
+                    parts.extend([right, part]);
+                }
                 Err(e) => {
-                    if !self.try_again(patience, &e, part.len()).await {
-                        return;
+                    if self.try_again(patience, &e, part.len()).await {
+                        parts.push(part);
                     }
-                    parts.push(part);
                 }
             }
         }
@@ -389,18 +401,22 @@ impl Writer {
                         }
                     }
                 }
+                Err(e) if timed_out(&e) && part.len() > 1 => {
+                    let (left, right) = part.split_at(part.len() / 2);
+                    parts.extend([right, left]);
+                }
                 Err(e) => {
-                    if !self.try_again(patience, &e, part.len()).await {
-                        return;
+                    if self.try_again(patience, &e, part.len()).await {
+                        parts.push(part);
                     }
-                    parts.push(part);
                 }
             }
         }
     }
 
     /// After a failed write of `outcomes` outcomes: pauses and says to try again, or says to
-    /// give up (the worker is stopping, or the failure is not the database being away).
+    /// give up on them (the worker is stopping, or writes have failed too often for another
+    /// reason than the server being down); the rest of the batch is still tried.
     async fn try_again(&self, patience: &mut Patience, e: &sqlx::Error, outcomes: usize) -> bool {
         if !patience.failed(e, &self.stop) {
             // Their leases will expire and the rescuer will retry them: at-least-once.
@@ -461,9 +477,11 @@ fn log_recorded(id: TaskId, fence: Fence, recorded: &Option<Recorded>) {
     }
 }
 
-/// The one policy for writing outcomes: keep at a write for as long as the database is
-/// unreachable or busy, [`WRITE_ATTEMPTS`] times for any other failure, never past the worker's
-/// stop; pausing from 100 ms, doubling, up to [`MAX_WRITE_PAUSE`].
+/// The one policy for writing outcomes: keep at a write for as long as the database cannot be
+/// reached (the heartbeat's watch decides meanwhile whether the attempts are still ours),
+/// [`WRITE_ATTEMPTS`] times in a batch for any other failure (a statement or lock timeout, a
+/// serialization failure, a bug: the tasks are then left to their leases and the rescuer),
+/// never past the worker's stop; pausing from 100 ms, doubling, up to [`MAX_WRITE_PAUSE`].
 struct Patience {
     pause: Duration,
     other_failures: u32,
@@ -479,7 +497,7 @@ impl Patience {
 
     /// Counts the failure `e`; whether to try again.
     fn failed(&mut self, e: &sqlx::Error, stop: &CancellationToken) -> bool {
-        if !apikit::db::is_transient(e) {
+        if !apikit::db::is_unavailable(e) {
             self.other_failures += 1;
         }
         !stop.is_cancelled() && self.other_failures < WRITE_ATTEMPTS
@@ -493,4 +511,10 @@ impl Patience {
         }
         self.pause = (self.pause * 2).min(MAX_WRITE_PAUSE);
     }
+}
+
+/// Whether `e` is a statement or lock wait that ran out of time: a batch split in two may
+/// leave the row that waited alone, and the others written.
+fn timed_out(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|code| code == "57014" || code == "55P03"))
 }

@@ -161,10 +161,12 @@ async fn run_attempt(
             } else {
                 // Nothing renews it: wait only while it is surely ours. The fence keeps the
                 // write out if it lands after a rescue.
+                let written = completer.record(of, outcome);
                 tokio::select! {
-                    _ = completer.record(of, outcome) => {}
+                    biased;
+                    _ = written => {}
                     _ = state.running.lapsed(id, fence) => {
-                        tracing::warn!(task_id = %id, attempt, "outcome not recorded before the claim's lease lapsed; the task will be rescued");
+                        tracing::warn!(task_id = %id, attempt, "outcome not written before the claim's lease lapsed: written later only if no rescue came first");
                     }
                 }
             }
