@@ -240,17 +240,16 @@ impl Writer {
             }
             attempts.insert((id, fence), (attempt, written, _counted));
         }
-        let mut patience = Patience::new();
         let mut recorded = HashMap::new();
-        // A success whose result the database refuses becomes a failure naming the refusal.
-        let refused = self
-            .write_successes(&succeeded, &mut patience, &mut recorded)
-            .await;
-        failed.extend(refused);
-        self.write_failures(failed, &mut patience, &mut recorded)
-            .await;
-        self.write_hand_backs(&handed_back, &mut patience, &mut recorded)
-            .await;
+        let parts = [
+            Part::Succeeded(succeeded),
+            Part::Failed {
+                failed,
+                refusals: false,
+            },
+            Part::HandedBack(handed_back),
+        ];
+        self.write_parts(parts, &mut recorded).await;
         for ((id, fence), (attempt, written, _counted)) in attempts {
             let outcome = recorded.remove(&(id, fence));
             attempt.span.in_scope(|| log_recorded(id, fence, &outcome));
@@ -261,153 +260,38 @@ impl Writer {
         }
     }
 
-    /// Writes the successes; returns those whose result the database refused, as failures.
-    async fn write_successes(
+    /// Writes `parts` in order, each in statements of at most [`MAX_BATCH`] outcomes, under one
+    /// [`Patience`]. A part the database refuses as data, or that runs out of time, is split
+    /// until the outcome at fault stands alone, so one bad or locked row never costs the others
+    /// their write; an outcome refused alone is written as the refusal instead.
+    async fn write_parts(
         &mut self,
-        succeeded: &[(TaskId, Fence, Value)],
-        patience: &mut Patience,
-        recorded: &mut HashMap<(TaskId, Fence), Recorded>,
-    ) -> Vec<AttemptFailure> {
-        let mut refused = Vec::new();
-        let mut parts: Vec<&[(TaskId, Fence, Value)]> = succeeded.chunks(MAX_BATCH).rev().collect();
-        while let Some(part) = parts.pop() {
-            let written = self
-                .conn
-                .run(async |db| queue::mark_succeeded_many(db, part).await)
-                .await;
-            match written {
-                Ok(ids) => {
-                    let fences: HashMap<TaskId, Fence> =
-                        part.iter().map(|(id, fence, _)| (*id, *fence)).collect();
-                    for id in ids {
-                        if let Some(fence) = fences.get(&id) {
-                            recorded.insert((id, *fence), Recorded::new(AttemptOutcome::Succeeded));
-                        }
-                    }
-                }
-                // Split until the refused success stands alone, so one bad row never costs
-                // the others their success.
-                Err(e) if apikit::db::is_invalid_data(&e) && part.len() > 1 => {
-                    let (left, right) = part.split_at(part.len() / 2);
-                    parts.extend([right, left]);
-                }
-                Err(e) if apikit::db::is_invalid_data(&e) => {
-                    let (id, fence, _) = &part[0];
-                    tracing::warn!(task_id = %id, attempt = fence.attempt, error = %e, "result refused by the database: attempt failed");
-                    refused.push(AttemptFailure {
-                        id: *id,
-                        fence: *fence,
-                        error: format!("the result could not be stored: {e}"),
-                        retry_delay: Duration::ZERO,
-                        failure: Failure::Permanent,
-                    });
-                }
-                Err(e) if timed_out(&e) && part.len() > 1 => {
-                    let (left, right) = part.split_at(part.len() / 2);
-                    parts.extend([right, left]);
-                }
-                Err(e) => {
-                    if self.try_again(patience, &e, part.len()).await {
-                        parts.push(part);
-                    }
-                }
-            }
-        }
-        refused
-    }
-
-    async fn write_failures(
-        &mut self,
-        failed: Vec<AttemptFailure>,
-        patience: &mut Patience,
+        parts: [Part; 3],
         recorded: &mut HashMap<(TaskId, Fence), Recorded>,
     ) {
-        let mut parts: Vec<Vec<AttemptFailure>> =
-            failed.chunks(MAX_BATCH).rev().map(<[_]>::to_vec).collect();
-        while let Some(mut part) = parts.pop() {
-            if part.is_empty() {
-                continue;
-            }
-            let written = self
-                .conn
-                .run(async |db| queue::mark_failed_many(db, &part).await)
-                .await;
-            match written {
-                Ok(rows) => {
-                    let asked: HashMap<TaskId, &AttemptFailure> =
-                        part.iter().map(|f| (f.id, f)).collect();
-                    for (id, left) in rows {
-                        let Some(failed) = asked.get(&id) else {
-                            continue;
-                        };
-                        let outcome = match (failed.failure, left.status()) {
-                            (Failure::TimedOut, _) => AttemptOutcome::Timeout,
-                            (_, TaskStatus::Pending) => AttemptOutcome::Retry,
-                            _ => AttemptOutcome::Failed,
-                        };
-                        recorded.insert(
-                            (id, failed.fence),
-                            Recorded {
-                                outcome,
-                                failure: Some(((*failed).clone(), left)),
-                            },
-                        );
+        let mut patience = Patience::new();
+        let mut pending: Vec<Part> = parts
+            .into_iter()
+            .flat_map(Part::chunks)
+            .filter(|part| part.len() > 0)
+            .rev()
+            .collect();
+        while let Some(part) = pending.pop() {
+            match self.conn.run(async |db| part.write(db).await).await {
+                Ok(rows) => recorded.extend(rows),
+                Err(e) if splits(&e) && part.len() > 1 => {
+                    let (first, second) = part.split();
+                    pending.extend([second, first]);
+                }
+                Err(e) if apikit::db::is_invalid_data(&e) => match part.refused(&e) {
+                    Some(instead) => pending.push(instead),
+                    None => {
+                        tracing::error!(error = %e, "the refusal of an outcome was refused too; the task will be rescued when its lease expires");
                     }
-                }
-                Err(e) if apikit::db::is_invalid_data(&e) && part.len() > 1 => {
-                    let right = part.split_off(part.len() / 2);
-                    parts.extend([right, part]);
-                }
-                Err(e)
-                    if apikit::db::is_invalid_data(&e) && !part[0].error.starts_with(REFUSED) =>
-                {
-                    // Recorded instead: the refusal, which the database can store.
-                    tracing::warn!(task_id = %part[0].id, attempt = part[0].fence.attempt, error = %e, "outcome refused by the database; recording the refusal");
-                    part[0].error = format!("{REFUSED}: {e}");
-                    part[0].failure = Failure::Permanent;
-                    parts.push(part);
-                }
-                Err(e) if timed_out(&e) && part.len() > 1 => {
-                    let right = part.split_off(part.len() / 2);
-                    parts.extend([right, part]);
-                }
+                },
                 Err(e) => {
-                    if self.try_again(patience, &e, part.len()).await {
-                        parts.push(part);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn write_hand_backs(
-        &mut self,
-        handed_back: &[(TaskId, Fence)],
-        patience: &mut Patience,
-        recorded: &mut HashMap<(TaskId, Fence), Recorded>,
-    ) {
-        let mut parts: Vec<&[(TaskId, Fence)]> = handed_back.chunks(MAX_BATCH).rev().collect();
-        while let Some(part) = parts.pop() {
-            let written = self
-                .conn
-                .run(async |db| queue::release_many(db, part).await)
-                .await;
-            match written {
-                Ok(ids) => {
-                    let fences: HashMap<TaskId, Fence> = part.iter().copied().collect();
-                    for id in ids {
-                        if let Some(fence) = fences.get(&id) {
-                            recorded.insert((id, *fence), Recorded::new(AttemptOutcome::Released));
-                        }
-                    }
-                }
-                Err(e) if timed_out(&e) && part.len() > 1 => {
-                    let (left, right) = part.split_at(part.len() / 2);
-                    parts.extend([right, left]);
-                }
-                Err(e) => {
-                    if self.try_again(patience, &e, part.len()).await {
-                        parts.push(part);
+                    if self.try_again(&mut patience, &e, part.len()).await {
+                        pending.push(part);
                     }
                 }
             }
@@ -416,7 +300,7 @@ impl Writer {
 
     /// After a failed write of `outcomes` outcomes: pauses and says to try again, or says to
     /// give up on them (the worker is stopping, or writes have failed too often for another
-    /// reason than the server being down); the rest of the batch is still tried.
+    /// reason than the database being unreachable); the rest of the batch is still tried.
     async fn try_again(&self, patience: &mut Patience, e: &sqlx::Error, outcomes: usize) -> bool {
         if !patience.failed(e, &self.stop) {
             // Their leases will expire and the rescuer will retry them: at-least-once.
@@ -429,8 +313,157 @@ impl Writer {
     }
 }
 
-/// How an outcome the database refused as data starts once it is recorded as the refusal.
-const REFUSED: &str = "the attempt's outcome could not be stored";
+/// Outcomes of one kind, written by one statement.
+enum Part {
+    Succeeded(Vec<(TaskId, Fence, Value)>),
+    /// `refusals`: these failures already stand for outcomes the database refused.
+    Failed {
+        failed: Vec<AttemptFailure>,
+        refusals: bool,
+    },
+    HandedBack(Vec<(TaskId, Fence)>),
+}
+
+impl Part {
+    fn len(&self) -> usize {
+        match self {
+            Part::Succeeded(items) => items.len(),
+            Part::Failed { failed, .. } => failed.len(),
+            Part::HandedBack(items) => items.len(),
+        }
+    }
+
+    /// This part in parts of at most [`MAX_BATCH`], in order.
+    fn chunks(self) -> Vec<Part> {
+        let mut parts = vec![self];
+        while parts.last().is_some_and(|p| p.len() > MAX_BATCH) {
+            let last = parts.pop().map(|p| p.split_at(MAX_BATCH));
+            parts.extend(last.into_iter().flat_map(|(a, b)| [a, b]));
+        }
+        parts
+    }
+
+    fn split(self) -> (Part, Part) {
+        let half = self.len() / 2;
+        self.split_at(half)
+    }
+
+    fn split_at(self, at: usize) -> (Part, Part) {
+        match self {
+            Part::Succeeded(mut items) => {
+                let rest = items.split_off(at);
+                (Part::Succeeded(items), Part::Succeeded(rest))
+            }
+            Part::Failed {
+                mut failed,
+                refusals,
+            } => {
+                let rest = failed.split_off(at);
+                (
+                    Part::Failed { failed, refusals },
+                    Part::Failed {
+                        failed: rest,
+                        refusals,
+                    },
+                )
+            }
+            Part::HandedBack(mut items) => {
+                let rest = items.split_off(at);
+                (Part::HandedBack(items), Part::HandedBack(rest))
+            }
+        }
+    }
+
+    /// Writes the part in one fenced statement: what was recorded, by attempt, for those whose
+    /// fence held.
+    async fn write(
+        &self,
+        db: &mut sqlx::PgConnection,
+    ) -> Result<Vec<((TaskId, Fence), Recorded)>, sqlx::Error> {
+        Ok(match self {
+            Part::Succeeded(items) => {
+                let fences: HashMap<TaskId, Fence> =
+                    items.iter().map(|(id, fence, _)| (*id, *fence)).collect();
+                let ids = queue::mark_succeeded_many(db, items).await?;
+                fenced(ids, &fences, |_| Recorded::new(AttemptOutcome::Succeeded))
+            }
+            Part::Failed { failed, .. } => {
+                let asked: HashMap<TaskId, &AttemptFailure> =
+                    failed.iter().map(|f| (f.id, f)).collect();
+                let rows = queue::mark_failed_many(db, failed).await?;
+                rows.into_iter()
+                    .filter_map(|(id, left)| {
+                        let failed = *asked.get(&id)?;
+                        let outcome = match (failed.failure, left.status()) {
+                            (Failure::TimedOut, _) => AttemptOutcome::Timeout,
+                            (_, TaskStatus::Pending) => AttemptOutcome::Retry,
+                            _ => AttemptOutcome::Failed,
+                        };
+                        let recorded = Recorded {
+                            outcome,
+                            failure: Some((failed.clone(), left)),
+                        };
+                        Some(((id, failed.fence), recorded))
+                    })
+                    .collect()
+            }
+            Part::HandedBack(items) => {
+                let fences: HashMap<TaskId, Fence> = items.iter().copied().collect();
+                let ids = queue::release_many(db, items).await?;
+                fenced(ids, &fences, |_| Recorded::new(AttemptOutcome::Released))
+            }
+        })
+    }
+
+    /// What to write instead of this one outcome, which the database refused as data: a
+    /// failure naming the refusal, unless it is one already.
+    fn refused(self, refusal: &sqlx::Error) -> Option<Part> {
+        let (id, fence, what) = match &self {
+            Part::Succeeded(items) => {
+                let (id, fence, _) = items.first()?;
+                (*id, *fence, "result")
+            }
+            Part::Failed {
+                failed,
+                refusals: false,
+            } => {
+                let failed = failed.first()?;
+                (failed.id, failed.fence, "outcome")
+            }
+            Part::Failed { refusals: true, .. } | Part::HandedBack(_) => return None,
+        };
+        tracing::warn!(task_id = %id, attempt = fence.attempt, error = %refusal, "{what} refused by the database: recording the refusal as the attempt's failure");
+        Some(Part::Failed {
+            failed: vec![AttemptFailure {
+                id,
+                fence,
+                error: format!("the attempt's {what} could not be stored: {refusal}"),
+                retry_delay: Duration::ZERO,
+                failure: Failure::Permanent,
+            }],
+            refusals: true,
+        })
+    }
+}
+
+/// `ids`, the tasks whose fence held, keyed by their attempt.
+fn fenced(
+    ids: Vec<TaskId>,
+    fences: &HashMap<TaskId, Fence>,
+    recorded: impl Fn(TaskId) -> Recorded,
+) -> Vec<((TaskId, Fence), Recorded)> {
+    ids.into_iter()
+        .filter_map(|id| Some(((id, *fences.get(&id)?), recorded(id))))
+        .collect()
+}
+
+/// Whether a part that failed with `e` is split in two: the database refused one of its
+/// outcomes as data, or a statement or lock wait ran out of time (a row another transaction
+/// holds).
+fn splits(e: &sqlx::Error) -> bool {
+    apikit::db::is_invalid_data(e)
+        || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|code| code == "57014" || code == "55P03"))
+}
 
 /// What was recorded for one attempt, with, for a failure, what was asked and where the task
 /// was left.
@@ -511,10 +544,4 @@ impl Patience {
         }
         self.pause = (self.pause * 2).min(MAX_WRITE_PAUSE);
     }
-}
-
-/// Whether `e` is a statement or lock wait that ran out of time: a batch split in two may
-/// leave the row that waited alone, and the others written.
-fn timed_out(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|code| code == "57014" || code == "55P03"))
 }
