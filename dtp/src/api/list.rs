@@ -5,7 +5,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use common::limits::is_queue_name;
+use common::limits::QueueName;
 use common::{Problem, TaskPage, TaskStatus};
 use serde::Deserialize;
 
@@ -164,10 +164,8 @@ pub(crate) fn parse_filter(params: ListParams) -> Result<ListFilter, ApiError> {
             "filters cannot contain NUL characters".into(),
         ));
     }
-    if let Some(queue) = params.queue.as_deref().filter(|q| !is_queue_name(q)) {
-        return Err(ApiError::BadRequest(format!(
-            "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -, got {queue:?}"
-        )));
+    if let Some(queue) = params.queue.as_deref() {
+        QueueName::parse("queue", queue).map_err(ApiError::BadRequest)?;
     }
     let status = params
         .status

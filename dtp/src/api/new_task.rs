@@ -1,7 +1,7 @@
 //! A task to create, as a request names it (`POST /tasks`, a batch's items, a schedule's
 //! template), checked field by field into a [`NewTask`] before anything is written.
 
-use common::limits::{is_queue_name, DEFAULT_QUEUE, MAX_ATTEMPTS};
+use common::limits::{QueueName, DEFAULT_QUEUE, MAX_ATTEMPTS};
 use common::CreateTask;
 
 use super::{ApiError, AppState};
@@ -63,12 +63,9 @@ pub(super) fn validate(request: CreateTask, state: &AppState) -> Result<NewTask,
             )));
         }
     }
-    let queue = request.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
-    if !is_queue_name(&queue) {
-        return Err(ApiError::Invalid(format!(
-            "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -, got {queue:?}"
-        )));
-    }
+    let queue = QueueName::parse("queue", request.queue.as_deref().unwrap_or(DEFAULT_QUEUE))
+        .map_err(ApiError::Invalid)?
+        .into_string();
     Ok(NewTask {
         task_type: request.task_type,
         payload: request.payload,

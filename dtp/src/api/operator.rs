@@ -3,7 +3,7 @@
 //! the same line and refuses the same input.
 
 use apikit::metrics::SECONDS_BUCKETS;
-use common::limits::is_queue_name;
+use common::limits::QueueName;
 use common::queue::bounds::{CONCURRENCY_LIMIT, MAX_RATE_PER_SECOND};
 use common::{
     AttemptOutcome, BulkAction, BulkFilter, BulkOutcome, Queue, QueuePatch, StatsList, StatsMinute,
@@ -109,8 +109,8 @@ pub(crate) fn validate_filter(filter: &BulkFilter) -> Result<(), ApiError> {
              lastErrorContains or lastError, or \"all\": true for every task",
         );
     }
-    if filter.queue.as_deref().is_some_and(|q| !is_queue_name(q)) {
-        return invalid("filter.queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -");
+    if let Some(queue) = filter.queue.as_deref() {
+        QueueName::parse("filter.queue", queue).map_err(ApiError::Invalid)?;
     }
     let text = |t: &Option<String>, most: usize| {
         t.as_deref()
@@ -144,9 +144,7 @@ pub(crate) async fn configure_queue(
 
 fn validate_queue_patch(name: &str, patch: &QueuePatch) -> Result<(), ApiError> {
     let invalid = |message: &str| Err(ApiError::Invalid(message.to_owned()));
-    if !is_queue_name(name) {
-        return invalid("a queue name is 1 to 100 characters of A-Z a-z 0-9 _ . : -");
-    }
+    QueueName::parse("the queue name", name).map_err(ApiError::Invalid)?;
     if let Some(Some(limit)) = patch.concurrency_limit {
         if !CONCURRENCY_LIMIT.contains(&limit) {
             return invalid("concurrencyLimit must be an integer from 1 to 1000000, or null");
@@ -166,10 +164,8 @@ pub(crate) async fn stats(
     minutes: i64,
     queue: Option<&str>,
 ) -> Result<StatsList, ApiError> {
-    if queue.is_some_and(|q| !is_queue_name(q)) {
-        return Err(ApiError::BadRequest(
-            "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -".into(),
-        ));
+    if let Some(queue) = queue {
+        QueueName::parse("queue", queue).map_err(ApiError::BadRequest)?;
     }
     let rows = queue::minute_stats(
         &state.operator_pool,

@@ -170,14 +170,11 @@ pub(super) async fn failures(
     Query(query): Query<FailuresQuery>,
 ) -> Page {
     let queue_name = query.queue.filter(|q| !q.is_empty());
-    if queue_name
+    if let Some(Err(refused)) = queue_name
         .as_deref()
-        .is_some_and(|q| !common::limits::is_queue_name(q))
+        .map(|q| common::limits::QueueName::parse("queue", q))
     {
-        return Err(ApiError::BadRequest(
-            "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -".into(),
-        )
-        .into());
+        return Err(ApiError::BadRequest(refused).into());
     }
     let groups = queue::failure_groups(&ui.app.operator_pool, queue_name.as_deref(), 100).await?;
     let now = chrono::Utc::now();

@@ -11,7 +11,7 @@ use apikit::{Caller, OptionalJson, PathId};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use common::limits::{is_queue_name, MAX_ATTEMPTS};
+use common::limits::{QueueName, MAX_ATTEMPTS};
 use common::{BindRequest, Problem, TaskView, WebTask};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -73,10 +73,8 @@ fn validate(request: &BindRequest) -> Result<(), ApiError> {
             MAX_ATTEMPTS.end()
         )));
     }
-    if let Some(queue) = request.queue.as_deref().filter(|q| !is_queue_name(q)) {
-        return Err(ApiError::Invalid(format!(
-            "queue must be 1 to 100 characters of A-Z a-z 0-9 _ . : -, got {queue:?}"
-        )));
+    if let Some(queue) = request.queue.as_deref() {
+        QueueName::parse("queue", queue).map_err(ApiError::Invalid)?;
     }
     Ok(())
 }
