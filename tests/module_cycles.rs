@@ -84,7 +84,7 @@ fn no_module_of_any_crate_is_in_an_import_cycle() {
 }
 
 #[test]
-fn the_check_finds_a_cycle_and_resolves_paths_as_rustc_does() {
+fn the_check_finds_a_cycle_and_resolves_paths_from_crate_super_self_and_re_exports() {
     let edges: BTreeSet<(String, String)> = [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]
         .into_iter()
         .map(|(x, y)| (x.to_owned(), y.to_owned()))

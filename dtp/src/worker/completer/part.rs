@@ -82,7 +82,7 @@ impl Part {
                 let fences: HashMap<TaskId, Fence> =
                     items.iter().map(|(id, fence, _)| (*id, *fence)).collect();
                 let ids = queue::mark_succeeded_many(db, items).await?;
-                fenced(ids, &fences, |_| Recorded::new(AttemptOutcome::Succeeded))
+                fenced(ids, &fences, AttemptOutcome::Succeeded)
             }
             Part::Failed { failed, .. } => {
                 let asked: HashMap<TaskId, &AttemptFailure> =
@@ -107,7 +107,7 @@ impl Part {
             Part::HandedBack(items) => {
                 let fences: HashMap<TaskId, Fence> = items.iter().copied().collect();
                 let ids = queue::release_many(db, items).await?;
-                fenced(ids, &fences, |_| Recorded::new(AttemptOutcome::Released))
+                fenced(ids, &fences, AttemptOutcome::Released)
             }
         })
     }
@@ -143,14 +143,14 @@ impl Part {
     }
 }
 
-/// `ids`, the tasks whose fence held, keyed by their attempt.
+/// `ids`, the tasks whose fence held, each recorded as `outcome`, keyed by their attempt.
 fn fenced(
     ids: Vec<TaskId>,
     fences: &HashMap<TaskId, Fence>,
-    recorded: impl Fn(TaskId) -> Recorded,
+    outcome: AttemptOutcome,
 ) -> Vec<((TaskId, Fence), Recorded)> {
     ids.into_iter()
-        .filter_map(|id| Some(((id, *fences.get(&id)?), recorded(id))))
+        .filter_map(|id| Some(((id, *fences.get(&id)?), Recorded::new(outcome))))
         .collect()
 }
 
